@@ -1,0 +1,248 @@
+"""Reading and writing audio files.
+
+Decoding goes through libsndfile (``soundfile``), which reads WAV, AU, FLAC, OGG/Vorbis and MP3;
+resampling uses the SoX resampler (``soxr``). Every failure is raised as :class:`AudioError`
+with a one-line message that names the file, so that batch jobs can skip and list bad files.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError
+
+__all__ = ["load", "save", "quantize_pcm16", "check_signal", "AUDIO_EXTENSIONS", "SILENCE_DB"]
+
+#: File name endings recognised as audio when scanning folders.
+AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+
+#: A recording whose RMS level is below this (dB relative to full scale) counts as silent:
+#: 16-bit dither alone sits near -101 dBFS, so nothing musical is lost by this bound.
+SILENCE_DB = -90.0
+
+
+def _declared_wav_bytes(fh) -> tuple[int, int] | None:
+    """Return (declared size, offset) of the RIFF/WAVE ``data`` chunk, or None if not found."""
+    header = fh.read(12)
+    if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+        return None
+    endian = "<" if header[:4] == b"RIFF" else ">"
+    while True:
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return None
+        cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+        if cid == b"data":
+            return size, fh.tell()
+        fh.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _check_truncated(path: Path) -> None:
+    """Raise if a WAV or AU header promises more sample bytes than the file holds.
+
+    libsndfile silently clamps such files to the bytes present, which would hide a broken
+    download or copy; the header is the only place the intended length is recorded.
+    """
+    suffix = path.suffix.lower()
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if suffix == ".wav":
+            found = _declared_wav_bytes(fh)
+            # 0 and 0xFFFFFFFF mean "unknown length" (streamed writers); nothing to check then.
+            if found and found[0] not in (0, 0xFFFFFFFF) and found[1] + found[0] > size:
+                missing = found[1] + found[0] - size
+                raise AudioError(f"{path}: truncated WAV file ({missing} bytes of audio data missing)")
+        elif suffix in (".au", ".snd"):
+            header = fh.read(12)
+            if len(header) == 12 and header[:4] == b".snd":
+                offset, nbytes = struct.unpack(">II", header[4:12])
+                if nbytes != 0xFFFFFFFF and offset + nbytes > size:
+                    missing = offset + nbytes - size
+                    raise AudioError(f"{path}: truncated AU file ({missing} bytes of audio data missing)")
+
+
+def load(
+    path: str | os.PathLike,
+    sr: int | None = 22050,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode an audio file to a float32 signal.
+
+    Parameters
+    ----------
+    path : str or path-like
+        WAV, AU, FLAC, OGG/Vorbis or MP3 file.
+    sr : int or None
+        Target sampling rate in Hz; ``None`` keeps the file's own rate.
+    mono : bool
+        Average all channels into one.
+    offset : float
+        Start reading this many seconds into the file.
+    duration : float or None
+        Read at most this many seconds (``None``: to the end). Only this part is decoded,
+        so taking the first 30 s of a long track is cheap.
+
+    Returns
+    -------
+    y : np.ndarray, float32
+        Shape ``(n_samples,)`` if ``mono`` else ``(n_channels, n_samples)``, in [-1, 1].
+    sr : int
+        Sampling rate of ``y`` in Hz.
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, empty, not audio, corrupt or truncated.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file")
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise AudioError(f"{path}: offset must be >= 0 s and duration > 0 s")
+    _check_truncated(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            native_sr = f.samplerate
+            expected = f.frames
+            start = int(round(offset * native_sr))
+            if start > 0:
+                if start >= expected:
+                    raise AudioError(f"{path}: offset {offset} s is past the end of the file")
+                f.seek(start)
+            count = -1 if duration is None else int(round(duration * native_sr))
+            data = f.read(frames=count, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        reason = str(exc).replace("\n", " ")
+        # libsndfile repeats the path in its message; keep only what went wrong.
+        reason = reason.replace(f"Error opening {str(path)!r}: ", "").strip()
+        raise AudioError(f"{path}: cannot decode audio ({reason})") from None
+    wanted = expected - start if duration is None else min(count, expected - start)
+    if len(data) < wanted:
+        raise AudioError(
+            f"{path}: truncated file (decoded {len(data)} of {wanted} samples the header announces)"
+        )
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: holds no audio samples")
+    y = data.T  # (channels, samples)
+    if mono:
+        y = y.mean(axis=0)
+    if sr is not None and sr != native_sr:
+        # soxr works on (samples, channels); 'HQ' is its default high-quality band-limited filter.
+        y = soxr.resample(y.T, native_sr, sr, quality="HQ").T
+    else:
+        sr = native_sr
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+
+
+def check_signal(y: np.ndarray, sr: int, min_samples: int, name: str = "signal") -> None:
+    """Raise :class:`AudioError` if a decoded signal is too short or silent to analyse.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono signal.
+    sr : int
+        Sampling rate in Hz (for the message).
+    min_samples : int
+        Fewest samples that make one analysis element (e.g. one STFT frame of 1024 samples).
+    name : str
+        File name or label to put in the message.
+    """
+    if y.shape[-1] < min_samples:
+        raise AudioError(
+            f"{name}: too short ({y.shape[-1] / sr:.3f} s; one analysis element needs "
+            f"{min_samples} samples = {min_samples / sr:.3f} s)"
+        )
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+    level = 20 * np.log10(rms) if rms > 0 else -np.inf
+    if level < SILENCE_DB:
+        raise AudioError(f"{name}: silent (RMS level {level:.1f} dBFS, below {SILENCE_DB:.0f} dBFS)")
+
+
+def save(
+    path: str | os.PathLike,
+    y: np.ndarray,
+    sr: int,
+    float_wav: bool = False,
+    on_clip: str = "error",
+) -> Path:
+    """Write a WAV file atomically (a crash never leaves a half-written file under ``path``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination ``.wav`` file; parent folders are created.
+    y : np.ndarray
+        Signal, shape ``(n_samples,)`` or ``(n_channels, n_samples)``, nominal range [-1, 1].
+    sr : int
+        Sampling rate in Hz.
+    float_wav : bool
+        Write 32-bit float samples (lossless, may exceed [-1, 1]) instead of 16-bit PCM.
+    on_clip : {'error', 'clip'}
+        What to do when a 16-bit file would clip (a sample beyond [-1, 1)): raise
+        :class:`AudioError` saying by how much, or clip silently.
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    path = Path(path)
+    y = np.asarray(y, dtype=np.float32)
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{path}: refusing to write NaN or infinite samples")
+    if not float_wav:
+        peak = float(np.max(np.abs(y))) if y.size else 0.0
+        if peak > 1.0:
+            if on_clip == "error":
+                n = int(np.sum(np.abs(y) > 1.0))
+                raise AudioError(
+                    f"{path}: 16-bit WAV would clip {n} samples (peak {20 * np.log10(peak):+.2f} dBFS); "
+                    "write a float WAV or lower the level"
+                )
+            if on_clip != "clip":
+                raise ValueError(f"on_clip must be 'error' or 'clip', not {on_clip!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent, prefix=".tmp-")
+    os.close(fd)
+    try:
+        if float_wav:
+            sf.write(tmp, y.T, sr, format="WAV", subtype="FLOAT")
+        else:
+            # Quantise here rather than in libsndfile so that what is written is exactly
+            # quantize_pcm16(y): callers can predict the decoded file bit for bit.
+            sf.write(tmp, _to_int16(y).T, sr, format="WAV", subtype="PCM_16")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _to_int16(y: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(y, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def quantize_pcm16(y: np.ndarray) -> np.ndarray:
+    """Round a float signal to the values a 16-bit PCM WAV written by :func:`save` holds.
+
+    Reading such a file back with :func:`load` (at its own rate) returns exactly this array.
+    """
+    return (_to_int16(y) / 32768.0).astype(np.float32)

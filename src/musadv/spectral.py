@@ -1,0 +1,180 @@
+"""Short-time Fourier transform and its inverse: the only STFT code in musadv.
+
+Classifiers, the adversary, the spectra cache and the reports all call :func:`stft` /
+:func:`magnitude` and :func:`istft`, so they agree on framing to the sample. Both are PyTorch,
+batched over leading dimensions and differentiable.
+
+Spectra are laid out ``(..., n_frames, n_bins)``: one row per frame, because a frame (or a run
+of frames) is what the classifiers take as an input element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["STFTConfig", "REFERENCE", "stft", "magnitude", "istft", "n_frames"]
+
+WINDOWS = ("hann", "hann_symmetric")
+
+
+@dataclass(frozen=True)
+class STFTConfig:
+    """Analysis settings (paper eq. 1-2).
+
+    Parameters
+    ----------
+    sr : int
+        Sampling rate in Hz that audio is resampled to before analysis.
+    n_fft : int
+        Window and FFT length in samples (1024 = 46 ms at 22050 Hz).
+    hop : int
+        Frame advance in samples (512 = 50 % overlap).
+    window : {'hann', 'hann_symmetric'}
+        ``'hann'`` is the periodic Hann window, whose squares overlap-add to a constant at 50 %
+        hop, so analysis and resynthesis are exact. ``'hann_symmetric'`` is ``np.hanning`` as in
+        the authors' reference code.
+    center : bool
+        Pad ``n_fft // 2`` zeros at both ends so frame ``t`` is centred on sample ``t * hop``
+        (every sample is then covered by two frames and reconstructs exactly). ``False`` frames
+        from sample 0 without padding, as the reference code does.
+    """
+
+    sr: int = 22050
+    n_fft: int = 1024
+    hop: int = 512
+    window: str = "hann"
+    center: bool = True
+
+    def __post_init__(self):
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, not {self.window!r}")
+        if not 0 < self.hop <= self.n_fft:
+            raise ValueError("hop must be in (0, n_fft]")
+
+    @property
+    def n_bins(self) -> int:
+        """Number of non-negative frequency bins, ``n_fft // 2 + 1`` (513)."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples that give one complete frame."""
+        return self.n_fft
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "STFTConfig":
+        return cls(**{k: d[k] for k in ("sr", "n_fft", "hop", "window", "center")})
+
+
+#: The framing of the authors' reference code: symmetric Hann, no centring.
+REFERENCE = STFTConfig(window="hann_symmetric", center=False)
+
+
+def window(config: STFTConfig, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The analysis window as a tensor of ``n_fft`` samples."""
+    return torch.hann_window(
+        config.n_fft, periodic=config.window == "hann", dtype=dtype, device=device
+    )
+
+
+def n_frames(n_samples: int, config: STFTConfig) -> int:
+    """Number of frames :func:`stft` returns for a signal of ``n_samples`` samples."""
+    if config.center:
+        return 1 + n_samples // config.hop
+    if n_samples < config.n_fft:
+        return 0
+    return 1 + (n_samples - config.n_fft) // config.hop
+
+
+def stft(y: torch.Tensor, config: STFTConfig = STFTConfig()) -> torch.Tensor:
+    """Complex STFT of one or many signals.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        Real signal(s), shape ``(..., n_samples)``.
+    config : STFTConfig
+
+    Returns
+    -------
+    torch.Tensor
+        Complex, shape ``(..., n_frames, n_bins)``.
+    """
+    lead = y.shape[:-1]
+    flat = y.reshape(-1, y.shape[-1])
+    spec = torch.stft(
+        flat,
+        n_fft=config.n_fft,
+        hop_length=config.hop,
+        window=window(config, flat.dtype, flat.device),
+        center=config.center,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    return spec.transpose(-1, -2).reshape(*lead, spec.shape[-1], spec.shape[-2])
+
+
+def magnitude(y, config: STFTConfig = STFTConfig()):
+    """Magnitude spectrum ``|STFT|`` of one or many signals.
+
+    Parameters
+    ----------
+    y : torch.Tensor or np.ndarray
+        Real signal(s), shape ``(..., n_samples)``.
+    config : STFTConfig
+
+    Returns
+    -------
+    torch.Tensor or np.ndarray (float32)
+        Shape ``(..., n_frames, n_bins)``, of the same kind as ``y``.
+    """
+    if isinstance(y, np.ndarray):
+        with torch.no_grad():
+            return stft(torch.from_numpy(np.ascontiguousarray(y, np.float32)), config).abs().numpy()
+    return stft(y, config).abs()
+
+
+def istft(spec: torch.Tensor, config: STFTConfig = STFTConfig(), length: int | None = None) -> torch.Tensor:
+    """Least-squares inverse STFT (weighted overlap-add, Griffin & Lim 1984).
+
+    For a spectrum that came from :func:`stft` this returns the original signal; for any other
+    complex array it returns the signal whose STFT is closest to it in the least-squares sense.
+    Samples that no window covers (only at the ends when ``center=False``) come out as 0.
+
+    Parameters
+    ----------
+    spec : torch.Tensor
+        Complex, shape ``(..., n_frames, n_bins)``.
+    config : STFTConfig
+    length : int or None
+        Length of the output in samples; by default as many as the frames span.
+
+    Returns
+    -------
+    torch.Tensor
+        Real, shape ``(..., length)``.
+    """
+    lead, n_fr = spec.shape[:-2], spec.shape[-2]
+    flat = spec.reshape(-1, n_fr, spec.shape[-1])
+    real_dtype = flat.real.dtype
+    win = window(config, real_dtype, flat.device)
+    frames = torch.fft.irfft(flat, n=config.n_fft, dim=-1) * win  # (B, T, n_fft)
+    total = config.n_fft + config.hop * (n_fr - 1)
+    fold = dict(output_size=(1, total), kernel_size=(1, config.n_fft), stride=(1, config.hop))
+    y = F.fold(frames.transpose(1, 2), **fold).reshape(flat.shape[0], total)
+    env = F.fold((win * win).expand(1, n_fr, -1).transpose(1, 2), **fold).reshape(total)
+    y = y / torch.where(env > 1e-8, env, torch.ones_like(env))
+    start = config.n_fft // 2 if config.center else 0
+    if length is None:
+        length = config.hop * (n_fr - 1) if config.center else total
+    y = y[:, start : start + length]
+    if y.shape[-1] < length:
+        y = F.pad(y, (0, length - y.shape[-1]))
+    return y.reshape(*lead, length)

@@ -1,0 +1,57 @@
+"""musadv.cli: every command has --help; the built-in data goes through partition and prepare; errors are one line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from musadv.cli import cli, main
+
+COMMANDS = ["make-data", "partition", "prepare"]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "musadv.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(args=[*command, "--help"], prog_name="musadv")
+    assert info.value.code == 0
+    assert "Usage: musadv" in capsys.readouterr().out
+
+
+def test_builtin_data_partition_and_prepare(tmp_path):
+    data, part, out = tmp_path / "data", tmp_path / "p.json", tmp_path / "cache"
+    assert _run("make-data", data, "--clips", 3, "--duration", 2).returncode == 0
+    r = _run("partition", data, "--method", "artist", "--artists", data / "artists.csv",
+             "--fractions", "0.34,0.33,0.33", "--out", part)
+    assert r.returncode == 0, r.stderr
+    r = _run("prepare", data, "--partition", part, "--out", out, "--jobs", 2, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "18 recordings cached" in r.stdout
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["entries"]) == 18
+    kf = _run("partition", data, "--method", "kfold", "-k", 3, "--out", tmp_path / "k.json")
+    assert kf.returncode == 0 and (tmp_path / "k-fold2.json").exists()
+
+
+def test_input_errors_are_one_line_without_traceback(tmp_path):
+    r = _run("partition", tmp_path, "--out", tmp_path / "p.json")
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:")
+    assert "Traceback" not in r.stderr
+    r = _run("prepare", "--out", tmp_path / "c")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_prepare_reports_skipped_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "broken.wav").write_bytes(b"RIFF....WAVE")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "empty.au").write_bytes(b"")
+    r = _run("prepare", tmp_path, "--fractions", "1,0,0", "--out", tmp_path / "c", "--quiet")
+    assert r.returncode == 0
+    assert "2 recordings skipped" in r.stderr and "broken.wav" in r.stderr and "Traceback" not in r.stderr
