@@ -190,14 +190,15 @@ def prepare(
         bar.update(1)
 
     try:
-        # Starting a worker costs ~1 s (importing PyTorch); for a few files the in-process
+        # Starting workers has a fixed cost; for a few files the in-process
         # path, whose FFTs already use every core, is faster.
         if jobs == 1 or len(todo) < MIN_FILES_FOR_WORKERS:
             for task in todo:
                 record(_work(task))
         else:
-            # 'spawn' avoids forking a process whose PyTorch thread pools are already running.
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            # 'fork' (not 'spawn') so that scripts without an ``if __name__ == '__main__'`` guard
+            # work; the workers run PyTorch single-threaded, which keeps forking safe.
+            with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_init_worker) as pool:
                 for fut in as_completed([pool.submit(_work, t) for t in todo]):
                     record(fut.result())
     finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+import json
+
 from . import cache, datasets, partitions, synth
 from .errors import MusadvError
 from .spectral import REFERENCE, STFTConfig
@@ -129,6 +131,108 @@ def prepare_cmd(data, partition_file, labels_file, fractions, seed, out, duratio
         click.echo(f"{len(result.errors)} recordings skipped, listed in {out / 'errors.csv'}:", err=True)
         for e in result.errors[:5]:
             click.echo(f"  {e['error']}", err=True)
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected two integers like 4x400, got {text!r}") from None
+    return a, b
+
+
+@cli.command("train")
+@click.argument("cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--arch", type=click.Choice(["dnn", "cdnn"]), default="dnn", show_default=True)
+@click.option("--units", type=int, default=None, help="Hidden units per layer (DNN: 50 or 500 in the paper; CDNN: fully connected layer, 50).")
+@click.option("--layers", type=int, default=3, show_default=True, help="DNN hidden layers.")
+@click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout probability after hidden layers.")
+@click.option("--patch", type=int, default=100, show_default=True, help="CDNN: frames per patch.")
+@click.option("--filters", type=int, default=32, show_default=True, help="CDNN: filters per convolution.")
+@click.option("--kernel1", default="4x400", show_default=True, help="CDNN: first kernel, frames x bins.")
+@click.option("--kernel2", default="8x8", show_default=True, help="CDNN: second kernel, frames x bins.")
+@click.option("--epochs", type=int, default=None, help="Most epochs (reference: DNN 200, CDNN 30).")
+@click.option("--batch-size", type=int, default=None, help="Elements per step (reference: DNN 1200 frames, CDNN 5 patches).")
+@click.option("--lr", type=float, default=None, help="Initial learning rate (reference: DNN 0.01, CDNN 0.001).")
+@click.option("--patience", type=int, default=None, help="Epochs without 0.1 %% validation improvement before stopping (10).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from the checkpoint in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar (epoch lines are still printed).")
+def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, kernel2, epochs, batch_size, lr,
+              patience, seed, out, resume, quiet):
+    """Train a DNN or CDNN on the train split of a prepared cache (early stopping on valid)."""
+    from .training import TrainConfig, train
+
+    if arch == "dnn":
+        spec = {"arch": "dnn", "hidden": units or 50, "layers": layers, "dropout": dropout}
+    else:
+        spec = {"arch": "cdnn", "patch": patch, "filters": filters, "kernel1": list(_pair(kernel1)),
+                "kernel2": list(_pair(kernel2)), "hidden": units or 50, "dropout": dropout}
+    config = TrainConfig.reference(arch, max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
+    model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet)
+    t = model.info["training"]
+    click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")
+
+
+def _load_any_model(path: Path):
+    from .models import load_model
+
+    return load_model(path)
+
+
+@cli.command("classify")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--duration", type=float, default=None, help="Use only this many seconds of each file.")
+@click.option("--offset", type=float, default=0.0, show_default=True, help="Start this many seconds into each file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of text.")
+def classify_cmd(model_dir, files, duration, offset, as_json):
+    """Label audio FILES (any format, rate, channels, length) with a trained model.
+
+    Prints each file's label and the confidence of every label (mean element posterior).
+    A file that cannot be used gets a one-line error; the others are still classified.
+    """
+    from .classify import classify_file
+
+    model = _load_any_model(model_dir)
+    failed = 0
+    for f in files:
+        try:
+            pred = classify_file(model, f, offset=offset, duration=duration)
+        except MusadvError as exc:
+            failed += 1
+            if as_json:
+                click.echo(json.dumps({"file": str(f), "error": str(exc)}))
+            click.echo(f"error: {exc}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps({"file": str(f), **pred.to_dict()}))
+        else:
+            ranked = sorted(pred.confidence.items(), key=lambda kv: -kv[1])
+            click.echo(f"{f}: {pred.label}  (" + ", ".join(f"{k} {v:.3f}" for k, v in ranked) + ")")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command("test")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache (default: the one the model was trained on).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for predictions.csv, metrics.json and metrics.txt (default: MODEL_DIR/test-SPLIT).")
+def test_cmd(model_dir, split, cache_dir, out):
+    """Figures of merit of a model on a split: confusion matrix, recall, precision, F, binomial test."""
+    from .evaluate import evaluate_model, format_table
+
+    model = _load_any_model(model_dir)
+    if cache_dir is None:
+        cache_dir = model.info.get("data", {}).get("cache")
+        if not cache_dir:
+            raise click.UsageError("the model does not name its cache; give --cache")
+    out = out or model_dir / f"test-{split}"
+    fom = evaluate_model(model, cache.SpectraCache(cache_dir), split, out)
+    click.echo(format_table(fom))
+    click.echo(f"written to {out}")
 
 
 def main(argv=None):

@@ -1,0 +1,302 @@
+"""The paper's networks (DNN on frames, CDNN on patches) and their safe model files.
+
+Every classifier here speaks one small interface, which the trainer, the evaluation and the
+adversary use and nothing else:
+
+* ``model.element_frames``: how many consecutive magnitude frames make one input element
+  (1 for the DNN, 100 for the CDNN);
+* ``model.elements(frames)``: cut a recording's magnitude frames ``(n_frames, n_bins)`` into
+  its elements ``(n_elements, element_frames, n_bins)`` (non-overlapping, as the reference code);
+* ``model(elements)``: logits ``(n_elements, n_labels)``, differentiable in the raw magnitudes.
+
+The standardisation (training-set mean and standard deviation per input dimension) is a fixed
+first layer, so a network's input is the raw magnitude spectrum, which is what the adversary
+changes. A model is saved as a directory with ``model.safetensors`` (weights) and
+``model.json`` (architecture, labels, STFT settings, partition, training history): loading it
+never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import MusadvError
+from .io import atomic_path, write_json_atomic
+from .spectral import STFTConfig
+
+__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "load_model", "ModelError", "check_compatible"]
+
+FORMAT = "musadv-model"
+
+
+class ModelError(MusadvError):
+    """A model file is missing, malformed, or does not fit the data it is asked to judge."""
+
+
+class Standardize(nn.Module):
+    """Fixed per-dimension standardisation ``(x - mean) / std`` (not trained).
+
+    Parameters
+    ----------
+    n_bins : int
+        Frequency bins per frame; statistics are per bin and broadcast over the frames of an
+        element, so the DNN and the CDNN share them.
+    """
+
+    def __init__(self, n_bins: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_bins))
+        self.register_buffer("std", torch.ones(n_bins))
+
+    def fit(self, mean: np.ndarray, std: np.ndarray, floor: float = 1e-8) -> None:
+        """Set the statistics (``std`` is floored to keep constant bins finite)."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.maximum(std, floor), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class _ElementModel(nn.Module):
+    """Common part of the interface: labels, STFT settings and cutting frames into elements."""
+
+    arch: str = ""
+    element_frames: int = 1
+
+    def __init__(self, labels: list[str], stft: STFTConfig):
+        super().__init__()
+        self.labels = list(labels)
+        self.stft = stft
+        self.standardize = Standardize(stft.n_bins)
+
+    def elements(self, frames: torch.Tensor) -> torch.Tensor:
+        """Non-overlapping elements of a recording's frames.
+
+        Parameters
+        ----------
+        frames : torch.Tensor
+            Magnitudes ``(n_frames, n_bins)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n_frames // element_frames, element_frames, n_bins)``; trailing frames that do
+            not fill an element are left out. A view of ``frames`` (gradients flow through).
+        """
+        n = frames.shape[0] // self.element_frames
+        return frames[: n * self.element_frames].reshape(n, self.element_frames, frames.shape[-1])
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+
+class DNN(_ElementModel):
+    """Fully connected network on single magnitude frames (paper section II-C).
+
+    Parameters
+    ----------
+    labels : list of str
+        Output labels, in order.
+    stft : STFTConfig
+        Analysis settings the input frames come from (513 bins by default).
+    hidden : int
+        Units per hidden layer (the paper: 50 or 500).
+    layers : int
+        Number of hidden layers (the paper: 3).
+    dropout : float
+        Dropout probability after each hidden layer (0: none).
+    """
+
+    arch = "dnn"
+    element_frames = 1
+
+    def __init__(self, labels, stft: STFTConfig = STFTConfig(), hidden: int = 50, layers: int = 3, dropout: float = 0.0):
+        super().__init__(labels, stft)
+        self.hidden, self.layers, self.dropout = hidden, layers, dropout
+        dims = [stft.n_bins] + [hidden] * layers
+        self.hidden_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.drop = nn.Dropout(dropout)
+        self.output = nn.Linear(dims[-1], len(self.labels))
+
+    def activations(self, elements: torch.Tensor) -> list[torch.Tensor]:
+        """ReLU outputs of every hidden layer, each ``(n_elements, hidden)``."""
+        h = self.standardize(elements.reshape(elements.shape[0], -1))
+        out = []
+        for layer in self.hidden_layers:
+            h = torch.relu(layer(h))
+            out.append(h)
+            h = self.drop(h)
+        return out
+
+    def forward(self, elements: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n_elements, n_labels)`` of elements ``(n_elements, 1, n_bins)``."""
+        return self.output(self.drop(self.activations(elements)[-1]))
+
+    def config(self) -> dict:
+        return {"arch": self.arch, "hidden": self.hidden, "layers": self.layers, "dropout": self.dropout}
+
+
+class CDNN(_ElementModel):
+    """Convolutional network on patches of consecutive frames (reference ``mlp_rlu_conv2.yaml``).
+
+    Input ``patch`` frames x ``n_bins`` bins; conv ``filters`` of ``kernel1`` (time x frequency),
+    ReLU, max-pool ``pool`` stride ``pool_stride``; conv ``filters`` of ``kernel2``, ReLU,
+    max-pool; fully connected ``hidden`` ReLU; output layer. The defaults are the paper's:
+    32 filters of 4 x 400, then 32 of 8 x 8, pools 4 x 4 stride 2 x 2, 50 hidden units, 100 frames.
+
+    Parameters
+    ----------
+    labels : list of str
+    stft : STFTConfig
+    patch : int
+        Frames per element (100 = 2.3 s at the paper's settings).
+    filters : int
+    kernel1, kernel2 : (int, int)
+        Convolution kernel sizes (frames, bins).
+    pool, pool_stride : (int, int)
+    hidden : int
+    dropout : float
+    """
+
+    arch = "cdnn"
+
+    def __init__(
+        self,
+        labels,
+        stft: STFTConfig = STFTConfig(),
+        patch: int = 100,
+        filters: int = 32,
+        kernel1=(4, 400),
+        kernel2=(8, 8),
+        pool=(4, 4),
+        pool_stride=(2, 2),
+        hidden: int = 50,
+        dropout: float = 0.0,
+    ):
+        super().__init__(labels, stft)
+        self.element_frames = patch
+        self.settings = {"patch": patch, "filters": filters, "kernel1": list(kernel1), "kernel2": list(kernel2),
+                         "pool": list(pool), "pool_stride": list(pool_stride), "hidden": hidden, "dropout": dropout}
+        self.features = nn.Sequential(
+            nn.Conv2d(1, filters, tuple(kernel1)),
+            nn.ReLU(),
+            nn.MaxPool2d(tuple(pool), tuple(pool_stride)),
+            nn.Conv2d(filters, filters, tuple(kernel2)),
+            nn.ReLU(),
+            nn.MaxPool2d(tuple(pool), tuple(pool_stride)),
+        )
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, 1, patch, stft.n_bins)).numel()
+        self.fc = nn.Linear(n_flat, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden, len(self.labels))
+
+    def activations(self, elements: torch.Tensor) -> list[torch.Tensor]:
+        """Output of the fully connected hidden layer, ``[(n_elements, hidden)]``."""
+        h = self.features(self.standardize(elements).unsqueeze(1))
+        return [torch.relu(self.fc(h.flatten(1)))]
+
+    def forward(self, elements: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n_elements, n_labels)`` of elements ``(n_elements, patch, n_bins)``."""
+        return self.output(self.drop(self.activations(elements)[-1]))
+
+    def config(self) -> dict:
+        return {"arch": self.arch, **self.settings}
+
+
+def build(config: dict, labels: list[str], stft: STFTConfig = STFTConfig()) -> _ElementModel:
+    """Make an untrained network from a ``config()`` dict (``{'arch': 'dnn', 'hidden': 50, ...}``)."""
+    cfg = dict(config)
+    arch = cfg.pop("arch", None)
+    if arch == "dnn":
+        return DNN(labels, stft, **cfg)
+    if arch == "cdnn":
+        return CDNN(labels, stft, **cfg)
+    raise ModelError(f"unknown architecture {arch!r} (expected 'dnn' or 'cdnn')")
+
+
+def save_model(model: _ElementModel, path: str | os.PathLike, info: dict | None = None) -> Path:
+    """Save a model as a directory: ``model.safetensors`` and ``model.json``.
+
+    Parameters
+    ----------
+    model : DNN or CDNN
+    path : path
+        Directory to write (created).
+    info : dict, optional
+        More to record in ``model.json``: partition, training settings, history, data settings.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path / "model.safetensors", ".safetensors") as tmp:
+        save_file(state, str(tmp))
+    meta = {"format": FORMAT, "version": 1, "config": model.config(), "labels": model.labels,
+            "stft": model.stft.to_dict(), **(info or {})}
+    write_json_atomic(path / "model.json", meta)
+    return path
+
+
+def read_model_info(path: str | os.PathLike) -> dict:
+    """The ``model.json`` of a saved model."""
+    path = Path(path)
+    meta_file = path / "model.json" if path.is_dir() else path
+    try:
+        meta = json.loads(meta_file.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not a musadv model (no model.json)") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{meta_file}: unreadable ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{meta_file}: not a musadv model file")
+    return meta
+
+
+def load_model(path: str | os.PathLike) -> _ElementModel:
+    """Load a model saved by :func:`save_model` (weights from safetensors; no pickle).
+
+    The returned model is in evaluation mode; ``model.info`` holds its ``model.json``.
+    """
+    path = Path(path)
+    meta = read_model_info(path)
+    model = build(meta["config"], meta["labels"], STFTConfig.from_dict(meta["stft"]))
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except (FileNotFoundError, OSError) as exc:
+        raise ModelError(f"{path}: cannot read model.safetensors ({exc})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit the architecture in model.json ({str(exc).splitlines()[0]})") from None
+    model.info = meta
+    return model.eval()
+
+
+def check_compatible(model: _ElementModel, stft: STFTConfig, labels: list[str] | None = None, what: str = "data") -> None:
+    """Raise :class:`ModelError` if a model is asked to judge data it was not made for.
+
+    Parameters
+    ----------
+    stft : STFTConfig
+        Analysis settings of the data.
+    labels : list of str, optional
+        Labels of the data; every one must be among the model's.
+    what : str
+        Name of the data for the message (a cache folder, a file).
+    """
+    if stft != model.stft:
+        raise ModelError(
+            f"{what}: analysed with {stft.to_dict()}, but the model was trained on {model.stft.to_dict()}; "
+            "prepare the data with the model's settings"
+        )
+    if labels is not None:
+        unknown = [lab for lab in labels if lab not in model.labels]
+        if unknown:
+            raise ModelError(f"{what}: labels {unknown} are not among the model's labels {model.labels}")

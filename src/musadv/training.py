@@ -1,0 +1,316 @@
+"""Training the networks on a spectra cache, as the reference code does, with resumable checkpoints.
+
+SGD with momentum rising linearly (0.5 to 0.9) and the learning rate falling linearly (to 1 %)
+over the first epochs, early stopping on the validation misclassification rate of elements
+(stop when it has not improved by 0.1 % for 10 epochs), keeping the best model on validation.
+
+Every epoch ends with an atomic checkpoint (safetensors + JSON) in the output directory, so a
+Ctrl-C or a kill loses at most the epoch in progress and ``resume=True`` continues from there.
+Shuffling and dropout are seeded per epoch, so a resumed run gives the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .cache import SpectraCache
+from .errors import MusadvError
+from .io import atomic_path, write_json_atomic
+from .models import build, save_model
+
+__all__ = ["TrainConfig", "ElementData", "train", "standardisation_stats"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. :meth:`reference` gives the authors' settings for each architecture.
+
+    Attributes
+    ----------
+    lr : float
+        Initial learning rate.
+    lr_final : float
+        Learning rate reached after ``schedule_epochs``, as a fraction of ``lr``.
+    momentum_start, momentum_end : float
+        Momentum at epoch 0 and after ``schedule_epochs`` (linear in between).
+    schedule_epochs : int
+        Epochs over which the learning rate and momentum schedules run.
+    batch_size : int
+        Elements (frames or patches) per SGD step.
+    max_epochs : int
+    patience : int
+        Stop when validation error has not improved for this many epochs.
+    min_improvement : float
+        Relative decrease of validation error that counts as an improvement (0.001 = 0.1 %).
+    seed : int
+        Seeds the initial weights, the shuffling and dropout.
+    """
+
+    lr: float = 0.01
+    lr_final: float = 0.01
+    momentum_start: float = 0.5
+    momentum_end: float = 0.9
+    schedule_epochs: int = 50
+    batch_size: int = 1200
+    max_epochs: int = 200
+    patience: int = 10
+    min_improvement: float = 0.001
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def reference(cls, arch: str, **overrides) -> "TrainConfig":
+        """The reference code's settings: DNN lr 0.01, batch 1200; CDNN lr 0.001, batch 5, 30 epochs."""
+        base = {"dnn": {}, "cdnn": {"lr": 0.001, "batch_size": 5, "max_epochs": 30}}[arch]
+        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def lr_at(self, epoch: int) -> float:
+        frac = min(epoch, self.schedule_epochs) / max(1, self.schedule_epochs)
+        return self.lr * (1 - (1 - self.lr_final) * frac)
+
+    def momentum_at(self, epoch: int) -> float:
+        frac = min(epoch, self.schedule_epochs) / max(1, self.schedule_epochs)
+        return self.momentum_start + (self.momentum_end - self.momentum_start) * frac
+
+
+class ElementData:
+    """The elements of one split of a cache, ready for batching.
+
+    All frames of the split are read once into one contiguous float32 array (one copy of the
+    data in memory); an element is a start row into it, so frames and patches alike are
+    gathered per batch with a single index operation.
+
+    Parameters
+    ----------
+    cache : SpectraCache
+    split : str
+    element_frames : int
+        1 for frames, e.g. 100 for patches (non-overlapping within each recording).
+    labels : list of str
+        Label order of the model.
+    """
+
+    def __init__(self, cache: SpectraCache, split: str, element_frames: int, labels: list[str]):
+        entries = cache.split(split)
+        self.entries = entries
+        self.element_frames = element_frames
+        n_total = sum(e.n_frames for e in entries)
+        frames = np.empty((n_total, cache.config.n_bins), np.float32)
+        starts, labels_idx, recs = [], [], []
+        pos = 0
+        index = {lab: i for i, lab in enumerate(labels)}
+        for r, e in enumerate(entries):
+            frames[pos : pos + e.n_frames] = cache.frames(e)
+            n_el = e.n_frames // element_frames
+            starts.append(pos + element_frames * np.arange(n_el))
+            labels_idx.append(np.full(n_el, index[e.label]))
+            recs.append(np.full(n_el, r))
+            pos += e.n_frames
+        self.frames = torch.from_numpy(frames)
+        cat = lambda xs: torch.from_numpy(np.concatenate(xs).astype(np.int64)) if xs else torch.zeros(0, dtype=torch.int64)
+        self.starts, self.labels, self.recording = cat(starts), cat(labels_idx), cat(recs)
+        self._offsets = torch.arange(element_frames)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elements ``(len(idx), element_frames, n_bins)`` and their label indices."""
+        rows = (self.starts[idx, None] + self._offsets).reshape(-1)
+        x = self.frames.index_select(0, rows).reshape(len(idx), self.element_frames, -1)
+        return x, self.labels[idx]
+
+
+def standardisation_stats(frames: torch.Tensor, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation of magnitude frames ``(n, n_bins)`` (float64 sums)."""
+    s = torch.zeros(frames.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    for i in range(0, len(frames), chunk):
+        x = frames[i : i + chunk].double()
+        s += x.sum(0)
+        s2 += (x * x).sum(0)
+    n = len(frames)
+    mean = s / n
+    var = (s2 / n - mean * mean).clamp_min(0)
+    return mean.numpy(), var.sqrt().numpy()
+
+
+def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
+    """Element misclassification rate and recording error rate (eq. 3-4) of a split."""
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    post = []
+    with torch.no_grad():
+        for i in range(0, len(data), batch):
+            x, _ = data.batch(torch.arange(i, min(i + batch, len(data))))
+            post.append(torch.softmax(model(x), -1))
+    model.train()
+    post = torch.cat(post)
+    element_err = (post.argmax(1) != data.labels).double().mean().item()
+    n_rec = int(data.recording.max()) + 1
+    conf = torch.zeros(n_rec, post.shape[1], dtype=post.dtype).index_add_(0, data.recording, post)
+    rec_labels = torch.zeros(n_rec, dtype=torch.int64).index_copy_(0, data.recording, data.labels)
+    rec_err = (conf.argmax(1) != rec_labels).double().mean().item()
+    return element_err, rec_err
+
+
+def _save_checkpoint(out: Path, model, optimizer, best_state, meta: dict) -> None:
+    tensors = {f"model/{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"best/{k}": v.clone() for k, v in best_state.items()})
+    for i, st in optimizer.state_dict()["state"].items():
+        if "momentum_buffer" in st and st["momentum_buffer"] is not None:
+            tensors[f"momentum/{i}"] = st["momentum_buffer"].clone()
+    with atomic_path(out / "checkpoint.safetensors", ".safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    write_json_atomic(out / "checkpoint.json", meta)
+
+
+def _load_checkpoint(out: Path, model, optimizer) -> tuple[dict, dict]:
+    meta = json.loads((out / "checkpoint.json").read_text())
+    tensors = load_file(str(out / "checkpoint.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")}
+    state = optimizer.state_dict()
+    state["state"] = {int(k[9:]): {"momentum_buffer": v} for k, v in tensors.items() if k.startswith("momentum/")}
+    optimizer.load_state_dict(state)
+    return meta, best
+
+
+def _log(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
+def train(
+    cache: SpectraCache,
+    arch: dict,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+    log: Callable[[str], None] = _log,
+):
+    """Train a network on the ``train`` split of a cache, early-stopping on ``valid``.
+
+    Parameters
+    ----------
+    cache : SpectraCache
+    arch : dict
+        Architecture, e.g. ``{'arch': 'dnn', 'hidden': 50, 'layers': 3, 'dropout': 0.0}`` or
+        ``{'arch': 'cdnn', 'patch': 100, ...}`` (see :func:`musadv.models.build`).
+    out_dir : path
+        Model directory: the best model (``model.safetensors``, ``model.json``) and the
+        per-epoch checkpoint are written here.
+    config : TrainConfig, optional
+        Default: :meth:`TrainConfig.reference` for the architecture.
+    resume : bool
+        Continue from the checkpoint in ``out_dir``. Without it, an existing checkpoint is
+        an error (nothing is overwritten by accident).
+    progress : bool
+        Show a progress bar over the batches of each epoch.
+    on_epoch : callable, optional
+        Called with each epoch's history record after its checkpoint is written.
+    log : callable
+        Receives one line per epoch (epoch, train loss, validation error, time).
+
+    Returns
+    -------
+    model
+        The best model on validation, in evaluation mode, also saved in ``out_dir``.
+    """
+    out = Path(out_dir)
+    config = config or TrainConfig.reference(arch["arch"])
+    torch.manual_seed(config.seed)
+    model = build(arch, cache.labels, cache.config)
+    train_data = ElementData(cache, "train", model.element_frames, cache.labels)
+    valid_data = ElementData(cache, "valid", model.element_frames, cache.labels)
+    if len(train_data) == 0:
+        raise MusadvError(f"{cache.path}: the train split has no element of {model.element_frames} frames")
+    mean, std = standardisation_stats(train_data.frames)
+    model.standardize.fit(mean, std)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum_start)
+    run = {"arch": model.config(), "train": asdict(config), "cache": str(Path(cache.path).resolve())}
+    history: list[dict] = []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best = {"epoch": -1, "valid_error": None}
+    start_epoch, stale = 0, 0
+    if (out / "checkpoint.json").exists():
+        if not resume:
+            raise MusadvError(f"{out}: holds a checkpoint of an earlier run; use --resume to continue it or choose another --out")
+        meta, best_state = _load_checkpoint(out, model, optimizer)
+        if meta["run"] != json.loads(json.dumps(run)):
+            raise MusadvError(f"{out}: the checkpoint was made with other settings; cannot resume with these")
+        history, best, stale = meta["history"], meta["best"], meta["stale"]
+        start_epoch = meta["epoch"] + 1
+        if meta.get("finished"):
+            log(f"{out}: training already finished at epoch {meta['epoch']}")
+            start_epoch = config.max_epochs
+    out.mkdir(parents=True, exist_ok=True)
+    model.train()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    eval_batch = max(1, 8192 // model.element_frames)
+    for epoch in range(start_epoch, config.max_epochs):
+        if stale >= config.patience:
+            break
+        t0 = time.perf_counter()
+        lr, mom = config.lr_at(epoch), config.momentum_at(epoch)
+        for g in optimizer.param_groups:
+            g["lr"], g["momentum"] = lr, mom
+        order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(len(train_data)))
+        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout masks of this epoch
+        total, count = 0.0, 0
+        batches = range(0, len(order), config.batch_size)
+        for i in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch"):
+            x, y = train_data.batch(order[i : i + config.batch_size])
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+            count += len(y)
+        valid_err, valid_rec_err = _error_rate(model, valid_data, eval_batch)
+        record = {"epoch": epoch, "train_loss": total / count, "valid_error": valid_err,
+                  "valid_recording_error": valid_rec_err, "lr": lr, "momentum": mom,
+                  "seconds": time.perf_counter() - t0}
+        history.append(record)
+        # Without a validation split every epoch counts as the best (the last one is kept).
+        best_err = np.inf if best["valid_error"] is None else best["valid_error"]
+        if np.isnan(valid_err) or valid_err < best_err * (1 - config.min_improvement):
+            best = {"epoch": epoch, "valid_error": None if np.isnan(valid_err) else valid_err}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            stale = 0
+        else:
+            stale += 1
+        finished = stale >= config.patience or epoch + 1 >= config.max_epochs
+        _save_checkpoint(out, model, optimizer, best_state,
+                         {"run": run, "epoch": epoch, "history": history, "best": best, "stale": stale,
+                          "finished": finished})
+        log(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  valid error {valid_err:.4f} "
+            f"(recordings {valid_rec_err:.3f})  lr {lr:.2g}  momentum {mom:.2f}  {record['seconds']:.1f} s"
+            + ("  *" if best["epoch"] == epoch else ""))
+        if on_epoch is not None:
+            on_epoch(record)
+    model.load_state_dict(best_state)
+    model.eval()
+    info = {
+        "training": {**run, "history": history, "best_epoch": best["epoch"],
+                     "best_valid_error": best["valid_error"]},
+        "data": {"offset": cache.offset, "duration": cache.duration, "cache": run["cache"]},
+        "partition": json.loads((Path(cache.path) / "partition.json").read_text()),
+    }
+    save_model(model, out, info)
+    model.info = json.loads((out / "model.json").read_text())
+    return model
