@@ -38,3 +38,25 @@ def builtin_data(tmp_path_factory):
     from musadv import synth
 
     return synth.generate(tmp_path_factory.mktemp("builtin"), n_per_style=4, duration=4.0, clips_per_artist=2)
+
+
+@pytest.fixture(scope="session")
+def learn_cache(tmp_path_factory):
+    """Spectra cache of a built-in dataset big enough to learn from: 6 styles x 8 clips of 6 s, 4/2/2 split."""
+    from musadv import partitions, synth
+    from musadv.cache import prepare
+
+    base = tmp_path_factory.mktemp("learn")
+    ds = synth.generate(base / "data", n_per_style=8, duration=6.0, seed=1)
+    part = partitions.stratified(ds, (0.5, 0.25, 0.25), seed=0)
+    return prepare(part, base / "cache", jobs=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_dnn(learn_cache, tmp_path_factory):
+    """A DNN-50 trained on learn_cache (saved in its own model directory)."""
+    from musadv.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("dnn") / "model"
+    arch = {"arch": "dnn", "hidden": 50, "layers": 3, "dropout": 0.0}
+    return train(learn_cache, arch, out, TrainConfig(max_epochs=40, batch_size=256, lr=0.02), progress=False, log=lambda m: None)

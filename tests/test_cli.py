@@ -8,7 +8,7 @@ import pytest
 
 from musadv.cli import cli, main
 
-COMMANDS = ["make-data", "partition", "prepare"]
+COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test"]
 
 
 def _run(*args):
@@ -55,3 +55,23 @@ def test_prepare_reports_skipped_files(tmp_path):
     r = _run("prepare", tmp_path, "--fractions", "1,0,0", "--out", tmp_path / "c", "--quiet")
     assert r.returncode == 0
     assert "2 recordings skipped" in r.stderr and "broken.wav" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_test_and_classify_from_the_command_line(learn_cache, tmp_path):
+    model = tmp_path / "dnn"
+    r = _run("train", learn_cache.path, "--arch", "dnn", "--units", 50, "--epochs", 3, "--batch-size", 256,
+             "--out", model, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "epoch   2" in r.stderr and (model / "model.safetensors").exists()
+    r = _run("train", learn_cache.path, "--epochs", 3, "--out", model, "--quiet")
+    assert r.returncode == 1 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    r = _run("test", model, "--split", "test")
+    assert r.returncode == 0, r.stderr
+    assert "normalised accuracy" in r.stdout and (model / "test-test" / "metrics.json").exists()
+    good = learn_cache.source(learn_cache.split("test")[0])
+    (tmp_path / "bad.wav").write_bytes(b"garbage")
+    r = _run("classify", model, good, tmp_path / "bad.wav", "--json")
+    assert r.returncode == 1
+    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    assert lines[0]["label"] in learn_cache.labels and abs(sum(lines[0]["confidence"].values()) - 1) < 1e-4
+    assert "bad.wav" in lines[1]["error"] and "Traceback" not in r.stderr

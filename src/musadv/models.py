@@ -192,8 +192,14 @@ class CDNN(_ElementModel):
             nn.ReLU(),
             nn.MaxPool2d(tuple(pool), tuple(pool_stride)),
         )
-        with torch.no_grad():
-            n_flat = self.features(torch.zeros(1, 1, patch, stft.n_bins)).numel()
+        try:
+            with torch.no_grad():
+                n_flat = self.features(torch.zeros(1, 1, patch, stft.n_bins)).numel()
+        except RuntimeError:
+            raise ModelError(
+                f"CDNN: a patch of {patch} frames x {stft.n_bins} bins is too small for kernels "
+                f"{list(kernel1)}, {list(kernel2)} and pools {list(pool)}"
+            ) from None
         self.fc = nn.Linear(n_flat, hidden)
         self.drop = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, len(self.labels))
@@ -262,7 +268,8 @@ def read_model_info(path: str | os.PathLike) -> dict:
 def load_model(path: str | os.PathLike) -> _ElementModel:
     """Load a model saved by :func:`save_model` (weights from safetensors; no pickle).
 
-    The returned model is in evaluation mode; ``model.info`` holds its ``model.json``.
+    The returned model is in evaluation mode; ``model.info`` holds its ``model.json`` and
+    ``model.path`` the directory it came from.
     """
     path = Path(path)
     meta = read_model_info(path)
@@ -276,6 +283,7 @@ def load_model(path: str | os.PathLike) -> _ElementModel:
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit the architecture in model.json ({str(exc).splitlines()[0]})") from None
     model.info = meta
+    model.path = path
     return model.eval()
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .cache import SpectraCache
 from .errors import MusadvError
 from .io import atomic_path, write_json_atomic
-from .models import build, save_model
+from .models import build, load_model, save_model
 
 __all__ = ["TrainConfig", "ElementData", "train", "standardisation_stats"]
 
@@ -128,7 +128,9 @@ class ElementData:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Elements ``(len(idx), element_frames, n_bins)`` and their label indices."""
-        rows = (self.starts[idx, None] + self._offsets).reshape(-1)
+        rows = self.starts[idx]
+        if self.element_frames > 1:
+            rows = (rows[:, None] + self._offsets).reshape(-1)
         x = self.frames.index_select(0, rows).reshape(len(idx), self.element_frames, -1)
         return x, self.labels[idx]
 
@@ -229,7 +231,8 @@ def train(
     Returns
     -------
     model
-        The best model on validation, in evaluation mode, also saved in ``out_dir``.
+        The best model on validation as saved in ``out_dir`` (reloaded from there), in
+        evaluation mode.
     """
     out = Path(out_dir)
     config = config or TrainConfig.reference(arch["arch"])
@@ -271,7 +274,7 @@ def train(
             g["lr"], g["momentum"] = lr, mom
         order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(len(train_data)))
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout masks of this epoch
-        total, count = 0.0, 0
+        total, count = torch.zeros((), dtype=torch.float64), 0
         batches = range(0, len(order), config.batch_size)
         for i in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch"):
             x, y = train_data.batch(order[i : i + config.batch_size])
@@ -279,12 +282,13 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(y)
+            total += loss.detach() * len(y)  # no .item(): keeps Python out of the step
             count += len(y)
+        train_seconds = time.perf_counter() - t0
         valid_err, valid_rec_err = _error_rate(model, valid_data, eval_batch)
-        record = {"epoch": epoch, "train_loss": total / count, "valid_error": valid_err,
+        record = {"epoch": epoch, "train_loss": float(total) / count, "valid_error": valid_err,
                   "valid_recording_error": valid_rec_err, "lr": lr, "momentum": mom,
-                  "seconds": time.perf_counter() - t0}
+                  "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
         history.append(record)
         # Without a validation split every epoch counts as the best (the last one is kept).
         best_err = np.inf if best["valid_error"] is None else best["valid_error"]
@@ -312,5 +316,4 @@ def train(
         "partition": json.loads((Path(cache.path) / "partition.json").read_text()),
     }
     save_model(model, out, info)
-    model.info = json.loads((out / "model.json").read_text())
-    return model
+    return load_model(out)
