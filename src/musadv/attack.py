@@ -1,0 +1,363 @@
+"""The adversary (paper Alg. 1): make a classifier say a chosen label while the audio barely changes.
+
+Projected gradient descent on the recording's magnitude spectrum: a step against the gradient
+of the cross-entropy of every element's posterior with the target label (summed over elements),
+clipping at zero, a Griffin-Lim projection (combine the magnitudes with a phase, inverse STFT,
+STFT) so that the magnitudes belong to a real signal, and a least-squares projection onto the
+ball of perturbations allowed by a minimum SNR. It stops when the recording's confidence in the
+target (mean element posterior, eq. 3-4) reaches a threshold, or after ``max_iter`` iterations.
+
+Two orders are offered:
+
+``'consistent'`` (default)
+    The iterate is a waveform. After the gradient step on its magnitudes and the resynthesis
+    with its own phase, the SNR bound is enforced on the waveform and the waveform is rounded to
+    16 bits (inside the loop), so the file written is exactly the iterate the network judged:
+    the decoded outcome equals the in-loop outcome and the written file meets the SNR bound.
+``'paper'``
+    As the paper and the reference code: resynthesis with the exemplar's phase, then the SNR
+    ball on magnitudes. The final magnitudes belong to no signal; the waveform is made from them
+    with the exemplar's phase at the end, so the decoded outcome may differ from the in-loop one.
+
+Optional FISTA momentum is applied correctly (the extrapolated point only feeds the gradient;
+every candidate that is judged and returned is a projected, feasible one), unlike the reference
+code, which extrapolated after the SNR projection and could leave the ball.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .audio import quantize_pcm16
+from .errors import MusadvError
+from .spectral import istft, stft
+
+__all__ = ["AttackConfig", "AttackResult", "attack", "snr_db", "project_ball", "choose_targets", "POLICIES"]
+
+ORDERS = ("consistent", "paper")
+POLICIES = ("random", "all_wrong", "perfect", "every_label")  # and "label:NAME"
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Settings of the adversary. The defaults are the paper's Table II settings.
+
+    Attributes
+    ----------
+    snr_db : float or None
+        Minimum SNR of the adversarial example in dB, ``20 log10(|x| / |x' - x|)`` over the
+        whole recording; ``None``: no limit (Table III).
+    step : float
+        Gradient step size mu on raw magnitudes (Table II: 0.1; Fig. 4: 0.01).
+    threshold : float
+        Stop when the mean posterior of the target reaches this (Table II: 0.9; Fig. 4: 0.5).
+    max_iter : int
+        Most iterations (Table II: 100; Fig. 4: 50).
+    momentum : bool
+        FISTA momentum (the reference code's acceleration).
+    order : {'consistent', 'paper'}
+        See the module documentation.
+    quantize : bool
+        Round the waveform to 16-bit PCM inside the loop (``'consistent'`` order), so that the
+        16-bit WAV written is exactly the judged iterate. Turn off to write float WAVs.
+    """
+
+    snr_db: float | None = 15.0
+    step: float = 0.1
+    threshold: float = 0.9
+    max_iter: int = 100
+    momentum: bool = True
+    order: str = "consistent"
+    quantize: bool = True
+
+    def __post_init__(self):
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, not {self.order!r}")
+        if self.step <= 0 or self.max_iter < 0 or not 0 < self.threshold <= 1:
+            raise ValueError("need step > 0, max_iter >= 0 and 0 < threshold <= 1")
+
+
+@dataclass
+class AttackResult:
+    """Outcome of one attack on one recording (all judged in memory; see :mod:`musadv.runs` for files).
+
+    Attributes
+    ----------
+    audio : np.ndarray
+        The adversarial waveform (float32, at the model's rate; 16-bit values if quantised).
+    target : str
+    label_before, label_after : str
+        The model's label for the original and the adversarial example (in memory).
+    confidence_before, confidence_after : dict
+        Mean element posterior of every label.
+    reached : bool
+        Whether the target's confidence reached the threshold.
+    iterations : int
+        Gradient steps taken.
+    snr_wave_db, snr_mag_db : float
+        SNR of the adversarial example on the waveform and on the magnitudes (inf if unchanged).
+    seconds : float
+    trace : list of dict
+        Per iteration: ``iteration``, ``loss`` (summed cross-entropy), ``target_posterior``,
+        ``snr_db`` (waveform; magnitudes in the 'paper' order).
+    """
+
+    audio: np.ndarray
+    target: str
+    label_before: str
+    confidence_before: dict
+    label_after: str
+    confidence_after: dict
+    reached: bool
+    iterations: int
+    snr_wave_db: float
+    snr_mag_db: float
+    seconds: float
+    trace: list = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        """The model now labels the recording with the target."""
+        return self.label_after == self.target
+
+
+def snr_db(reference, perturbed) -> float:
+    """``20 log10(||reference|| / ||perturbed - reference||)`` in dB (inf when equal)."""
+    ref = torch.as_tensor(reference, dtype=torch.float64)
+    diff = torch.linalg.vector_norm(torch.as_tensor(perturbed, dtype=torch.float64) - ref)
+    if diff == 0:
+        return math.inf
+    return float(20 * torch.log10(torch.linalg.vector_norm(ref) / diff))
+
+
+def ball_radius(reference: torch.Tensor, snr: float) -> float:
+    """Largest perturbation norm that keeps ``snr`` dB: ``||reference|| / 10^(snr/20)``."""
+    return float(torch.linalg.vector_norm(reference.double())) / 10 ** (snr / 20)
+
+
+def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.Tensor:
+    """Least-squares projection onto ``{u : ||u - center|| <= radius}`` (paper eq. 10-11).
+
+    ``u = (z + nu * center) / (1 + nu)`` with ``nu = max(0, ||z - center|| / radius - 1)``.
+    """
+    dist = float(torch.linalg.vector_norm((z - center).double()))
+    nu = max(0.0, dist / radius - 1.0) if radius > 0 else math.inf
+    if nu == 0.0:
+        return z
+    if math.isinf(nu):
+        return center.clone()
+    return (z + nu * center) / (1 + nu)
+
+
+@contextmanager
+def _frozen(model):
+    """Evaluation mode and no weight gradients for the duration of an attack."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+def _judge(model, mags: torch.Tensor, target: int, need_grad: bool):
+    """Posteriors' mean and summed cross-entropy towards ``target`` (and its gradient) at ``mags``."""
+    mags = mags.detach().requires_grad_(need_grad)
+    with torch.set_grad_enabled(need_grad):
+        logits = model(model.elements(mags))
+        loss = F.cross_entropy(logits, torch.full((logits.shape[0],), target), reduction="sum")
+        conf = torch.softmax(logits.detach(), -1).mean(0)
+    grad = torch.autograd.grad(loss, mags)[0] if need_grad else None
+    return conf, float(loss.detach()), grad
+
+
+def _confidence_dict(model, conf: torch.Tensor) -> dict:
+    return dict(zip(model.labels, map(float, conf)))
+
+
+def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) -> AttackResult:
+    """Find an adversarial example for one recording.
+
+    Parameters
+    ----------
+    model : DNN, CDNN or any model with the element interface (see :mod:`musadv.models`)
+    signal : np.ndarray
+        The recording, mono, float, at ``model.stft.sr`` Hz.
+    target : str
+        The label the model should give.
+    config : AttackConfig
+
+    Returns
+    -------
+    AttackResult
+    """
+    if target not in model.labels:
+        raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
+    cfg, t_idx = model.stft, model.labels.index(target)
+    t0 = time.perf_counter()
+    x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
+    n = x.shape[-1]
+    spec0 = stft(x, cfg)
+    mag0 = spec0.abs()
+    if model.elements(mag0).shape[0] == 0:
+        raise MusadvError(f"recording too short for this model ({mag0.shape[0]} frames; one element is {model.element_frames})")
+    with _frozen(model):
+        conf0, _, _ = _judge(model, mag0, t_idx, need_grad=False)
+        if config.order == "paper":
+            y, conf, it, trace, reached = _paper_order(model, x, spec0, t_idx, config)
+        else:
+            y, conf, it, trace, reached = _consistent_order(model, x, t_idx, config)
+    y_np = y.numpy().astype(np.float32)
+    mag_adv = stft(y, cfg).abs()
+    return AttackResult(
+        audio=y_np,
+        target=target,
+        label_before=model.labels[int(conf0.argmax())],
+        confidence_before=_confidence_dict(model, conf0),
+        label_after=model.labels[int(conf.argmax())],
+        confidence_after=_confidence_dict(model, conf),
+        reached=reached,
+        iterations=it,
+        snr_wave_db=snr_db(x, y),
+        snr_mag_db=snr_db(mag0, mag_adv),
+        seconds=time.perf_counter() - t0,
+        trace=trace,
+    )
+
+
+def _fista_weight(t_prev: float) -> tuple[float, float]:
+    t = 0.5 * (1 + math.sqrt(1 + 4 * t_prev * t_prev))
+    return t, (t_prev - 1) / t
+
+
+def _consistent_order(model, x, t_idx, config):
+    """Iterate on waveforms: every judged iterate is a (16-bit) signal inside the SNR ball."""
+    cfg, n = model.stft, x.shape[-1]
+    radius = None
+    if config.snr_db is not None:
+        radius = ball_radius(x, config.snr_db)
+        if config.quantize:
+            # Rounding moves each sample by at most half a step: keep that much room in the ball.
+            radius = max(0.0, radius - 0.5 / 32768 * math.sqrt(n))
+    snap = (lambda w: torch.from_numpy(quantize_pcm16(w.numpy()))) if config.quantize else (lambda w: w)
+    z = snap(x.clone())
+    z_prev, t_prev = z, 1.0
+    trace, reached, conf = [], False, None
+    for it in range(config.max_iter + 1):
+        spec = stft(z, cfg)
+        need_grad = it < config.max_iter
+        if config.momentum and it > 0:
+            # Judge the feasible iterate; take the gradient at the extrapolated point.
+            conf, loss, _ = _judge(model, spec.abs(), t_idx, need_grad=False)
+        else:
+            conf, loss, grad = _judge(model, spec.abs(), t_idx, need_grad=need_grad)
+        trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(x, z)})
+        if float(conf[t_idx]) >= config.threshold:
+            reached = True
+            break
+        if not need_grad:
+            break
+        if config.momentum and it > 0:
+            t_now, alpha = _fista_weight(t_prev)
+            v = z + alpha * (z - z_prev)
+            spec = stft(v, cfg)
+            _, _, grad = _judge(model, spec.abs(), t_idx, need_grad=True)
+            t_prev = t_now
+        mags = torch.clamp(spec.abs() - config.step * grad, min=0)
+        phase = torch.polar(torch.ones_like(mags), spec.angle())
+        y = istft(mags * phase, cfg, length=n)
+        if radius is not None:
+            y = project_ball(y, x, radius)
+        z_prev, z = z, snap(y)
+    return z, conf, len(trace) - 1, trace, reached
+
+
+def _paper_order(model, x, spec0, t_idx, config):
+    """The paper's order: GL projection with the exemplar's phase, then the SNR ball on magnitudes."""
+    cfg, n = model.stft, x.shape[-1]
+    mag0 = spec0.abs()
+    phase0 = torch.polar(torch.ones_like(mag0), spec0.angle())
+    radius = None if config.snr_db is None else ball_radius(mag0, config.snr_db)
+    Y = mag0.clone()
+    Y_prev, t_prev = Y, 1.0
+    trace, reached = [], False
+    for it in range(config.max_iter + 1):
+        need_grad = it < config.max_iter
+        if config.momentum and it > 0:
+            conf, loss, _ = _judge(model, Y, t_idx, need_grad=False)
+        else:
+            conf, loss, grad = _judge(model, Y, t_idx, need_grad=need_grad)
+        trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
+        if float(conf[t_idx]) >= config.threshold:
+            reached = True
+            break
+        if not need_grad:
+            break
+        point = Y
+        if config.momentum and it > 0:
+            t_now, alpha = _fista_weight(t_prev)
+            point = Y + alpha * (Y - Y_prev)
+            _, _, grad = _judge(model, point, t_idx, need_grad=True)
+            t_prev = t_now
+        Z = torch.clamp(point - config.step * grad, min=0)
+        Z = stft(istft(Z * phase0, cfg, length=n), cfg).abs()
+        Y_prev, Y = Y, (project_ball(Z, mag0, radius) if radius is not None else Z)
+    y = istft(Y * phase0, cfg, length=n)
+    if config.quantize:
+        y = torch.from_numpy(quantize_pcm16(y.numpy()))
+    # The in-loop outcome judges magnitudes that no signal has; the written file may differ.
+    return y, conf, len(trace) - 1, trace, reached
+
+
+def choose_targets(policy: str, labels: list[str], true_label: str | None, predicted: str,
+                   rng: np.random.Generator) -> list[str]:
+    """Targets for one recording under a policy (reference modes and Table II).
+
+    Parameters
+    ----------
+    policy : str
+        ``'random'`` (any label uniformly, the truth included: the system is then right with
+        probability 1/K), ``'all_wrong'`` (uniformly among labels other than the truth, or than
+        the model's own label when the truth is unknown), ``'perfect'`` (the truth),
+        ``'label:NAME'`` (always NAME), ``'every_label'`` (one example per label).
+    labels : list of str
+        The model's labels.
+    true_label : str or None
+    predicted : str
+        The model's label for the original.
+    rng : np.random.Generator
+
+    Returns
+    -------
+    list of str
+    """
+    if policy == "random":
+        return [labels[rng.integers(len(labels))]]
+    if policy == "all_wrong":
+        avoid = true_label if true_label is not None else predicted
+        others = [lab for lab in labels if lab != avoid]
+        return [others[rng.integers(len(others))]]
+    if policy == "perfect":
+        if true_label is None:
+            raise MusadvError("the 'perfect' policy needs the true label (attack a split, not loose files)")
+        return [true_label]
+    if policy == "every_label":
+        return list(labels)
+    if policy.startswith("label:"):
+        name = policy[len("label:"):]
+        if name not in labels:
+            raise MusadvError(f"policy {policy!r}: {name!r} is not one of the model's labels {labels}")
+        return [name]
+    raise MusadvError(f"unknown policy {policy!r}; expected random, all_wrong, perfect, every_label or label:NAME")
