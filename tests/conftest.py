@@ -42,13 +42,13 @@ def builtin_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def learn_cache(tmp_path_factory):
-    """Spectra cache of a built-in dataset big enough to learn from: 6 styles x 8 clips of 6 s, 4/2/2 split."""
+    """Spectra cache of a built-in dataset big enough to learn from: 6 styles x 12 clips of 6 s, 6/2/4 split."""
     from musadv import partitions, synth
     from musadv.cache import prepare
 
     base = tmp_path_factory.mktemp("learn")
-    ds = synth.generate(base / "data", n_per_style=8, duration=6.0, seed=1)
-    part = partitions.stratified(ds, (0.5, 0.25, 0.25), seed=0)
+    ds = synth.generate(base / "data", n_per_style=12, duration=6.0, seed=1)
+    part = partitions.stratified(ds, (0.5, 1 / 6, 1 / 3), seed=0)
     return prepare(part, base / "cache", jobs=1, progress=False)
 
 
@@ -59,4 +59,4 @@ def trained_dnn(learn_cache, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("dnn") / "model"
     arch = {"arch": "dnn", "hidden": 50, "layers": 3, "dropout": 0.0}
-    return train(learn_cache, arch, out, TrainConfig(max_epochs=40, batch_size=256, lr=0.02), progress=False, log=lambda m: None)
+    return train(learn_cache, arch, out, TrainConfig(max_epochs=60, batch_size=256, lr=0.02), progress=False, log=lambda m: None)

@@ -8,7 +8,7 @@ import pytest
 
 from musadv.cli import cli, main
 
-COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test"]
+COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack"]
 
 
 def _run(*args):
@@ -75,3 +75,16 @@ def test_train_test_and_classify_from_the_command_line(learn_cache, tmp_path):
     lines = [json.loads(l) for l in r.stdout.splitlines()]
     assert lines[0]["label"] in learn_cache.labels and abs(sum(lines[0]["confidence"].values()) - 1) < 1e-4
     assert "bad.wav" in lines[1]["error"] and "Traceback" not in r.stderr
+
+
+def test_attack_a_file_and_a_split_from_the_command_line(trained_dnn, learn_cache, tmp_path):
+    song = learn_cache.source(learn_cache.split("test")[0])
+    r = _run("attack", trained_dnn.path, song, "--target", "techno", "--out", tmp_path / "one", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "1 examples, success" in r.stdout and len(list((tmp_path / "one" / "examples").glob("*.wav"))) == 1
+    r = _run("attack", trained_dnn.path, "--split", "test", "--limit", 3, "--policy", "all_wrong",
+             "--max-iter", 10, "--out", tmp_path / "split", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "normalised accuracy" in r.stdout
+    r = _run("attack", trained_dnn.path, song, "--out", tmp_path / "x")
+    assert r.returncode == 2 and "--target" in r.stderr

@@ -235,6 +235,79 @@ def test_cmd(model_dir, split, cache_dir, out):
     click.echo(f"written to {out}")
 
 
+@cli.command("attack")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default=None, help="Attack a split of the cache instead of FILES.")
+@click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache for --split (default: the model's).")
+@click.option("--policy", default=None, help="random, all_wrong, perfect, every_label or label:NAME (default: random for --split).")
+@click.option("--target", default=None, help="Make the model say this label (same as --policy label:NAME).")
+@click.option("--snr", type=float, default=15.0, show_default=True, help="Minimum SNR in dB of the adversarial example.")
+@click.option("--no-snr-limit", is_flag=True, help="No SNR limit (Table III).")
+@click.option("--step", type=float, default=0.1, show_default=True, help="Gradient step mu on raw magnitudes.")
+@click.option("--threshold", type=float, default=0.9, show_default=True, help="Stop when the target's mean posterior reaches this.")
+@click.option("--max-iter", type=int, default=100, show_default=True, help="Most iterations.")
+@click.option("--momentum/--no-momentum", default=True, show_default=True, help="FISTA momentum.")
+@click.option("--order", type=click.Choice(["consistent", "paper"]), default="consistent", show_default=True,
+              help="consistent: SNR bound on the waveform, 16-bit rounding in the loop; paper: GL then SNR ball on magnitudes.")
+@click.option("--float-wav", is_flag=True, help="Write 32-bit float WAVs and do not round to 16 bits in the loop.")
+@click.option("--limit", type=int, default=None, help="Attack only the first N recordings of the split.")
+@click.option("--duration", type=float, default=None, help="FILES: use only this many seconds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random targets.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_limit, step, threshold, max_iter, momentum,
+               order, float_wav, limit, duration, seed, out, quiet):
+    """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
+
+    Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
+    traces.csv and metrics.json into --out. A killed run resumes when rerun with the same options.
+    """
+    from .attack import AttackConfig
+    from .models import check_compatible
+    from .runs import jobs_from_files, jobs_from_split, run_attacks
+
+    if bool(files) == bool(split):
+        raise click.UsageError("give audio FILES or --split, not both or neither")
+    if target and policy:
+        raise click.UsageError("give --target or --policy, not both")
+    policy = f"label:{target}" if target else (policy or ("random" if split else None))
+    if policy is None:
+        raise click.UsageError("for FILES give --target NAME or --policy")
+    model = _load_any_model(model_dir)
+    extra = {}
+    if split:
+        cache_dir = cache_dir or model.info.get("data", {}).get("cache")
+        if not cache_dir:
+            raise click.UsageError("the model does not name its cache; give --cache")
+        spectra = cache.SpectraCache(cache_dir)
+        check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
+        jobs = jobs_from_split(spectra, split, limit)
+        extra = {"cache": str(Path(cache_dir).resolve()), "split": split}
+    else:
+        jobs = jobs_from_files(files, duration=duration)
+    config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, threshold=threshold, max_iter=max_iter,
+                          momentum=momentum, order=order, quantize=not float_wav)
+    metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra)
+    _print_attack_summary(metrics, out)
+
+
+def _print_attack_summary(m: dict, out: Path) -> None:
+    if not m["n_examples"]:
+        click.echo(f"{out}: no examples (see {out / 'errors.csv'})")
+        return
+    snr = m["snr_wave_db"]
+    line = f"{out}: {m['n_examples']} examples, success {m['success_rate']:.1%} on the decoded files"
+    if snr:
+        line += f", SNR {snr['mean']:.1f} +- {snr['std']:.1f} dB (min {snr['min']:.1f})"
+    click.echo(line)
+    if "normalised_accuracy" in m:
+        click.echo(f"normalised accuracy {m['normalised_accuracy_before']:.3f} before, {m['normalised_accuracy']:.3f} under attack")
+    if m["lost_when_written"]:
+        click.echo(f"warning: {len(m['lost_when_written'])} examples reached their target in memory but not in the "
+                   "written 16-bit file; rerun with --float-wav to keep them", err=True)
+
+
 def main(argv=None):
     """Entry point: run the CLI, turning input errors into one-line messages."""
     try:

@@ -1,0 +1,225 @@
+"""Attack runs: the adversary applied to a split or to loose files, written as a directory of results.
+
+A run directory holds:
+
+``run.json``
+    What was attacked with which model and settings.
+``originals/`` and ``examples/``
+    The original recordings (as analysed, at the model's rate) and the adversarial examples,
+    as WAV files; beside each example a JSON with its outcome and per-iteration trace.
+``results.csv``
+    One row per example: file, true label, target, label and confidence before, label and
+    confidence after (in memory), decoded label and confidence (read back from the WAV), SNR on
+    the waveform and on the magnitudes (decoded), iterations, seconds.
+``traces.csv``
+    Every iteration of every example: loss, target posterior, SNR.
+``metrics.json``
+    Figures of merit of the attacked system (decoded labels against the truth), success rates
+    and SNR statistics.
+
+Success is judged on the file written: it is read back, analysed and classified again. An
+example whose finished JSON exists is not redone, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__, audio
+from .attack import AttackConfig, attack, choose_targets, snr_db
+from .cache import SpectraCache
+from .classify import classify_frames
+from .errors import MusadvError
+from .evaluate import figures_of_merit
+from .io import write_csv_atomic, write_json_atomic
+from .spectral import magnitude
+
+__all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "RESULT_FIELDS"]
+
+RESULT_FIELDS = [
+    "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
+    "decoded_label", "decoded_conf", "decoded_target_conf", "success", "success_in_memory",
+    "snr_wave_db", "snr_mag_db", "iterations", "seconds", "wav", "original_wav",
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One recording to attack: where its audio is, its name in the run, its true label if known."""
+
+    source: str
+    name: str
+    true_label: str | None = None
+    offset: float = 0.0
+    duration: float | None = None
+
+
+def jobs_from_split(cache: SpectraCache, split: str, limit: int | None = None) -> list[Job]:
+    """Jobs for the recordings of a cache split (decoded from their source files, like the cache)."""
+    entries = cache.split(split)[:limit]
+    return [Job(str(cache.source(e)), e.path, e.label, cache.offset, cache.duration) for e in entries]
+
+
+def jobs_from_files(files, offset: float = 0.0, duration: float | None = None) -> list[Job]:
+    """Jobs for loose audio files (true label unknown)."""
+    return [Job(str(f), Path(f).name, None, offset, duration) for f in files]
+
+
+def _slug(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", re.sub(r"\.[A-Za-z0-9]+$", "", name))[-60:]
+    return f"{stem}-{zlib.crc32(name.encode()):08x}"
+
+
+def _finite(v: float):
+    return v if math.isfinite(v) else None
+
+
+def _example(model, job: Job, x: np.ndarray, target: str, config: AttackConfig, out: Path, slug: str) -> dict:
+    """Attack one recording towards one target, write the WAV and judge the decoded file."""
+    float_wav = not config.quantize
+    result = attack(model, x, target, config)
+    ex_id = f"{slug}--{target}"
+    wav = out / "examples" / f"{ex_id}.wav"
+    audio.save(wav, result.audio, model.stft.sr, float_wav=float_wav, on_clip="clip")
+    decoded, _ = audio.load(wav, sr=model.stft.sr)
+    dec = classify_frames(model, magnitude(decoded, model.stft), str(wav))
+    mag_x = magnitude(x, model.stft)
+    row = {
+        "example": ex_id, "file": job.name, "true": job.true_label or "", "target": target,
+        "label_before": result.label_before, "conf_before": result.confidence_before[result.label_before],
+        "label_after": result.label_after, "conf_after": result.confidence_after[result.label_after],
+        "decoded_label": dec.label, "decoded_conf": dec.confidence[dec.label],
+        "decoded_target_conf": dec.confidence[target],
+        "success": int(dec.label == target), "success_in_memory": int(result.success),
+        "snr_wave_db": _finite(snr_db(x, decoded)),
+        "snr_mag_db": _finite(snr_db(mag_x, magnitude(decoded, model.stft))),
+        "iterations": result.iterations, "seconds": result.seconds,
+        "wav": str(wav.relative_to(out)), "original_wav": f"originals/{slug}.wav",
+    }
+    record = {**row, "reached_threshold": result.reached, "confidence_before": result.confidence_before,
+              "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
+              "trace": result.trace}
+    # Written last, atomically: its presence marks the example as finished.
+    write_json_atomic(out / "examples" / f"{ex_id}.json", record)
+    return record
+
+
+def run_attacks(
+    model,
+    jobs: list[Job],
+    policy: str,
+    out_dir: str | os.PathLike,
+    config: AttackConfig = AttackConfig(),
+    seed: int = 0,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Attack recordings under a policy and write a run directory (see the module documentation).
+
+    Parameters
+    ----------
+    model : DNN, CDNN or any model with the element interface
+    jobs : list of Job
+        From :func:`jobs_from_split` or :func:`jobs_from_files`.
+    policy : str
+        ``random``, ``all_wrong``, ``perfect``, ``every_label`` or ``label:NAME``
+        (see :func:`musadv.attack.choose_targets`).
+    out_dir : path
+    config : AttackConfig
+    seed : int
+        Seeds the targets of ``random`` and ``all_wrong``; a recording's target depends only on
+        the seed and its name, so resumed and partial runs agree.
+    progress : bool
+    extra : dict, optional
+        More to record in ``run.json`` (cache, split).
+
+    Returns
+    -------
+    dict
+        The contents of ``metrics.json``.
+    """
+    out = Path(out_dir)
+    run = {"format": "musadv-attack-run", "musadv": __version__, "model": str(Path(model.path).resolve()) if hasattr(model, "path") else None,
+           "labels": model.labels, "policy": policy, "seed": seed, "attack": asdict(config),
+           "recordings": [asdict(j) for j in jobs], **(extra or {})}
+    run_file = out / "run.json"
+    if run_file.exists():
+        old = json.loads(run_file.read_text())
+        if {k: old.get(k) for k in ("policy", "seed", "attack", "labels")} != {k: run[k] for k in ("policy", "seed", "attack", "labels")}:
+            raise MusadvError(f"{out}: holds a run with other settings; choose another --out")
+    else:
+        write_json_atomic(run_file, run)
+    done = {p.stem for p in (out / "examples").glob("*.json")} if (out / "examples").exists() else set()
+    per_job = len(model.labels) if policy == "every_label" else 1
+    errors = []
+    bar = tqdm(total=len(jobs) * per_job, desc="attack", unit="example", disable=not progress, dynamic_ncols=True)
+    successes = finished = 0
+    for job in jobs:
+        slug = _slug(job.name)
+        rng = np.random.default_rng([seed, zlib.crc32(job.name.encode())])
+        try:
+            x, _ = audio.load(job.source, sr=model.stft.sr, offset=job.offset, duration=job.duration)
+            audio.check_signal(x, model.stft.sr, model.stft.n_fft, job.source)
+            before = classify_frames(model, magnitude(x, model.stft), job.source)
+        except MusadvError as exc:
+            errors.append({"file": job.name, "error": str(exc)})
+            bar.update(per_job)
+            continue
+        targets = choose_targets(policy, model.labels, job.true_label, before.label, rng)
+        original = out / "originals" / f"{slug}.wav"
+        if not original.exists():
+            audio.save(original, x, model.stft.sr, float_wav=not config.quantize, on_clip="clip")
+        for target in targets:
+            ex_id = f"{slug}--{target}"
+            if ex_id not in done:
+                rec = _example(model, job, x, target, config, out, slug)
+                successes += rec["success"]
+                finished += 1
+                bar.set_postfix(success=f"{successes / finished:.0%}")
+            bar.update(1)
+    bar.close()
+    write_csv_atomic(out / "errors.csv", errors, ["file", "error"])
+    return summarise(out, model.labels)
+
+
+def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
+    """Collect the finished examples of a run directory into results.csv, traces.csv and metrics.json."""
+    out = Path(out_dir)
+    records = [json.loads(p.read_text()) for p in sorted((out / "examples").glob("*.json"))]
+    write_csv_atomic(out / "results.csv", [{k: r[k] for k in RESULT_FIELDS} for r in records], RESULT_FIELDS)
+    traces = [{"example": r["example"], **t} for r in records for t in r["trace"]]
+    write_csv_atomic(out / "traces.csv", traces, ["example", "iteration", "loss", "target_posterior", "snr_db"])
+    known = [r for r in records if r["true"]]
+    changed = [r for r in records if r["snr_wave_db"] is not None]
+    snr = np.array([r["snr_wave_db"] for r in changed], dtype=float)
+    lost = [r["example"] for r in records if r["success_in_memory"] and not r["success"]]
+    stats = lambda a: {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())} if len(a) else None
+    metrics = {
+        "n_examples": len(records),
+        "success_rate": float(np.mean([r["success"] for r in records])) if records else None,
+        "success_rate_in_memory": float(np.mean([r["success_in_memory"] for r in records])) if records else None,
+        "lost_when_written": lost,
+        "snr_wave_db": stats(snr),
+        "snr_mag_db": stats(np.array([r["snr_mag_db"] for r in changed], dtype=float)),
+        "unchanged_examples": len(records) - len(changed),
+        "mean_iterations": float(np.mean([r["iterations"] for r in records])) if records else None,
+        "mean_seconds": float(np.mean([r["seconds"] for r in records])) if records else None,
+    }
+    if known:
+        originals = {r["file"]: r for r in known}  # every_label attacks a recording K times
+        metrics["before"] = figures_of_merit([r["true"] for r in originals.values()],
+                                             [r["label_before"] for r in originals.values()], labels)
+        metrics["after"] = figures_of_merit([r["true"] for r in known], [r["decoded_label"] for r in known], labels)
+        metrics["normalised_accuracy_before"] = metrics["before"]["normalised_accuracy"]
+        metrics["normalised_accuracy"] = metrics["after"]["normalised_accuracy"]
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics
