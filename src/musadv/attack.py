@@ -19,9 +19,13 @@ Two orders are offered:
     ball on magnitudes. The final magnitudes belong to no signal; the waveform is made from them
     with the exemplar's phase at the end, so the decoded outcome may differ from the in-loop one.
 
-Optional FISTA momentum is applied correctly (the extrapolated point only feeds the gradient;
-every candidate that is judged and returned is a projected, feasible one), unlike the reference
-code, which extrapolated after the SNR projection and could leave the ball.
+Optional momentum uses FISTA's weights ``(t_{k-1} - 1) / t_k`` on the last move, added to the
+gradient step *before* the projections, so every iterate that is judged and returned is
+feasible (the reference code extrapolated after the SNR projection and could leave the ball).
+Unlike textbook FISTA, the gradient is taken at the current iterate rather than at an
+extrapolated point (heavy-ball form): one network pass per iteration then serves both the
+stopping rule and the step. On the built-in data both forms needed the same number of
+iterations and reached the same success rate.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class AttackConfig:
     max_iter : int
         Most iterations (Table II: 100; Fig. 4: 50).
     momentum : bool
-        FISTA momentum (the reference code's acceleration).
+        Momentum with FISTA's weights (the reference code's acceleration; see the module notes).
     order : {'consistent', 'paper'}
         See the module documentation.
     quantize : bool
@@ -147,7 +151,7 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
 
     ``u = (z + nu * center) / (1 + nu)`` with ``nu = max(0, ||z - center|| / radius - 1)``.
     """
-    dist = float(torch.linalg.vector_norm((z - center).double()))
+    dist = float(torch.linalg.vector_norm(z - center, dtype=torch.float64))
     nu = max(0.0, dist / radius - 1.0) if radius > 0 else math.inf
     if nu == 0.0:
         return z
@@ -242,42 +246,50 @@ def _fista_weight(t_prev: float) -> tuple[float, float]:
     return t, (t_prev - 1) / t
 
 
+def _with_magnitudes(spec: torch.Tensor, mags: torch.Tensor, new_mags: torch.Tensor) -> torch.Tensor:
+    """``new_mags`` with the phase of ``spec`` (whose magnitudes are ``mags``); phase 0 where spec is 0."""
+    ratio = new_mags / mags.clamp_min(torch.finfo(mags.dtype).tiny)
+    # Scaling the real and imaginary parts as reals avoids promoting ratio to complex.
+    out = torch.view_as_complex(torch.view_as_real(spec) * ratio.unsqueeze(-1))
+    silent = mags == 0
+    if bool(silent.any()):  # exact zeros occur only in digital silence
+        out = torch.where(silent, new_mags.to(spec.dtype), out)
+    return out
+
+
 def _consistent_order(model, x, t_idx, config):
     """Iterate on waveforms: every judged iterate is a (16-bit) signal inside the SNR ball."""
     cfg, n = model.stft, x.shape[-1]
+    x_norm = float(torch.linalg.vector_norm(x, dtype=torch.float64))
     radius = None
     if config.snr_db is not None:
         radius = ball_radius(x, config.snr_db)
         if config.quantize:
             # Rounding moves each sample by at most half a step: keep that much room in the ball.
             radius = max(0.0, radius - 0.5 / 32768 * math.sqrt(n))
-    snap = (lambda w: torch.from_numpy(quantize_pcm16(w.numpy()))) if config.quantize else (lambda w: w)
+    snap = quantize_pcm16 if config.quantize else (lambda w: w)
     z = snap(x.clone())
     z_prev, t_prev = z, 1.0
     trace, reached, conf = [], False, None
     for it in range(config.max_iter + 1):
         spec = stft(z, cfg)
+        mags = spec.abs()
         need_grad = it < config.max_iter
-        if config.momentum and it > 0:
-            # Judge the feasible iterate; take the gradient at the extrapolated point.
-            conf, loss, _ = _judge(model, spec.abs(), t_idx, need_grad=False)
-        else:
-            conf, loss, grad = _judge(model, spec.abs(), t_idx, need_grad=need_grad)
-        trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(x, z)})
+        conf, loss, grad = _judge(model, mags, t_idx, need_grad=need_grad)
+        dist = float(torch.linalg.vector_norm(z - x, dtype=torch.float64))
+        snr = 20 * math.log10(x_norm / dist) if dist > 0 else math.inf
+        trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
         if float(conf[t_idx]) >= config.threshold:
             reached = True
             break
         if not need_grad:
             break
-        if config.momentum and it > 0:
+        new_mags = torch.add(mags, grad, alpha=-config.step).clamp_(min=0)
+        y = istft(_with_magnitudes(spec, mags, new_mags), cfg, length=n)
+        if config.momentum:
             t_now, alpha = _fista_weight(t_prev)
-            v = z + alpha * (z - z_prev)
-            spec = stft(v, cfg)
-            _, _, grad = _judge(model, spec.abs(), t_idx, need_grad=True)
+            y.add_(z - z_prev, alpha=alpha)
             t_prev = t_now
-        mags = torch.clamp(spec.abs() - config.step * grad, min=0)
-        phase = torch.polar(torch.ones_like(mags), spec.angle())
-        y = istft(mags * phase, cfg, length=n)
         if radius is not None:
             y = project_ball(y, x, radius)
         z_prev, z = z, snap(y)
@@ -295,23 +307,19 @@ def _paper_order(model, x, spec0, t_idx, config):
     trace, reached = [], False
     for it in range(config.max_iter + 1):
         need_grad = it < config.max_iter
-        if config.momentum and it > 0:
-            conf, loss, _ = _judge(model, Y, t_idx, need_grad=False)
-        else:
-            conf, loss, grad = _judge(model, Y, t_idx, need_grad=need_grad)
+        conf, loss, grad = _judge(model, Y, t_idx, need_grad=need_grad)
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
         if float(conf[t_idx]) >= config.threshold:
             reached = True
             break
         if not need_grad:
             break
-        point = Y
-        if config.momentum and it > 0:
+        Z = Y - config.step * grad
+        if config.momentum:
             t_now, alpha = _fista_weight(t_prev)
-            point = Y + alpha * (Y - Y_prev)
-            _, _, grad = _judge(model, point, t_idx, need_grad=True)
+            Z = Z + alpha * (Y - Y_prev)
             t_prev = t_now
-        Z = torch.clamp(point - config.step * grad, min=0)
+        Z = torch.clamp(Z, min=0)
         Z = stft(istft(Z * phase0, cfg, length=n), cfg).abs()
         Y_prev, Y = Y, (project_ball(Z, mag0, radius) if radius is not None else Z)
     y = istft(Y * phase0, cfg, length=n)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+import torch
 
 from .errors import AudioError
 
@@ -240,9 +241,14 @@ def _to_int16(y: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(y, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def quantize_pcm16(y: np.ndarray) -> np.ndarray:
+def quantize_pcm16(y):
     """Round a float signal to the values a 16-bit PCM WAV written by :func:`save` holds.
 
     Reading such a file back with :func:`load` (at its own rate) returns exactly this array.
+    Accepts a NumPy array or a PyTorch tensor and returns the same kind (float32); both round
+    half to even, so they agree bit for bit.
     """
+    if isinstance(y, torch.Tensor):
+        # Scaling by a power of two is exact in float32, so no float64 detour is needed.
+        return (torch.round(y.float() * 32768.0).clamp_(-32768, 32767) / 32768.0)
     return (_to_int16(y) / 32768.0).astype(np.float32)
