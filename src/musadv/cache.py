@@ -267,6 +267,11 @@ class SpectraCache:
         return np.load(self.path / "spectra" / f"{entry.key}.npy", mmap_mode="r" if mmap else None,
                        allow_pickle=False)
 
+    def signal(self, entry: Entry) -> np.ndarray:
+        """The recording's waveform as analysed (decoded again: the cache keeps magnitudes only)."""
+        y, _ = audio.load(self.source(entry), sr=self.config.sr, offset=self.offset, duration=self.duration)
+        return y
+
     def source(self, entry: Entry) -> Path:
         """The audio file a cached recording came from."""
         return self.root / entry.path

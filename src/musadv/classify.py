@@ -16,7 +16,8 @@ import torch
 from .cache import analyse_file
 from .errors import AudioError
 
-__all__ = ["element_posteriors", "recording_confidence", "Prediction", "classify_frames", "classify_file"]
+__all__ = ["element_posteriors", "recording_confidence", "Prediction", "classify_frames", "classify_recording",
+           "classify_file"]
 
 
 def element_posteriors(model, frames, batch_size: int = 4096) -> np.ndarray:
@@ -82,10 +83,20 @@ def classify_frames(model, frames, name: str = "recording") -> Prediction:
     return Prediction(model.labels[int(np.argmax(conf))], dict(zip(model.labels, map(float, conf))), len(post))
 
 
+def classify_recording(system, frames, signal=None, name: str = "recording") -> Prediction:
+    """Label one recording with any system: a network (eq. 3-4) or a feature system
+    (:mod:`musadv.systems`, which has its own ``classify(frames, signal)``; the MFCC baseline
+    needs the waveform ``signal``)."""
+    if hasattr(system, "classify"):
+        return system.classify(frames, signal)
+    return classify_frames(system, frames, name)
+
+
 def classify_file(model, path: str | os.PathLike, offset: float = 0.0, duration: float | None = None) -> Prediction:
     """Decode any audio file (any format, rate, channels, length) and label it with ``model``.
 
     The file is analysed with the model's own STFT settings (resampled to its rate, mixed to mono).
+    ``model`` is a network or any system of :mod:`musadv.systems`.
     """
-    _, frames = analyse_file(path, model.stft, offset, duration)
-    return classify_frames(model, frames, str(path))
+    signal, frames = analyse_file(path, model.stft, offset, duration)
+    return classify_recording(model, frames, signal, str(path))

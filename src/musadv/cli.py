@@ -176,9 +176,9 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
 
 
 def _load_any_model(path: Path):
-    from .models import load_model
+    from .systems import load_system
 
-    return load_model(path)
+    return load_system(path)
 
 
 @cli.command("classify")
@@ -225,12 +225,8 @@ def test_cmd(model_dir, split, cache_dir, out):
     from .evaluate import evaluate_model, format_table
 
     model = _load_any_model(model_dir)
-    if cache_dir is None:
-        cache_dir = model.info.get("data", {}).get("cache")
-        if not cache_dir:
-            raise click.UsageError("the model does not name its cache; give --cache")
     out = out or model_dir / f"test-{split}"
-    fom = evaluate_model(model, cache.SpectraCache(cache_dir), split, out)
+    fom = evaluate_model(model, _model_cache(model, cache_dir), split, out)
     click.echo(format_table(fom))
     click.echo(f"written to {out}")
 
@@ -277,13 +273,10 @@ def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_l
     model = _load_any_model(model_dir)
     extra = {}
     if split:
-        cache_dir = cache_dir or model.info.get("data", {}).get("cache")
-        if not cache_dir:
-            raise click.UsageError("the model does not name its cache; give --cache")
-        spectra = cache.SpectraCache(cache_dir)
+        spectra = _model_cache(model, cache_dir)
         check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
         jobs = jobs_from_split(spectra, split, limit)
-        extra = {"cache": str(Path(cache_dir).resolve()), "split": split}
+        extra = {"cache": str(spectra.path.resolve()), "split": split}
     else:
         jobs = jobs_from_files(files, duration=duration)
     config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, threshold=threshold, max_iter=max_iter,
@@ -306,6 +299,68 @@ def _print_attack_summary(m: dict, out: Path) -> None:
     if m["lost_when_written"]:
         click.echo(f"warning: {len(m['lost_when_written'])} examples reached their target in memory but not in the "
                    "written 16-bit file; rerun with --float-wav to keep them", err=True)
+
+
+def _model_cache(model, cache_dir):
+    cache_dir = cache_dir or model.info.get("data", {}).get("cache")
+    if not cache_dir:
+        raise click.UsageError("the model does not name its cache; give --cache")
+    return cache.SpectraCache(cache_dir)
+
+
+@cli.command("train-forest")
+@click.argument("dnn_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--layers", type=click.Choice(["1", "2", "3", "all"]), default="all", show_default=True, help="Hidden layers whose activations are the features.")
+@click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache (default: the DNN's).")
+@click.option("--trees", type=int, default=500, show_default=True)
+@click.option("--window", type=float, default=5.0, show_default=True, help="Texture window in seconds.")
+@click.option("--hop", type=float, default=2.5, show_default=True, help="Texture window hop in seconds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def train_forest_cmd(dnn_dir, layers, cache_dir, trees, window, hop, seed, out):
+    """Train a random forest on a DNN's hidden activations (texture windows, majority vote)."""
+    from .evaluate import evaluate_model
+    from .systems import train_forest
+
+    dnn = _load_any_model(dnn_dir)
+    spectra = _model_cache(dnn, cache_dir)
+    system = train_forest(dnn, spectra, layers, n_trees=trees, window=window, hop=hop, seed=seed)
+    system.save(out)
+    fom = evaluate_model(system, spectra, "test")
+    click.echo(f"{out}: forest on layers {layers}, normalised accuracy on test {fom['normalised_accuracy']:.3f}")
+
+
+@cli.command("train-baseline")
+@click.argument("cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--window", type=float, default=5.0, show_default=True, help="Texture window in seconds.")
+@click.option("--hop", type=float, default=2.5, show_default=True, help="Texture window hop in seconds.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def train_baseline_cmd(cache_dir, window, hop, out):
+    """Train the MFCC + ZCR minimum-Mahalanobis baseline on train + valid of a cache."""
+    from .evaluate import evaluate_model
+    from .systems import train_baseline
+
+    spectra = cache.SpectraCache(cache_dir)
+    system = train_baseline(spectra, window=window, hop=hop)
+    system.extra_info["data"] = {"cache": str(Path(cache_dir).resolve())}
+    system.save(out)
+    fom = evaluate_model(system, spectra, "test")
+    click.echo(f"{out}: MFCC baseline, normalised accuracy on test {fom['normalised_accuracy']:.3f}")
+
+
+@cli.command("rescore")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/rescore-<model folder>.")
+def rescore_cmd(run_dir, model_dir, out):
+    """Judge the original and adversarial audio of an attack run with another model (e.g. a forest)."""
+    from .runs import rescore
+
+    m = rescore(_load_any_model(model_dir), run_dir, out)
+    line = f"{m['n_examples']} examples: the adversary's target reached by this model in {m['success_rate']:.1%}"
+    if "normalised_accuracy" in m:
+        line += f"; normalised accuracy {m['normalised_accuracy_before']:.3f} before, {m['normalised_accuracy']:.3f} under attack"
+    click.echo(line)
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .cache import SpectraCache
-from .classify import classify_frames
+from .classify import classify_recording
 from .io import write_csv_atomic, write_json_atomic
 from .models import check_compatible
 
@@ -92,7 +92,7 @@ def evaluate_model(model, cache: SpectraCache, split: str = "test", out_dir: str
 
     Parameters
     ----------
-    model : DNN, CDNN or any model with the element interface
+    model : DNN, CDNN, any model with the element interface, or a system of :mod:`musadv.systems`
     cache : SpectraCache
     split : {'train', 'valid', 'test'}
     out_dir : path, optional
@@ -108,7 +108,8 @@ def evaluate_model(model, cache: SpectraCache, split: str = "test", out_dir: str
     t0 = time.perf_counter()
     rows, y_true, y_pred = [], [], []
     for e in cache.split(split):
-        pred = classify_frames(model, cache.frames(e), e.path)
+        signal = cache.signal(e) if getattr(model, "needs_audio", False) else None
+        pred = classify_recording(model, cache.frames(e), signal, e.path)
         y_true.append(e.label)
         y_pred.append(pred.label)
         rows.append({"path": e.path, "true": e.label, "predicted": pred.label, "correct": int(pred.label == e.label),

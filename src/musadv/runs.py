@@ -37,13 +37,14 @@ from tqdm.auto import tqdm
 from . import __version__, audio
 from .attack import AttackConfig, attack, choose_targets, snr_db
 from .cache import SpectraCache
-from .classify import classify_frames
+from .cache import analyse_file
+from .classify import classify_frames, classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .io import write_csv_atomic, write_json_atomic
 from .spectral import magnitude
 
-__all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "RESULT_FIELDS"]
+__all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS"]
 
 RESULT_FIELDS = [
     "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
@@ -219,6 +220,58 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         metrics["before"] = figures_of_merit([r["true"] for r in originals.values()],
                                              [r["label_before"] for r in originals.values()], labels)
         metrics["after"] = figures_of_merit([r["true"] for r in known], [r["decoded_label"] for r in known], labels)
+        metrics["normalised_accuracy_before"] = metrics["before"]["normalised_accuracy"]
+        metrics["normalised_accuracy"] = metrics["after"]["normalised_accuracy"]
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics
+
+
+def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Judge the audio of an attack run with another system (e.g. the forest on a DNN's adversaries).
+
+    The adversary attacked one model and knew nothing of ``system``; this decodes every original
+    and adversarial WAV of the run and labels them with ``system``, as the paper's Fig. 4(a).
+
+    Parameters
+    ----------
+    system : any model of :func:`musadv.systems.load_system`
+    run_dir : path
+        A directory written by :func:`run_attacks`.
+    out_dir : path, optional
+        Default: ``RUN_DIR/rescore-<model folder name>``. Receives ``results.csv`` and
+        ``metrics.json`` (figures of merit before and under the attack, success rate).
+    """
+    run = Path(run_dir)
+    records = [json.loads(p.read_text()) for p in sorted((run / "examples").glob("*.json"))]
+    if not records:
+        raise MusadvError(f"{run}: no finished attack examples to re-score")
+    name = Path(getattr(system, "path", "system")).name
+    out = Path(out_dir) if out_dir else run / f"rescore-{name}"
+    judged: dict[str, object] = {}
+
+    def judge(rel: str):
+        if rel not in judged:
+            signal, frames = analyse_file(run / rel, system.stft)
+            judged[rel] = classify_recording(system, frames, signal, rel)
+        return judged[rel]
+
+    rows = []
+    for r in tqdm(records, desc=f"re-score with {name}", disable=not progress, leave=False):
+        before, after = judge(r["original_wav"]), judge(r["wav"])
+        rows.append({"example": r["example"], "file": r["file"], "true": r["true"], "target": r["target"],
+                     "label_before": before.label, "label_after": after.label,
+                     "conf_after": after.confidence[after.label], "target_conf_after": after.confidence.get(r["target"], 0.0),
+                     "success": int(after.label == r["target"]), "attacked_model_success": r["success"],
+                     "snr_wave_db": r["snr_wave_db"]})
+    write_csv_atomic(out / "results.csv", rows)
+    known = [r for r in rows if r["true"]]
+    metrics = {"system": str(getattr(system, "path", "")), "run": str(run.resolve()), "n_examples": len(rows),
+               "success_rate": float(np.mean([r["success"] for r in rows]))}
+    if known:
+        originals = {r["file"]: r for r in known}
+        metrics["before"] = figures_of_merit([r["true"] for r in originals.values()],
+                                             [r["label_before"] for r in originals.values()], system.labels)
+        metrics["after"] = figures_of_merit([r["true"] for r in known], [r["label_after"] for r in known], system.labels)
         metrics["normalised_accuracy_before"] = metrics["before"]["normalised_accuracy"]
         metrics["normalised_accuracy"] = metrics["after"]["normalised_accuracy"]
     write_json_atomic(out / "metrics.json", metrics)

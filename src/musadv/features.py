@@ -1,0 +1,93 @@
+"""Texture features: frame-level features aggregated over texture windows (paper section 4-5).
+
+Both feature systems of the paper summarise frame features over windows of about 5 s hopped by
+50 %: the DNN system by the mean and standard deviation of hidden-layer activations, the
+baseline by the mean and variance of MFCCs and the zero-crossing rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .spectral import STFTConfig
+
+__all__ = ["window_frames", "texture_starts", "texture_stats", "dnn_activations", "LAYER_CHOICES"]
+
+LAYER_CHOICES = ("1", "2", "3", "all")
+
+
+def window_frames(seconds: float, config: STFTConfig) -> int:
+    """Number of STFT frames spanning ``seconds`` (5 s at 22050 Hz, hop 512: 215 frames)."""
+    return max(1, int(round(seconds * config.sr / config.hop)))
+
+
+def texture_starts(n_frames: int, win: int, hop: int) -> np.ndarray:
+    """First frame of every texture window of ``win`` frames, ``hop`` frames apart.
+
+    Windows lie entirely inside the recording; a recording shorter than one window gets a
+    single window over all its frames, so every recording has at least one feature vector.
+    """
+    if n_frames <= win:
+        return np.zeros(1, dtype=int)
+    return np.arange(0, n_frames - win + 1, hop)
+
+
+def texture_stats(frames: np.ndarray, win: int, hop: int, spread: str = "std") -> np.ndarray:
+    """Mean and spread of each feature dimension over texture windows.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        Frame features ``(n_frames, n_dims)``.
+    win, hop : int
+        Window length and hop in frames.
+    spread : {'std', 'var'}
+        Standard deviation (DNN system) or variance (MFCC baseline), both population (ddof 0).
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_windows, 2 * n_dims)``: means, then spreads.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    n = len(frames)
+    starts = texture_starts(n, win, hop)
+    w = min(win, n)
+    # Windowed sums from cumulative sums: one pass, whatever the number of windows.
+    c1 = np.vstack([np.zeros(frames.shape[1]), np.cumsum(frames, axis=0)])
+    c2 = np.vstack([np.zeros(frames.shape[1]), np.cumsum(frames * frames, axis=0)])
+    s1 = c1[starts + w] - c1[starts]
+    s2 = c2[starts + w] - c2[starts]
+    mean = s1 / w
+    var = np.maximum(s2 / w - mean * mean, 0.0)
+    return np.hstack([mean, np.sqrt(var) if spread == "std" else var]).astype(np.float32)
+
+
+def dnn_activations(model, frames, layers: str = "all", batch_size: int = 8192) -> np.ndarray:
+    """Hidden-layer activations of a DNN for every frame of a recording.
+
+    Parameters
+    ----------
+    model : DNN
+    frames : array ``(n_frames, n_bins)``
+        Raw magnitude frames.
+    layers : {'1', '2', '3', 'all'}
+        Which hidden layer (1-based), or all concatenated.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_frames, n_units)`` float32.
+    """
+    if layers not in LAYER_CHOICES:
+        raise ValueError(f"layers must be one of {LAYER_CHOICES}, not {layers!r}")
+    x = torch.from_numpy(np.array(frames, dtype=np.float32))
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            acts = model.activations(model.elements(x[i : i + batch_size]))
+            chosen = acts if layers == "all" else [acts[int(layers) - 1]]
+            out.append(torch.cat(chosen, dim=1))
+    return torch.cat(out).numpy()
