@@ -156,11 +156,14 @@ def _pair(text: str) -> tuple[int, int]:
 @click.option("--lr", type=float, default=None, help="Initial learning rate (reference: DNN 0.01, CDNN 0.001).")
 @click.option("--patience", type=int, default=None, help="Epochs without 0.1 %% validation improvement before stopping (10).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--adversarial", type=click.Choice(["fgsm"]), default=None, help="Alg. 2: also train on fast-gradient-sign adversarial versions of each batch.")
+@click.option("--adv-step", type=float, default=0.25, show_default=True, help="Sign step mu on raw magnitudes.")
+@click.option("--adv-fraction", type=float, default=None, help="Replace this share of each batch by adversarial versions (default: join them to the batch).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar (epoch lines are still printed).")
 def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, kernel2, epochs, batch_size, lr,
-              patience, seed, out, resume, quiet):
+              patience, seed, adversarial, adv_step, adv_fraction, out, resume, quiet):
     """Train a DNN or CDNN on the train split of a prepared cache (early stopping on valid)."""
     from .training import TrainConfig, train
 
@@ -169,7 +172,8 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
     else:
         spec = {"arch": "cdnn", "patch": patch, "filters": filters, "kernel1": list(_pair(kernel1)),
                 "kernel2": list(_pair(kernel2)), "hidden": units or 50, "dropout": dropout}
-    config = TrainConfig.reference(arch, max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
+    config = TrainConfig.reference(arch, max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                                   adversarial=adversarial, adv_step=adv_step, adv_fraction=adv_fraction)
     model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet)
     t = model.info["training"]
     click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")
