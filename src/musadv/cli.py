@@ -256,8 +256,9 @@ def test_cmd(model_dir, split, cache_dir, out):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random targets.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_limit, step, threshold, max_iter, momentum,
-               order, float_wav, limit, duration, seed, out, quiet):
+               order, float_wav, limit, duration, seed, out, quiet, no_report):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -287,6 +288,10 @@ def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_l
                           momentum=momentum, order=order, quantize=not float_wav)
     metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra)
     _print_attack_summary(metrics, out)
+    if not no_report and metrics["n_examples"]:
+        from .report import write_report
+
+        click.echo(f"report: {write_report(out)}")
 
 
 def _print_attack_summary(m: dict, out: Path) -> None:
@@ -365,6 +370,95 @@ def rescore_cmd(run_dir, model_dir, out):
     if "normalised_accuracy" in m:
         line += f"; normalised accuracy {m['normalised_accuracy_before']:.3f} before, {m['normalised_accuracy']:.3f} under attack"
     click.echo(line)
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--open", "open_", is_flag=True, help="Open the page in a web browser.")
+def report_cmd(run_dir, open_):
+    """Write RUN_DIR/report.html for a demo, experiment, attack, test or model directory."""
+    from .report import write_report
+
+    page = write_report(run_dir)
+    click.echo(str(page))
+    if open_:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+
+
+@cli.command("demo")
+@click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), help="A dataset (GTZAN folder, label folders or CSV) instead of the built-in data.")
+@click.option("--partition", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Partition JSON for --data (default: seeded stratified 50/25/25).")
+@click.option("--quick", is_flag=True, help="A reduced study: about a minute on the built-in data.")
+@click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
+def demo_cmd(out, data, partition, quick, quiet):
+    """The whole study in one command: train a DNN and a CDNN, test them, train the forest and the
+    MFCC baseline, attack the test split (random and all_wrong; every_label on one recording),
+    re-score the attacks with the forest, and write report.html and summary.json into --out.
+
+    A second run into the same --out reuses finished stages.
+    """
+    import time
+
+    from .experiments import run_demo
+
+    t = time.perf_counter()
+    s = run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet)
+    click.echo("")
+    click.echo(f"{'system':16s} {'normalised accuracy':>20s}")
+    for name, v in s["systems"].items():
+        click.echo(f"{name:16s} {v['normalised_accuracy']:20.3f}")
+    click.echo("")
+    click.echo(f"{'attack':16s} {'accuracy before':>16s} {'under attack':>13s} {'success':>8s} {'SNR dB (min)':>14s}")
+    for name, a in s["attacks"].items():
+        snr = "" if a.get("snr_db_mean") is None else f"{a['snr_db_mean']:.1f} ({a['snr_db_min']:.1f})"
+        fmt = lambda v: "" if v is None else f"{v:.3f}"
+        click.echo(f"{name:16s} {fmt(a.get('normalised_accuracy_before')):>16s} {fmt(a.get('normalised_accuracy')):>13s} "
+                   f"{a['success_rate']:8.1%} {snr:>14s}")
+    click.echo(f"\nreport: {out / 'report.html'}\nsummary: {out / 'summary.json'}\ntotal {time.perf_counter() - t:.0f} s")
+
+
+@cli.group("experiment")
+def experiment():
+    """The paper's tables as one command each (resumable; --quick for a few minutes on built-in data)."""
+
+
+def _print_table(out: Path, name: str) -> None:
+    click.echo((out / f"{name}.md").read_text())
+    click.echo(f"written: {out / (name + '.csv')}, {out / (name + '.md')}, {out / 'report.html'}")
+
+
+@experiment.command("table1")
+@click.argument("data", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--partition", "partition_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Partition JSON (give two for the paper's two columns, e.g. random and fault-filtered).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, help="Small data, few epochs, 100 trees.")
+@click.option("--quiet", is_flag=True)
+def table1_cmd(data, partition_files, out, quick, quiet):
+    """Table I: random forests on the activations of DNNs (50/500 units, with/without dropout, layers 1/2/3/all)."""
+    from .experiments import run_table1
+
+    if len(partition_files) > 2:
+        raise click.UsageError("give at most two --partition files")
+    run_table1(out, str(data) if data else None, list(partition_files) or None, quick=quick, progress=not quiet)
+    _print_table(out, "table1")
+
+
+@experiment.command("table3")
+@click.argument("data", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--partition", type=click.Path(exists=True, dir_okay=False), help="Partition JSON for DATA.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, help="Small data, few epochs.")
+@click.option("--quiet", is_flag=True)
+def table3_cmd(data, partition, out, quick, quiet):
+    """Table III: DNN, DNN+ADV, CDNN, CDNN+ADV clean and under the always-wrong adversary with no SNR limit."""
+    from .experiments import run_table3
+
+    run_table3(out, str(data) if data else None, partition, quick=quick, progress=not quiet)
+    _print_table(out, "table3")
 
 
 def main(argv=None):

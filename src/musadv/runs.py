@@ -150,7 +150,7 @@ def run_attacks(
     """
     out = Path(out_dir)
     run = {"format": "musadv-attack-run", "musadv": __version__, "model": str(Path(model.path).resolve()) if hasattr(model, "path") else None,
-           "labels": model.labels, "policy": policy, "seed": seed, "attack": asdict(config),
+           "labels": model.labels, "stft": model.stft.to_dict(), "policy": policy, "seed": seed, "attack": asdict(config),
            "recordings": [asdict(j) for j in jobs], **(extra or {})}
     run_file = out / "run.json"
     if run_file.exists():

@@ -1,0 +1,276 @@
+"""Reports to look at and listen to: one self-contained HTML page per run directory.
+
+``write_report(DIR)`` turns a study (``summary.json``), an attack run (``run.json``), a test
+(``metrics.json``) or a model directory (``model.json``) into ``DIR/report.html`` with its
+figures in ``DIR/report-media/``; audio players point at the WAVs already in the directory, so
+the page needs no network. Figures are drawn with matplotlib's headless backend; the page comes
+from a Jinja2 template with autoescaping, so file names with ``<``, ``&`` or quotes are shown
+as text, never interpreted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from jinja2 import Environment  # noqa: E402
+
+from . import audio  # noqa: E402
+from .spectral import STFTConfig, magnitude  # noqa: E402
+
+__all__ = ["write_report", "confusion_figure", "spectrum_figure", "trace_figure"]
+
+MAX_DETAILED = 24  # examples per run that get spectrum and trace figures
+
+
+def confusion_figure(fom: dict, path: Path, title: str) -> Path:
+    """Confusion matrix (rows true, columns predicted) with recall per class, as in Figs. 2-4 and 6."""
+    labels, conf = fom["labels"], np.array(fom["confusion"])
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if conf[i, j]:
+                ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(k), labels, rotation=60, ha="right", fontsize=8)
+    recall = fom["recall"]
+    ylabels = [f"{lab} ({'-' if recall[lab] is None else round(100 * recall[lab])}%)" for lab in labels]
+    ax.set_yticks(range(k), ylabels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (recall)")
+    ax.set_title(f"{title}\nnormalised accuracy {fom['normalised_accuracy']:.3f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def spectrum_figure(original: np.ndarray, adversarial: np.ndarray, config: STFTConfig, path: Path, title: str) -> Path:
+    """Original vs adversarial magnitude spectrum in dB (paper Fig. 5): one frame and the average."""
+    a, b = magnitude(original, config), magnitude(adversarial, config)
+    freqs = np.arange(a.shape[1]) * config.sr / config.n_fft / 1000
+    frame = a.shape[0] // 2
+    db = lambda m: 20 * np.log10(np.maximum(m, 1e-8))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), sharey=True)
+    for ax, (x, y, name) in zip(axes, [(a[frame], b[frame], f"frame {frame}"), (a.mean(0), b.mean(0), "mean over frames")]):
+        ax.plot(freqs, db(x), lw=0.8, label="original")
+        ax.plot(freqs, db(y), lw=0.8, alpha=0.8, label="adversarial")
+        ax.plot(freqs, db(np.abs(y - x)), lw=0.6, alpha=0.7, label="|difference|")
+        ax.set_xlabel("frequency (kHz)")
+        ax.set_title(name, fontsize=9)
+    axes[0].set_ylabel("magnitude (dB)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def trace_figure(trace: list[dict], path: Path, title: str, threshold: float | None = None) -> Path:
+    """Target posterior and SNR per iteration of one attack."""
+    it = [t["iteration"] for t in trace]
+    fig, ax = plt.subplots(figsize=(4.5, 2.6))
+    ax.plot(it, [t["target_posterior"] for t in trace], color="C0", marker=".", ms=3)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("target posterior", color="C0")
+    if threshold:
+        ax.axhline(threshold, color="C0", lw=0.6, ls=":")
+    snr = [t["snr_db"] if t["snr_db"] is not None and np.isfinite(t["snr_db"]) else np.nan for t in trace]
+    ax2 = ax.twinx()
+    ax2.plot(it, snr, color="C3", lw=0.8)
+    ax2.set_ylabel("SNR (dB)", color="C3")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _attack_section(run: Path, base: Path, media: Path, name: str) -> dict:
+    """Figures and rows of one attack run, with paths relative to the report's folder."""
+    meta = json.loads((run / "run.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = _read_csv(run / "results.csv")
+    tag = name.replace("/", "_")
+    figures = []
+    for key, title in (("before", "before the attack"), ("after", "under the attack (decoded files)")):
+        if key in metrics:
+            figures.append(_rel(confusion_figure(metrics[key], media / f"{tag}-confusion-{key}.png", f"{name}: {title}"), base))
+    config = STFTConfig.from_dict(meta["stft"]) if "stft" in meta else STFTConfig()
+    examples = []
+    for i, row in enumerate(rows):
+        ex = {**row, "wav_src": _rel(run / row["wav"], base), "original_src": _rel(run / row["original_wav"], base)}
+        if i < MAX_DETAILED:
+            record = json.loads((run / "examples" / f"{row['example']}.json").read_text())
+            orig, _ = audio.load(run / row["original_wav"], sr=None)
+            adv, _ = audio.load(run / row["wav"], sr=None)
+            stem = f"{tag}-{i:03d}"
+            ex["spectrum"] = _rel(spectrum_figure(orig, adv, config, media / f"{stem}-spectrum.png",
+                                                  f"{row['file']} -> {row['target']}"), base)
+            ex["trace"] = _rel(trace_figure(record["trace"], media / f"{stem}-trace.png", "per iteration",
+                                            meta["attack"]["threshold"]), base)
+        examples.append(ex)
+    grid = None
+    if meta["policy"] == "every_label":
+        grid = {"labels": meta["labels"], "rows": []}
+        by_file: dict[str, dict] = {}
+        for ex in examples:
+            by_file.setdefault(ex["file"], {})[ex["target"]] = ex
+        for file, cells in by_file.items():
+            first = next(iter(cells.values()))
+            grid["rows"].append({"file": file, "true": first["true"], "original_src": first["original_src"],
+                                 "cells": [cells.get(lab) for lab in meta["labels"]]})
+    snr = metrics.get("snr_wave_db") or {}
+    return {"name": name, "policy": meta["policy"], "attack": meta["attack"], "metrics": metrics, "snr": snr,
+            "figures": figures, "examples": examples, "grid": grid, "n_detailed": min(len(rows), MAX_DETAILED)}
+
+
+TEMPLATE = r"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>musadv report: {{ title }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
+th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{width:210px;height:32px}
+.figs img{margin-right:1em;vertical-align:top}.small{font-size:12px;color:#555}
+</style></head><body>
+<h1>musadv report: {{ title }}</h1>
+<p class="small">Written by musadv {{ version }}. Audio and figures are files beside this page.</p>
+{% if summary %}
+<h2>Systems on the test split</h2>
+<table><tr><th>system</th><th>normalised accuracy</th><th>accuracy</th><th>recordings</th><th>binomial p</th></tr>
+{% for name, s in summary.systems.items() %}<tr><td>{{ name }}</td><td>{{ "%.3f"|format(s.normalised_accuracy) }}</td>
+<td>{{ "%.3f"|format(s.accuracy) }}</td><td>{{ s.n }}</td><td>{{ "%.2g"|format(s.binomial_p) }}</td></tr>{% endfor %}</table>
+<h2>Attacks</h2>
+<table><tr><th>attack</th><th>normalised accuracy before</th><th>under attack</th><th>success (decoded files)</th><th>SNR dB mean &plusmn; std</th><th>min</th><th>max</th></tr>
+{% for name, a in summary.attacks.items() %}<tr><td>{{ name }}</td>
+<td>{{ fmt(a.get("normalised_accuracy_before")) }}</td><td>{{ fmt(a.get("normalised_accuracy")) }}</td><td>{{ pct(a.get("success_rate")) }}</td>
+<td>{% if a.get("snr_db_mean") is not none %}{{ "%.1f"|format(a.snr_db_mean) }} &plusmn; {{ "%.1f"|format(a.snr_db_std) }}{% endif %}</td>
+<td>{{ fmt(a.get("snr_db_min"), 1) }}</td><td>{{ fmt(a.get("snr_db_max"), 1) }}</td></tr>{% endfor %}</table>
+<p class="small">Seconds per stage: {% for k, v in summary.seconds.items() %}{{ k }} {{ "%.0f"|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>
+{% endif %}
+{% if table %}<h2>{{ table.title }}</h2><table><tr>{% for h in table.header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in table.rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if confusions %}<h2>Confusion matrices</h2><div class="figs">{% for f in confusions %}<img src="{{ f }}" alt="confusion matrix">{% endfor %}</div>{% endif %}
+{% if history %}<h2>Training</h2><div class="figs"><img src="{{ history }}" alt="training history"></div>{% endif %}
+{% for sec in attacks %}
+<h2>Attack: {{ sec.name }} (policy {{ sec.policy }})</h2>
+<p>SNR limit {{ sec.attack.snr_db if sec.attack.snr_db is not none else "none" }} dB, step {{ sec.attack.step }}, threshold {{ sec.attack.threshold }},
+at most {{ sec.attack.max_iter }} iterations, order {{ sec.attack.order }}. {{ sec.metrics.n_examples }} examples;
+success on the decoded files {{ pct(sec.metrics.success_rate) }}{% if sec.snr %}; waveform SNR {{ "%.1f"|format(sec.snr.mean) }} &plusmn; {{ "%.1f"|format(sec.snr.std) }} dB
+(min {{ "%.1f"|format(sec.snr.min) }}, max {{ "%.1f"|format(sec.snr.max) }}){% endif %}.
+{% if sec.metrics.lost_when_written %}<b class="bad">{{ sec.metrics.lost_when_written|length }} examples lost their target when written as 16-bit WAV.</b>{% endif %}</p>
+<div class="figs">{% for f in sec.figures %}<img src="{{ f }}" alt="confusion matrix">{% endfor %}</div>
+{% if sec.grid %}<h3>Every label for the same recording (Table II)</h3>
+<table><tr><th>recording</th>{% for lab in sec.grid.labels %}<th>{{ lab }}</th>{% endfor %}</tr>
+{% for r in sec.grid.rows %}<tr><td>{{ r.file }} ({{ r.true }})<br><audio controls preload="metadata" src="{{ r.original_src }}"></audio></td>
+{% for c in r.cells %}<td>{% if c %}<audio controls preload="metadata" src="{{ c.wav_src }}"></audio><br>
+<span class="{{ 'ok' if c.success == '1' else 'bad' }}">{{ c.decoded_label }}</span> {{ "%.2f"|format(c.decoded_target_conf|float) }},
+{{ fmt(c.snr_wave_db, 1) }} dB{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+<table><tr><th>#</th><th>recording</th><th>original</th><th>adversarial</th><th>true</th><th>target</th><th>before</th><th>after (decoded)</th>
+<th>confidence</th><th>SNR wave / mag (dB)</th><th>iterations</th><th>spectrum (Fig. 5) and trace</th></tr>
+{% for ex in sec.examples %}<tr><td>{{ loop.index }}</td><td>{{ ex.file }}</td>
+<td><audio controls preload="metadata" src="{{ ex.original_src }}"></audio></td><td><audio controls preload="metadata" src="{{ ex.wav_src }}"></audio></td>
+<td>{{ ex.true }}</td><td>{{ ex.target }}</td><td>{{ ex.label_before }} ({{ "%.2f"|format(ex.conf_before|float) }})</td>
+<td class="{{ 'ok' if ex.success == '1' else 'bad' }}">{{ ex.decoded_label }}</td><td>{{ "%.2f"|format(ex.decoded_conf|float) }}</td>
+<td>{{ fmt(ex.snr_wave_db, 1) }} / {{ fmt(ex.snr_mag_db, 1) }}</td><td>{{ ex.iterations }}</td>
+<td>{% if ex.spectrum %}<img src="{{ ex.spectrum }}" alt="spectra" width="480"><img src="{{ ex.trace }}" alt="trace" width="260">{% endif %}</td></tr>{% endfor %}</table>
+{% if sec.examples|length > sec.n_detailed %}<p class="small">Figures for the first {{ sec.n_detailed }} examples.</p>{% endif %}
+{% endfor %}
+</body></html>
+"""
+
+
+def _fmt(v, digits: int = 3) -> str:
+    try:
+        return "" if v is None or v == "" else f"{float(v):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * float(v):.1f} %"
+
+
+def _history_figure(info: dict, path: Path) -> Path | None:
+    hist = info.get("training", {}).get("history")
+    if not hist:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    ep = [h["epoch"] for h in hist]
+    ax.plot(ep, [h["train_loss"] for h in hist], label="train loss")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [h["valid_error"] for h in hist], color="C1", label="validation error")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    ax2.set_ylabel("validation error", color="C1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
+    """Write ``RUN_DIR/report.html`` for a study, attack run, test or model directory.
+
+    Returns
+    -------
+    Path
+        The HTML file.
+    """
+    from . import __version__
+
+    base = Path(run_dir)
+    media = base / "report-media"
+    media.mkdir(parents=True, exist_ok=True)
+    ctx = {"title": title or base.resolve().name, "version": __version__, "summary": None, "table": None,
+           "confusions": [], "history": None, "attacks": []}
+    if (base / "summary.json").exists():
+        ctx["summary"] = json.loads((base / "summary.json").read_text())
+        for test in sorted(base.glob("models/*/test-test/metrics.json")):
+            name = test.parent.parent.name
+            ctx["confusions"].append(_rel(confusion_figure(json.loads(test.read_text()), media / f"{name}-confusion.png", name), base))
+    if (base / "table.json").exists():
+        ctx["table"] = json.loads((base / "table.json").read_text())
+    if (base / "run.json").exists() and (base / "results.csv").exists():
+        ctx["attacks"].append(_attack_section(base, base, media, base.resolve().name))
+    for run in sorted(p.parent for p in base.glob("attacks/*/run.json")):
+        if (run / "results.csv").exists():
+            ctx["attacks"].append(_attack_section(run, base, media, run.name))
+    if (base / "metrics.json").exists() and not ctx["attacks"]:
+        fom = json.loads((base / "metrics.json").read_text())
+        if "confusion" in fom:
+            ctx["confusions"].append(_rel(confusion_figure(fom, media / "confusion.png", base.name), base))
+    if (base / "model.json").exists():
+        info = json.loads((base / "model.json").read_text())
+        fig = _history_figure(info, media / "history.png")
+        ctx["history"] = _rel(fig, base) if fig else None
+        for test in sorted(base.glob("test-*/metrics.json")):
+            ctx["confusions"].append(_rel(confusion_figure(json.loads(test.read_text()), media / f"{test.parent.name}.png",
+                                                           test.parent.name), base))
+    env = Environment(autoescape=True)
+    env.globals.update(fmt=_fmt, pct=_pct)
+    html = env.from_string(TEMPLATE).render(**ctx)
+    out = base / "report.html"
+    tmp = base / ".report.html.tmp"
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

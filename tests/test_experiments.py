@@ -1,0 +1,41 @@
+"""musadv.experiments: the reduced demo writes summary.json and the report, reproducibly and resumably."""
+
+import json
+
+import pytest
+
+from musadv.experiments import run_demo
+
+SYSTEMS = {"dnn", "cdnn", "dnn_forest", "mfcc_baseline"}
+ATTACK_KEYS = {"normalised_accuracy", "success_rate", "snr_db_mean", "snr_db_std", "snr_db_min"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(out, quick=True, progress=False, log=lambda m: None)
+
+
+def test_quick_demo_writes_the_summary_contract_and_the_report(demo):
+    out, summary = demo
+    saved = json.loads((out / "summary.json").read_text())
+    assert set(saved["systems"]) == SYSTEMS
+    for s in saved["systems"].values():
+        assert 0 <= s["normalised_accuracy"] <= 1
+    for policy in ("random", "all_wrong"):
+        assert ATTACK_KEYS <= set(saved["attacks"][policy])
+    assert saved["attacks"]["random"]["success_rate"] >= 0.8  # judged on the decoded files
+    assert saved["attacks"]["all_wrong"]["normalised_accuracy"] <= 0.3
+    assert {"prepare", "train-dnn", "attack-random"} <= set(saved["seconds"])
+    html = (out / "report.html").read_text()
+    assert "<audio" in html and "Systems on the test split" in html
+    for name in ("dnn", "cdnn"):  # the models stay usable by musadv classify and attack
+        assert (out / "models" / name / "model.safetensors").exists()
+
+
+def test_a_second_run_reuses_finished_stages_and_gives_the_same_numbers(demo):
+    out, first = demo
+    logs = []
+    again = run_demo(out, quick=True, progress=False, log=logs.append, report=False)
+    assert all("earlier run" in line for line in logs)
+    assert again["systems"] == first["systems"] and again["attacks"] == first["attacks"]

@@ -1,0 +1,98 @@
+"""musadv.report: a page from a small real attack run renders in a headless browser, media and all."""
+
+import functools
+import http.server
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musadv import synth
+from musadv.attack import AttackConfig
+from musadv.report import write_report
+from musadv.runs import jobs_from_files, jobs_from_split, run_attacks
+
+HOSTILE = "evil <b>&\"quote's\".wav"
+
+
+@pytest.fixture(scope="module")
+def attack_run(trained_dnn, learn_cache, tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    sf.write(base / HOSTILE, synth.render("jazz", 3, duration=3.0), 22050)
+    cfg = AttackConfig(snr_db=15, max_iter=30)
+    jobs = jobs_from_split(learn_cache, "test", limit=3) + jobs_from_files([base / HOSTILE])
+    run_attacks(trained_dnn, jobs, "label:techno", base / "run", cfg, progress=False)
+    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=1), "every_label", base / "grid", cfg, progress=False)
+    return base
+
+
+def test_report_holds_players_figures_and_escaped_names(attack_run):
+    page = write_report(attack_run / "run")
+    html = page.read_text()
+    assert html.count("<audio") == 2 * 4
+    assert "evil &lt;b&gt;&amp;&#34;quote&#39;s&#34;.wav" in html
+    assert "<b>&" not in html
+    assert (attack_run / "run" / "report-media").is_dir()
+    assert "spectrum" in html and "normalised accuracy" in html or "success on the decoded files" in html
+
+
+def test_every_label_run_shows_the_table2_grid(attack_run, trained_dnn):
+    html = write_report(attack_run / "grid").read_text()
+    assert "Every label for the same recording" in html
+    assert html.count("<audio") >= 1 + 2 * len(trained_dnn.labels)
+
+
+def _browser():
+    selenium = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("Debian chromium and chromium-driver are not installed")
+    opts = Options()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return selenium.Chrome(service=Service(driver), options=opts)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_report_renders_in_a_headless_browser(attack_run):
+    write_report(attack_run / "run")
+    handler = functools.partial(QuietHandler, directory=str(attack_run / "run"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = _browser()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_port}/report.html")
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);")
+        assert images and all(ok for _, ok in images), [src for src, ok in images if not ok]
+        # Every audio element must be decodable: the browser learns its duration from the file.
+        durations = browser.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const els = Array.from(document.querySelectorAll('audio'));
+            Promise.all(els.map(a => new Promise(res => {
+                if (a.readyState >= 1) return res(a.duration);
+                a.addEventListener('loadedmetadata', () => res(a.duration));
+                a.addEventListener('error', () => res(-1));
+                a.load();
+            }))).then(done);
+        """)
+        assert len(durations) == 8 and all(d and d > 0 for d in durations), durations
+        assert "evil <b>&\"quote's\".wav" in browser.find_element("tag name", "body").text
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()
+        server.shutdown()
