@@ -8,14 +8,15 @@ import pytest
 
 from musadv.cli import cli, main
 
-COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack"]
+COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack", "train-forest",
+            "train-baseline", "rescore", "report", "demo", "experiment", "experiment table1", "experiment table3"]
 
 
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "musadv.cli", *map(str, args)], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
+@pytest.mark.parametrize("command", [[]] + [c.split() for c in COMMANDS])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(args=[*command, "--help"], prog_name="musadv")

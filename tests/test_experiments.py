@@ -39,3 +39,15 @@ def test_a_second_run_reuses_finished_stages_and_gives_the_same_numbers(demo):
     again = run_demo(out, quick=True, progress=False, log=logs.append, report=False)
     assert all("earlier run" in line for line in logs)
     assert again["systems"] == first["systems"] and again["attacks"] == first["attacks"]
+
+
+def test_table3_quick_produces_all_four_rows(tmp_path):
+    from musadv.experiments import run_table3
+
+    rows = run_table3(tmp_path, quick=True, progress=False, log=lambda m: None)
+    assert [r[0] for r in rows] == ["DNN", "DNN+ADV", "CDNN", "CDNN+ADV"]
+    md = (tmp_path / "table3.md").read_text()
+    assert "0.63" in md and "37.8 ± 4.6" in md  # the paper's numbers beside ours
+    assert (tmp_path / "table3.csv").exists() and (tmp_path / "report.html").exists()
+    for r in rows:
+        assert 0 <= float(r[1]) <= 1 and 0 <= float(r[2]) <= 1
