@@ -10,7 +10,6 @@ from musadv import synth
 from musadv.attack import AttackConfig, attack, ball_radius, choose_targets, project_ball, snr_db
 from musadv.audio import quantize_pcm16
 from musadv.errors import MusadvError
-from musadv.spectral import magnitude
 
 
 def test_snr_projection_is_exact_on_a_hand_built_case():

@@ -1,6 +1,5 @@
 """musadv.cache: decode once, cache magnitude frames, resume, notice changed sources, skip bad files."""
 
-import json
 import os
 import shutil
 

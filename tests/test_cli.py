@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from musadv.cli import cli, main
+from musadv.cli import cli
 
 COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack", "train-forest",
             "train-baseline", "rescore", "report", "demo", "experiment", "experiment table1", "experiment table3"]

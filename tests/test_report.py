@@ -5,7 +5,6 @@ import http.server
 import shutil
 import threading
 
-import numpy as np
 import pytest
 import soundfile as sf
 

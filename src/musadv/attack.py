@@ -212,7 +212,6 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) ->
     cfg, t_idx = model.stft, model.labels.index(target)
     t0 = time.perf_counter()
     x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
-    n = x.shape[-1]
     spec0 = stft(x, cfg)
     mag0 = spec0.abs()
     if model.elements(mag0).shape[0] == 0:

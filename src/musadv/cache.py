@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import audio, partitions
 from .datasets import Item
-from .errors import AudioError, DatasetError, MusadvError
+from .errors import DatasetError, MusadvError
 from .io import save_npy_atomic, write_csv_atomic, write_json_atomic
 from .partitions import SPLITS, Partition
 from .spectral import STFTConfig, magnitude

@@ -180,6 +180,7 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
 
 
 def _load_any_model(path: Path):
+    """Any saved model (DNN, CDNN, forest, baseline); imported lazily to keep --help fast."""
     from .systems import load_system
 
     return load_system(path)

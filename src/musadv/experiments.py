@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from . import cache as cache_mod
 from . import datasets, partitions, synth
@@ -120,20 +119,26 @@ class DemoSettings:
         return {"arch": "cdnn", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.cdnn}}
 
 
-def _prepare_data(st: Stages, out: Path, data: str | None, partition: str | None, settings: DemoSettings,
-                  progress: bool) -> cache_mod.SpectraCache:
+def _study_cache(st: Stages, stage: str, folder: Path, data_root: Path, data: str | None, partition: str | None,
+                 clips: int, seconds: float, seed: int, progress: bool) -> cache_mod.SpectraCache:
+    """Prepare (once) the spectra cache of one partition of the data in ``folder``.
+
+    With ``data`` None the built-in data is generated in ``data_root`` (``clips`` per style of
+    ``seconds`` s); without ``partition`` a seeded stratified 50/25/25 partition is made.
+    """
+
     def make():
         if data is None:
-            ds = synth.generate(out / "data", n_per_style=settings.clips, duration=settings.clip_seconds, seed=settings.seed)
+            ds = synth.generate(data_root, n_per_style=clips, duration=seconds, seed=seed)
         else:
             ds = datasets.open_dataset(data)
         part = (partitions.load(partition, root=ds.root) if partition
-                else partitions.stratified(ds, (0.5, 0.25, 0.25), seed=settings.seed))
-        c = cache_mod.prepare(part, out / "cache", progress=progress)
+                else partitions.stratified(ds, (0.5, 0.25, 0.25), seed=seed))
+        c = cache_mod.prepare(part, folder, progress=progress)
         return {"recordings": len(c.entries), "errors": len(c.errors), "counts": part.counts()}
 
-    st("prepare", make)
-    return cache_mod.SpectraCache(out / "cache")
+    st(stage, make)
+    return cache_mod.SpectraCache(folder)
 
 
 def _fom_summary(fom: dict) -> dict:
@@ -173,7 +178,8 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     out = Path(out_dir)
     st = Stages(out, log)
     settings = DemoSettings.for_data(data is None, quick)
-    spectra = _prepare_data(st, out, data, partition, settings, progress)
+    spectra = _study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
+                           settings.clip_seconds, settings.seed, progress)
     quiet = dict(progress=progress, log=log)
 
     def fit(name, arch, cfg):
@@ -249,25 +255,6 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     return summary
 
 
-def _study_cache(st: Stages, out: Path, name: str, data: str | None, partition: str | None, clips: int,
-                 seconds: float, seed: int, progress: bool) -> cache_mod.SpectraCache:
-    """Prepare (once) the cache of one partition of the data (built-in data when ``data`` is None)."""
-    folder = out / name
-
-    def make():
-        if data is None:
-            ds = synth.generate(out / "data", n_per_style=clips, duration=seconds, seed=seed)
-        else:
-            ds = datasets.open_dataset(data)
-        part = (partitions.load(partition, root=ds.root) if partition
-                else partitions.stratified(ds, (0.5, 0.25, 0.25), seed=seed))
-        c = cache_mod.prepare(part, folder / "cache", progress=progress)
-        return {"recordings": len(c.entries), "counts": part.counts()}
-
-    st(f"prepare-{name}", make)
-    return cache_mod.SpectraCache(folder / "cache")
-
-
 def _write_table(out: Path, name: str, title: str, header: list[str], rows: list[list]) -> None:
     write_json_atomic(out / "table.json", {"title": title, "header": header, "rows": rows})
     write_csv_atomic(out / f"{name}.csv", [dict(zip(header, r)) for r in rows], header)
@@ -302,7 +289,8 @@ def run_table1(out_dir: str | os.PathLike, data: str | None = None, partition_fi
     names = [Path(p).stem if p else "stratified" for p in parts]
     results: dict[tuple, list] = {}
     for name, part in zip(names, parts):
-        spectra = _study_cache(st, out, name, data, part, clips, seconds, 0, progress)
+        spectra = _study_cache(st, f"prepare-{name}", out / name / "cache", out / "data", data, part, clips, seconds, 0,
+                               progress)
         for units in (50, 500):
             for dropout in (0.0, 0.5):
                 tag = f"dnn{units}" + ("-dropout" if dropout else "")
@@ -350,8 +338,8 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
     out = Path(out_dir)
     st = Stages(out, log)
     settings = DemoSettings.for_data(data is None, quick)
-    spectra = _study_cache(st, out, "data-partition", data, partition, settings.clips, settings.clip_seconds,
-                           settings.seed, progress)
+    spectra = _study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
+                           settings.clip_seconds, settings.seed, progress)
     dnn_cfg = TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs)
     cdnn_cfg = TrainConfig(lr=settings.cdnn_lr, batch_size=settings.cdnn_batch, max_epochs=settings.cdnn_epochs)
     adv = dict(adversarial="fgsm", adv_step=0.25)

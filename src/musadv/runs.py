@@ -36,8 +36,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, audio
 from .attack import AttackConfig, attack, choose_targets, snr_db
-from .cache import SpectraCache
-from .cache import analyse_file
+from .cache import SpectraCache, analyse_file
 from .classify import classify_frames, classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
@@ -215,15 +214,20 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         "mean_iterations": float(np.mean([r["iterations"] for r in records])) if records else None,
         "mean_seconds": float(np.mean([r["seconds"] for r in records])) if records else None,
     }
-    if known:
-        originals = {r["file"]: r for r in known}  # every_label attacks a recording K times
-        metrics["before"] = figures_of_merit([r["true"] for r in originals.values()],
-                                             [r["label_before"] for r in originals.values()], labels)
-        metrics["after"] = figures_of_merit([r["true"] for r in known], [r["decoded_label"] for r in known], labels)
-        metrics["normalised_accuracy_before"] = metrics["before"]["normalised_accuracy"]
-        metrics["normalised_accuracy"] = metrics["after"]["normalised_accuracy"]
+    metrics.update(_before_and_after(known, labels, "label_before", "decoded_label"))
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
+
+
+def _before_and_after(rows: list[dict], labels: list[str], before: str, after: str) -> dict:
+    """Figures of merit of the originals (once per recording) and of the adversarial examples."""
+    if not rows:
+        return {}
+    originals = {r["file"]: r for r in rows}  # every_label attacks a recording K times
+    fom_before = figures_of_merit([r["true"] for r in originals.values()], [r[before] for r in originals.values()], labels)
+    fom_after = figures_of_merit([r["true"] for r in rows], [r[after] for r in rows], labels)
+    return {"before": fom_before, "after": fom_after, "normalised_accuracy_before": fom_before["normalised_accuracy"],
+            "normalised_accuracy": fom_after["normalised_accuracy"]}
 
 
 def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
@@ -267,12 +271,6 @@ def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     known = [r for r in rows if r["true"]]
     metrics = {"system": str(getattr(system, "path", "")), "run": str(run.resolve()), "n_examples": len(rows),
                "success_rate": float(np.mean([r["success"] for r in rows]))}
-    if known:
-        originals = {r["file"]: r for r in known}
-        metrics["before"] = figures_of_merit([r["true"] for r in originals.values()],
-                                             [r["label_before"] for r in originals.values()], system.labels)
-        metrics["after"] = figures_of_merit([r["true"] for r in known], [r["label_after"] for r in known], system.labels)
-        metrics["normalised_accuracy_before"] = metrics["before"]["normalised_accuracy"]
-        metrics["normalised_accuracy"] = metrics["after"]["normalised_accuracy"]
+    metrics.update(_before_and_after(known, system.labels, "label_before", "label_after"))
     write_json_atomic(out / "metrics.json", metrics)
     return metrics

@@ -186,7 +186,7 @@ def istft(spec: torch.Tensor, config: STFTConfig = STFTConfig(), length: int | N
     y = y / torch.where(env > 1e-8, env, torch.ones_like(env))
     start = config.n_fft // 2 if config.center else 0
     if length is None:
-        length = config.hop * (n_fr - 1) if config.center else total
+        length = config.hop * (n_fr - 1) if config.center else y.shape[-1]
     y = y[:, start : start + length]
     if y.shape[-1] < length:
         y = F.pad(y, (0, length - y.shape[-1]))

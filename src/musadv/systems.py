@@ -13,7 +13,6 @@ scikit-learn and NumPy types are accepted), the baseline's Gaussians in safetens
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from safetensors.numpy import load_file, save_file
 from sklearn.ensemble import RandomForestClassifier
 from tqdm.auto import tqdm
 
-from . import audio
 from .cache import SpectraCache
 from .classify import Prediction
 from .errors import MusadvError
