@@ -35,7 +35,7 @@ def test_real_clips_load_and_prepare(real):
     assert len(cache.entries) == 30 and not cache.errors
     assert all(e.n_samples == 220500 for e in cache.entries)
     y, sr = audio.load(cache.source(cache.entries[0]))
-    assert sr == 22050 and len(y) == 661500 and y.dtype == np.float32
+    assert sr == 22050 and abs(len(y) / sr - 30.0) < 0.1 and y.dtype == np.float32  # GTZAN clips are ~30 s
 
 
 def test_train_and_attack_a_real_clip_to_a_chosen_label(real):
