@@ -52,11 +52,31 @@ def bench(cache, arch, cfg, out, repeats):
     return frames, max(pipeline), max(pure)
 
 
+def fgsm_epoch_costs(cache, work, repeats):
+    """Alg. 2: epoch time with FGSM (joined and half-replaced batches) against a plain epoch.
+
+    Joining doubles the training pass and adds the FGSM pass (forward + input gradient), so its
+    expected cost is about 3x; replacing half the batch adds a pass over half of it (~1.5x).
+    """
+    arch = {"arch": "dnn", "hidden": 500, "layers": 3, "dropout": 0.0}
+    best = {}
+    for r in range(repeats):
+        for name, extra in (("plain", {}), ("fgsm joined", {"adversarial": "fgsm"}),
+                            ("fgsm half replaced", {"adversarial": "fgsm", "adv_fraction": 0.5})):
+            model = train(cache, arch, work / f"fgsm-{name.replace(' ', '-')}-{r}", TrainConfig(max_epochs=1, **extra),
+                          progress=False, log=lambda m: None)
+            t = model.info["training"]["history"][0]["train_seconds"]
+            best[name] = min(best.get(name, t), t)
+    print("Alg. 2 epoch cost, DNN-500 (best of %d): " % repeats + ", ".join(
+        f"{k} {v:.1f} s ({v / best['plain']:.2f}x)" for k, v in best.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=80, help="30 s clips per style for the DNN cache (80: ~600k train frames)")
     ap.add_argument("--cdnn-clips", type=int, default=6, help="30 s clips per style for the CDNN cache")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each measurement (best is kept)")
+    ap.add_argument("--fgsm-only", action="store_true", help="only the Alg. 2 epoch-cost comparison")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="musadv-bench-"))
     try:
@@ -71,6 +91,9 @@ def main():
             ("CDNN", "cdnn", {"arch": "cdnn"}, TrainConfig.reference("cdnn", max_epochs=1)),
         ]
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        fgsm_epoch_costs(caches["dnn"], work, args.repeats)
+        if args.fgsm_only:
+            return
         print(f"{'model':8s} {'train frames':>12s} {'pipeline fr/s':>14s} {'pure fr/s':>11s} {'ratio':>6s}")
         for name, key, arch, cfg in runs:
             frames, pipeline, pure = bench(caches[key], arch, cfg, work / f"model-{name}", args.repeats)
