@@ -77,6 +77,8 @@ def main():
     ap.add_argument("--cdnn-clips", type=int, default=6, help="30 s clips per style for the CDNN cache")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each measurement (best is kept)")
     ap.add_argument("--fgsm-only", action="store_true", help="only the Alg. 2 epoch-cost comparison")
+    ap.add_argument("--no-fgsm", action="store_true", help="skip the Alg. 2 epoch-cost comparison")
+    ap.add_argument("--only", nargs="*", default=None, help="models to run (DNN-50 DNN-500 CDNN)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="musadv-bench-"))
     try:
@@ -91,11 +93,14 @@ def main():
             ("CDNN", "cdnn", {"arch": "cdnn"}, TrainConfig.reference("cdnn", max_epochs=1)),
         ]
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-        fgsm_epoch_costs(caches["dnn"], work, args.repeats)
+        if not args.no_fgsm:
+            fgsm_epoch_costs(caches["dnn"], work, args.repeats)
         if args.fgsm_only:
             return
         print(f"{'model':8s} {'train frames':>12s} {'pipeline fr/s':>14s} {'pure fr/s':>11s} {'ratio':>6s}")
         for name, key, arch, cfg in runs:
+            if args.only and name not in args.only:
+                continue
             frames, pipeline, pure = bench(caches[key], arch, cfg, work / f"model-{name}", args.repeats)
             print(f"{name:8s} {frames:12d} {pipeline:14.0f} {pure:11.0f} {pipeline / pure:6.2f}")
     finally:

@@ -135,13 +135,21 @@ class ElementData:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Elements ``(len(idx), element_frames, n_bins)`` and their label indices."""
+    def batch(self, idx: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elements ``(len(idx), element_frames, n_bins)`` and their label indices.
+
+        With ``out`` (at least ``len(idx) * element_frames`` rows) the frames are gathered into
+        that buffer: reusing one buffer per epoch spares allocating (and page-faulting) a fresh
+        batch-sized array every step. The returned elements are then a view of ``out``.
+        """
         rows = self.starts[idx]
         if self.element_frames > 1:
             rows = (rows[:, None] + self._offsets).reshape(-1)
-        x = self.frames.index_select(0, rows).reshape(len(idx), self.element_frames, -1)
-        return x, self.labels[idx]
+        if out is None:
+            x = self.frames.index_select(0, rows)
+        else:
+            x = torch.index_select(self.frames, 0, rows, out=out[: len(rows)])
+        return x.view(len(idx), self.element_frames, -1), self.labels[idx]
 
 
 def standardisation_stats(frames: torch.Tensor, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
@@ -319,21 +327,23 @@ def train(
             g["lr"], g["momentum"] = lr, mom
         order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(len(train_data)))
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout masks of this epoch
-        total, count = torch.zeros((), dtype=torch.float64), 0
+        losses, sizes = [], []
+        buffer = torch.empty(config.batch_size * model.element_frames, train_data.frames.shape[1])
         batches = range(0, len(order), config.batch_size)
         for i in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch"):
-            x, y = train_data.batch(order[i : i + config.batch_size])
+            # The buffer is free again: the previous step's graph was released by backward().
+            x, y = train_data.batch(order[i : i + config.batch_size], out=buffer)
             if config.adversarial:
                 x, y = _with_adversaries(model, x, y, config)
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.detach() * len(y)  # no .item(): keeps Python out of the step
-            count += len(y)
+            losses.append(loss.detach())  # no .item(): no per-step conversion to Python
+            sizes.append(len(y))
         train_seconds = time.perf_counter() - t0
         valid_err, valid_rec_err = _error_rate(model, valid_data, eval_batch)
-        record = {"epoch": epoch, "train_loss": float(total) / count, "valid_error": valid_err,
+        record = {"epoch": epoch, "train_loss": float(torch.stack(losses).double() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes), "valid_error": valid_err,
                   "valid_recording_error": valid_rec_err, "lr": lr, "momentum": mom,
                   "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
         history.append(record)
