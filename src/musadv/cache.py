@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import audio, partitions
 from .datasets import Item
 from .errors import DatasetError, MusadvError
-from .io import save_npy_atomic, write_csv_atomic, write_json_atomic
+from .io import read_tagged_json, save_npy_atomic, write_csv_atomic, write_json_atomic
 from .partitions import SPLITS, Partition
 from .spectral import STFTConfig, magnitude
 
@@ -231,15 +231,8 @@ class SpectraCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        index_file = self.path / "index.json"
-        try:
-            index = json.loads(index_file.read_text())
-        except FileNotFoundError:
-            raise DatasetError(f"{self.path}: not a finished spectra cache (no index.json); run musadv prepare") from None
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{index_file}: unreadable ({exc})") from None
-        if index.get("format") != FORMAT:
-            raise DatasetError(f"{index_file}: not a musadv spectra cache")
+        index = read_tagged_json(self.path / "index.json", FORMAT, DatasetError,
+                                 "not a finished spectra cache; run musadv prepare", "not a musadv spectra cache")
         self.config = STFTConfig.from_dict(index["stft"])
         self.offset = index["offset"]
         self.duration = index["duration"]

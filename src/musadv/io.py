@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "save_npy_atomic"]
+__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "save_npy_atomic", "read_tagged_json"]
 
 
 @contextmanager
@@ -63,3 +63,23 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
     with atomic_path(path, ".npy") as tmp:
         np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
     return Path(path)
+
+
+def read_tagged_json(path: str | os.PathLike, fmt: str, error: type, missing: str, wrong: str) -> dict:
+    """Read a JSON file whose ``format`` field must be ``fmt``, raising ``error`` in one line.
+
+    Parameters
+    ----------
+    missing, wrong : str
+        Messages (after ``path: ``) for a missing file and for a file of another format.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise error(f"{path}: {wrong}")
+    return data

@@ -18,7 +18,6 @@ never unpickles anything.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import MusadvError
-from .io import atomic_path, write_json_atomic
+from .io import atomic_path, read_tagged_json, write_json_atomic
 from .spectral import STFTConfig
 
 __all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "load_model", "ModelError", "check_compatible"]
@@ -254,15 +253,7 @@ def read_model_info(path: str | os.PathLike) -> dict:
     """The ``model.json`` of a saved model."""
     path = Path(path)
     meta_file = path / "model.json" if path.is_dir() else path
-    try:
-        meta = json.loads(meta_file.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: not a musadv model (no model.json)") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{meta_file}: unreadable ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{meta_file}: not a musadv model file")
-    return meta
+    return read_tagged_json(meta_file, FORMAT, ModelError, "not a musadv model (no model.json)", "not a musadv model file")
 
 
 def load_model(path: str | os.PathLike) -> _ElementModel:

@@ -6,7 +6,6 @@ partition names its exact files, so any figure can be traced to the recordings b
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import numpy as np
 
 from .datasets import Dataset, Item, strip_audio_ext
 from .errors import DatasetError
-from .io import write_json_atomic
+from .io import read_tagged_json, write_json_atomic
 
 __all__ = ["Partition", "SPLITS", "stratified", "from_lists", "artist_filtered", "kfold", "load", "save"]
 
@@ -99,13 +98,10 @@ def save(partition: Partition, path: str | os.PathLike) -> Path:
 
 def load(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Partition:
     """Read a partition JSON; ``root`` overrides the dataset folder it recorded (moved data)."""
-    path = Path(path)
+    d = read_tagged_json(path, FORMAT, DatasetError, "no such partition file", "not a musadv partition file")
     try:
-        d = json.loads(path.read_text())
         return Partition.from_dict(d, root)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such partition file") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise DatasetError(f"{path}: not a valid partition file ({exc})") from None
 
 
