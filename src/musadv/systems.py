@@ -44,6 +44,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def forest_features(dnn, frames, layers: str, window: float, hop: float) -> np.ndarray:
+    """Mean and standard deviation of a DNN's hidden activations over texture windows (seconds)."""
+    acts = dnn_activations(dnn, frames, layers)
+    return texture_stats(acts, window_frames(window, dnn.stft), window_frames(hop, dnn.stft), "std")
+
+
+def baseline_features(signal, config: STFTConfig, window: float, hop: float) -> np.ndarray:
+    """Mean and variance of MFCCs and zero-crossing rate over texture windows (seconds)."""
+    return texture_stats(mfcc_zcr(signal, config), window_frames(window, config), window_frames(hop, config), "var")
+
+
 class ForestSystem:
     """A random forest on texture statistics of a DNN's hidden activations.
 
@@ -69,8 +80,7 @@ class ForestSystem:
 
     def features(self, frames) -> np.ndarray:
         """Texture features ``(n_windows, 2 * n_units)`` of a recording's magnitude frames."""
-        acts = dnn_activations(self.dnn, frames, self.layers)
-        return texture_stats(acts, window_frames(self.window, self.stft), window_frames(self.hop, self.stft), "std")
+        return forest_features(self.dnn, frames, self.layers, self.window, self.hop)
 
     def classify(self, frames, signal=None) -> Prediction:
         """Majority vote of the forest over the recording's texture windows."""
@@ -133,7 +143,7 @@ def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",
     feats, targets = [], []
     entries = [e for s in splits for e in cache.split(s)]
     for e in tqdm(entries, desc=f"features (layers {layers})", disable=not progress, leave=False):
-        f = ForestSystem(dnn, None, layers, window, hop).features(cache.frames(e))
+        f = forest_features(dnn, cache.frames(e), layers, window, hop)
         feats.append(f)
         targets.append(np.full(len(f), dnn.labels.index(e.label)))
     rf = RandomForestClassifier(n_estimators=n_trees, n_jobs=jobs or os.cpu_count(), random_state=seed)
@@ -175,8 +185,7 @@ class MFCCBaseline:
         self.stft, self.window, self.hop = config, window, hop
 
     def features(self, signal) -> np.ndarray:
-        return texture_stats(mfcc_zcr(signal, self.stft), window_frames(self.window, self.stft),
-                             window_frames(self.hop, self.stft), "var")
+        return baseline_features(signal, self.stft, self.window, self.hop)
 
     def distances(self, feats: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of every window to every label, ``(n_windows, n_labels)``."""
@@ -220,10 +229,9 @@ def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: float
     config = cache.config
     by_label: dict[int, list[np.ndarray]] = {}
     entries = [e for s in splits for e in cache.split(s)]
-    probe = MFCCBaseline(cache.labels, None, None, config, window, hop)
     for e in tqdm(entries, desc="MFCC features", disable=not progress, leave=False):
         signal = cache.signal(e)
-        by_label.setdefault(cache.labels.index(e.label), []).append(probe.features(signal))
+        by_label.setdefault(cache.labels.index(e.label), []).append(baseline_features(signal, config, window, hop))
     dim = next(iter(by_label.values()))[0].shape[1]
     means = np.zeros((len(cache.labels), dim))
     inv = np.zeros((len(cache.labels), dim, dim))
