@@ -51,3 +51,13 @@ def test_table3_quick_produces_all_four_rows(tmp_path):
     assert (tmp_path / "table3.csv").exists() and (tmp_path / "report.html").exists()
     for r in rows:
         assert 0 <= float(r[1]) <= 1 and 0 <= float(r[2]) <= 1
+
+
+def test_the_same_seed_gives_the_same_numbers_in_a_fresh_directory(demo, tmp_path):
+    _, first = demo
+    second = run_demo(tmp_path, quick=True, progress=False, log=lambda m: None, report=False)
+    assert second["systems"] == first["systems"]
+    for name, a in first["attacks"].items():  # everything but the timings
+        b = second["attacks"][name]
+        for key in ("normalised_accuracy", "success_rate", "snr_db_mean", "snr_db_min", "mean_iterations"):
+            assert a.get(key) == b.get(key), (name, key)
