@@ -83,16 +83,18 @@ def _finite(v: float):
     return v if math.isfinite(v) else None
 
 
-def _example(model, job: Job, x: np.ndarray, target: str, config: AttackConfig, out: Path, slug: str) -> dict:
-    """Attack one recording towards one target, write the WAV and judge the decoded file."""
+def _example(model, job: Job, x: np.ndarray, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path,
+             slug: str) -> dict:
+    """Attack one recording (signal ``x``, magnitudes ``mag_x``) towards one target, write the WAV
+    and judge the decoded file."""
     float_wav = not config.quantize
     result = attack(model, x, target, config)
     ex_id = f"{slug}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
     audio.save(wav, result.audio, model.stft.sr, float_wav=float_wav, on_clip="clip")
     decoded, _ = audio.load(wav, sr=model.stft.sr)
-    dec = classify_frames(model, magnitude(decoded, model.stft), str(wav))
-    mag_x = magnitude(x, model.stft)
+    mag_decoded = magnitude(decoded, model.stft)
+    dec = classify_frames(model, mag_decoded, str(wav))
     row = {
         "example": ex_id, "file": job.name, "true": job.true_label or "", "target": target,
         "label_before": result.label_before, "conf_before": result.confidence_before[result.label_before],
@@ -101,7 +103,7 @@ def _example(model, job: Job, x: np.ndarray, target: str, config: AttackConfig, 
         "decoded_target_conf": dec.confidence[target],
         "success": int(dec.label == target), "success_in_memory": int(result.success),
         "snr_wave_db": _finite(snr_db(x, decoded)),
-        "snr_mag_db": _finite(snr_db(mag_x, magnitude(decoded, model.stft))),
+        "snr_mag_db": _finite(snr_db(mag_x, mag_decoded)),
         "iterations": result.iterations, "seconds": result.seconds,
         "wav": str(wav.relative_to(out)), "original_wav": f"originals/{slug}.wav",
     }
@@ -169,7 +171,8 @@ def run_attacks(
         try:
             x, _ = audio.load(job.source, sr=model.stft.sr, offset=job.offset, duration=job.duration)
             audio.check_signal(x, model.stft.sr, model.stft.n_fft, job.source)
-            before = classify_frames(model, magnitude(x, model.stft), job.source)
+            mag_x = magnitude(x, model.stft)  # once per recording, whatever the number of targets
+            before = classify_frames(model, mag_x, job.source)
         except MusadvError as exc:
             errors.append({"file": job.name, "error": str(exc)})
             bar.update(per_job)
@@ -181,7 +184,7 @@ def run_attacks(
         for target in targets:
             ex_id = f"{slug}--{target}"
             if ex_id not in done:
-                rec = _example(model, job, x, target, config, out, slug)
+                rec = _example(model, job, x, mag_x, target, config, out, slug)
                 successes += rec["success"]
                 finished += 1
                 bar.set_postfix(success=f"{successes / finished:.0%}")
