@@ -62,6 +62,18 @@ def test_consistent_order_keeps_every_iterate_a_16_bit_signal_inside_the_bound(t
     assert r.success and r.reached and r.confidence_after[target] >= 0.9
 
 
+def test_digital_silence_inside_a_recording_gets_sound_where_the_gradient_asks(trained_dnn, clip):
+    """Bins that are exactly 0 have no phase to keep: the new magnitudes enter with phase 0."""
+    gapped = clip.copy()
+    gapped[len(clip) // 3 : 2 * len(clip) // 3] = 0.0
+    target = _wrong(trained_dnn, gapped)
+    r = attack(trained_dnn, gapped, target, AttackConfig(snr_db=15, step=0.1, threshold=0.9, max_iter=60))
+    assert np.isfinite(r.audio).all() and r.snr_wave_db >= 15.0
+    assert r.success
+    gap = r.audio[len(clip) // 3 + 2048 : 2 * len(clip) // 3 - 2048]
+    assert np.abs(gap).max() > 0  # the attack used the silence
+
+
 def test_attack_changes_magnitudes_not_weights(trained_dnn, clip):
     before = {k: v.clone() for k, v in trained_dnn.state_dict().items()}
     attack(trained_dnn, clip, _wrong(trained_dnn, clip), AttackConfig(max_iter=3))

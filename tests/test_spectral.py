@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from musadv.spectral import REFERENCE, STFTConfig, istft, magnitude, n_frames, stft
+from musadv.spectral import REFERENCE, STFTConfig, complex_abs, istft, magnitude, n_frames, stft
 
 
 def _signal(n=22050 * 2, seed=0):
@@ -83,3 +83,28 @@ def test_inverse_is_a_least_squares_projection():
     for _ in range(3):
         nudged = y1 + 1e-3 * torch.from_numpy(rng.standard_normal(y1.shape))
         assert torch.linalg.norm(stft(nudged) - spec) >= base
+
+
+@pytest.mark.parametrize("config", [STFTConfig(n_fft=512, hop=128), STFTConfig(n_fft=1000, hop=300),
+                                    STFTConfig(n_fft=256, hop=256, window="hann_symmetric", center=False)],
+                         ids=["quarter-hop", "hop-not-dividing", "no-overlap"])
+def test_inverse_of_forward_is_identity_for_other_framings(config):
+    """The window envelope the inverse divides by is right all along a long signal, ends included."""
+    y = torch.from_numpy(_signal(22050 * 20))
+    back = istft(stft(y, config), config, length=len(y))
+    if config.hop == config.n_fft:  # no overlap: samples where the window is ~0 cannot be recovered
+        covered = torch.hann_window(256, periodic=False).repeat(len(y) // 256 + 1)[: len(y)] ** 2 > 1e-3
+        covered[n_frames(len(y), config) * 256 :] = False
+        assert torch.max(torch.abs(back - y)[covered]) < 1e-4
+    else:
+        inner = slice(config.n_fft, len(y) - config.n_fft) if not config.center else slice(None)
+        assert torch.max(torch.abs(back[inner] - y[inner])) < 1e-5
+
+
+def test_complex_abs_is_the_modulus():
+    spec = stft(torch.from_numpy(_signal()))
+    spec[3, :10] = 0
+    torch.testing.assert_close(complex_abs(spec), spec.abs(), rtol=1e-6, atol=0)
+    leaf = spec.clone().requires_grad_(True)
+    complex_abs(leaf).sum().backward()  # the gradient is defined where the spectrum is 0
+    assert torch.isfinite(torch.view_as_real(leaf.grad)).all()

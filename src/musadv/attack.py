@@ -37,11 +37,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .audio import quantize_pcm16
 from .errors import MusadvError
-from .spectral import istft, stft
+from .spectral import complex_abs, istft, stft
 
 __all__ = ["AttackConfig", "AttackResult", "attack", "snr_db", "project_ball", "choose_targets", "POLICIES"]
 
@@ -132,32 +131,39 @@ class AttackResult:
         return self.label_after == self.target
 
 
+def _norm(v: torch.Tensor) -> float:
+    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast)."""
+    return math.sqrt(float(v.square().sum()))
+
+
 def snr_db(reference, perturbed) -> float:
     """``20 log10(||reference|| / ||perturbed - reference||)`` in dB (inf when equal)."""
     ref = torch.as_tensor(reference, dtype=torch.float64)
-    diff = torch.linalg.vector_norm(torch.as_tensor(perturbed, dtype=torch.float64) - ref)
+    diff = _norm(torch.as_tensor(perturbed, dtype=torch.float64) - ref)
     if diff == 0:
         return math.inf
-    return float(20 * torch.log10(torch.linalg.vector_norm(ref) / diff))
+    return 20 * math.log10(_norm(ref) / diff)
 
 
 def ball_radius(reference: torch.Tensor, snr: float) -> float:
     """Largest perturbation norm that keeps ``snr`` dB: ``||reference|| / 10^(snr/20)``."""
-    return float(torch.linalg.vector_norm(reference.double())) / 10 ** (snr / 20)
+    return _norm(reference) / 10 ** (snr / 20)
 
 
 def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.Tensor:
     """Least-squares projection onto ``{u : ||u - center|| <= radius}`` (paper eq. 10-11).
 
-    ``u = (z + nu * center) / (1 + nu)`` with ``nu = max(0, ||z - center|| / radius - 1)``.
+    ``u = (z + nu * center) / (1 + nu)`` with ``nu = max(0, ||z - center|| / radius - 1)``,
+    computed as ``center + (z - center) * radius / ||z - center||``, which is the same point.
+    Returns ``z`` itself when it is inside the ball.
     """
-    dist = float(torch.linalg.vector_norm(z - center, dtype=torch.float64))
-    nu = max(0.0, dist / radius - 1.0) if radius > 0 else math.inf
-    if nu == 0.0:
+    diff = z - center
+    dist = _norm(diff)
+    if dist <= radius:
         return z
-    if math.isinf(nu):
+    if radius <= 0:
         return center.clone()
-    return (z + nu * center) / (1 + nu)
+    return diff.mul_(radius / dist).add_(center)
 
 
 @contextmanager
@@ -180,9 +186,9 @@ def _judge(model, mags: torch.Tensor, target: int, need_grad: bool):
     """Posteriors' mean and summed cross-entropy towards ``target`` (and its gradient) at ``mags``."""
     mags = mags.detach().requires_grad_(need_grad)
     with torch.set_grad_enabled(need_grad):
-        logits = model(model.elements(mags))
-        loss = F.cross_entropy(logits, torch.full((logits.shape[0],), target), reduction="sum")
-        conf = torch.softmax(logits.detach(), -1).mean(0)
+        log_post = torch.log_softmax(model(model.elements(mags)), -1)
+        loss = -log_post[:, target].sum()  # summed cross-entropy towards the target
+        conf = log_post.detach().exp().mean(0)
     grad = torch.autograd.grad(loss, mags)[0] if need_grad else None
     return conf, float(loss.detach()), grad
 
@@ -213,7 +219,7 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) ->
     t0 = time.perf_counter()
     x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
     spec0 = stft(x, cfg)
-    mag0 = spec0.abs()
+    mag0 = complex_abs(spec0)
     if model.elements(mag0).shape[0] == 0:
         raise MusadvError(f"recording too short for this model ({mag0.shape[0]} frames; one element is {model.element_frames})")
     with _frozen(model):
@@ -223,7 +229,7 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) ->
         else:
             y, conf, it, trace, reached = _consistent_order(model, x, t_idx, config)
     y_np = y.numpy().astype(np.float32)
-    mag_adv = stft(y, cfg).abs()
+    mag_adv = complex_abs(stft(y, cfg))
     return AttackResult(
         audio=y_np,
         target=target,
@@ -245,21 +251,30 @@ def _fista_weight(t_prev: float) -> tuple[float, float]:
     return t, (t_prev - 1) / t
 
 
-def _with_magnitudes(spec: torch.Tensor, mags: torch.Tensor, new_mags: torch.Tensor) -> torch.Tensor:
-    """``new_mags`` with the phase of ``spec`` (whose magnitudes are ``mags``); phase 0 where spec is 0."""
-    ratio = new_mags / mags.clamp_min(torch.finfo(mags.dtype).tiny)
+def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, step: float) -> torch.Tensor:
+    """The spectrum with magnitudes ``max(0, mags - step * grad)`` and the phase of ``spec``.
+
+    ``spec`` (whose magnitudes are ``mags``) is scaled in place by ``max(0, 1 - step * grad / mags)``;
+    ``grad`` is overwritten. Where ``spec`` is 0 the new magnitudes get phase 0.
+    """
+    zero, new_mags = None, None
+    if float(mags.min()) == 0:  # exact zeros occur only in digital silence
+        zero, new_mags = mags == 0, torch.add(mags, grad, alpha=-step).clamp_(min=0)
+        mags = mags.clamp_min(torch.finfo(mags.dtype).tiny)
+    ratio = torch.addcdiv(torch.ones((), dtype=grad.dtype), grad, mags, value=-step, out=grad).clamp_(min=0)
     # Scaling the real and imaginary parts as reals avoids promoting ratio to complex.
-    out = torch.view_as_complex(torch.view_as_real(spec) * ratio.unsqueeze(-1))
-    silent = mags == 0
-    if bool(silent.any()):  # exact zeros occur only in digital silence
-        out = torch.where(silent, new_mags.to(spec.dtype), out)
-    return out
+    parts = torch.view_as_real(spec)
+    parts[..., 0].mul_(ratio)
+    parts[..., 1].mul_(ratio)
+    if zero is not None:
+        spec = torch.where(zero, new_mags.to(spec.dtype), spec)
+    return spec
 
 
 def _consistent_order(model, x, t_idx, config):
     """Iterate on waveforms: every judged iterate is a (16-bit) signal inside the SNR ball."""
     cfg, n = model.stft, x.shape[-1]
-    x_norm = float(torch.linalg.vector_norm(x, dtype=torch.float64))
+    x_norm = _norm(x)
     radius = None
     if config.snr_db is not None:
         radius = ball_radius(x, config.snr_db)
@@ -272,10 +287,10 @@ def _consistent_order(model, x, t_idx, config):
     trace, reached, conf = [], False, None
     for it in range(config.max_iter + 1):
         spec = stft(z, cfg)
-        mags = spec.abs()
+        mags = complex_abs(spec)
         need_grad = it < config.max_iter
         conf, loss, grad = _judge(model, mags, t_idx, need_grad=need_grad)
-        dist = float(torch.linalg.vector_norm(z - x, dtype=torch.float64))
+        dist = _norm(z - x)
         snr = 20 * math.log10(x_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
         if float(conf[t_idx]) >= config.threshold:
@@ -283,11 +298,10 @@ def _consistent_order(model, x, t_idx, config):
             break
         if not need_grad:
             break
-        new_mags = torch.add(mags, grad, alpha=-config.step).clamp_(min=0)
-        y = istft(_with_magnitudes(spec, mags, new_mags), cfg, length=n)
+        y = istft(_gradient_step(spec, mags, grad, config.step), cfg, length=n)
         if config.momentum:
             t_now, alpha = _fista_weight(t_prev)
-            y.add_(z - z_prev, alpha=alpha)
+            y.add_(z, alpha=alpha).sub_(z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
             t_prev = t_now
         if radius is not None:
             y = project_ball(y, x, radius)
@@ -298,7 +312,7 @@ def _consistent_order(model, x, t_idx, config):
 def _paper_order(model, x, spec0, t_idx, config):
     """The paper's order: GL projection with the exemplar's phase, then the SNR ball on magnitudes."""
     cfg, n = model.stft, x.shape[-1]
-    mag0 = spec0.abs()
+    mag0 = complex_abs(spec0)
     phase0 = torch.polar(torch.ones_like(mag0), spec0.angle())
     radius = None if config.snr_db is None else ball_radius(mag0, config.snr_db)
     Y = mag0.clone()
@@ -319,7 +333,7 @@ def _paper_order(model, x, spec0, t_idx, config):
             Z = Z + alpha * (Y - Y_prev)
             t_prev = t_now
         Z = torch.clamp(Z, min=0)
-        Z = stft(istft(Z * phase0, cfg, length=n), cfg).abs()
+        Z = complex_abs(stft(istft(Z * phase0, cfg, length=n), cfg))
         Y_prev, Y = Y, (project_ball(Z, mag0, radius) if radius is not None else Z)
     y = istft(Y * phase0, cfg, length=n)
     if config.quantize:

@@ -250,5 +250,5 @@ def quantize_pcm16(y):
     """
     if isinstance(y, torch.Tensor):
         # Scaling by a power of two is exact in float32, so no float64 detour is needed.
-        return (torch.round(y.float() * 32768.0).clamp_(-32768, 32767) / 32768.0)
+        return (y.float() * 32768.0).round_().clamp_(-32768, 32767).div_(32768.0)
     return (_to_int16(y) / 32768.0).astype(np.float32)
