@@ -3,14 +3,15 @@
 For DNN-50, DNN-500 and the CDNN it trains one epoch on a spectra cache of the built-in data
 (the real pipeline: batches gathered from the cache's frames, SGD with momentum) and, in the
 same process, times the same number of forward+backward+SGD steps of the same model on random
-tensors already in memory. Each is run ``--repeats`` times, alternating, and the best kept.
-The ratio pipeline / pure compute should be >= 0.8.
+tensors already in memory. Each is run ``--repeats`` times, alternating; the table gives the best
+throughputs and the median of the rounds' ratios pipeline / pure compute, which should be >= 0.8.
 
     python benchmarks/bench_train.py [--clips 80] [--cdnn-clips 6]
 """
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from musadv import partitions, synth
 from musadv.cache import prepare
 from musadv.models import build
-from musadv.training import ElementData, TrainConfig, train
+from musadv.training import TrainConfig, train
 
 
 def pure_compute(arch, labels, n_elements, batch, element_frames, n_bins=513):
@@ -41,15 +42,19 @@ def pure_compute(arch, labels, n_elements, batch, element_frames, n_bins=513):
 
 
 def bench(cache, arch, cfg, out, repeats):
-    """Best of ``repeats`` alternating runs of each, so that machine noise hits both alike."""
+    """Alternating runs of each, so that machine noise hits both alike.
+
+    Returns the training frames, the best pipeline and pure throughputs, and the median of the
+    per-round ratios (each round's two figures are taken seconds apart).
+    """
     pipeline, pure = [], []
     for r in range(repeats):
         model = train(cache, arch, out / str(r), cfg, progress=False, log=lambda m: None)
-        data = ElementData(cache, "train", model.element_frames, cache.labels)
-        frames = len(data) * model.element_frames
+        n_elements = sum(e.n_frames // model.element_frames for e in cache.split("train"))
+        frames = n_elements * model.element_frames
         pipeline.append(frames / model.info["training"]["history"][0]["train_seconds"])
-        pure.append(pure_compute(arch, cache.labels, len(data), cfg.batch_size, model.element_frames))
-    return frames, max(pipeline), max(pure)
+        pure.append(pure_compute(arch, cache.labels, n_elements, cfg.batch_size, model.element_frames))
+    return frames, max(pipeline), max(pure), statistics.median(a / b for a, b in zip(pipeline, pure))
 
 
 def fgsm_epoch_costs(cache, work, repeats):
@@ -60,10 +65,11 @@ def fgsm_epoch_costs(cache, work, repeats):
     """
     arch = {"arch": "dnn", "hidden": 500, "layers": 3, "dropout": 0.0}
     best = {}
+    shutil.rmtree(work / "fgsm", ignore_errors=True)  # a kept folder's models are from an earlier run
     for r in range(repeats):
         for name, extra in (("plain", {}), ("fgsm joined", {"adversarial": "fgsm"}),
                             ("fgsm half replaced", {"adversarial": "fgsm", "adv_fraction": 0.5})):
-            model = train(cache, arch, work / f"fgsm-{name.replace(' ', '-')}-{r}", TrainConfig(max_epochs=1, **extra),
+            model = train(cache, arch, work / "fgsm" / f"{name.replace(' ', '-')}-{r}", TrainConfig(max_epochs=1, **extra),
                           progress=False, log=lambda m: None)
             t = model.info["training"]["history"][0]["train_seconds"]
             best[name] = min(best.get(name, t), t)
@@ -75,12 +81,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=80, help="30 s clips per style for the DNN cache (80: ~600k train frames)")
     ap.add_argument("--cdnn-clips", type=int, default=6, help="30 s clips per style for the CDNN cache")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each measurement (best is kept)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of both measurements")
     ap.add_argument("--fgsm-only", action="store_true", help="only the Alg. 2 epoch-cost comparison")
     ap.add_argument("--no-fgsm", action="store_true", help="skip the Alg. 2 epoch-cost comparison")
     ap.add_argument("--only", nargs="*", default=None, help="models to run (DNN-50 DNN-500 CDNN)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep data, caches and models here (reused by the next run) instead of a temporary folder")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="musadv-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="musadv-bench-"))
     try:
         caches = {}
         for name, clips in (("dnn", args.clips), ("cdnn", args.cdnn_clips)):
@@ -101,10 +109,13 @@ def main():
         for name, key, arch, cfg in runs:
             if args.only and name not in args.only:
                 continue
-            frames, pipeline, pure = bench(caches[key], arch, cfg, work / f"model-{name}", args.repeats)
-            print(f"{name:8s} {frames:12d} {pipeline:14.0f} {pure:11.0f} {pipeline / pure:6.2f}")
+            models = work / f"model-{name}"
+            shutil.rmtree(models, ignore_errors=True)  # a kept folder's models are from an earlier run
+            frames, pipeline, pure, ratio = bench(caches[key], arch, cfg, models, args.repeats)
+            print(f"{name:8s} {frames:12d} {pipeline:14.0f} {pure:11.0f} {ratio:6.2f}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,21 @@ def test_fgsm_is_one_sign_step_towards_a_wrong_label_clipped_at_zero():
     assert torch.softmax(model(x_adv), -1)[0, 1] > torch.softmax(model(x), -1)[0, 1]
 
 
+def test_fgsm_on_standardised_inputs_takes_the_same_step_on_the_magnitudes():
+    from musadv.models import DNN
+
+    torch.manual_seed(0)
+    model = DNN(["a", "b", "c"], hidden=20)
+    model.standardize.fit(torch.rand(513).numpy() + 0.5, torch.rand(513).numpy() + 0.5)
+    x = torch.rand(6, 1, 513) * 2  # some bins below the step: clipping at 0 matters
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    raw, t_raw = fgsm(model, x, y, 0.25, generator=torch.Generator().manual_seed(1))
+    z = (x - model.standardize.mean) / model.standardize.std
+    std_adv, t_std = fgsm(model, z, y, 0.25, generator=torch.Generator().manual_seed(1), standardized=True)
+    assert torch.equal(t_raw, t_std)
+    torch.testing.assert_close(std_adv, (raw - model.standardize.mean) / model.standardize.std)
+
+
 @pytest.mark.parametrize("arch,cfg", [
     ({"arch": "dnn", "hidden": 50}, TrainConfig(max_epochs=20, batch_size=256, lr=0.02, adversarial="fgsm", adv_step=0.25)),
     ({"arch": "cdnn", "patch": 50, "filters": 8, "kernel1": [4, 64]},

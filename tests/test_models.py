@@ -29,6 +29,15 @@ def test_dnn_is_three_relu_layers_on_standardised_raw_magnitudes():
     torch.testing.assert_close(m(x), m.output(h))
 
 
+@pytest.mark.parametrize("model", [DNN(LABELS, hidden=20), CDNN(LABELS, patch=40)], ids=["dnn", "cdnn"])
+def test_standardised_inputs_skip_the_first_layer_with_identical_outputs(model):
+    """The trainer standardises its data once and says so; the outputs are bit for bit the same."""
+    model.standardize.fit(np.random.rand(513) * 3, np.random.rand(513) + 0.5)
+    x = torch.rand(4, model.element_frames, 513) * 5
+    z = (x - model.standardize.mean) / model.standardize.std
+    torch.testing.assert_close(model(z, standardized=True), model(x), rtol=0, atol=0)
+
+
 def test_cdnn_has_the_reference_architecture():
     m = CDNN(LABELS)
     conv1, conv2 = m.features[0], m.features[3]

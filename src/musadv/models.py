@@ -11,7 +11,8 @@ adversary use and nothing else:
 
 The standardisation (training-set mean and standard deviation per input dimension) is a fixed
 first layer, so a network's input is the raw magnitude spectrum, which is what the adversary
-changes. A model is saved as a directory with ``model.safetensors`` (weights) and
+changes. ``model(elements, standardized=True)`` skips that layer for elements already
+standardised: the trainer standardises its frames once instead of once per batch and epoch. A model is saved as a directory with ``model.safetensors`` (weights) and
 ``model.json`` (architecture, labels, STFT settings, partition, training history): loading it
 never unpickles anything.
 """
@@ -75,6 +76,9 @@ class _ElementModel(nn.Module):
         self.stft = stft
         self.standardize = Standardize(stft.n_bins)
 
+    def _standardized(self, elements: torch.Tensor, standardized: bool) -> torch.Tensor:
+        return elements if standardized else self.standardize(elements)
+
     def elements(self, frames: torch.Tensor) -> torch.Tensor:
         """Non-overlapping elements of a recording's frames.
 
@@ -124,9 +128,9 @@ class DNN(_ElementModel):
         self.drop = nn.Dropout(dropout)
         self.output = nn.Linear(dims[-1], len(self.labels))
 
-    def activations(self, elements: torch.Tensor) -> list[torch.Tensor]:
+    def activations(self, elements: torch.Tensor, standardized: bool = False) -> list[torch.Tensor]:
         """ReLU outputs of every hidden layer, each ``(n_elements, hidden)``."""
-        h = self.standardize(elements.reshape(elements.shape[0], -1))
+        h = self._standardized(elements.reshape(elements.shape[0], -1), standardized)
         out = []
         for layer in self.hidden_layers:
             h = torch.relu(layer(h))
@@ -134,9 +138,12 @@ class DNN(_ElementModel):
             h = self.drop(h)
         return out
 
-    def forward(self, elements: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n_elements, n_labels)`` of elements ``(n_elements, 1, n_bins)``."""
-        return self.output(self.drop(self.activations(elements)[-1]))
+    def forward(self, elements: torch.Tensor, standardized: bool = False) -> torch.Tensor:
+        """Logits ``(n_elements, n_labels)`` of elements ``(n_elements, 1, n_bins)``.
+
+        ``standardized``: the elements are already ``(x - mean) / std`` (see the module notes).
+        """
+        return self.output(self.drop(self.activations(elements, standardized)[-1]))
 
     def config(self) -> dict:
         return {"arch": self.arch, "hidden": self.hidden, "layers": self.layers, "dropout": self.dropout}
@@ -203,14 +210,17 @@ class CDNN(_ElementModel):
         self.drop = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, len(self.labels))
 
-    def activations(self, elements: torch.Tensor) -> list[torch.Tensor]:
+    def activations(self, elements: torch.Tensor, standardized: bool = False) -> list[torch.Tensor]:
         """Output of the fully connected hidden layer, ``[(n_elements, hidden)]``."""
-        h = self.features(self.standardize(elements).unsqueeze(1))
+        h = self.features(self._standardized(elements, standardized).unsqueeze(1))
         return [torch.relu(self.fc(h.flatten(1)))]
 
-    def forward(self, elements: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n_elements, n_labels)`` of elements ``(n_elements, patch, n_bins)``."""
-        return self.output(self.drop(self.activations(elements)[-1]))
+    def forward(self, elements: torch.Tensor, standardized: bool = False) -> torch.Tensor:
+        """Logits ``(n_elements, n_labels)`` of elements ``(n_elements, patch, n_bins)``.
+
+        ``standardized``: the elements are already ``(x - mean) / std`` (see the module notes).
+        """
+        return self.output(self.drop(self.activations(elements, standardized)[-1]))
 
     def config(self) -> dict:
         return {"arch": self.arch, **self.settings}

@@ -99,7 +99,8 @@ class ElementData:
 
     All frames of the split are read once into one contiguous float32 array (one copy of the
     data in memory); an element is a start row into it, so frames and patches alike are
-    gathered per batch with a single index operation.
+    gathered per batch with a single index operation. :meth:`standardize_` turns that array
+    into the networks' standardised inputs once, instead of once per batch and epoch.
 
     Parameters
     ----------
@@ -131,6 +132,17 @@ class ElementData:
         cat = lambda xs: torch.from_numpy(np.concatenate(xs).astype(np.int64)) if xs else torch.zeros(0, dtype=torch.int64)
         self.starts, self.labels, self.recording = cat(starts), cat(labels_idx), cat(recs)
         self._offsets = torch.arange(element_frames)
+        self.standardized = False
+
+    def standardize_(self, mean: torch.Tensor, std: torch.Tensor, chunk: int = 65536) -> None:
+        """Replace the frames by ``(frames - mean) / std`` per bin, in place, a chunk at a time.
+
+        Give a model's own ``standardize.mean`` and ``standardize.std``: the values are then
+        bit for bit what the model's standardisation layer would compute batch by batch.
+        """
+        for i in range(0, len(self.frames), chunk):
+            self.frames[i : i + chunk].sub_(mean).div_(std)
+        self.standardized = True
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -166,12 +178,17 @@ def standardisation_stats(frames: torch.Tensor, chunk: int = 65536) -> tuple[np.
     return mean.numpy(), var.sqrt().numpy()
 
 
-def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.Generator | None = None):
+def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.Generator | None = None,
+         standardized: bool = False):
     """Fast-gradient-sign adversarial elements towards labels other than the truth (paper Alg. 2).
 
     Each element gets a target drawn uniformly among the labels other than its true label ``y``;
     the element moves one sign step against the gradient of the cross-entropy with that target,
     ``x - step * sign(grad)``, and is clipped at zero (magnitudes are never negative).
+
+    With ``standardized`` the elements are the model's standardised inputs ``(x - mean) / std``;
+    the same step is taken on the magnitudes they stand for and returned standardised:
+    ``max(z - step * sign(grad) / std, -mean / std)`` (the sign is the same in both units).
 
     Returns
     -------
@@ -183,9 +200,13 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.
     k = model.output.out_features
     targets = (y + torch.randint(1, k, y.shape, generator=generator)) % k
     x = x.detach().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(x), targets, reduction="sum")
+    logits = model(x, standardized=True) if standardized else model(x)  # any element model takes raw input
+    loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
-    return torch.clamp(x.detach() - step * grad.sign(), min=0), targets
+    if not standardized:
+        return torch.clamp(x.detach() - step * grad.sign(), min=0), targets
+    mean, std = model.standardize.mean, model.standardize.std
+    return torch.maximum(x.detach() - step * grad.sign() / std, -mean / std), targets
 
 
 def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
@@ -197,7 +218,8 @@ def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
     with torch.no_grad():
         for i in range(0, len(data), batch):
             x, _ = data.batch(torch.arange(i, min(i + batch, len(data))))
-            post.append(torch.softmax(model(x), -1))
+            logits = model(x, standardized=True) if data.standardized else model(x)
+            post.append(torch.softmax(logits, -1))
     model.train()
     post = torch.cat(post)
     element_err = (post.argmax(1) != data.labels).double().mean().item()
@@ -209,16 +231,16 @@ def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
 
 
 def _with_adversaries(model, x, y, config: TrainConfig):
-    """Join (or partly replace) a batch with FGSM versions of its elements, keeping the true labels."""
+    """Join (or partly replace) a batch of standardised elements with FGSM versions, keeping the true labels."""
     if config.adversarial != "fgsm":
         raise MusadvError(f"unknown adversarial training {config.adversarial!r} (expected 'fgsm')")
     if config.adv_fraction is None:
-        x_adv, _ = fgsm(model, x, y, config.adv_step)
+        x_adv, _ = fgsm(model, x, y, config.adv_step, standardized=True)
         return torch.cat([x, x_adv]), torch.cat([y, y])
     n = int(round(config.adv_fraction * len(y)))
     if n == 0:
         return x, y
-    x_adv, _ = fgsm(model, x[:n], y[:n], config.adv_step)
+    x_adv, _ = fgsm(model, x[:n], y[:n], config.adv_step, standardized=True)
     return torch.cat([x_adv, x[n:]]), y
 
 
@@ -297,6 +319,8 @@ def train(
         raise MusadvError(f"{cache.path}: the train split has no element of {model.element_frames} frames")
     mean, std = standardisation_stats(train_data.frames)
     model.standardize.fit(mean, std)
+    for data in (train_data, valid_data):
+        data.standardize_(model.standardize.mean, model.standardize.std)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum_start)
     run = {"arch": model.config(), "train": asdict(config), "cache": str(Path(cache.path).resolve())}
     history: list[dict] = []
@@ -335,7 +359,7 @@ def train(
             x, y = train_data.batch(order[i : i + config.batch_size], out=buffer)
             if config.adversarial:
                 x, y = _with_adversaries(model, x, y, config)
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(model(x, standardized=True), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
