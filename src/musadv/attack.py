@@ -131,9 +131,12 @@ class AttackResult:
         return self.label_after == self.target
 
 
-def _norm(v: torch.Tensor) -> float:
-    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast)."""
-    return math.sqrt(float(v.square().sum()))
+def _norm(v: torch.Tensor, overwrite: bool = False) -> float:
+    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast).
+
+    ``overwrite``: ``v`` is scratch and may be squared in place (spares a temporary).
+    """
+    return math.sqrt(float((v.square_() if overwrite else v.square()).sum()))
 
 
 def snr_db(reference, perturbed) -> float:
@@ -284,13 +287,14 @@ def _consistent_order(model, x, t_idx, config):
     snap = quantize_pcm16 if config.quantize else (lambda w: w)
     z = snap(x.clone())
     z_prev, t_prev = z, 1.0
+    scratch = torch.empty_like(x)
     trace, reached, conf = [], False, None
     for it in range(config.max_iter + 1):
         spec = stft(z, cfg)
         mags = complex_abs(spec)
         need_grad = it < config.max_iter
         conf, loss, grad = _judge(model, mags, t_idx, need_grad=need_grad)
-        dist = _norm(z - x)
+        dist = _norm(torch.sub(z, x, out=scratch), overwrite=True)
         snr = 20 * math.log10(x_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
         if float(conf[t_idx]) >= config.threshold:
