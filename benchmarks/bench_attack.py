@@ -9,7 +9,7 @@ table shows the best of --reps rounds and the median of the rounds' ratios. "cha
 nothing else: the floor for an iteration whose data no longer sit in cache between the parts. Then (unless --no-extrapolate) it trains a DNN-500 on gtzan-mini, attacks a sample of
 its test split with the Table II settings and extrapolates to a GTZAN test split of 250 clips.
 
-    python benchmarks/bench_attack.py [--iters 20] [--sample 10]
+    python benchmarks/bench_attack.py [--iters 20] [--sample 10] [--no-extrapolate] [--profile]
 """
 
 import argparse
@@ -90,12 +90,28 @@ def iteration_time(model, y, iters, reps):
     return (full - setup) / iters
 
 
+def profile_iterations(y, mags, iters):
+    """Self time per operation over ``iters`` DNN-50 iterations (after one warm-up attack)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = build({"arch": "dnn", "hidden": 50}, LABELS).eval()
+    model.standardize.fit(mags.mean(0), mags.std(0))
+    cfg = AttackConfig(snr_db=15.0, threshold=1.0, max_iter=iters)
+    attack(model, y, LABELS[3], cfg)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        attack(model, y, LABELS[3], cfg)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=20, help="iterations per timed attack (CDNN: a quarter)")
     ap.add_argument("--reps", type=int, default=5, help="rounds of timings (best times, median ratios)")
     ap.add_argument("--sample", type=int, default=10, help="test clips attacked for the extrapolation")
     ap.add_argument("--no-extrapolate", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="only print PyTorch's profile of DNN-50 attack iterations (which operations the time goes to)")
     args = ap.parse_args()
     clip = GTZAN_MINI / "genres" / "blues" / "blues.00000.wav"
     if clip.exists():
@@ -107,6 +123,9 @@ def main():
     x = torch.from_numpy(y)
     mags = magnitude(y)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.profile:
+        profile_iterations(y, mags, args.iters)
+        return
     print(f"{'model':8s} {'iteration':>10s} {'fwd+grad':>9s} {'istft':>7s} {'stft':>7s} {'sum':>7s} {'ratio':>6s}"
           f" {'chained':>8s} {'ratio':>6s}   (ms)")
     for name, arch, iters in [("DNN-50", {"arch": "dnn", "hidden": 50}, args.iters),
