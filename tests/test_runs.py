@@ -67,6 +67,19 @@ def test_run_directory_contents(random_run):
     assert json.loads((out / "run.json").read_text())["policy"] == "random"
 
 
+def test_paper_order_reports_examples_that_16_bit_writing_undid(trained_dnn, learn_cache, tmp_path):
+    """In the paper's order the in-loop outcome judges magnitudes no signal has; the file decides."""
+    cfg = AttackConfig(snr_db=15.0, step=0.1, threshold=0.5, max_iter=40, order="paper")
+    m = run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", 8), "all_wrong", tmp_path, cfg, progress=False)
+    rows = _rows(tmp_path)
+    for row in rows:
+        assert int(row["success_in_memory"]) == (row["label_after"] == row["target"])
+        assert int(row["success"]) == (row["decoded_label"] == row["target"])
+    lost = [r["example"] for r in rows if int(r["success_in_memory"]) and not int(r["success"])]
+    assert m["lost_when_written"] == lost
+    assert m["success_rate"] == pytest.approx(np.mean([int(r["success"]) for r in rows]))
+
+
 def test_perfect_policy_makes_the_system_always_right(trained_dnn, learn_cache, tmp_path):
     m = run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=8), "perfect", tmp_path, TABLE2, progress=False)
     assert m["success_rate"] == 1.0 and m["after"]["accuracy"] == 1.0
