@@ -125,7 +125,7 @@ def complex_abs(spec: torch.Tensor) -> torch.Tensor:
     """``|spec|`` of a complex tensor, as a real tensor of the same shape.
 
     Computed as ``sqrt(re^2 + im^2)`` on the real view: PyTorch's complex ``abs`` guards against
-    overflow that audio spectra cannot reach and is about four times slower on CPU, which shows
+    overflow that audio spectra cannot reach and is three to four times slower on CPU, which shows
     in the adversary's loop. Where ``spec`` needs a gradient, ``abs`` is used (its gradient at 0 is
     defined; this form's is not).
     """
