@@ -118,3 +118,32 @@ def test_policies():
         choose_targets("sometimes", labels, "a", "a", rng)
     with pytest.raises(MusadvError, match="true label"):
         choose_targets("perfect", labels, None, "a", rng)
+
+
+@pytest.fixture(scope="module")
+def reference_framed(trained_dnn):
+    """The trained DNN analysing with the reference framing (symmetric Hann, no centring)."""
+    import copy
+
+    from musadv.spectral import REFERENCE
+
+    model = copy.deepcopy(trained_dnn)
+    model.stft = REFERENCE
+    return model
+
+
+@pytest.mark.parametrize("framing", ["centred", "reference"])
+@pytest.mark.parametrize("remainder", [0, 1, 256, 508, 511])
+def test_no_click_at_the_edges_whatever_the_length(trained_dnn, reference_framed, framing, remainder):
+    """Samples under only a window's tail are not amplified: the edges change no more than the interior,
+    and the whole-file SNR is the edge-trimmed one."""
+    model = trained_dnn if framing == "centred" else reference_framed
+    y = synth.render("folk", seed=7, duration=4.0)[: 512 * 160 + remainder]
+    assert len(y) % 512 == remainder
+    r = attack(model, y, _wrong(model, y), AttackConfig(snr_db=30, step=0.1, threshold=0.9, max_iter=30))
+    change = np.abs(r.audio.astype(np.float64) - y)
+    interior = change[64:-64].max()
+    assert interior > 0
+    assert change[:64].max() <= 3 * interior and change[-64:].max() <= 3 * interior
+    assert r.snr_wave_db >= 30.0
+    assert abs(r.snr_wave_db - r.snr_trim_db) <= 0.5

@@ -40,6 +40,7 @@ import torch
 
 from .audio import quantize_pcm16
 from .errors import MusadvError
+from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
 
 __all__ = ["AttackConfig", "AttackResult", "attack", "snr_db", "project_ball", "choose_targets", "POLICIES"]
@@ -94,7 +95,11 @@ class AttackResult:
     Attributes
     ----------
     audio : np.ndarray
-        The adversarial waveform (float32, at the model's rate; 16-bit values if quantised).
+        The adversarial example as it is to be written, float32: ``(n_channels, n_samples)`` at
+        ``sr`` Hz for a :class:`~musadv.recording.Recording`, ``(n_samples,)`` for a mono signal
+        at the model's rate (16-bit values if quantised).
+    sr : int
+        Rate of ``audio`` in Hz.
     target : str
     label_before, label_after : str
         The model's label for the original and the adversarial example (in memory).
@@ -104,8 +109,14 @@ class AttackResult:
         Whether the target's confidence reached the threshold.
     iterations : int
         Gradient steps taken.
-    snr_wave_db, snr_mag_db : float
-        SNR of the adversarial example on the waveform and on the magnitudes (inf if unchanged).
+    snr_wave_db : float
+        SNR of the example against the original, on the samples of ``audio`` (every channel,
+        the whole recording; inf if unchanged).
+    snr_trim_db : float
+        The same leaving out :data:`~musadv.recording.EDGE_SECONDS` at each edge (the reference
+        code's measure; nan for recordings shorter than twice that).
+    snr_mag_db : float
+        SNR on the magnitudes the model analyses.
     seconds : float
     trace : list of dict
         Per iteration: ``iteration``, ``loss`` (summed cross-entropy), ``target_posterior``,
@@ -113,6 +124,7 @@ class AttackResult:
     """
 
     audio: np.ndarray
+    sr: int
     target: str
     label_before: str
     confidence_before: dict
@@ -121,6 +133,7 @@ class AttackResult:
     reached: bool
     iterations: int
     snr_wave_db: float
+    snr_trim_db: float
     snr_mag_db: float
     seconds: float
     trace: list = field(default_factory=list)
@@ -139,10 +152,25 @@ def _norm(v: torch.Tensor, overwrite: bool = False) -> float:
     return math.sqrt(float((v.square_() if overwrite else v.square()).sum()))
 
 
-def snr_db(reference, perturbed) -> float:
-    """``20 log10(||reference|| / ||perturbed - reference||)`` in dB (inf when equal)."""
+def snr_db(reference, perturbed, trim: int = 0) -> float:
+    """``20 log10(||reference|| / ||perturbed - reference||)`` in dB (inf when equal).
+
+    Parameters
+    ----------
+    reference, perturbed : array-like
+        Same shape ``(..., n_samples)`` (e.g. ``(n_channels, n_samples)``: all channels count).
+    trim : int
+        Leave out this many samples at each end of the last axis (the reference code's measure
+        leaves out 2048 at 22050 Hz: see :func:`musadv.recording.edge_samples`); nan if nothing
+        is left.
+    """
     ref = torch.as_tensor(reference, dtype=torch.float64)
-    diff = _norm(torch.as_tensor(perturbed, dtype=torch.float64) - ref)
+    per = torch.as_tensor(perturbed, dtype=torch.float64)
+    if trim:
+        if ref.shape[-1] <= 2 * trim:
+            return math.nan
+        ref, per = ref[..., trim:-trim], per[..., trim:-trim]
+    diff = _norm(per - ref)
     if diff == 0:
         return math.inf
     return 20 * math.log10(_norm(ref) / diff)
@@ -200,17 +228,25 @@ def _confidence_dict(model, conf: torch.Tensor) -> dict:
     return dict(zip(model.labels, map(float, conf)))
 
 
-def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) -> AttackResult:
+def attack(model, signal, target: str, config: AttackConfig = AttackConfig(),
+           start: np.ndarray | None = None) -> AttackResult:
     """Find an adversarial example for one recording.
 
     Parameters
     ----------
     model : DNN, CDNN or any model with the element interface (see :mod:`musadv.models`)
-    signal : np.ndarray
-        The recording, mono, float, at ``model.stft.sr`` Hz.
+    signal : np.ndarray or Recording
+        The recording: a mono float signal at ``model.stft.sr`` Hz, or a
+        :class:`~musadv.recording.Recording` of a file's own samples (any rate, any channels).
+        The adversary changes what the model hears and the change is written back at the
+        recording's rate into every channel; every iterate is judged as decoding its file
+        would give it (``'consistent'`` order).
     target : str
         The label the model should give.
     config : AttackConfig
+    start : np.ndarray, optional
+        Samples shaped like the recording to start from instead of the original (e.g. a
+        written example that missed its target after decoding, to repair it).
 
     Returns
     -------
@@ -220,21 +256,26 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) ->
         raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
     cfg, t_idx = model.stft, model.labels.index(target)
     t0 = time.perf_counter()
-    x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
-    spec0 = stft(x, cfg)
-    mag0 = complex_abs(spec0)
+    mono = not isinstance(signal, Recording)
+    rec = Recording(np.asarray(signal, np.float32)[None], cfg.sr, cfg.sr) if mono else signal
+    if rec.model_sr != cfg.sr:
+        raise MusadvError(f"the recording is prepared for {rec.model_sr} Hz; the model analyses {cfg.sr} Hz")
+    space = _FileSpace(rec, config)
+    mag0 = complex_abs(stft(space.x, cfg))
     if model.elements(mag0).shape[0] == 0:
         raise MusadvError(f"recording too short for this model ({mag0.shape[0]} frames; one element is {model.element_frames})")
+    first = None if start is None else torch.as_tensor(np.asarray(start, np.float32).reshape(rec.samples.shape))
     with _frozen(model):
         conf0, _, _ = _judge(model, mag0, t_idx, need_grad=False)
         if config.order == "paper":
-            y, conf, it, trace, reached = _paper_order(model, x, spec0, t_idx, config)
+            w, conf, it, trace, reached = _paper_order(model, space, mag0, t_idx, config)
         else:
-            y, conf, it, trace, reached = _consistent_order(model, x, t_idx, config)
-    y_np = y.numpy().astype(np.float32)
-    mag_adv = complex_abs(stft(y, cfg))
+            w, conf, it, trace, reached = _consistent_order(model, space, t_idx, config, first)
+    heard = space.hear(w)
+    mag_adv = complex_abs(stft(heard, cfg))
     return AttackResult(
-        audio=y_np,
+        audio=(w[0] if mono else w).numpy().astype(np.float32),
+        sr=rec.sr,
         target=target,
         label_before=model.labels[int(conf0.argmax())],
         confidence_before=_confidence_dict(model, conf0),
@@ -242,11 +283,53 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig()) ->
         confidence_after=_confidence_dict(model, conf),
         reached=reached,
         iterations=it,
-        snr_wave_db=snr_db(x, y),
+        snr_wave_db=snr_db(space.X, w),
+        snr_trim_db=snr_db(space.X, w, trim=edge_samples(rec.sr)),
         snr_mag_db=snr_db(mag0, mag_adv),
         seconds=time.perf_counter() - t0,
         trace=trace,
     )
+
+
+class _FileSpace:
+    """Where the iterates live: the file's samples ``X`` (channels x samples at the file's rate) and
+    what the model hears of them, ``x``.
+
+    :meth:`write` turns a candidate heard signal into file samples: its change is brought to
+    the file's rate, added to every channel, projected onto the SNR ball around ``X`` and
+    rounded to 16 bits; :meth:`hear` gives what decoding those samples gives the model.
+    When the file is mono at the model's rate both are the identity on the samples.
+    """
+
+    def __init__(self, rec: Recording, config: AttackConfig):
+        self.rec = rec
+        self.X = torch.from_numpy(rec.samples)
+        self.x = torch.from_numpy(rec.signal)
+        self.quantize = config.quantize
+        self.radius = None
+        if config.snr_db is not None:
+            self.radius = ball_radius(self.X, config.snr_db)
+            if config.quantize:
+                # Rounding moves each sample by at most half a step: keep that much room in the ball.
+                self.radius = max(0.0, self.radius - 0.5 / 32768 * math.sqrt(self.X.numel()))
+
+    def hear(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.rec.hear(w.numpy()))
+
+    def write(self, y: torch.Tensor, bounded: bool = True) -> torch.Tensor:
+        """File samples for the heard candidate ``y`` (inside the ball if ``bounded``, 16-bit if quantising)."""
+        radius = self.radius if bounded else None
+        if self.rec.at_model_rate:
+            w = (y if radius is None else project_ball(y, self.x, radius))[None]
+        else:
+            change = torch.from_numpy(self.rec.to_file_rate(torch.sub(y, self.x).numpy()))
+            if radius is not None:
+                # The same change enters every channel: its norm over the file is sqrt(C) |change|.
+                dist = _norm(change) * math.sqrt(self.rec.n_channels)
+                if dist > radius:
+                    change.mul_(radius / dist)
+            w = self.X + change
+        return quantize_pcm16(w) if self.quantize else w
 
 
 def _fista_weight(t_prev: float) -> tuple[float, float]:
@@ -274,50 +357,43 @@ def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, s
     return spec
 
 
-def _consistent_order(model, x, t_idx, config):
-    """Iterate on waveforms: every judged iterate is a (16-bit) signal inside the SNR ball."""
-    cfg, n = model.stft, x.shape[-1]
-    x_norm = _norm(x)
-    radius = None
-    if config.snr_db is not None:
-        radius = ball_radius(x, config.snr_db)
-        if config.quantize:
-            # Rounding moves each sample by at most half a step: keep that much room in the ball.
-            radius = max(0.0, radius - 0.5 / 32768 * math.sqrt(n))
-    snap = quantize_pcm16 if config.quantize else (lambda w: w)
-    z = snap(x.clone())
+def _consistent_order(model, space: _FileSpace, t_idx, config, first):
+    """Iterate on file samples: every judged iterate is what decoding its (16-bit) file gives, inside the SNR ball."""
+    cfg, n = model.stft, space.x.shape[-1]
+    X_norm = _norm(space.X)
+    w = space.write(space.x) if first is None else first
+    z = space.hear(w)
     z_prev, t_prev = z, 1.0
-    scratch = torch.empty_like(x)
+    scratch = torch.empty_like(space.X)
     trace, reached, conf = [], False, None
     for it in range(config.max_iter + 1):
         spec = stft(z, cfg)
         mags = complex_abs(spec)
         need_grad = it < config.max_iter
         conf, loss, grad = _judge(model, mags, t_idx, need_grad=need_grad)
-        dist = _norm(torch.sub(z, x, out=scratch), overwrite=True)
-        snr = 20 * math.log10(x_norm / dist) if dist > 0 else math.inf
+        dist = _norm(torch.sub(w, space.X, out=scratch), overwrite=True)
+        snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
         if float(conf[t_idx]) >= config.threshold:
             reached = True
             break
         if not need_grad:
             break
-        y = istft(_gradient_step(spec, mags, grad, config.step), cfg, length=n)
+        # The current iterate anchors the resynthesis where the windows barely cover the edges.
+        y = istft(_gradient_step(spec, mags, grad, config.step), cfg, length=n, prior=z)
         if config.momentum:
             t_now, alpha = _fista_weight(t_prev)
             y.add_(z, alpha=alpha).sub_(z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
             t_prev = t_now
-        if radius is not None:
-            y = project_ball(y, x, radius)
-        z_prev, z = z, snap(y)
-    return z, conf, len(trace) - 1, trace, reached
+        w = space.write(y)
+        z_prev, z = z, space.hear(w)
+    return w, conf, len(trace) - 1, trace, reached
 
 
-def _paper_order(model, x, spec0, t_idx, config):
+def _paper_order(model, space: _FileSpace, mag0, t_idx, config):
     """The paper's order: GL projection with the exemplar's phase, then the SNR ball on magnitudes."""
-    cfg, n = model.stft, x.shape[-1]
-    mag0 = complex_abs(spec0)
-    phase0 = torch.polar(torch.ones_like(mag0), spec0.angle())
+    cfg, x, n = model.stft, space.x, space.x.shape[-1]
+    phase0 = torch.polar(torch.ones_like(mag0), stft(x, cfg).angle())
     radius = None if config.snr_db is None else ball_radius(mag0, config.snr_db)
     Y = mag0.clone()
     Y_prev, t_prev = Y, 1.0
@@ -337,13 +413,12 @@ def _paper_order(model, x, spec0, t_idx, config):
             Z = Z + alpha * (Y - Y_prev)
             t_prev = t_now
         Z = torch.clamp(Z, min=0)
-        Z = complex_abs(stft(istft(Z * phase0, cfg, length=n), cfg))
+        Z = complex_abs(stft(istft(Z * phase0, cfg, length=n, prior=x), cfg))
         Y_prev, Y = Y, (project_ball(Z, mag0, radius) if radius is not None else Z)
-    y = istft(Y * phase0, cfg, length=n)
-    if config.quantize:
-        y = torch.from_numpy(quantize_pcm16(y.numpy()))
-    # The in-loop outcome judges magnitudes that no signal has; the written file may differ.
-    return y, conf, len(trace) - 1, trace, reached
+    # The in-loop outcome judges magnitudes that no signal has; the written file may differ,
+    # and its waveform SNR is not bounded.
+    w = space.write(istft(Y * phase0, cfg, length=n, prior=x), bounded=False)
+    return w, conf, len(trace) - 1, trace, reached
 
 
 def choose_targets(policy: str, labels: list[str], true_label: str | None, predicted: str,

@@ -19,7 +19,7 @@ import torch
 
 from .errors import AudioError
 
-__all__ = ["load", "save", "quantize_pcm16", "check_signal", "AUDIO_EXTENSIONS", "SILENCE_DB"]
+__all__ = ["decode", "conform", "resample", "load", "save", "quantize_pcm16", "check_signal", "AUDIO_EXTENSIONS", "SILENCE_DB"]
 
 #: File name endings recognised as audio when scanning folders.
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
@@ -69,23 +69,23 @@ def _check_truncated(path: Path) -> None:
                     raise AudioError(f"{path}: truncated AU file ({missing} bytes of audio data missing)")
 
 
-def load(
+#: libsndfile formats whose header states the exact number of samples: a file that decodes to
+#: fewer is really missing data. MP3 and Ogg (Vorbis, Opus) only estimate it (encoder delay,
+#: padding, pre-skip, files without a length tag), so a shortfall there is not an error.
+EXACT_LENGTH_FORMATS = ("WAV", "WAVEX", "W64", "RF64", "AU", "AIFF", "CAF", "FLAC")
+
+
+def decode(
     path: str | os.PathLike,
-    sr: int | None = 22050,
-    mono: bool = True,
     offset: float = 0.0,
     duration: float | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode an audio file to a float32 signal.
+    """Decode an audio file as it is: every channel, at the file's own sampling rate.
 
     Parameters
     ----------
     path : str or path-like
-        WAV, AU, FLAC, OGG/Vorbis or MP3 file.
-    sr : int or None
-        Target sampling rate in Hz; ``None`` keeps the file's own rate.
-    mono : bool
-        Average all channels into one.
+        WAV, AU, FLAC, AIFF, OGG (Vorbis, Opus) or MP3 file.
     offset : float
         Start reading this many seconds into the file.
     duration : float or None
@@ -95,14 +95,15 @@ def load(
     Returns
     -------
     y : np.ndarray, float32
-        Shape ``(n_samples,)`` if ``mono`` else ``(n_channels, n_samples)``, in [-1, 1].
+        Shape ``(n_channels, n_samples)``, nominally in [-1, 1].
     sr : int
-        Sampling rate of ``y`` in Hz.
+        The file's sampling rate in Hz.
 
     Raises
     ------
     AudioError
-        If the file is missing, empty, not audio, corrupt or truncated.
+        If the file is missing, empty, not audio, corrupt, or truncated (a format that states
+        its exact length, see :data:`EXACT_LENGTH_FORMATS`, holding fewer samples).
     """
     path = Path(path)
     if not path.exists():
@@ -116,7 +117,7 @@ def load(
     _check_truncated(path)
     try:
         with sf.SoundFile(str(path)) as f:
-            native_sr = f.samplerate
+            native_sr, container = f.samplerate, f.format
             expected = f.frames
             start = int(round(offset * native_sr))
             if start > 0:
@@ -133,23 +134,89 @@ def load(
         reason = reason.replace(f"Error opening {str(path)!r}: ", "").strip()
         raise AudioError(f"{path}: cannot decode audio ({reason})") from None
     wanted = expected - start if duration is None else min(count, expected - start)
-    if len(data) < wanted:
+    if len(data) < wanted and container in EXACT_LENGTH_FORMATS:
         raise AudioError(
             f"{path}: truncated file (decoded {len(data)} of {wanted} samples the header announces)"
         )
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no audio samples")
-    y = data.T  # (channels, samples)
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    return np.ascontiguousarray(data.T), int(native_sr)
+
+
+def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample ``(..., n_samples)`` from ``sr_in`` to ``sr_out`` Hz with the SoX resampler ('HQ').
+
+    The output has ``round(n_samples * sr_out / sr_in)`` samples, aligned with the input.
+    """
+    if sr_in == sr_out:
+        return y
+    # soxr works on (samples, channels).
+    return np.ascontiguousarray(soxr.resample(np.asarray(y).T, sr_in, sr_out, quality="HQ").T, dtype=np.float32)
+
+
+def conform(y: np.ndarray, sr_in: int, sr: int | None, mono: bool = True) -> np.ndarray:
+    """What a model hears of decoded audio: channels averaged (``mono``), resampled to ``sr`` Hz.
+
+    :func:`load` is :func:`decode` followed by this; the adversary calls it on the samples it
+    is about to write, so that it judges exactly what decoding the file will give.
+
+    Parameters
+    ----------
+    y : np.ndarray, float32
+        ``(n_channels, n_samples)`` at ``sr_in`` Hz.
+    sr_in : int
+    sr : int or None
+        Target rate in Hz; ``None`` keeps ``sr_in``.
+    mono : bool
+
+    Returns
+    -------
+    np.ndarray, float32
+        ``(n_samples',)`` if ``mono`` else ``(n_channels, n_samples')``.
+    """
     if mono:
         y = y.mean(axis=0)
-    if sr is not None and sr != native_sr:
-        # soxr works on (samples, channels); 'HQ' is its default high-quality band-limited filter.
-        y = soxr.resample(y.T, native_sr, sr, quality="HQ").T
-    else:
-        sr = native_sr
-    if not np.all(np.isfinite(y)):
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+    return np.ascontiguousarray(resample(y, sr_in, sr or sr_in), dtype=np.float32)
+
+
+def load(
+    path: str | os.PathLike,
+    sr: int | None = 22050,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode an audio file to a float32 signal at a chosen rate: :func:`decode`, then :func:`conform`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        WAV, AU, FLAC, AIFF, OGG (Vorbis, Opus) or MP3 file.
+    sr : int or None
+        Target sampling rate in Hz; ``None`` keeps the file's own rate.
+    mono : bool
+        Average all channels into one.
+    offset : float
+        Start reading this many seconds into the file.
+    duration : float or None
+        Read at most this many seconds (``None``: to the end).
+
+    Returns
+    -------
+    y : np.ndarray, float32
+        Shape ``(n_samples,)`` if ``mono`` else ``(n_channels, n_samples)``, in [-1, 1].
+    sr : int
+        Sampling rate of ``y`` in Hz.
+
+    Raises
+    ------
+    AudioError
+        As :func:`decode`.
+    """
+    y, native_sr = decode(path, offset, duration)
+    return conform(y, native_sr, sr, mono), int(sr or native_sr)
 
 
 def check_signal(y: np.ndarray, sr: int, min_samples: int, name: str = "signal") -> None:

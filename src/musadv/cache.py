@@ -19,8 +19,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .progress import progress_bar
 from . import audio, partitions
 from .datasets import Item
 from .errors import DatasetError, MusadvError
@@ -178,8 +178,7 @@ def prepare(
             todo.append((str(src), it.path, str(spectra_dir), cfg, offset, duration))
     errors: dict[str, str] = {}
     jobs = jobs or os.cpu_count() or 1
-    bar = tqdm(total=len(partition.items()), initial=len(done), desc="prepare", unit="file",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(partition.items()), initial=len(done), desc="prepare", unit="file", enabled=progress)
 
     def record(result):
         rel, err, nf, ns = result

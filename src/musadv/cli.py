@@ -252,6 +252,9 @@ def test_cmd(model_dir, split, cache_dir, out):
 @click.option("--order", type=click.Choice(["consistent", "paper"]), default="consistent", show_default=True,
               help="consistent: SNR bound on the waveform, 16-bit rounding in the loop; paper: GL then SNR ball on magnitudes.")
 @click.option("--float-wav", is_flag=True, help="Write 32-bit float WAVs and do not round to 16 bits in the loop.")
+@click.option("--model-rate", is_flag=True, help="Write examples mono at the model's rate (default: at each original's rate and channels).")
+@click.option("--repairs", type=int, default=1, show_default=True, help="Rounds of more iterations for a written file that misses its target.")
+@click.option("--visqol", is_flag=True, help="Also measure each example's ViSQOL MOS-LQO against its original (about 3 s per 30 s).")
 @click.option("--limit", type=int, default=None, help="Attack only the first N recordings of the split.")
 @click.option("--duration", type=float, default=None, help="FILES: use only this many seconds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random targets.")
@@ -259,7 +262,7 @@ def test_cmd(model_dir, split, cache_dir, out):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_limit, step, threshold, max_iter, momentum,
-               order, float_wav, limit, duration, seed, out, quiet, no_report):
+               order, float_wav, model_rate, repairs, visqol, limit, duration, seed, out, quiet, no_report):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -287,7 +290,10 @@ def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_l
         jobs = jobs_from_files(files, duration=duration)
     config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, threshold=threshold, max_iter=max_iter,
                           momentum=momentum, order=order, quantize=not float_wav)
-    metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra)
+    if repairs < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--repairs")
+    metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra,
+                          model_rate=model_rate, repairs=repairs, visqol=visqol)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report
@@ -299,11 +305,18 @@ def _print_attack_summary(m: dict, out: Path) -> None:
     if not m["n_examples"]:
         click.echo(f"{out}: no examples (see {out / 'errors.csv'})")
         return
-    snr = m["snr_wave_db"]
+    snr, trim = m["snr_wave_db"], m["snr_trim_db"]
     line = f"{out}: {m['n_examples']} examples, success {m['success_rate']:.1%} on the decoded files"
     if snr:
         line += f", SNR {snr['mean']:.1f} +- {snr['std']:.1f} dB (min {snr['min']:.1f})"
+    if trim:
+        line += f", edge-trimmed {trim['mean']:.1f} dB (min {trim['min']:.1f})"
+    if m["visqol_mos"]:
+        line += f", ViSQOL MOS-LQO {m['visqol_mos']['mean']:.2f} (min {m['visqol_mos']['min']:.2f})"
     click.echo(line)
+    if m["failed"]:
+        click.echo(f"{len(m['failed'])} written files miss their target: " + ", ".join(m["failed"][:10])
+                   + (" ..." if len(m["failed"]) > 10 else ""))
     if "normalised_accuracy" in m:
         click.echo(f"normalised accuracy {m['normalised_accuracy_before']:.3f} before, {m['normalised_accuracy']:.3f} under attack")
     if m["lost_when_written"]:

@@ -19,6 +19,7 @@ never unpickles anything.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from .errors import MusadvError
 from .io import atomic_path, read_tagged_json, write_json_atomic
 from .spectral import STFTConfig
 
-__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "load_model", "ModelError", "check_compatible"]
+__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "load_model", "ModelError", "check_compatible",
+           "weights_sha256"]
 
 FORMAT = "musadv-model"
 
@@ -286,6 +288,19 @@ def load_model(path: str | os.PathLike) -> _ElementModel:
     model.info = meta
     model.path = path
     return model.eval()
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of a network's weights and buffers (names, shapes, dtypes and values, in name order).
+
+    Identifies the model an attack run was made with, whatever file it was loaded from.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def check_compatible(model: _ElementModel, stft: STFTConfig, labels: list[str] | None = None, what: str = "data") -> None:

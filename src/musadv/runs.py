@@ -3,22 +3,29 @@
 A run directory holds:
 
 ``run.json``
-    What was attacked with which model and settings.
+    What was attacked with which model (and the SHA-256 of its weights) and settings.
 ``originals/`` and ``examples/``
-    The original recordings (as analysed, at the model's rate) and the adversarial examples,
-    as WAV files; beside each example a JSON with its outcome and per-iteration trace.
+    The original recordings and the adversarial examples as WAV files, by default at each
+    original's own sampling rate and channel count (``model_rate=True``: mono at the model's
+    rate); beside each example a JSON with its outcome and per-iteration trace.
 ``results.csv``
     One row per example: file, true label, target, label and confidence before, label and
-    confidence after (in memory), decoded label and confidence (read back from the WAV), SNR on
-    the waveform and on the magnitudes (decoded), iterations, seconds.
+    confidence after (in memory), decoded label and confidence (the written file decoded through
+    the loading path that classifies any file), SNR against the original on the whole waveform
+    (every channel, at the file's rate), the same leaving out 2048/22050 s at each edge (the
+    reference code's measure), SNR on the magnitudes, ViSQOL MOS-LQO if asked for, repair
+    rounds, iterations, seconds.
 ``traces.csv``
     Every iteration of every example: loss, target posterior, SNR.
 ``metrics.json``
-    Figures of merit of the attacked system (decoded labels against the truth), success rates
-    and SNR statistics.
+    Figures of merit of the attacked system (decoded labels against the truth), success rates,
+    SNR statistics, and the examples whose written file missed its target even after repair.
 
-Success is judged on the file written: it is read back, analysed and classified again. An
-example whose finished JSON exists is not redone, so a killed run resumes where it stopped.
+Success is judged on the file written: it is read back, analysed and classified again; a file
+that misses its target is repaired (more iterations from the written file) before the run
+gives up on it. An example whose finished JSON exists is not redone, so a killed run resumes
+where it stopped; a run directory refuses to be resumed with another model, other recordings
+or other settings.
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import __version__, audio
 from .attack import AttackConfig, attack, choose_targets, snr_db
@@ -41,6 +47,9 @@ from .classify import classify_frames, classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .io import write_csv_atomic, write_json_atomic
+from .models import weights_sha256
+from .progress import progress_bar
+from .recording import Recording, edge_samples
 from .spectral import magnitude
 
 __all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS"]
@@ -48,7 +57,8 @@ __all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summaris
 RESULT_FIELDS = [
     "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
     "decoded_label", "decoded_conf", "decoded_target_conf", "success", "success_in_memory",
-    "snr_wave_db", "snr_mag_db", "iterations", "seconds", "wav", "original_wav",
+    "snr_wave_db", "snr_trim_db", "snr_mag_db", "visqol_mos", "sr", "channels", "repairs", "iterations", "seconds",
+    "wav", "original_wav",
 ]
 
 
@@ -70,8 +80,11 @@ def jobs_from_split(cache: SpectraCache, split: str, limit: int | None = None) -
 
 
 def jobs_from_files(files, offset: float = 0.0, duration: float | None = None) -> list[Job]:
-    """Jobs for loose audio files (true label unknown)."""
-    return [Job(str(f), Path(f).name, None, offset, duration) for f in files]
+    """Jobs for loose audio files (true label unknown), each named by its path as given.
+
+    The path, not the base name, names the example: ``a/x.wav`` and ``b/x.wav`` are two.
+    """
+    return [Job(str(Path(f).resolve()), str(Path(f)), None, offset, duration) for f in files]
 
 
 def _slug(name: str) -> str:
@@ -83,36 +96,89 @@ def _finite(v: float):
     return v if math.isfinite(v) else None
 
 
-def _example(model, job: Job, x: np.ndarray, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path,
-             slug: str) -> dict:
-    """Attack one recording (signal ``x``, magnitudes ``mag_x``) towards one target, write the WAV
-    and judge the decoded file."""
-    float_wav = not config.quantize
-    result = attack(model, x, target, config)
+def _judge_file(model, rec: Recording, wav: Path) -> tuple:
+    """Decode a written example as any file is decoded for classification, and measure it against ``rec``.
+
+    Returns the prediction, the SNR on the whole file and edge-trimmed (at the file's rate,
+    every channel), the SNR on the magnitudes, and the decoded samples.
+    """
+    samples, sr = audio.decode(wav)
+    heard = audio.conform(samples, sr, model.stft.sr)  # what audio.load(wav, sr=model rate) gives
+    frames = magnitude(heard, model.stft)
+    pred = classify_frames(model, frames, str(wav))
+    if samples.shape != rec.samples.shape or sr != rec.sr:
+        raise MusadvError(f"{wav}: decoded as {samples.shape} at {sr} Hz, written as {rec.samples.shape} at {rec.sr} Hz")
+    whole = snr_db(rec.samples, samples)
+    trimmed = snr_db(rec.samples, samples, trim=edge_samples(sr))
+    return pred, whole, trimmed, snr_db(magnitude(rec.signal, model.stft), frames), samples
+
+
+def _example(model, job: Job, rec: Recording, target: str, config: AttackConfig, out: Path, slug: str,
+             repairs: int, quality) -> dict:
+    """Attack one recording towards one target, write the WAV, judge the decoded file, repair it if it
+    misses the target."""
     ex_id = f"{slug}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
-    audio.save(wav, result.audio, model.stft.sr, float_wav=float_wav, on_clip="clip")
-    decoded, _ = audio.load(wav, sr=model.stft.sr)
-    mag_decoded = magnitude(decoded, model.stft)
-    dec = classify_frames(model, mag_decoded, str(wav))
+    result = first = attack(model, rec, target, config)
+    iterations, seconds, trace, rounds = result.iterations, result.seconds, list(result.trace), 0
+    while True:
+        audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
+        dec, snr_whole, snr_trim, snr_mag, written = _judge_file(model, rec, wav)
+        if dec.label == target or rounds >= repairs:
+            break
+        # Start again from what the file holds: more iterations, same bound, same original.
+        rounds += 1
+        result = attack(model, rec, target, config, start=written)
+        # Its iteration 0 judges the written file again: the trace goes on from there.
+        trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
+        iterations, seconds = iterations + result.iterations, seconds + result.seconds
     row = {
         "example": ex_id, "file": job.name, "true": job.true_label or "", "target": target,
-        "label_before": result.label_before, "conf_before": result.confidence_before[result.label_before],
+        "label_before": first.label_before, "conf_before": first.confidence_before[first.label_before],
         "label_after": result.label_after, "conf_after": result.confidence_after[result.label_after],
         "decoded_label": dec.label, "decoded_conf": dec.confidence[dec.label],
         "decoded_target_conf": dec.confidence[target],
         "success": int(dec.label == target), "success_in_memory": int(result.success),
-        "snr_wave_db": _finite(snr_db(x, decoded)),
-        "snr_mag_db": _finite(snr_db(mag_x, mag_decoded)),
-        "iterations": result.iterations, "seconds": result.seconds,
+        "snr_wave_db": _finite(snr_whole), "snr_trim_db": _finite(snr_trim), "snr_mag_db": _finite(snr_mag),
+        "visqol_mos": quality(rec, written) if quality else None,
+        "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
+        "iterations": iterations, "seconds": seconds,
         "wav": str(wav.relative_to(out)), "original_wav": f"originals/{slug}.wav",
     }
-    record = {**row, "reached_threshold": result.reached, "confidence_before": result.confidence_before,
+    record = {**row, "reached_threshold": result.reached, "confidence_before": first.confidence_before,
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
-              "trace": result.trace}
+              "trace": trace}
     # Written last, atomically: its presence marks the example as finished.
     write_json_atomic(out / "examples" / f"{ex_id}.json", record)
     return record
+
+
+def _check_same_run(out: Path, old: dict, new: dict) -> None:
+    """Refuse to mix results: one line naming what differs between the run on disk and this one."""
+    checks = [
+        ("model_sha256", "another model (weights' SHA-256 {old:.12} here, {new:.12} now)"),
+        ("labels", "other labels"),
+        ("stft", "other analysis settings"),
+        ("policy", "policy {old!r}, not {new!r}"),
+        ("seed", "seed {old}, not {new}"),
+        ("output", "examples written {old}, not {new}"),
+        ("repairs", "{old} repair rounds, not {new}"),
+        ("visqol", "ViSQOL {old}, not {new}"),
+    ]
+    for key, what in checks:
+        if old.get(key) != new[key]:
+            raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
+                              "choose another --out")
+    # A run may grow (a larger --limit), but every recording it holds must be one of this run's.
+    ours = {r["name"]: r for r in new["recordings"]}
+    for r in old.get("recordings", []):
+        if ours.get(r["name"]) != r:
+            why = "not in this run" if r["name"] not in ours else "with other source, offset or duration"
+            raise MusadvError(f"{out}: holds a run with other recordings ({r['name']} {why}); choose another --out")
+    for key, value in new["attack"].items():
+        if (old.get("attack") or {}).get(key) != value:
+            raise MusadvError(f"{out}: holds a run with attack setting {key} = {(old.get('attack') or {}).get(key)}, "
+                              f"not {value}; choose another --out")
 
 
 def run_attacks(
@@ -124,6 +190,9 @@ def run_attacks(
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
+    model_rate: bool = False,
+    repairs: int = 1,
+    visqol: bool = False,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -141,8 +210,18 @@ def run_attacks(
         Seeds the targets of ``random`` and ``all_wrong``; a recording's target depends only on
         the seed and its name, so resumed and partial runs agree.
     progress : bool
+        Show a progress bar (on a terminal only).
     extra : dict, optional
         More to record in ``run.json`` (cache, split).
+    model_rate : bool
+        Write originals and examples mono at the model's rate instead of at each file's own
+        rate and channel count.
+    repairs : int
+        Rounds of more iterations (from the written file) for an example whose decoded file
+        misses its target, before giving up on it.
+    visqol : bool
+        Measure each example's ViSQOL v3 MOS-LQO (audio mode) against its original (about
+        3 s per 30 s example on two cores).
 
     Returns
     -------
@@ -151,28 +230,31 @@ def run_attacks(
     """
     out = Path(out_dir)
     run = {"format": "musadv-attack-run", "musadv": __version__, "model": str(Path(model.path).resolve()) if hasattr(model, "path") else None,
-           "labels": model.labels, "stft": model.stft.to_dict(), "policy": policy, "seed": seed, "attack": asdict(config),
-           "recordings": [asdict(j) for j in jobs], **(extra or {})}
+           "model_sha256": weights_sha256(model), "labels": model.labels, "stft": model.stft.to_dict(),
+           "policy": policy, "seed": seed, "attack": asdict(config),
+           "output": "at the model's rate" if model_rate else "at each file's rate and channels",
+           "repairs": repairs, "visqol": visqol, "recordings": [asdict(j) for j in jobs], **(extra or {})}
     run_file = out / "run.json"
     if run_file.exists():
-        old = json.loads(run_file.read_text())
-        if {k: old.get(k) for k in ("policy", "seed", "attack", "labels")} != {k: run[k] for k in ("policy", "seed", "attack", "labels")}:
-            raise MusadvError(f"{out}: holds a run with other settings; choose another --out")
-    else:
-        write_json_atomic(run_file, run)
+        _check_same_run(out, json.loads(run_file.read_text()), run)
+    write_json_atomic(run_file, run)
+    quality = None
+    if visqol:
+        from .quality import visqol_mos
+
+        quality = lambda rec, written: visqol_mos(rec.samples, written, rec.sr)  # noqa: E731
     done = {p.stem for p in (out / "examples").glob("*.json")} if (out / "examples").exists() else set()
     per_job = len(model.labels) if policy == "every_label" else 1
     errors = []
-    bar = tqdm(total=len(jobs) * per_job, desc="attack", unit="example", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs) * per_job, desc="attack", unit="example", enabled=progress)
     successes = finished = 0
     for job in jobs:
         slug = _slug(job.name)
         rng = np.random.default_rng([seed, zlib.crc32(job.name.encode())])
         try:
-            x, _ = audio.load(job.source, sr=model.stft.sr, offset=job.offset, duration=job.duration)
-            audio.check_signal(x, model.stft.sr, model.stft.n_fft, job.source)
-            mag_x = magnitude(x, model.stft)  # once per recording, whatever the number of targets
-            before = classify_frames(model, mag_x, job.source)
+            rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration, model_rate=model_rate)
+            audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, job.source)
+            before = classify_frames(model, magnitude(rec.signal, model.stft), job.source)
         except MusadvError as exc:
             errors.append({"file": job.name, "error": str(exc)})
             bar.update(per_job)
@@ -180,12 +262,12 @@ def run_attacks(
         targets = choose_targets(policy, model.labels, job.true_label, before.label, rng)
         original = out / "originals" / f"{slug}.wav"
         if not original.exists():
-            audio.save(original, x, model.stft.sr, float_wav=not config.quantize, on_clip="clip")
+            audio.save(original, rec.samples, rec.sr, float_wav=not config.quantize, on_clip="clip")
         for target in targets:
             ex_id = f"{slug}--{target}"
             if ex_id not in done:
-                rec = _example(model, job, x, mag_x, target, config, out, slug)
-                successes += rec["success"]
+                rec_ = _example(model, job, rec, target, config, out, slug, repairs, quality)
+                successes += rec_["success"]
                 finished += 1
                 bar.set_postfix(success=f"{successes / finished:.0%}")
             bar.update(1)
@@ -205,6 +287,7 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     changed = [r for r in records if r["snr_wave_db"] is not None]
     snr = np.array([r["snr_wave_db"] for r in changed], dtype=float)
     lost = [r["example"] for r in records if r["success_in_memory"] and not r["success"]]
+    column = lambda key: np.array([r[key] for r in changed if r.get(key) is not None], dtype=float)  # noqa: E731
     stats = lambda a: {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())} if len(a) else None
     metrics = {
         "n_examples": len(records),
@@ -212,7 +295,11 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         "success_rate_in_memory": float(np.mean([r["success_in_memory"] for r in records])) if records else None,
         "lost_when_written": lost,
         "snr_wave_db": stats(snr),
-        "snr_mag_db": stats(np.array([r["snr_mag_db"] for r in changed], dtype=float)),
+        "snr_trim_db": stats(column("snr_trim_db")),
+        "snr_mag_db": stats(column("snr_mag_db")),
+        "visqol_mos": stats(column("visqol_mos")),
+        "repaired": sum(1 for r in records if r.get("repairs") and r["success"]),
+        "failed": [r["example"] for r in records if not r["success"]],
         "unchanged_examples": len(records) - len(changed),
         "mean_iterations": float(np.mean([r["iterations"] for r in records])) if records else None,
         "mean_seconds": float(np.mean([r["seconds"] for r in records])) if records else None,
@@ -263,7 +350,7 @@ def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         return judged[rel]
 
     rows = []
-    for r in tqdm(records, desc=f"re-score with {name}", disable=not progress, leave=False):
+    for r in progress_bar(records, desc=f"re-score with {name}", enabled=progress, leave=False):
         before, after = judge(r["original_wav"]), judge(r["wav"])
         rows.append({"example": r["example"], "file": r["file"], "true": r["true"], "target": r["target"],
                      "label_before": before.label, "label_after": after.label,

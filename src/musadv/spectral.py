@@ -173,19 +173,25 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     return out.reshape(b, total)
 
 
-def _inverse_envelope(config: STFTConfig, n_fr: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """``1 / sum_t w^2(n - t hop)`` over the ``n_fft + hop (n_fr - 1)`` samples that ``n_fr`` frames span.
+def _envelope(config: STFTConfig, n_fr: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Window envelope ``sum_t w^2(n - t hop)`` over the ``n_fft + hop (n_fr - 1)`` samples ``n_fr`` frames span."""
+    win2 = window(config, dtype, device) ** 2
+    return _overlap_add(win2.expand(1, n_fr, config.n_fft), config.hop)[0]
 
-    Samples no window reaches (envelope <= 1e-8) get 1, leaving them at the 0 the overlap-add gives.
+
+def _inverse_envelope(config: STFTConfig, n_fr: int, floor: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``1 / max(envelope, floor)`` over the span of ``n_fr`` frames (``1`` where the envelope is below 1e-8
+    and ``floor`` is smaller: such samples stay at the 0 the overlap-add gives).
+
     Away from the ends the envelope repeats every ``hop`` samples, so it is computed for a few
     frames and tiled: a full-length computation costs more than the inverse FFT it serves.
     """
     n, hop = config.n_fft, config.hop
-    win2 = window(config, dtype, device) ** 2
     k = -(-n // hop)  # most frames covering one sample
     short = min(n_fr, 2 * k + 1)
-    env = _overlap_add(win2.expand(1, short, n), hop)[0]
-    inv = torch.where(env > 1e-8, env, torch.ones_like(env)).reciprocal_()
+    env = _envelope(config, short, dtype, device)
+    low = torch.full_like(env, floor if floor > 1e-8 else 1.0)
+    inv = torch.where(env > floor, env, low).reciprocal_()
     if short == n_fr:
         return inv
     # Samples k*hop .. (k+1)*hop - 1 lie under every frame that can reach them: one period.
@@ -196,12 +202,62 @@ def _inverse_envelope(config: STFTConfig, n_fr: int, dtype=torch.float32, device
     return full
 
 
-def istft(spec: torch.Tensor, config: STFTConfig = STFTConfig(), length: int | None = None) -> torch.Tensor:
-    """Least-squares inverse STFT (weighted overlap-add, Griffin & Lim 1984).
+def envelope_floor(config: STFTConfig) -> float:
+    """Smallest window envelope of a sample that every frame able to reach it covers (the interior).
+
+    Below it a sample lies only under the tails of windows at a recording's ends; :func:`istft`
+    with a ``prior`` keeps such samples near the prior instead of dividing by the small envelope.
+    """
+    k = -(-config.n_fft // config.hop)
+    env = _envelope(config, 2 * k + 1, torch.float64)
+    return float(env[k * config.hop : (k + 1) * config.hop].min())
+
+
+def _anchor_edges(y: torch.Tensor, prior: torch.Tensor, config: STFTConfig, n_fr: int, floor: float, start: int) -> None:
+    """Add ``prior * max(0, floor - envelope) / floor`` to ``y`` in place (see :func:`istft`).
+
+    The weight is non-zero only within ``n_fft`` samples of the ends of the frames' span and
+    past its end, so only those stretches are touched, not the whole signal.
+    """
+    n, hop = config.n_fft, config.hop
+    length, total = y.shape[-1], n + hop * (n_fr - 1)
+    # The envelope of the first and last n + start samples involves only the frames that reach
+    # them: a span of at most `few` frames has the same ends.
+    few = min(n_fr, -(-(2 * n + start) // hop) + 1)
+    env = _envelope(config, few, y.dtype, y.device)
+    head = min(length, n)
+    tail = min(max(head, total - start - n), length)
+    for lo, hi in ((0, head), (tail, length)):
+        if hi <= lo:
+            continue
+        weight = torch.ones(hi - lo, dtype=y.dtype, device=y.device)
+        covered = max(0, min(hi, total - start) - lo)  # samples of the stretch that the frames span
+        if covered:
+            first = start + lo if lo == 0 else env.shape[0] - (total - start - lo)
+            weight[:covered] = (floor - env[first : first + covered]).clamp_(min=0).div_(floor)
+        y[..., lo:hi].addcmul_(weight, prior[..., lo:hi])
+
+
+def istft(spec: torch.Tensor, config: STFTConfig = STFTConfig(), length: int | None = None,
+          prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Least-squares inverse STFT (weighted overlap-add, Griffin & Lim 1984), optionally anchored at the edges.
 
     For a spectrum that came from :func:`stft` this returns the original signal; for any other
     complex array it returns the signal whose STFT is closest to it in the least-squares sense.
-    Samples that no window covers (only at the ends when ``center=False``) come out as 0.
+
+    Near a recording's ends a sample may lie only under the tail of one window (with centred
+    frames when the length is just under a multiple of the hop; at the start and past the last
+    frame without centring). The plain least-squares inverse divides by that window's tiny
+    envelope and amplifies any change to the frame there thousands of times: a click. With a
+    ``prior`` signal the inverse instead solves the least-squares problem plus the penalty
+    ``sum_n lambda_n (y_n - prior_n)^2`` with ``lambda_n = max(0, floor - envelope_n)``, where
+    ``floor`` is the interior's smallest envelope (:func:`envelope_floor`)::
+
+        y_n = (overlap_add_n + lambda_n prior_n) / max(envelope_n, floor)
+
+    Interior samples are the plain inverse; edge samples move no more than interior ones; samples
+    no window covers keep the prior's value; and a spectrum that came from ``stft(prior)`` gives
+    ``prior`` back exactly. The adversary passes its current waveform as the prior.
 
     Parameters
     ----------
@@ -210,6 +266,9 @@ def istft(spec: torch.Tensor, config: STFTConfig = STFTConfig(), length: int | N
     config : STFTConfig
     length : int or None
         Length of the output in samples; by default as many as the frames span.
+    prior : torch.Tensor or None
+        Real, shape ``(..., length)`` (or broadcastable to it). ``None``: the plain inverse, in
+        which samples no window covers come out as 0.
 
     Returns
     -------
@@ -220,11 +279,15 @@ def istft(spec: torch.Tensor, config: STFTConfig = STFTConfig(), length: int | N
     flat = spec.reshape(-1, n_fr, spec.shape[-1])
     win = window(config, flat.real.dtype, flat.device)
     frames = torch.fft.irfft(flat, n=config.n_fft, dim=-1).mul_(win)  # (B, T, n_fft)
-    y = _overlap_add(frames, config.hop).mul_(_inverse_envelope(config, n_fr, win.dtype, win.device))
+    floor = envelope_floor(config) if prior is not None else 1e-8
+    y = _overlap_add(frames, config.hop).mul_(_inverse_envelope(config, n_fr, floor, win.dtype, win.device))
     start = config.n_fft // 2 if config.center else 0
     if length is None:
         length = config.hop * (n_fr - 1) if config.center else y.shape[-1]
     y = y[:, start : start + length]
     if y.shape[-1] < length:
         y = F.pad(y, (0, length - y.shape[-1]))
-    return y.reshape(*lead, length)
+    y = y.reshape(*lead, length)
+    if prior is not None:
+        _anchor_edges(y, prior.expand_as(y), config, n_fr, floor, start)
+    return y

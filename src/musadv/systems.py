@@ -21,8 +21,8 @@ import numpy as np
 import skops.io as sio
 from safetensors.numpy import load_file, save_file
 from sklearn.ensemble import RandomForestClassifier
-from tqdm.auto import tqdm
 
+from .progress import progress_bar
 from .cache import SpectraCache
 from .classify import Prediction
 from .errors import MusadvError
@@ -142,7 +142,7 @@ def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",
     """
     feats, targets = [], []
     entries = [e for s in splits for e in cache.split(s)]
-    for e in tqdm(entries, desc=f"features (layers {layers})", disable=not progress, leave=False):
+    for e in progress_bar(entries, desc=f"features (layers {layers})", enabled=progress, leave=False):
         f = forest_features(dnn, cache.frames(e), layers, window, hop)
         feats.append(f)
         targets.append(np.full(len(f), dnn.labels.index(e.label)))
@@ -229,7 +229,7 @@ def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: float
     config = cache.config
     by_label: dict[int, list[np.ndarray]] = {}
     entries = [e for s in splits for e in cache.split(s)]
-    for e in tqdm(entries, desc="MFCC features", disable=not progress, leave=False):
+    for e in progress_bar(entries, desc="MFCC features", enabled=progress, leave=False):
         signal = cache.signal(e)
         by_label.setdefault(cache.labels.index(e.label), []).append(baseline_features(signal, config, window, hop))
     dim = next(iter(by_label.values()))[0].shape[1]

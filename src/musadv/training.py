@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .progress import progress_bar
 from .cache import SpectraCache
 from .errors import MusadvError
 from .io import atomic_path, write_json_atomic
@@ -354,7 +355,7 @@ def train(
         losses, sizes = [], []
         buffer = torch.empty(config.batch_size * model.element_frames, train_data.frames.shape[1])
         batches = range(0, len(order), config.batch_size)
-        for i in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch"):
+        for i in progress_bar(batches, desc=f"epoch {epoch}", leave=False, enabled=progress, unit="batch"):
             # The buffer is free again: the previous step's graph was released by backward().
             x, y = train_data.batch(order[i : i + config.batch_size], out=buffer)
             if config.adversarial:
