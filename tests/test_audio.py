@@ -117,3 +117,34 @@ def test_save_reports_clipping_instead_of_hiding_it(tmp_path):
     assert not (tmp_path / "loud.wav").exists()
     audio.save(tmp_path / "loud.wav", y, 22050, on_clip="clip")
     assert np.max(np.abs(audio.load(tmp_path / "loud.wav", sr=None)[0])) <= 1.0
+
+
+def _encode(tool_args, src, dst):
+    import shutil
+    import subprocess
+
+    if shutil.which(tool_args[0]) is None:
+        pytest.skip(f"{tool_args[0]} is not installed (make test installs Debian's lame and vorbis-tools as root)")
+    subprocess.run([*tool_args[:-2], str(src), tool_args[-2], str(dst)] if tool_args[-2] == "-o" else
+                   [*tool_args, str(src), str(dst)], check=True, capture_output=True)
+    return dst
+
+
+def test_an_mp3_whose_header_estimates_its_length_is_decoded_not_refused(write_tone, tmp_path):
+    """Without a LAME/Xing tag the MP3 length is estimated from the file size; players play what decodes."""
+    mp3 = _encode(["lame", "--quiet", "-t"], write_tone("src.wav", seconds=3.3, sr=44100, channels=2, subtype="PCM_16"),
+                  tmp_path / "song.mp3")
+    with sf.SoundFile(mp3) as f:
+        announced, decoded = f.frames, len(f.read())
+    assert announced > decoded  # the file this test is about
+    y, sr = audio.load(mp3)
+    assert sr == 22050 and abs(len(y) - decoded * 22050 / 44100) <= 1
+    assert audio.decode(mp3)[0].shape == (2, decoded)
+
+
+def test_a_truncated_flac_is_still_refused(write_tone):
+    path = write_tone("clip.flac", seconds=2.0, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(AudioError, match="clip.flac"):
+        audio.load(path)

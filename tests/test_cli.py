@@ -1,9 +1,11 @@
 """musadv.cli: every command has --help; the built-in data goes through partition and prepare; errors are one line."""
 
+import csv
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from musadv.cli import cli
@@ -89,3 +91,30 @@ def test_attack_a_file_and_a_split_from_the_command_line(trained_dnn, learn_cach
     assert "normalised accuracy" in r.stdout
     r = _run("attack", trained_dnn.path, song, "--out", tmp_path / "x")
     assert r.returncode == 2 and "--target" in r.stderr
+
+
+def test_a_stereo_44k_ogg_comes_back_stereo_at_44k_and_classify_gives_the_target(trained_dnn, tmp_path):
+    """With default options the example keeps the user's rate and channels; the SNR is against the user's file."""
+    from musadv import audio, synth
+
+    y = synth.render("rock", seed=11, duration=3.0, sr=44100)
+    import soundfile as sf
+
+    sf.write(tmp_path / "song.ogg", np.stack([y, 0.7 * y], 1), 44100, format="OGG", subtype="VORBIS")
+    before = _run("classify", trained_dnn.path, tmp_path / "song.ogg", "--json")
+    target = next(lab for lab in trained_dnn.labels if lab != json.loads(before.stdout)["label"])
+    # Bytes, not text: text mode would turn a progress bar's carriage returns into newlines.
+    r = subprocess.run([sys.executable, "-m", "musadv.cli", "attack", str(trained_dnn.path), str(tmp_path / "song.ogg"),
+                        "--target", target, "--out", str(tmp_path / "run")], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert b"\r" not in r.stderr  # no progress-bar redraws when the output is not a terminal
+    wav = next((tmp_path / "run" / "examples").glob("*.wav"))
+    info = sf.info(wav)
+    assert (info.samplerate, info.channels) == (44100, 2)
+    c = _run("classify", trained_dnn.path, wav, "--json")
+    assert json.loads(c.stdout)["label"] == target
+    row = next(csv.DictReader(open(tmp_path / "run" / "results.csv")))
+    original, _ = audio.decode(tmp_path / "song.ogg")
+    written, _ = audio.decode(wav)
+    assert float(row["snr_wave_db"]) == pytest.approx(20 * np.log10(np.linalg.norm(original) / np.linalg.norm(written - original)), abs=1e-3)
+    assert float(row["snr_wave_db"]) >= 15.0 and row["success"] == row["success_in_memory"] == "1"

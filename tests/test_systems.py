@@ -16,13 +16,13 @@ from musadv.systems import ForestSystem, MFCCBaseline, load_system, train_baseli
 
 @pytest.fixture(scope="module")
 def forest(trained_dnn, learn_cache, tmp_path_factory):
-    system = train_forest(trained_dnn, learn_cache, "all", n_trees=100, window=2.0, hop=1.0, progress=False)
+    system = train_forest(trained_dnn, learn_cache, "all", n_trees=100, window=86, hop=43, progress=False)
     return system.save(tmp_path_factory.mktemp("forest") / "forest")
 
 
 @pytest.fixture(scope="module")
 def baseline(learn_cache, tmp_path_factory):
-    system = train_baseline(learn_cache, window=2.0, hop=1.0, progress=False)
+    system = train_baseline(learn_cache, window=86, hop=43, progress=False)
     return system.save(tmp_path_factory.mktemp("baseline") / "baseline")
 
 

@@ -156,7 +156,8 @@ def _pair(text: str) -> tuple[int, int]:
 @click.option("--lr", type=float, default=None, help="Initial learning rate (reference: DNN 0.01, CDNN 0.001).")
 @click.option("--patience", type=int, default=None, help="Epochs without 0.1 %% validation improvement before stopping (10).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--adversarial", type=click.Choice(["fgsm"]), default=None, help="Alg. 2: also train on fast-gradient-sign adversarial versions of each batch.")
+@click.option("--adversarial", type=click.Choice(["fgsm", "fgsm_reference"]), default=None,
+              help="Alg. 2: also train on fast-gradient-sign adversarial versions of each batch (fgsm_reference: as the reference code, see the README).")
 @click.option("--adv-step", type=float, default=0.25, show_default=True, help="Sign step mu on raw magnitudes.")
 @click.option("--adv-fraction", type=float, default=None, help="Replace this share of each batch by adversarial versions (default: join them to the batch).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
@@ -336,8 +337,8 @@ def _model_cache(model, cache_dir):
 @click.option("--layers", type=click.Choice(["1", "2", "3", "all"]), default="all", show_default=True, help="Hidden layers whose activations are the features.")
 @click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache (default: the DNN's).")
 @click.option("--trees", type=int, default=500, show_default=True)
-@click.option("--window", type=float, default=5.0, show_default=True, help="Texture window in seconds.")
-@click.option("--hop", type=float, default=2.5, show_default=True, help="Texture window hop in seconds.")
+@click.option("--window", type=click.IntRange(min=1), default=200, show_default=True, help="Texture window in STFT frames (the reference's 200 = 4.6 s).")
+@click.option("--hop", type=click.IntRange(min=1), default=100, show_default=True, help="Texture window hop in STFT frames.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def train_forest_cmd(dnn_dir, layers, cache_dir, trees, window, hop, seed, out):
@@ -355,8 +356,8 @@ def train_forest_cmd(dnn_dir, layers, cache_dir, trees, window, hop, seed, out):
 
 @cli.command("train-baseline")
 @click.argument("cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--window", type=float, default=5.0, show_default=True, help="Texture window in seconds.")
-@click.option("--hop", type=float, default=2.5, show_default=True, help="Texture window hop in seconds.")
+@click.option("--window", type=click.IntRange(min=1), default=200, show_default=True, help="Texture window in STFT frames (the reference's 200 = 4.6 s).")
+@click.option("--hop", type=click.IntRange(min=1), default=100, show_default=True, help="Texture window hop in STFT frames.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def train_baseline_cmd(cache_dir, window, hop, out):
     """Train the MFCC + ZCR minimum-Mahalanobis baseline on train + valid of a cache."""
@@ -465,13 +466,15 @@ def table1_cmd(data, partition_files, out, quick, quiet):
 @click.argument("data", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--partition", type=click.Path(exists=True, dir_okay=False), help="Partition JSON for DATA.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--alg2", type=click.Choice(["fgsm", "fgsm_reference"]), default="fgsm", show_default=True,
+              help="Alg. 2 as musadv does it, or as the reference code does (standardised step, 15 dB ball, any target, adversarial batch alone).")
 @click.option("--quick", is_flag=True, help="Small data, few epochs.")
 @click.option("--quiet", is_flag=True)
-def table3_cmd(data, partition, out, quick, quiet):
+def table3_cmd(data, partition, out, alg2, quick, quiet):
     """Table III: DNN, DNN+ADV, CDNN, CDNN+ADV clean and under the always-wrong adversary with no SNR limit."""
     from .experiments import run_table3
 
-    run_table3(out, str(data) if data else None, partition, quick=quick, progress=not quiet)
+    run_table3(out, str(data) if data else None, partition, quick=quick, progress=not quiet, alg2=alg2)
     _print_table(out, "table3")
 
 

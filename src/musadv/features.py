@@ -12,9 +12,12 @@ import torch
 
 from .spectral import STFTConfig
 
-__all__ = ["window_frames", "texture_starts", "texture_stats", "dnn_activations", "LAYER_CHOICES"]
+__all__ = ["TEXTURE_WINDOW", "TEXTURE_HOP", "window_frames", "texture_starts", "texture_stats", "dnn_activations", "LAYER_CHOICES"]
 
 LAYER_CHOICES = ("1", "2", "3", "all")
+
+#: The reference code's texture window and hop in STFT frames (4.6 s and 2.3 s at 22050 Hz, hop 512).
+TEXTURE_WINDOW, TEXTURE_HOP = 200, 100
 
 
 def window_frames(seconds: float, config: STFTConfig) -> int:

@@ -296,6 +296,9 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         "lost_when_written": lost,
         "snr_wave_db": stats(snr),
         "snr_trim_db": stats(column("snr_trim_db")),
+        # Table III's SNR column: the examples "that led to misclassifications" of the truth.
+        "snr_wave_db_misclassified": stats(np.array([r["snr_wave_db"] for r in changed
+                                                     if r["true"] and r["decoded_label"] != r["true"]], dtype=float)),
         "snr_mag_db": stats(column("snr_mag_db")),
         "visqol_mos": stats(column("visqol_mos")),
         "repaired": sum(1 for r in records if r.get("repairs") and r["success"]),

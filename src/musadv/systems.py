@@ -26,12 +26,19 @@ from .progress import progress_bar
 from .cache import SpectraCache
 from .classify import Prediction
 from .errors import MusadvError
-from .features import dnn_activations, texture_stats, window_frames
+from .features import TEXTURE_HOP, TEXTURE_WINDOW, dnn_activations, texture_stats, window_frames
 from .io import atomic_path, write_json_atomic
 from .models import FORMAT, ModelError, load_model, read_model_info
 from .spectral import STFTConfig, magnitude
 
 __all__ = ["ForestSystem", "MFCCBaseline", "train_forest", "train_baseline", "load_system", "mfcc_zcr"]
+
+
+def _texture(meta: dict, config: STFTConfig) -> tuple[int, int]:
+    """Texture window and hop in frames from a system file (files before 0.2 gave them in seconds)."""
+    if "window_frames" in meta:
+        return meta["window_frames"], meta["hop_frames"]
+    return window_frames(meta["window_s"], config), window_frames(meta["hop_s"], config)
 
 
 def _vote(labels: list[str], window_labels: np.ndarray) -> Prediction:
@@ -44,15 +51,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def forest_features(dnn, frames, layers: str, window: float, hop: float) -> np.ndarray:
-    """Mean and standard deviation of a DNN's hidden activations over texture windows (seconds)."""
+def forest_features(dnn, frames, layers: str, window: int, hop: int) -> np.ndarray:
+    """Mean and standard deviation of a DNN's hidden activations over texture windows (``window``, ``hop`` in frames)."""
     acts = dnn_activations(dnn, frames, layers)
-    return texture_stats(acts, window_frames(window, dnn.stft), window_frames(hop, dnn.stft), "std")
+    return texture_stats(acts, window, hop, "std")
 
 
-def baseline_features(signal, config: STFTConfig, window: float, hop: float) -> np.ndarray:
-    """Mean and variance of MFCCs and zero-crossing rate over texture windows (seconds)."""
-    return texture_stats(mfcc_zcr(signal, config), window_frames(window, config), window_frames(hop, config), "var")
+def baseline_features(signal, config: STFTConfig, window: int, hop: int) -> np.ndarray:
+    """Mean and variance of MFCCs and zero-crossing rate over texture windows (``window``, ``hop`` in frames)."""
+    return texture_stats(mfcc_zcr(signal, config), window, hop, "var")
 
 
 class ForestSystem:
@@ -65,14 +72,15 @@ class ForestSystem:
     forest : RandomForestClassifier
         Trained on windows; its classes are label indices.
     layers : {'1', '2', '3', 'all'}
-    window, hop : float
-        Texture window length and hop in seconds.
+    window, hop : int
+        Texture window length and hop in STFT frames (reference: 200 and 100, 4.6 s and 2.3 s
+        at 22050 Hz with a hop of 512 samples).
     """
 
     kind = "forest"
     needs_audio = False
 
-    def __init__(self, dnn, forest: RandomForestClassifier, layers: str = "all", window: float = 5.0, hop: float = 2.5):
+    def __init__(self, dnn, forest: RandomForestClassifier, layers: str = "all", window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP):
         if getattr(dnn, "arch", None) != "dnn":
             raise ModelError("the forest system takes its features from a DNN")
         self.dnn, self.forest, self.layers, self.window, self.hop = dnn, forest, layers, window, hop
@@ -94,7 +102,7 @@ class ForestSystem:
         dnn_dir = Path(self.dnn.path).resolve()
         write_json_atomic(path / "model.json", {
             "format": FORMAT, "version": 1, "config": {"arch": "forest"}, "labels": self.labels,
-            "stft": self.stft.to_dict(), "layers": self.layers, "window_s": self.window, "hop_s": self.hop,
+            "stft": self.stft.to_dict(), "layers": self.layers, "window_frames": self.window, "hop_frames": self.hop,
             "n_trees": self.forest.n_estimators,
             "dnn": os.path.relpath(dnn_dir, path.resolve()), "dnn_sha256": _sha256(dnn_dir / "model.safetensors"),
             "data": self.dnn.info.get("data", {}), **getattr(self, "extra_info", {}),
@@ -114,13 +122,13 @@ class ForestSystem:
         foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
         if foreign:
             raise ModelError(f"{file}: refuses to load types other than scikit-learn's and NumPy's: {foreign}")
-        system = cls(dnn, sio.load(file, trusted=untrusted), meta["layers"], meta["window_s"], meta["hop_s"])
+        system = cls(dnn, sio.load(file, trusted=untrusted), meta["layers"], *_texture(meta, dnn.stft))
         system.info, system.path = meta, path
         return system
 
 
 def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",), n_trees: int = 500,
-                 window: float = 5.0, hop: float = 2.5, seed: int = 0, jobs: int | None = None,
+                 window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP, seed: int = 0, jobs: int | None = None,
                  progress: bool = True) -> ForestSystem:
     """Train the random forest system on the texture features of a DNN (paper Table I).
 
@@ -134,8 +142,8 @@ def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",
         Splits whose recordings train the forest.
     n_trees : int
         Trees in the forest (the paper: 500).
-    window, hop : float
-        Texture window and hop in seconds.
+    window, hop : int
+        Texture window and hop in STFT frames.
     seed : int
     jobs : int, optional
         Cores for the forest (default: all).
@@ -180,7 +188,7 @@ class MFCCBaseline:
     needs_audio = True
 
     def __init__(self, labels, means: np.ndarray, inv_covs: np.ndarray, config: STFTConfig = STFTConfig(),
-                 window: float = 5.0, hop: float = 2.5):
+                 window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP):
         self.labels, self.means, self.inv_covs = list(labels), means, inv_covs
         self.stft, self.window, self.hop = config, window, hop
 
@@ -204,7 +212,7 @@ class MFCCBaseline:
             save_file({"means": self.means, "inv_covs": self.inv_covs}, str(tmp))
         write_json_atomic(path / "model.json", {
             "format": FORMAT, "version": 1, "config": {"arch": "mfcc_baseline"}, "labels": self.labels,
-            "stft": self.stft.to_dict(), "window_s": self.window, "hop_s": self.hop,
+            "stft": self.stft.to_dict(), "window_frames": self.window, "hop_frames": self.hop,
             **getattr(self, "extra_info", {}),
         })
         return path
@@ -214,13 +222,13 @@ class MFCCBaseline:
         path = Path(path)
         meta = read_model_info(path)
         g = load_file(str(path / "gaussians.safetensors"))
-        system = cls(meta["labels"], g["means"], g["inv_covs"], STFTConfig.from_dict(meta["stft"]),
-                     meta["window_s"], meta["hop_s"])
+        config = STFTConfig.from_dict(meta["stft"])
+        system = cls(meta["labels"], g["means"], g["inv_covs"], config, *_texture(meta, config))
         system.info, system.path = meta, path
         return system
 
 
-def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: float = 5.0, hop: float = 2.5,
+def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP,
                    ridge: float = 1e-6, progress: bool = True) -> MFCCBaseline:
     """Fit the MFCC baseline on the texture features of the recordings of ``splits`` (paper: train + valid).
 

@@ -31,7 +31,7 @@ from .errors import MusadvError
 from .io import atomic_path, write_json_atomic
 from .models import build, load_model, save_model
 
-__all__ = ["TrainConfig", "ElementData", "train", "standardisation_stats", "fgsm"]
+__all__ = ["TrainConfig", "ElementData", "train", "standardisation_stats", "fgsm", "fgsm_reference"]
 
 
 @dataclass
@@ -57,13 +57,18 @@ class TrainConfig:
         Relative decrease of validation error that counts as an improvement (0.001 = 0.1 %).
     seed : int
         Seeds the initial weights, the shuffling and dropout.
-    adversarial : {None, 'fgsm'}
+    adversarial : {None, 'fgsm', 'fgsm_reference'}
         Alg. 2: train also on fast-gradient-sign adversarial versions of each batch.
+        ``'fgsm'``: a sign step of ``adv_step`` on raw magnitudes towards a label other than the
+        truth (:func:`fgsm`), the adversarial elements joining (or partly replacing) the batch.
+        ``'fgsm_reference'``: what the reference code does (:func:`fgsm_reference`): the step
+        in standardised units, each adversarial batch projected onto a 15 dB SNR ball, targets
+        drawn from all labels, and training on the adversarial batch alone.
     adv_step : float
-        Step mu of the sign step on raw magnitudes (the paper: 0.25).
+        Step mu of the sign step (the paper: 0.25).
     adv_fraction : float or None
-        ``None``: each batch is joined by the adversarial versions of all its elements;
-        a fraction F in (0, 1]: that share of the batch is replaced by its adversarial versions.
+        ``'fgsm'`` only. ``None``: each batch is joined by the adversarial versions of all its
+        elements; a fraction F in (0, 1]: that share of the batch is replaced by them.
     """
 
     lr: float = 0.01
@@ -210,6 +215,36 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.
     return torch.maximum(x.detach() - step * grad.sign() / std, -mean / std), targets
 
 
+def fgsm_reference(model, z: torch.Tensor, y: torch.Tensor, step: float, snr_db: float = 15.0,
+                   generator: torch.Generator | None = None):
+    """The reference code's Alg. 2 batch (``adversary_dataset.py``) on standardised elements ``z``.
+
+    Targets are drawn uniformly from all labels, the truth included; every element moves one
+    sign step of ``step`` *standardised* units against the gradient of the cross-entropy with
+    its target, is clipped at zero magnitude, and the batch's change is projected onto the ball
+    of ``snr_db`` dB around the batch (measured on magnitudes, over the whole batch).
+
+    Returns
+    -------
+    z_adv : torch.Tensor
+        Standardised, same shape as ``z``, no gradient attached.
+    targets : torch.Tensor
+    """
+    targets = torch.randint(0, len(model.labels), y.shape, generator=generator)
+    z = z.detach().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(z, standardized=True), targets, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, z)
+    z = z.detach()
+    mean, std = model.standardize.mean, model.standardize.std
+    z_adv = torch.maximum(z - step * grad.sign(), -mean / std)
+    # Magnitudes are z * std + mean; scaling the change towards z keeps them non-negative.
+    change, radius = (z_adv - z) * std, torch.linalg.vector_norm(z * std + mean) / 10 ** (snr_db / 20)
+    dist = torch.linalg.vector_norm(change)
+    if dist > radius:
+        z_adv = z + (z_adv - z) * (radius / dist)
+    return z_adv, targets
+
+
 def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
     """Element misclassification rate and recording error rate (eq. 3-4) of a split."""
     if len(data) == 0:
@@ -233,8 +268,11 @@ def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
 
 def _with_adversaries(model, x, y, config: TrainConfig):
     """Join (or partly replace) a batch of standardised elements with FGSM versions, keeping the true labels."""
+    if config.adversarial == "fgsm_reference":
+        x_adv, _ = fgsm_reference(model, x, y, config.adv_step)
+        return x_adv, y
     if config.adversarial != "fgsm":
-        raise MusadvError(f"unknown adversarial training {config.adversarial!r} (expected 'fgsm')")
+        raise MusadvError(f"unknown adversarial training {config.adversarial!r} (expected 'fgsm' or 'fgsm_reference')")
     if config.adv_fraction is None:
         x_adv, _ = fgsm(model, x, y, config.adv_step, standardized=True)
         return torch.cat([x, x_adv]), torch.cat([y, y])
