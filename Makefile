@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser codecs demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,17 @@ browser:
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } || \
 	  echo "chromium not installed: the browser test of the report will be skipped"; }
 
+# MP3 and Ogg files made by real encoders (lame, oggenc) test decoding; without them those tests are skipped.
+codecs:
+	@command -v lame >/dev/null && command -v oggenc >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && { apt-get install -y -q lame vorbis-tools >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q lame vorbis-tools >/dev/null 2>&1; }; } || \
+	  echo "lame/oggenc not installed: the tests of encoder-made MP3 and Ogg files will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/musadv demo --out demo-out
 
-test: $(STAMP) browser
+test: $(STAMP) browser codecs
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -1,5 +1,6 @@
 """musadv.report: a page from a small real attack run renders in a headless browser, media and all."""
 
+import csv
 import functools
 import http.server
 import shutil
@@ -33,8 +34,13 @@ def test_report_holds_players_figures_and_escaped_names(attack_run):
     assert html.count("<audio") == 2 * 4
     assert "evil &lt;b&gt;&amp;&#34;quote&#39;s&#34;.wav" in html
     assert "<b>&" not in html
-    assert (attack_run / "run" / "report-media").is_dir()
-    assert "spectrum" in html and "normalised accuracy" in html or "success on the decoded files" in html
+    # Every example's row carries its own figures from results.csv: whole-file, edge-trimmed and magnitude SNR.
+    rows = list(csv.DictReader(open(attack_run / "run" / "results.csv")))
+    one = lambda v: "" if v == "" else f"{float(v):.1f}"  # noqa: E731
+    for r in rows:
+        assert f"{one(r['snr_wave_db'])} / {one(r['snr_trim_db'])} / {one(r['snr_mag_db'])}" in html
+    assert html.count('alt="spectra"') == len(rows) == 4
+    assert all((attack_run / "run" / "report-media").iterdir())
 
 
 def test_every_label_run_shows_the_table2_grid(attack_run, trained_dnn):

@@ -1,5 +1,6 @@
 """musadv.systems: the forest on DNN activations and the MFCC baseline learn, save safely, judge attacks."""
 
+import csv
 import json
 
 import numpy as np
@@ -86,8 +87,14 @@ def test_rescoring_an_attack_run_with_the_forest(forest, baseline, trained_dnn, 
     run = tmp_path / "run"
     run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=6), "all_wrong", run,
                 AttackConfig(snr_db=15, max_iter=50), progress=False)
-    m = rescore(load_system(forest), run)
-    assert m["n_examples"] == 6 and 0.0 <= m["success_rate"] <= 1.0
+    system = load_system(forest)
+    m = rescore(system, run)
+    assert m["n_examples"] == 6
+    # Success means the forest, which the adversary never saw, labels the adversarial file with the target.
+    rows = list(csv.DictReader(open(run / "rescore-forest" / "results.csv")))
+    hits = [classify_file(system, run / "examples" / f"{r['example']}.wav").label == r["target"] for r in rows]
+    assert [int(r["success"]) for r in rows] == [int(h) for h in hits]
+    assert m["success_rate"] == pytest.approx(np.mean(hits))
     assert m["normalised_accuracy_before"] >= 0.5
     assert (run / "rescore-forest" / "results.csv").read_text().count("\n") == 7
     mb = rescore(load_system(baseline), run, tmp_path / "b")
