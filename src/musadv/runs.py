@@ -96,7 +96,7 @@ def _finite(v: float):
     return v if math.isfinite(v) else None
 
 
-def _judge_file(model, rec: Recording, wav: Path) -> tuple:
+def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
     """Decode a written example as any file is decoded for classification, and measure it against ``rec``.
 
     Returns the prediction, the SNR on the whole file and edge-trimmed (at the file's rate,
@@ -110,10 +110,10 @@ def _judge_file(model, rec: Recording, wav: Path) -> tuple:
         raise MusadvError(f"{wav}: decoded as {samples.shape} at {sr} Hz, written as {rec.samples.shape} at {rec.sr} Hz")
     whole = snr_db(rec.samples, samples)
     trimmed = snr_db(rec.samples, samples, trim=edge_samples(sr))
-    return pred, whole, trimmed, snr_db(magnitude(rec.signal, model.stft), frames), samples
+    return pred, whole, trimmed, snr_db(mag_x, frames), samples
 
 
-def _example(model, job: Job, rec: Recording, target: str, config: AttackConfig, out: Path, slug: str,
+def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, slug: str,
              repairs: int, quality) -> dict:
     """Attack one recording towards one target, write the WAV, judge the decoded file, repair it if it
     misses the target."""
@@ -123,7 +123,7 @@ def _example(model, job: Job, rec: Recording, target: str, config: AttackConfig,
     iterations, seconds, trace, rounds = result.iterations, result.seconds, list(result.trace), 0
     while True:
         audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
-        dec, snr_whole, snr_trim, snr_mag, written = _judge_file(model, rec, wav)
+        dec, snr_whole, snr_trim, snr_mag, written = _judge_file(model, rec, mag_x, wav)
         if dec.label == target or rounds >= repairs:
             break
         # Start again from what the file holds: more iterations, same bound, same original.
@@ -254,7 +254,8 @@ def run_attacks(
         try:
             rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration, model_rate=model_rate)
             audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, job.source)
-            before = classify_frames(model, magnitude(rec.signal, model.stft), job.source)
+            mag_x = magnitude(rec.signal, model.stft)  # once per recording, whatever the number of targets
+            before = classify_frames(model, mag_x, job.source)
         except MusadvError as exc:
             errors.append({"file": job.name, "error": str(exc)})
             bar.update(per_job)
@@ -266,7 +267,7 @@ def run_attacks(
         for target in targets:
             ex_id = f"{slug}--{target}"
             if ex_id not in done:
-                rec_ = _example(model, job, rec, target, config, out, slug, repairs, quality)
+                rec_ = _example(model, job, rec, mag_x, target, config, out, slug, repairs, quality)
                 successes += rec_["success"]
                 finished += 1
                 bar.set_postfix(success=f"{successes / finished:.0%}")
