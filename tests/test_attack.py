@@ -152,3 +152,28 @@ def test_no_click_at_the_edges_whatever_the_length(trained_dnn, reference_framed
     assert change[:64].max() <= 3 * interior and change[-64:].max() <= 3 * interior
     assert r.snr_wave_db >= 30.0
     assert abs(r.snr_wave_db - r.snr_trim_db) <= 0.5
+
+
+def _scaled(model, factor):
+    """The same network with its logits multiplied by ``factor``: same labels, gradients ``factor`` times larger."""
+    import copy
+
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        scaled.output.weight.mul_(factor)
+        scaled.output.bias.mul_(factor)
+    return scaled
+
+
+def test_the_default_step_does_not_depend_on_the_models_gradient_scale(trained_dnn, clip):
+    """One gradient step, no SNR limit: the scale-free step moves the recording by the same amount
+    whatever the scale of the logits; the paper's raw step moves it 100 times further."""
+    target = _wrong(trained_dnn, clip)
+    one_step = dict(snr_db=None, threshold=1.0, max_iter=1, momentum=False, quantize=False)
+    free = [attack(m, clip, target, AttackConfig(**one_step)).snr_wave_db for m in (trained_dnn, _scaled(trained_dnn, 100))]
+    raw = [attack(m, clip, target, AttackConfig(step=1e-4, **one_step)).snr_wave_db for m in (trained_dnn, _scaled(trained_dnn, 100))]
+    assert abs(free[0] - free[1]) < 1.0, free
+    # A step of 0.1 of the radius at 15 dB: about 35 dB on magnitudes, on the waveform near it.
+    assert 28 < free[0] < 42, free
+    assert raw[0] - raw[1] > 20, raw
+

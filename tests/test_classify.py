@@ -7,38 +7,38 @@ import torch
 from torch import nn
 
 from musadv import synth
-from musadv.classify import classify_file, classify_frames, element_posteriors, recording_confidence
+from musadv.classify import classify_file, classify_recording, recording_confidence
 from musadv.errors import AudioError
+from musadv.interface import DifferentiableClassifier
 from musadv.models import CDNN
+from musadv.spectral import STFTConfig
 
 
-class TablePosteriors(nn.Module):
-    """A stand-in classifier with the element interface whose posterior for a frame is looked up
-    from a table by the frame's first value."""
+class TablePosteriors(nn.Module, DifferentiableClassifier):
+    """A stand-in network whose posterior for a frame is looked up from a table by the frame's first value."""
 
     element_frames = 1
     labels = ["jazz", "rock"]
+    stft = STFTConfig()
 
     def __init__(self, table):
         super().__init__()
         self.table = torch.tensor(table, dtype=torch.float32)
+        self.info = {}
 
-    def elements(self, frames):
-        return frames.reshape(frames.shape[0], 1, -1)
-
-    def forward(self, elements):
-        return torch.log(self.table[elements[:, 0, 0].long()])
+    def logits(self, mags, phase=None):
+        return torch.log(self.table[mags[:, 0].long()])
 
 
 def test_confidence_is_the_sum_of_posteriors_normalised_not_a_vote():
     table = [[0.6, 0.4], [0.6, 0.4], [0.0001, 0.9999]]
     frames = np.zeros((3, 513), np.float32)
     frames[:, 0] = [0, 1, 2]
-    post = element_posteriors(TablePosteriors(table), frames)
+    post = TablePosteriors(table).posteriors(frames)
     np.testing.assert_allclose(post, table, atol=1e-6)
     conf = recording_confidence(post)
     np.testing.assert_allclose(conf, [(0.6 + 0.6 + 0.0001) / 3, (0.4 + 0.4 + 0.9999) / 3], atol=1e-6)
-    pred = classify_frames(TablePosteriors(table), frames)
+    pred = classify_recording(TablePosteriors(table), frames)
     # Two of three elements say jazz, but the summed posterior says rock (eq. 4 is an argmax of sums).
     assert pred.label == "rock" and pred.n_elements == 3
     assert pred.confidence["rock"] == pytest.approx(0.59997, abs=1e-4)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,12 +39,15 @@ import torch
 
 from .audio import quantize_pcm16
 from .errors import MusadvError
+from .interface import DifferentiableClassifier, evaluating, recording_confidence, unit_phase
 from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
 
 __all__ = ["AttackConfig", "AttackResult", "attack", "snr_db", "project_ball", "choose_targets", "POLICIES"]
 
 ORDERS = ("consistent", "paper")
+#: The SNR whose ball radius scales the scale-free step when the attack has no SNR limit.
+FREE_STEP_SNR_DB = 15.0
 POLICIES = ("random", "all_wrong", "perfect", "every_label")  # and "label:NAME"
 
 
@@ -58,8 +60,15 @@ class AttackConfig:
     snr_db : float or None
         Minimum SNR of the adversarial example in dB, ``20 log10(|x| / |x' - x|)`` over the
         whole recording; ``None``: no limit (Table III).
-    step : float
-        Gradient step size mu on raw magnitudes (Table II: 0.1; Fig. 4: 0.01).
+    step : float or None
+        The paper's gradient step mu on raw magnitudes (Table II: 0.1; Fig. 4: 0.01). Its effect
+        depends on the scale of the model's gradient (the demo's CDNN needs 100 times the
+        DNN's). ``None`` (default): the scale-free step of ``step_fraction``.
+    step_fraction : float
+        Without ``step``: every gradient step moves the magnitudes by this fraction of the SNR
+        ball's radius measured on them, ``||M|| 10^(-snr_db / 20)`` for the recording's
+        magnitudes ``M`` (without an SNR limit, the radius at :data:`FREE_STEP_SNR_DB`), in the
+        direction of the normalised gradient, as L2 PGD: the same setting serves any model.
     threshold : float
         Stop when the mean posterior of the target reaches this (Table II: 0.9; Fig. 4: 0.5).
     max_iter : int
@@ -74,7 +83,8 @@ class AttackConfig:
     """
 
     snr_db: float | None = 15.0
-    step: float = 0.1
+    step: float | None = None
+    step_fraction: float = 0.1
     threshold: float = 0.9
     max_iter: int = 100
     momentum: bool = True
@@ -84,8 +94,14 @@ class AttackConfig:
     def __post_init__(self):
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, not {self.order!r}")
-        if self.step <= 0 or self.max_iter < 0 or not 0 < self.threshold <= 1:
-            raise ValueError("need step > 0, max_iter >= 0 and 0 < threshold <= 1")
+        if self.step is not None and not self.step > 0:
+            raise ValueError(f"step must be > 0 (or None for the scale-free step), not {self.step}")
+        if not self.step_fraction > 0:
+            raise ValueError(f"step_fraction must be > 0, not {self.step_fraction}")
+        if self.max_iter < 0:
+            raise ValueError(f"max_iter must be >= 0, not {self.max_iter}")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
 
 
 @dataclass
@@ -197,29 +213,17 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
     return diff.mul_(radius / dist).add_(center)
 
 
-@contextmanager
-def _frozen(model):
-    """Evaluation mode and no weight gradients for the duration of an attack."""
-    was_training = model.training
-    flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
-        model.train(was_training)
-
-
-def _judge(model, mags: torch.Tensor, target: int, need_grad: bool):
-    """Posteriors' mean and summed cross-entropy towards ``target`` (and its gradient) at ``mags``."""
+def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Tensor | None, target: int, need_grad: bool):
+    """Eq. 3-4 confidences, summed cross-entropy towards ``target`` (and its gradient in ``mags``) at ``mags``."""
     mags = mags.detach().requires_grad_(need_grad)
     with torch.set_grad_enabled(need_grad):
-        log_post = torch.log_softmax(model(model.elements(mags)), -1)
+        logits = model.logits(mags, phase)
+        if logits.shape[0] == 0:
+            raise MusadvError(f"recording too short for this model ({mags.shape[0]} frames; one element is "
+                              f"{model.element_frames})")
+        log_post = torch.log_softmax(logits, -1)
         loss = -log_post[:, target].sum()  # summed cross-entropy towards the target
-        conf = log_post.detach().exp().mean(0)
+        conf = recording_confidence(log_post.detach().exp())
     grad = torch.autograd.grad(loss, mags)[0] if need_grad else None
     return conf, float(loss.detach()), grad
 
@@ -228,13 +232,14 @@ def _confidence_dict(model, conf: torch.Tensor) -> dict:
     return dict(zip(model.labels, map(float, conf)))
 
 
-def attack(model, signal, target: str, config: AttackConfig = AttackConfig(),
+def attack(model: DifferentiableClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
            start: np.ndarray | None = None) -> AttackResult:
     """Find an adversarial example for one recording.
 
     Parameters
     ----------
-    model : DNN, CDNN or any model with the element interface (see :mod:`musadv.models`)
+    model : DifferentiableClassifier
+        A network of :mod:`musadv.models` or any wrapped PyTorch module (:mod:`musadv.wrappers`).
     signal : np.ndarray or Recording
         The recording: a mono float signal at ``model.stft.sr`` Hz, or a
         :class:`~musadv.recording.Recording` of a file's own samples (any rate, any channels).
@@ -252,6 +257,9 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig(),
     -------
     AttackResult
     """
+    if not isinstance(model, DifferentiableClassifier):
+        raise MusadvError(f"{type(model).__name__} gives no gradient: the adversary attacks networks "
+                          "(feature systems are judged on a network's adversaries with rescore)")
     if target not in model.labels:
         raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
     cfg, t_idx = model.stft, model.labels.index(target)
@@ -261,16 +269,15 @@ def attack(model, signal, target: str, config: AttackConfig = AttackConfig(),
     if rec.model_sr != cfg.sr:
         raise MusadvError(f"the recording is prepared for {rec.model_sr} Hz; the model analyses {cfg.sr} Hz")
     space = _FileSpace(rec, config)
-    mag0 = complex_abs(stft(space.x, cfg))
-    if model.elements(mag0).shape[0] == 0:
-        raise MusadvError(f"recording too short for this model ({mag0.shape[0]} frames; one element is {model.element_frames})")
+    spec0 = stft(space.x, cfg)
+    mag0 = complex_abs(spec0)
     first = None if start is None else torch.as_tensor(np.asarray(start, np.float32).reshape(rec.samples.shape))
-    with _frozen(model):
-        conf0, _, _ = _judge(model, mag0, t_idx, need_grad=False)
+    with evaluating(model):
+        conf0, _, _ = _judge(model, mag0, _phase(model, spec0), t_idx, need_grad=False)
         if config.order == "paper":
             w, conf, it, trace, reached = _paper_order(model, space, mag0, t_idx, config)
         else:
-            w, conf, it, trace, reached = _consistent_order(model, space, t_idx, config, first)
+            w, conf, it, trace, reached = _consistent_order(model, space, mag0, t_idx, config, first)
     heard = space.hear(w)
     mag_adv = complex_abs(stft(heard, cfg))
     return AttackResult(
@@ -332,9 +339,25 @@ class _FileSpace:
         return quantize_pcm16(w) if self.quantize else w
 
 
+def _phase(model: DifferentiableClassifier, spec: torch.Tensor) -> torch.Tensor | None:
+    """The phase a model on waveforms hears with the magnitudes; None for models on magnitudes."""
+    return unit_phase(spec) if model.needs_signal else None
+
+
 def _fista_weight(t_prev: float) -> tuple[float, float]:
     t = 0.5 * (1 + math.sqrt(1 + 4 * t_prev * t_prev))
     return t, (t_prev - 1) / t
+
+
+def _step_size(config: AttackConfig, grad: torch.Tensor, mag0_norm: float) -> float:
+    """The multiplier of the gradient: the paper's mu, or ``step_fraction`` of the ball's radius over ``||grad||``."""
+    if config.step is not None:
+        return config.step
+    g = _norm(grad)
+    if g == 0:
+        return 0.0
+    snr = FREE_STEP_SNR_DB if config.snr_db is None else config.snr_db
+    return config.step_fraction * mag0_norm / 10 ** (snr / 20) / g
 
 
 def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, step: float) -> torch.Tensor:
@@ -357,9 +380,9 @@ def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, s
     return spec
 
 
-def _consistent_order(model, space: _FileSpace, t_idx, config, first):
+def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
     """Iterate on file samples: every judged iterate is what decoding its (16-bit) file gives, inside the SNR ball."""
-    cfg, n = model.stft, space.x.shape[-1]
+    cfg, n, mag0_norm = model.stft, space.x.shape[-1], _norm(mag0)
     X_norm = _norm(space.X)
     w = space.write(space.x) if first is None else first
     z = space.hear(w)
@@ -370,7 +393,7 @@ def _consistent_order(model, space: _FileSpace, t_idx, config, first):
         spec = stft(z, cfg)
         mags = complex_abs(spec)
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, mags, t_idx, need_grad=need_grad)
+        conf, loss, grad = _judge(model, mags, _phase(model, spec), t_idx, need_grad=need_grad)
         dist = _norm(torch.sub(w, space.X, out=scratch), overwrite=True)
         snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
@@ -380,7 +403,7 @@ def _consistent_order(model, space: _FileSpace, t_idx, config, first):
         if not need_grad:
             break
         # The current iterate anchors the resynthesis where the windows barely cover the edges.
-        y = istft(_gradient_step(spec, mags, grad, config.step), cfg, length=n, prior=z)
+        y = istft(_gradient_step(spec, mags, grad, _step_size(config, grad, mag0_norm)), cfg, length=n, prior=z)
         if config.momentum:
             t_now, alpha = _fista_weight(t_prev)
             y.add_(z, alpha=alpha).sub_(z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
@@ -392,22 +415,23 @@ def _consistent_order(model, space: _FileSpace, t_idx, config, first):
 
 def _paper_order(model, space: _FileSpace, mag0, t_idx, config):
     """The paper's order: GL projection with the exemplar's phase, then the SNR ball on magnitudes."""
-    cfg, x, n = model.stft, space.x, space.x.shape[-1]
+    cfg, x, n, mag0_norm = model.stft, space.x, space.x.shape[-1], _norm(mag0)
     phase0 = torch.polar(torch.ones_like(mag0), stft(x, cfg).angle())
+    heard_phase = phase0 if model.needs_signal else None
     radius = None if config.snr_db is None else ball_radius(mag0, config.snr_db)
     Y = mag0.clone()
     Y_prev, t_prev = Y, 1.0
     trace, reached = [], False
     for it in range(config.max_iter + 1):
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, Y, t_idx, need_grad=need_grad)
+        conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad)
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
         if float(conf[t_idx]) >= config.threshold:
             reached = True
             break
         if not need_grad:
             break
-        Z = Y - config.step * grad
+        Z = Y - _step_size(config, grad, mag0_norm) * grad
         if config.momentum:
             t_now, alpha = _fista_weight(t_prev)
             Z = Z + alpha * (Y - Y_prev)

@@ -180,28 +180,32 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
     click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")
 
 
-def _load_any_model(path: Path):
-    """Any saved model (DNN, CDNN, forest, baseline); imported lazily to keep --help fast."""
+def _load_any_model(spec: str):
+    """A saved model (DNN, CDNN, forest, baseline) or package.module:factory; imported lazily to keep --help fast."""
     from .systems import load_system
 
-    return load_system(path)
+    return load_system(spec)
 
 
-@cli.command("classify")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+_MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline) or package.module:factory, "
+               "a Python function returning a musadv classifier (see the README, 'Bring your own model').")
+
+
+@cli.command("classify", epilog=_MODEL_HELP)
+@click.argument("model_spec", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--duration", type=float, default=None, help="Use only this many seconds of each file.")
 @click.option("--offset", type=float, default=0.0, show_default=True, help="Start this many seconds into each file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of text.")
-def classify_cmd(model_dir, files, duration, offset, as_json):
-    """Label audio FILES (any format, rate, channels, length) with a trained model.
+def classify_cmd(model_spec, files, duration, offset, as_json):
+    """Label audio FILES (any format, rate, channels, length) with MODEL.
 
     Prints each file's label and the confidence of every label (mean element posterior).
     A file that cannot be used gets a one-line error; the others are still classified.
     """
     from .classify import classify_file
 
-    model = _load_any_model(model_dir)
+    model = _load_any_model(model_spec)
     failed = 0
     for f in files:
         try:
@@ -221,24 +225,26 @@ def classify_cmd(model_dir, files, duration, offset, as_json):
         sys.exit(1)
 
 
-@cli.command("test")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@cli.command("test", epilog=_MODEL_HELP)
+@click.argument("model_spec", metavar="MODEL")
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
 @click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache (default: the one the model was trained on).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for predictions.csv, metrics.json and metrics.txt (default: MODEL_DIR/test-SPLIT).")
-def test_cmd(model_dir, split, cache_dir, out):
-    """Figures of merit of a model on a split: confusion matrix, recall, precision, F, binomial test."""
+def test_cmd(model_spec, split, cache_dir, out):
+    """Figures of merit of MODEL on a split: confusion matrix, recall, precision, F, binomial test."""
     from .evaluate import evaluate_model, format_table
 
-    model = _load_any_model(model_dir)
-    out = out or model_dir / f"test-{split}"
+    model = _load_any_model(model_spec)
+    if out is None and model.path is None:
+        raise click.UsageError("give --out for a model made by a factory")
+    out = out or Path(model.path) / f"test-{split}"
     fom = evaluate_model(model, _model_cache(model, cache_dir), split, out)
     click.echo(format_table(fom))
     click.echo(f"written to {out}")
 
 
-@cli.command("attack")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@cli.command("attack", epilog=_MODEL_HELP)
+@click.argument("model_spec", metavar="MODEL")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default=None, help="Attack a split of the cache instead of FILES.")
 @click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache for --split (default: the model's).")
@@ -246,7 +252,8 @@ def test_cmd(model_dir, split, cache_dir, out):
 @click.option("--target", default=None, help="Make the model say this label (same as --policy label:NAME).")
 @click.option("--snr", type=float, default=15.0, show_default=True, help="Minimum SNR in dB of the adversarial example.")
 @click.option("--no-snr-limit", is_flag=True, help="No SNR limit (Table III).")
-@click.option("--step", type=float, default=0.1, show_default=True, help="Gradient step mu on raw magnitudes.")
+@click.option("--step", type=float, default=None, help="The paper's gradient step mu on raw magnitudes (Table II: 0.1); depends on the model's gradient scale. Default: the scale-free step of --step-fraction.")
+@click.option("--step-fraction", type=float, default=0.1, show_default=True, help="Without --step: each step moves the magnitudes by this fraction of the SNR ball's radius (normalised gradient), whatever the model.")
 @click.option("--threshold", type=float, default=0.9, show_default=True, help="Stop when the target's mean posterior reaches this.")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Most iterations.")
 @click.option("--momentum/--no-momentum", default=True, show_default=True, help="FISTA momentum.")
@@ -262,7 +269,7 @@ def test_cmd(model_dir, split, cache_dir, out):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
-def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_limit, step, threshold, max_iter, momentum,
+def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, max_iter, momentum,
                order, float_wav, model_rate, repairs, visqol, limit, duration, seed, out, quiet, no_report):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
@@ -280,7 +287,7 @@ def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_l
     policy = f"label:{target}" if target else (policy or ("random" if split else None))
     if policy is None:
         raise click.UsageError("for FILES give --target NAME or --policy")
-    model = _load_any_model(model_dir)
+    model = _load_any_model(model_spec)
     extra = {}
     if split:
         spectra = _model_cache(model, cache_dir)
@@ -289,8 +296,12 @@ def attack_cmd(model_dir, files, split, cache_dir, policy, target, snr, no_snr_l
         extra = {"cache": str(spectra.path.resolve()), "split": split}
     else:
         jobs = jobs_from_files(files, duration=duration)
-    config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, threshold=threshold, max_iter=max_iter,
-                          momentum=momentum, order=order, quantize=not float_wav)
+    try:
+        config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
+                              threshold=threshold, max_iter=max_iter, momentum=momentum, order=order,
+                              quantize=not float_wav)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if repairs < 0:
         raise click.BadParameter("must be >= 0", param_hint="--repairs")
     metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra,
@@ -366,21 +377,21 @@ def train_baseline_cmd(cache_dir, window, hop, out):
 
     spectra = cache.SpectraCache(cache_dir)
     system = train_baseline(spectra, window=window, hop=hop)
-    system.extra_info["data"] = {"cache": str(Path(cache_dir).resolve())}
+    system.info["data"] = {"cache": str(Path(cache_dir).resolve())}
     system.save(out)
     fom = evaluate_model(system, spectra, "test")
     click.echo(f"{out}: MFCC baseline, normalised accuracy on test {fom['normalised_accuracy']:.3f}")
 
 
-@cli.command("rescore")
+@cli.command("rescore", epilog=_MODEL_HELP)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_spec", metavar="MODEL")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/rescore-<model folder>.")
-def rescore_cmd(run_dir, model_dir, out):
-    """Judge the original and adversarial audio of an attack run with another model (e.g. a forest)."""
+def rescore_cmd(run_dir, model_spec, out):
+    """Judge the original and adversarial audio of an attack run with MODEL (e.g. a forest)."""
     from .runs import rescore
 
-    m = rescore(_load_any_model(model_dir), run_dir, out)
+    m = rescore(_load_any_model(model_spec), run_dir, out)
     line = f"{m['n_examples']} examples: the adversary's target reached by this model in {m['success_rate']:.1%}"
     if "normalised_accuracy" in m:
         line += f"; normalised accuracy {m['normalised_accuracy_before']:.3f} before, {m['normalised_accuracy']:.3f} under attack"

@@ -18,6 +18,7 @@ from scipy.stats import binomtest
 from .cache import SpectraCache
 from .classify import classify_recording
 from .io import write_csv_atomic, write_json_atomic
+from .interface import AudioClassifier
 from .models import check_compatible
 
 __all__ = ["figures_of_merit", "format_table", "evaluate_model"]
@@ -87,12 +88,13 @@ def format_table(fom: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_model(model, cache: SpectraCache, split: str = "test", out_dir: str | os.PathLike | None = None) -> dict:
+def evaluate_model(model: AudioClassifier, cache: SpectraCache, split: str = "test", out_dir: str | os.PathLike | None = None) -> dict:
     """Classify every recording of a cache split and compute the figures of merit.
 
     Parameters
     ----------
-    model : DNN, CDNN, any model with the element interface, or a system of :mod:`musadv.systems`
+    model : AudioClassifier
+        A network, a wrapped PyTorch module or a feature system.
     cache : SpectraCache
     split : {'train', 'valid', 'test'}
     out_dir : path, optional
@@ -108,7 +110,7 @@ def evaluate_model(model, cache: SpectraCache, split: str = "test", out_dir: str
     t0 = time.perf_counter()
     rows, y_true, y_pred = [], [], []
     for e in cache.split(split):
-        signal = cache.signal(e) if getattr(model, "needs_audio", False) else None
+        signal = cache.signal(e) if model.needs_signal else None
         pred = classify_recording(model, cache.frames(e), signal, e.path)
         y_true.append(e.label)
         y_pred.append(pred.label)

@@ -208,7 +208,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
 
     def baseline():
         system = train_baseline(spectra, progress=progress)
-        system.extra_info["data"] = {"cache": str((out / "cache").resolve())}
+        system.info["data"] = {"cache": str((out / "cache").resolve())}
         system.save(out / "models" / "mfcc_baseline")
         return _fom_summary(evaluate_model(system, spectra, "test", out / "models" / "mfcc_baseline" / "test-test"))
 

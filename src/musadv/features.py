@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .interface import evaluating
 from .spectral import STFTConfig
 
 __all__ = ["TEXTURE_WINDOW", "TEXTURE_HOP", "window_frames", "texture_starts", "texture_stats", "dnn_activations", "LAYER_CHOICES"]
@@ -87,8 +88,7 @@ def dnn_activations(model, frames, layers: str = "all", batch_size: int = 8192) 
         raise ValueError(f"layers must be one of {LAYER_CHOICES}, not {layers!r}")
     x = torch.from_numpy(np.array(frames, dtype=np.float32))
     out = []
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for i in range(0, len(x), batch_size):
             acts = model.activations(model.elements(x[i : i + batch_size]))
             chosen = acts if layers == "all" else [acts[int(layers) - 1]]

@@ -1,13 +1,9 @@
 """The paper's networks (DNN on frames, CDNN on patches) and their safe model files.
 
-Every classifier here speaks one small interface, which the trainer, the evaluation and the
-adversary use and nothing else:
-
-* ``model.element_frames``: how many consecutive magnitude frames make one input element
-  (1 for the DNN, 100 for the CDNN);
-* ``model.elements(frames)``: cut a recording's magnitude frames ``(n_frames, n_bins)`` into
-  its elements ``(n_elements, element_frames, n_bins)`` (non-overlapping, as the reference code);
-* ``model(elements)``: logits ``(n_elements, n_labels)``, differentiable in the raw magnitudes.
+Both are :class:`~musadv.interface.DifferentiableClassifier` classifiers: ``model.logits(mags)`` cuts a
+recording's magnitude frames ``(n_frames, n_bins)`` into non-overlapping elements
+(``model.elements``: ``element_frames`` = 1 frame for the DNN, a patch of 100 for the CDNN, as
+the reference code) and gives their logits, differentiable in the raw magnitudes.
 
 The standardisation (training-set mean and standard deviation per input dimension) is a fixed
 first layer, so a network's input is the raw magnitude spectrum, which is what the adversary
@@ -29,10 +25,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import MusadvError
+from .interface import DifferentiableClassifier
 from .io import atomic_path, read_tagged_json, write_json_atomic
 from .spectral import STFTConfig
 
-__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "load_model", "ModelError", "check_compatible",
+__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "write_model_files", "load_model", "ModelError", "check_compatible",
            "weights_sha256"]
 
 FORMAT = "musadv-model"
@@ -66,8 +63,8 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class _ElementModel(nn.Module):
-    """Common part of the interface: labels, STFT settings and cutting frames into elements."""
+class _ElementModel(nn.Module, DifferentiableClassifier):
+    """Common part of the paper's networks: labels, STFT settings, standardisation, cutting frames into elements."""
 
     arch: str = ""
     element_frames: int = 1
@@ -77,6 +74,7 @@ class _ElementModel(nn.Module):
         self.labels = list(labels)
         self.stft = stft
         self.standardize = Standardize(stft.n_bins)
+        self.info, self.path = {}, None
 
     def _standardized(self, elements: torch.Tensor, standardized: bool) -> torch.Tensor:
         return elements if standardized else self.standardize(elements)
@@ -97,6 +95,10 @@ class _ElementModel(nn.Module):
         """
         n = frames.shape[0] // self.element_frames
         return frames[: n * self.element_frames].reshape(n, self.element_frames, frames.shape[-1])
+
+    def logits(self, mags: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(n_elements, n_labels)`` of a recording's magnitudes ``(n_frames, n_bins)`` (``phase`` unused)."""
+        return self(self.elements(mags))
 
     def config(self) -> dict:
         raise NotImplementedError
@@ -239,26 +241,40 @@ def build(config: dict, labels: list[str], stft: STFTConfig = STFTConfig()) -> _
     raise ModelError(f"unknown architecture {arch!r} (expected 'dnn' or 'cdnn')")
 
 
-def save_model(model: _ElementModel, path: str | os.PathLike, info: dict | None = None) -> Path:
-    """Save a model as a directory: ``model.safetensors`` and ``model.json``.
+def write_model_files(path: str | os.PathLike, config: dict, labels: list[str], stft: STFTConfig,
+                      tensors: dict | None = None, info: dict | None = None) -> Path:
+    """Write a model directory: ``model.json`` and, if given, ``model.safetensors``.
+
+    Every kind of system (network, forest, baseline) is saved through this one writer, so
+    every model directory is read by :func:`read_model_info` and none needs unpickling.
 
     Parameters
     ----------
-    model : DNN or CDNN
     path : path
         Directory to write (created).
+    config : dict
+        ``{'arch': NAME, ...}``: what :func:`musadv.systems.load_system` builds.
+    labels : list of str
+    stft : STFTConfig
+    tensors : dict of str to torch.Tensor or np.ndarray, optional
+        Weights or statistics, stored in safetensors.
     info : dict, optional
-        More to record in ``model.json``: partition, training settings, history, data settings.
+        More to record in ``model.json`` (training data, partition, settings, history).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path / "model.safetensors", ".safetensors") as tmp:
-        save_file(state, str(tmp))
-    meta = {"format": FORMAT, "version": 1, "config": model.config(), "labels": model.labels,
-            "stft": model.stft.to_dict(), **(info or {})}
+    if tensors is not None:
+        state = {k: torch.as_tensor(v).detach().contiguous().cpu() for k, v in tensors.items()}
+        with atomic_path(path / "model.safetensors", ".safetensors") as tmp:
+            save_file(state, str(tmp))
+    meta = {"format": FORMAT, "version": 1, "config": config, "labels": list(labels), "stft": stft.to_dict(), **(info or {})}
     write_json_atomic(path / "model.json", meta)
     return path
+
+
+def save_model(model: _ElementModel, path: str | os.PathLike, info: dict | None = None) -> Path:
+    """Save a network as a directory: ``model.safetensors`` and ``model.json`` (see :func:`write_model_files`)."""
+    return write_model_files(path, model.config(), model.labels, model.stft, model.state_dict(), info)
 
 
 def read_model_info(path: str | os.PathLike) -> dict:
@@ -299,7 +315,7 @@ def weights_sha256(model: torch.nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -43,9 +43,10 @@ import numpy as np
 from . import __version__, audio
 from .attack import AttackConfig, attack, choose_targets, snr_db
 from .cache import SpectraCache, analyse_file
-from .classify import classify_frames, classify_recording
+from .classify import classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
+from .interface import AudioClassifier, DifferentiableClassifier
 from .io import write_csv_atomic, write_json_atomic
 from .models import weights_sha256
 from .progress import progress_bar
@@ -92,6 +93,11 @@ def _slug(name: str) -> str:
     return f"{stem}-{zlib.crc32(name.encode()):08x}"
 
 
+def _model_name(system: AudioClassifier) -> str | None:
+    """Where a system came from: its directory, or the ``module:factory`` that made it."""
+    return str(Path(system.path).resolve()) if system.path else system.info.get("factory")
+
+
 def _finite(v: float):
     return v if math.isfinite(v) else None
 
@@ -105,7 +111,7 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
     samples, sr = audio.decode(wav)
     heard = audio.conform(samples, sr, model.stft.sr)  # what audio.load(wav, sr=model rate) gives
     frames = magnitude(heard, model.stft)
-    pred = classify_frames(model, frames, str(wav))
+    pred = classify_recording(model, frames, heard, str(wav))
     if samples.shape != rec.samples.shape or sr != rec.sr:
         raise MusadvError(f"{wav}: decoded as {samples.shape} at {sr} Hz, written as {rec.samples.shape} at {rec.sr} Hz")
     whole = snr_db(rec.samples, samples)
@@ -182,7 +188,7 @@ def _check_same_run(out: Path, old: dict, new: dict) -> None:
 
 
 def run_attacks(
-    model,
+    model: DifferentiableClassifier,
     jobs: list[Job],
     policy: str,
     out_dir: str | os.PathLike,
@@ -198,7 +204,8 @@ def run_attacks(
 
     Parameters
     ----------
-    model : DNN, CDNN or any model with the element interface
+    model : DifferentiableClassifier
+        A network of :mod:`musadv.models` or a wrapped PyTorch module (:mod:`musadv.wrappers`).
     jobs : list of Job
         From :func:`jobs_from_split` or :func:`jobs_from_files`.
     policy : str
@@ -228,8 +235,11 @@ def run_attacks(
     dict
         The contents of ``metrics.json``.
     """
+    if not isinstance(model, DifferentiableClassifier):
+        raise MusadvError(f"{_model_name(model)}: gives no gradient; the adversary attacks networks "
+                          "(judge a network's adversaries with another system by re-scoring the run)")
     out = Path(out_dir)
-    run = {"format": "musadv-attack-run", "musadv": __version__, "model": str(Path(model.path).resolve()) if hasattr(model, "path") else None,
+    run = {"format": "musadv-attack-run", "musadv": __version__, "model": _model_name(model),
            "model_sha256": weights_sha256(model), "labels": model.labels, "stft": model.stft.to_dict(),
            "policy": policy, "seed": seed, "attack": asdict(config),
            "output": "at the model's rate" if model_rate else "at each file's rate and channels",
@@ -255,7 +265,7 @@ def run_attacks(
             rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration, model_rate=model_rate)
             audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, job.source)
             mag_x = magnitude(rec.signal, model.stft)  # once per recording, whatever the number of targets
-            before = classify_frames(model, mag_x, job.source)
+            before = classify_recording(model, mag_x, rec.signal, job.source)
         except MusadvError as exc:
             errors.append({"file": job.name, "error": str(exc)})
             bar.update(per_job)
@@ -324,7 +334,7 @@ def _before_and_after(rows: list[dict], labels: list[str], before: str, after: s
             "normalised_accuracy": fom_after["normalised_accuracy"]}
 
 
-def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+def rescore(system: AudioClassifier, run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Judge the audio of an attack run with another system (e.g. the forest on a DNN's adversaries).
 
     The adversary attacked one model and knew nothing of ``system``; this decodes every original
@@ -332,7 +342,8 @@ def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
 
     Parameters
     ----------
-    system : any model of :func:`musadv.systems.load_system`
+    system : AudioClassifier
+        Any system of :func:`musadv.systems.load_system`.
     run_dir : path
         A directory written by :func:`run_attacks`.
     out_dir : path, optional
@@ -343,7 +354,7 @@ def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     records = [json.loads(p.read_text()) for p in sorted((run / "examples").glob("*.json"))]
     if not records:
         raise MusadvError(f"{run}: no finished attack examples to re-score")
-    name = Path(getattr(system, "path", "system")).name
+    name = Path(system.path).name if system.path else re.sub(r"\W+", "_", system.info.get("factory", "system"))
     out = Path(out_dir) if out_dir else run / f"rescore-{name}"
     judged: dict[str, object] = {}
 
@@ -363,7 +374,7 @@ def rescore(system, run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
                      "snr_wave_db": r["snr_wave_db"]})
     write_csv_atomic(out / "results.csv", rows)
     known = [r for r in rows if r["true"]]
-    metrics = {"system": str(getattr(system, "path", "")), "run": str(run.resolve()), "n_examples": len(rows),
+    metrics = {"system": _model_name(system), "run": str(run.resolve()), "n_examples": len(rows),
                "success_rate": float(np.mean([r["success"] for r in rows]))}
     metrics.update(_before_and_after(known, system.labels, "label_before", "label_after"))
     write_json_atomic(out / "metrics.json", metrics)

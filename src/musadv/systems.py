@@ -1,37 +1,48 @@
 """Feature systems of the paper: DNN activations + random forest (Table I), and the MFCC baseline (Fig. 6).
 
-Both label a recording by majority vote over its texture windows; their confidence per label
-is the share of windows that voted for it. Like the networks, each is saved as a directory with
-a ``model.json``, and loading never unpickles: the forest is stored with skops (only
-scikit-learn and NumPy types are accepted), the baseline's Gaussians in safetensors.
+Both are :class:`TextureSystem` classifiers: frame features summarised over texture windows, a
+scikit-learn classifier labelling each window (a :class:`~sklearn.ensemble.RandomForestClassifier`,
+or :class:`MahalanobisClassifier`, an estimator that passes scikit-learn's checks), and a
+majority vote over the windows; the confidence per label is the share of windows that voted
+for it. Like the networks each is an :class:`~musadv.interface.AudioClassifier`, saved as a
+directory with a ``model.json`` (:func:`musadv.models.write_model_files`), and loading never
+unpickles: the forest is stored with skops (only scikit-learn and NumPy types are accepted),
+the baseline's Gaussians in safetensors.
 
-:func:`load_system` opens any saved model (DNN, CDNN, forest or baseline) and
-:func:`musadv.classify.classify_recording` labels a recording with any of them, so ``musadv test``,
+:func:`load_system` opens any saved model (DNN, CDNN, forest or baseline), so ``musadv test``,
 ``musadv classify`` and the re-scoring of attack runs treat them alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import re
+import sys
+from abc import abstractmethod
 from pathlib import Path
 
 import librosa
 import numpy as np
 import skops.io as sio
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .progress import progress_bar
 from .cache import SpectraCache
-from .classify import Prediction
 from .errors import MusadvError
 from .features import TEXTURE_HOP, TEXTURE_WINDOW, dnn_activations, texture_stats, window_frames
-from .io import atomic_path, write_json_atomic
-from .models import FORMAT, ModelError, load_model, read_model_info
+from .interface import AudioClassifier, Prediction
+from .io import atomic_path
+from .models import DNN, ModelError, load_model, read_model_info, write_model_files
 from .spectral import STFTConfig, magnitude
 
-__all__ = ["ForestSystem", "MFCCBaseline", "train_forest", "train_baseline", "load_system", "mfcc_zcr"]
+__all__ = ["TextureSystem", "ForestSystem", "MFCCBaseline", "MahalanobisClassifier", "train_forest", "train_baseline",
+           "load_system", "mfcc_zcr"]
 
 
 def _texture(meta: dict, config: STFTConfig) -> tuple[int, int]:
@@ -39,12 +50,6 @@ def _texture(meta: dict, config: STFTConfig) -> tuple[int, int]:
     if "window_frames" in meta:
         return meta["window_frames"], meta["hop_frames"]
     return window_frames(meta["window_s"], config), window_frames(meta["hop_s"], config)
-
-
-def _vote(labels: list[str], window_labels: np.ndarray) -> Prediction:
-    counts = np.bincount(window_labels, minlength=len(labels))
-    share = counts / counts.sum()
-    return Prediction(labels[int(np.argmax(counts))], dict(zip(labels, map(float, share))), int(counts.sum()))
 
 
 def _sha256(path: Path) -> str:
@@ -62,8 +67,40 @@ def baseline_features(signal, config: STFTConfig, window: int, hop: int) -> np.n
     return texture_stats(mfcc_zcr(signal, config), window, hop, "var")
 
 
-class ForestSystem:
-    """A random forest on texture statistics of a DNN's hidden activations.
+class TextureSystem(AudioClassifier):
+    """A classifier of texture windows and a majority vote over a recording's windows.
+
+    Parameters
+    ----------
+    labels : list of str
+    stft : STFTConfig
+    classifier : scikit-learn classifier
+        Fitted on texture windows; its classes are label indices.
+    window, hop : int
+        Texture window length and hop in STFT frames (reference: 200 and 100, 4.6 s and 2.3 s
+        at 22050 Hz with a hop of 512 samples).
+    info : dict, optional
+        Metadata kept in ``model.json`` (training splits, seed, data).
+    """
+
+    def __init__(self, labels, stft: STFTConfig, classifier, window: int, hop: int, info: dict | None = None):
+        self.labels, self.stft, self.classifier = list(labels), stft, classifier
+        self.window, self.hop = window, hop
+        self.info, self.path = dict(info or {}), None
+
+    @abstractmethod
+    def features(self, frames: np.ndarray, signal: np.ndarray | None) -> np.ndarray:
+        """Texture features ``(n_windows, n_features)`` of one recording."""
+
+    def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
+        """Majority vote of the classifier over the recording's texture windows."""
+        counts = np.bincount(self.classifier.predict(self.features(frames, signal)).astype(int), minlength=len(self.labels))
+        share = counts / counts.sum()
+        return Prediction(self.labels[int(np.argmax(counts))], dict(zip(self.labels, map(float, share))), int(counts.sum()))
+
+
+class ForestSystem(TextureSystem):
+    """A random forest on texture statistics of a DNN's hidden activations (Table I).
 
     Parameters
     ----------
@@ -73,41 +110,32 @@ class ForestSystem:
         Trained on windows; its classes are label indices.
     layers : {'1', '2', '3', 'all'}
     window, hop : int
-        Texture window length and hop in STFT frames (reference: 200 and 100, 4.6 s and 2.3 s
-        at 22050 Hz with a hop of 512 samples).
+        Texture window and hop in STFT frames.
+    info : dict, optional
     """
 
-    kind = "forest"
-    needs_audio = False
-
-    def __init__(self, dnn, forest: RandomForestClassifier, layers: str = "all", window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP):
-        if getattr(dnn, "arch", None) != "dnn":
+    def __init__(self, dnn: DNN, forest: RandomForestClassifier, layers: str = "all", window: int = TEXTURE_WINDOW,
+                 hop: int = TEXTURE_HOP, info: dict | None = None):
+        if not isinstance(dnn, DNN):
             raise ModelError("the forest system takes its features from a DNN")
-        self.dnn, self.forest, self.layers, self.window, self.hop = dnn, forest, layers, window, hop
-        self.labels, self.stft = dnn.labels, dnn.stft
+        super().__init__(dnn.labels, dnn.stft, forest, window, hop, {"data": dnn.info.get("data", {}), **(info or {})})
+        self.dnn, self.layers = dnn, layers
 
-    def features(self, frames) -> np.ndarray:
+    def features(self, frames: np.ndarray, signal: np.ndarray | None = None) -> np.ndarray:
         """Texture features ``(n_windows, 2 * n_units)`` of a recording's magnitude frames."""
         return forest_features(self.dnn, frames, self.layers, self.window, self.hop)
-
-    def classify(self, frames, signal=None) -> Prediction:
-        """Majority vote of the forest over the recording's texture windows."""
-        return _vote(self.labels, self.forest.predict(self.features(frames)).astype(int))
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         with atomic_path(path / "forest.skops", ".skops") as tmp:
-            sio.dump(self.forest, tmp)
+            sio.dump(self.classifier, tmp)
         dnn_dir = Path(self.dnn.path).resolve()
-        write_json_atomic(path / "model.json", {
-            "format": FORMAT, "version": 1, "config": {"arch": "forest"}, "labels": self.labels,
-            "stft": self.stft.to_dict(), "layers": self.layers, "window_frames": self.window, "hop_frames": self.hop,
-            "n_trees": self.forest.n_estimators,
+        return write_model_files(path, {"arch": "forest"}, self.labels, self.stft, info={
+            **self.info, "layers": self.layers, "window_frames": self.window, "hop_frames": self.hop,
+            "n_trees": self.classifier.n_estimators,
             "dnn": os.path.relpath(dnn_dir, path.resolve()), "dnn_sha256": _sha256(dnn_dir / "model.safetensors"),
-            "data": self.dnn.info.get("data", {}), **getattr(self, "extra_info", {}),
         })
-        return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ForestSystem":
@@ -122,8 +150,8 @@ class ForestSystem:
         foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
         if foreign:
             raise ModelError(f"{file}: refuses to load types other than scikit-learn's and NumPy's: {foreign}")
-        system = cls(dnn, sio.load(file, trusted=untrusted), meta["layers"], *_texture(meta, dnn.stft))
-        system.info, system.path = meta, path
+        system = cls(dnn, sio.load(file, trusted=untrusted), meta["layers"], *_texture(meta, dnn.stft), info=meta)
+        system.path = path
         return system
 
 
@@ -156,9 +184,7 @@ def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",
         targets.append(np.full(len(f), dnn.labels.index(e.label)))
     rf = RandomForestClassifier(n_estimators=n_trees, n_jobs=jobs or os.cpu_count(), random_state=seed)
     rf.fit(np.vstack(feats), np.concatenate(targets))
-    system = ForestSystem(dnn, rf, layers, window, hop)
-    system.extra_info = {"trained_on": list(splits), "seed": seed}
-    return system
+    return ForestSystem(dnn, rf, layers, window, hop, info={"trained_on": list(splits), "seed": seed})
 
 
 def mfcc_zcr(signal: np.ndarray, config: STFTConfig = STFTConfig(), n_mfcc: int = 13) -> np.ndarray:
@@ -176,55 +202,115 @@ def mfcc_zcr(signal: np.ndarray, config: STFTConfig = STFTConfig(), n_mfcc: int 
     return np.vstack([mfcc[:, :n], zcr[:, :n]]).T
 
 
-class MFCCBaseline:
-    """Minimum Mahalanobis distance classifier on MFCC + ZCR texture statistics (Fig. 6).
+class MahalanobisClassifier(ClassifierMixin, BaseEstimator):
+    """Minimum Mahalanobis distance classifier: one Gaussian (mean, covariance) per class.
+
+    Parameters
+    ----------
+    ridge : float
+        Added to each class covariance's diagonal, relative to its mean variance, so that it is
+        invertible (a class with one example or constant features).
+
+    Attributes
+    ----------
+    classes_ : np.ndarray
+        Class labels seen in ``fit``, sorted.
+    means_ : np.ndarray
+        ``(n_classes, n_features)``.
+    inv_covs_ : np.ndarray
+        ``(n_classes, n_features, n_features)``: inverse (ridged) covariances.
+    n_features_in_ : int
+    """
+
+    def __init__(self, ridge: float = 1e-6):
+        self.ridge = ridge
+
+    def fit(self, X, y):
+        """Mean and covariance of the examples of every class.
+
+        Parameters
+        ----------
+        X : array ``(n_samples, n_features)``
+        y : array ``(n_samples,)``
+        """
+        if not (isinstance(self.ridge, (int, float)) and self.ridge >= 0):
+            raise ValueError(f"ridge must be a number >= 0, not {self.ridge!r}")
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, index = np.unique(y, return_inverse=True)
+        dim = X.shape[1]
+        self.means_ = np.zeros((len(self.classes_), dim))
+        self.inv_covs_ = np.zeros((len(self.classes_), dim, dim))
+        for k in range(len(self.classes_)):
+            f = X[index == k]
+            self.means_[k] = f.mean(0)
+            cov = np.atleast_2d(np.cov(f, rowvar=False)) if len(f) > 1 else np.zeros((dim, dim))
+            cov = cov + self.ridge * max(np.trace(cov) / dim, 1e-12) * np.eye(dim)
+            self.inv_covs_[k] = np.linalg.pinv(cov)
+        return self
+
+    def distances(self, X) -> np.ndarray:
+        """Squared Mahalanobis distance of every example to every class, ``(n_samples, n_classes)``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        d = X[:, None, :] - self.means_[None, :, :]
+        return np.einsum("wki,kij,wkj->wk", d, self.inv_covs_, d)
+
+    def predict(self, X) -> np.ndarray:
+        """The class at the smallest Mahalanobis distance."""
+        d = self.distances(X)
+        return self.classes_[np.argmin(d, axis=1)]
+
+
+class MFCCBaseline(TextureSystem):
+    """Minimum Mahalanobis distance on MFCC + ZCR texture statistics (Fig. 6).
 
     One Gaussian per label (mean and covariance of the texture features of its training
     windows); a window goes to the label at the smallest Mahalanobis distance, a recording to
-    the majority of its windows.
+    the majority of its windows. It hears the waveform (``needs_signal``).
+
+    Parameters
+    ----------
+    labels : list of str
+    classifier : MahalanobisClassifier
+        Fitted on windows; its classes are label indices.
+    config : STFTConfig
+    window, hop : int
+    info : dict, optional
     """
 
-    kind = "mfcc_baseline"
-    needs_audio = True
+    needs_signal = True
 
-    def __init__(self, labels, means: np.ndarray, inv_covs: np.ndarray, config: STFTConfig = STFTConfig(),
-                 window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP):
-        self.labels, self.means, self.inv_covs = list(labels), means, inv_covs
-        self.stft, self.window, self.hop = config, window, hop
+    def __init__(self, labels, classifier: MahalanobisClassifier, config: STFTConfig = STFTConfig(),
+                 window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP, info: dict | None = None):
+        super().__init__(labels, config, classifier, window, hop, info)
 
-    def features(self, signal) -> np.ndarray:
-        return baseline_features(signal, self.stft, self.window, self.hop)
-
-    def distances(self, feats: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of every window to every label, ``(n_windows, n_labels)``."""
-        d = feats[:, None, :] - self.means[None, :, :]
-        return np.einsum("wki,kij,wkj->wk", d, self.inv_covs, d)
-
-    def classify(self, frames, signal) -> Prediction:
+    def features(self, frames: np.ndarray | None, signal: np.ndarray | None) -> np.ndarray:
         if signal is None:
             raise MusadvError("the MFCC baseline needs the waveform, not only magnitudes")
-        return _vote(self.labels, np.argmin(self.distances(self.features(signal)), axis=1))
+        return baseline_features(signal, self.stft, self.window, self.hop)
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / "gaussians.safetensors", ".safetensors") as tmp:
-            save_file({"means": self.means, "inv_covs": self.inv_covs}, str(tmp))
-        write_json_atomic(path / "model.json", {
-            "format": FORMAT, "version": 1, "config": {"arch": "mfcc_baseline"}, "labels": self.labels,
-            "stft": self.stft.to_dict(), "window_frames": self.window, "hop_frames": self.hop,
-            **getattr(self, "extra_info", {}),
-        })
-        return path
+        c = self.classifier
+        return write_model_files(path, {"arch": "mfcc_baseline", "ridge": c.ridge}, self.labels, self.stft,
+                                 {"means": c.means_, "inv_covs": c.inv_covs_, "classes": c.classes_},
+                                 {**self.info, "window_frames": self.window, "hop_frames": self.hop})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MFCCBaseline":
         path = Path(path)
         meta = read_model_info(path)
-        g = load_file(str(path / "gaussians.safetensors"))
+        file = path / "model.safetensors"
+        if not file.exists():
+            file = path / "gaussians.safetensors"  # files before 0.3
+        g = load_file(str(file))
+        classifier = MahalanobisClassifier(meta["config"].get("ridge", 1e-6))
+        classifier.means_, classifier.inv_covs_ = g["means"], g["inv_covs"]
+        classifier.classes_ = g.get("classes", np.arange(len(meta["labels"])))
+        classifier.n_features_in_ = g["means"].shape[1]
         config = STFTConfig.from_dict(meta["stft"])
-        system = cls(meta["labels"], g["means"], g["inv_covs"], config, *_texture(meta, config))
-        system.info, system.path = meta, path
+        system = cls(meta["labels"], classifier, config, *_texture(meta, config), info=meta)
+        system.path = path
         return system
 
 
@@ -235,34 +321,65 @@ def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: int =
     ``ridge`` (relative to the mean variance) keeps each class covariance invertible.
     """
     config = cache.config
-    by_label: dict[int, list[np.ndarray]] = {}
+    feats, targets = [], []
     entries = [e for s in splits for e in cache.split(s)]
     for e in progress_bar(entries, desc="MFCC features", enabled=progress, leave=False):
-        signal = cache.signal(e)
-        by_label.setdefault(cache.labels.index(e.label), []).append(baseline_features(signal, config, window, hop))
-    dim = next(iter(by_label.values()))[0].shape[1]
-    means = np.zeros((len(cache.labels), dim))
-    inv = np.zeros((len(cache.labels), dim, dim))
-    missing = [lab for k, lab in enumerate(cache.labels) if k not in by_label]
+        f = baseline_features(cache.signal(e), config, window, hop)
+        feats.append(f)
+        targets.append(np.full(len(f), cache.labels.index(e.label)))
+    missing = [lab for k, lab in enumerate(cache.labels) if not any(t[0] == k for t in targets)]
     if missing:
         raise MusadvError(f"{cache.path}: no training recordings of {missing} for the baseline")
-    for k in range(len(cache.labels)):
-        f = np.vstack(by_label[k]).astype(np.float64)
-        means[k] = f.mean(0)
-        cov = np.cov(f, rowvar=False) if len(f) > 1 else np.zeros((dim, dim))
-        cov += ridge * max(np.trace(cov) / dim, 1e-12) * np.eye(dim)
-        inv[k] = np.linalg.pinv(cov)
-    system = MFCCBaseline(cache.labels, means, inv, config, window, hop)
-    system.extra_info = {"trained_on": list(splits)}
+    classifier = MahalanobisClassifier(ridge).fit(np.vstack(feats), np.concatenate(targets))
+    return MFCCBaseline(cache.labels, classifier, config, window, hop, info={"trained_on": list(splits)})
+
+
+FACTORY = re.compile(r"(?P<module>[A-Za-z_][\w.]*):(?P<name>[A-Za-z_]\w*)")
+
+
+def load_factory(spec: str) -> AudioClassifier:
+    """Call ``package.module:factory``, a function of no arguments that returns a classifier.
+
+    The current directory is searched for the module first, as Python does for a script, so a
+    ``mymodel.py`` beside the data needs no installing.
+
+    Raises
+    ------
+    ModelError
+        If the module cannot be imported, has no such function, or the function returns
+        something that is not an :class:`~musadv.interface.AudioClassifier` (for a PyTorch
+        module, wrap it in :class:`musadv.wrappers.TorchClassifier`).
+    """
+    match = FACTORY.fullmatch(spec)
+    if match is None:
+        raise ModelError(f"{spec}: not a model directory, nor package.module:factory")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(match["module"])
+    except ImportError as exc:
+        raise ModelError(f"{spec}: cannot import {match['module']} ({exc})") from None
+    factory = vars(module).get(match["name"])
+    if not callable(factory):
+        raise ModelError(f"{spec}: {match['module']} has no function {match['name']}")
+    system = factory()
+    if not isinstance(system, AudioClassifier):
+        raise ModelError(f"{spec}: returned a {type(system).__name__}, not a musadv AudioClassifier "
+                         "(wrap a PyTorch module in musadv.wrappers.TorchClassifier)")
+    system.info = {**system.info, "factory": spec}
     return system
 
 
-def load_system(path: str | os.PathLike):
-    """Load any saved model: a DNN or CDNN (element model), a forest system or the MFCC baseline."""
-    arch = read_model_info(path)["config"].get("arch")
-    if arch == "forest":
-        return ForestSystem.load(path)
-    if arch == "mfcc_baseline":
-        return MFCCBaseline.load(path)
-    return load_model(path)
-
+def load_system(spec: str | os.PathLike) -> AudioClassifier:
+    """Load any model: a saved DNN or CDNN, forest system or MFCC baseline (a directory), or the
+    classifier a ``package.module:factory`` function returns (see :func:`load_factory`)."""
+    if Path(spec).is_dir():
+        arch = read_model_info(spec)["config"].get("arch")
+        if arch == "forest":
+            return ForestSystem.load(spec)
+        if arch == "mfcc_baseline":
+            return MFCCBaseline.load(spec)
+        return load_model(spec)
+    if isinstance(spec, str) and FACTORY.fullmatch(spec):
+        return load_factory(spec)
+    raise ModelError(f"{spec}: no such model directory (nor package.module:factory)")

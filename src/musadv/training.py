@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .progress import progress_bar
 from .cache import SpectraCache
 from .errors import MusadvError
+from .interface import evaluating, recording_confidence
 from .io import atomic_path, write_json_atomic
 from .models import build, load_model, save_model
 
@@ -203,7 +204,7 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.
     targets : torch.Tensor
         The wrong labels aimed at.
     """
-    k = model.output.out_features
+    k = len(model.labels)
     targets = (y + torch.randint(1, k, y.shape, generator=generator)) % k
     x = x.detach().requires_grad_(True)
     logits = model(x, standardized=True) if standardized else model(x)  # any element model takes raw input
@@ -249,18 +250,16 @@ def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
     """Element misclassification rate and recording error rate (eq. 3-4) of a split."""
     if len(data) == 0:
         return float("nan"), float("nan")
-    model.eval()
     post = []
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for i in range(0, len(data), batch):
             x, _ = data.batch(torch.arange(i, min(i + batch, len(data))))
             logits = model(x, standardized=True) if data.standardized else model(x)
             post.append(torch.softmax(logits, -1))
-    model.train()
     post = torch.cat(post)
     element_err = (post.argmax(1) != data.labels).double().mean().item()
     n_rec = int(data.recording.max()) + 1
-    conf = torch.zeros(n_rec, post.shape[1], dtype=post.dtype).index_add_(0, data.recording, post)
+    conf = recording_confidence(post, data.recording, n_rec)
     rec_labels = torch.zeros(n_rec, dtype=torch.int64).index_copy_(0, data.recording, data.labels)
     rec_err = (conf.argmax(1) != rec_labels).double().mean().item()
     return element_err, rec_err
@@ -428,7 +427,6 @@ def train(
         if on_epoch is not None:
             on_epoch(record)
     model.load_state_dict(best_state)
-    model.eval()
     info = {
         "training": {**run, "history": history, "best_epoch": best["epoch"],
                      "best_valid_error": best["valid_error"]},

@@ -1,0 +1,201 @@
+"""What musadv asks of a classifier: the declared interface every command works through.
+
+Two abstract bases, in the spirit of ART's estimators and foolbox's models:
+
+:class:`AudioClassifier`
+    Any system that labels recordings: its ``labels``, the STFT settings it analyses with
+    (``stft``), whether it needs the waveform as well as the magnitudes (``needs_signal``), and
+    :meth:`~AudioClassifier.predict`, the recording-level posteriors. Testing, classifying and
+    re-scoring attack runs use only this, so the random forest and the MFCC baseline take part.
+:class:`DifferentiableClassifier`
+    An :class:`AudioClassifier` that is also a :class:`torch.nn.Module` and gives element logits
+    differentiable in the magnitude STFT (:meth:`~DifferentiableClassifier.logits`), the
+    quantity the adversary changes. Its recording label follows eq. 3-4 of the paper: the mean
+    of the element posteriors (:func:`recording_confidence`), argmax.
+
+:func:`evaluating` is the one way every part of musadv puts a network in evaluation mode.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import AudioError
+from .spectral import STFTConfig
+
+__all__ = ["Prediction", "AudioClassifier", "DifferentiableClassifier", "recording_confidence", "evaluating",
+           "unit_phase"]
+
+
+@dataclass
+class Prediction:
+    """A recording's label and its confidence per label (mean element posterior, or share of votes)."""
+
+    label: str
+    confidence: dict[str, float]
+    n_elements: int
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "confidence": self.confidence, "n_elements": self.n_elements}
+
+
+def recording_confidence(posteriors, groups: torch.Tensor | None = None, n_groups: int | None = None):
+    """Eq. 3-4: the mean element posterior of each label, per recording.
+
+    Parameters
+    ----------
+    posteriors : torch.Tensor or np.ndarray
+        Element posteriors ``(n_elements, n_labels)``, rows summing to 1.
+    groups : torch.Tensor, optional
+        Recording index of every element (int64, ``(n_elements,)``); without it all elements
+        belong to one recording.
+    n_groups : int, optional
+        Number of recordings (default ``groups.max() + 1``).
+
+    Returns
+    -------
+    torch.Tensor or np.ndarray
+        ``(n_labels,)`` for one recording, ``(n_groups, n_labels)`` with ``groups``; the type
+        of ``posteriors``. The paper's sum of posteriors divided by the number of elements: the
+        argmax is the same, and the values read as confidences in [0, 1].
+    """
+    as_numpy = isinstance(posteriors, np.ndarray)
+    post = torch.from_numpy(posteriors) if as_numpy else posteriors
+    if len(post) == 0:
+        raise ValueError("a recording needs at least one element to be classified")
+    if groups is None:
+        conf = post.mean(0)
+    else:
+        n = int(groups.max()) + 1 if n_groups is None else n_groups
+        sums = torch.zeros(n, post.shape[1], dtype=post.dtype).index_add_(0, groups, post)
+        counts = torch.zeros(n, dtype=post.dtype).index_add_(0, groups, torch.ones_like(groups, dtype=post.dtype))
+        conf = sums / counts.clamp_min(1)[:, None]
+    return conf.numpy() if as_numpy else conf
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module):
+    """Evaluation mode and no weight gradients inside the block; the module's own state after it.
+
+    Dropout is off and batch statistics are frozen, so what a network says about a recording
+    does not depend on where it is asked; gradients still flow to the inputs.
+    """
+    was_training = module.training
+    # Lazy modules' parameters take shape on the first call; they cannot be touched before.
+    params = [p for p in module.parameters() if not torch.nn.parameter.is_lazy(p)]
+    flags = [p.requires_grad for p in params]
+    module.eval()
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+        module.train(was_training)
+
+
+def unit_phase(spec: torch.Tensor) -> torch.Tensor:
+    """``spec / |spec|`` (1 where ``spec`` is 0): the phase a magnitude change keeps."""
+    mags = spec.abs()
+    return torch.where(mags > 0, spec / mags.clamp_min(torch.finfo(mags.dtype).tiny), torch.ones_like(spec))
+
+
+class AudioClassifier(ABC):
+    """A system that labels audio recordings.
+
+    Attributes
+    ----------
+    labels : list of str
+        Output labels, in order.
+    stft : STFTConfig
+        Analysis settings (sampling rate, framing) of the magnitudes it is given.
+    needs_signal : bool
+        :meth:`predict` needs the waveform (at ``stft.sr`` Hz, mono), not only the magnitudes
+        (and, for a :class:`DifferentiableClassifier`, :meth:`~DifferentiableClassifier.logits`
+        needs the phase).
+    info : dict
+        Metadata (the ``model.json`` of a saved model: training data, partition, settings).
+    path : Path or None
+        Where the system was loaded from.
+    """
+
+    labels: list[str]
+    stft: STFTConfig
+    needs_signal: bool = False
+    info: dict
+    path: Path | None = None
+
+    @abstractmethod
+    def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
+        """Label one recording.
+
+        Parameters
+        ----------
+        frames : np.ndarray
+            Magnitude frames ``(n_frames, n_bins)`` of the recording, analysed with ``stft``.
+        signal : np.ndarray, optional
+            The mono waveform at ``stft.sr`` Hz (required when ``needs_signal``).
+        name : str
+            Names the recording in error messages.
+
+        Raises
+        ------
+        AudioError
+            If the recording is too short to be labelled.
+        """
+
+
+class DifferentiableClassifier(AudioClassifier):
+    """An :class:`AudioClassifier` that is a :class:`torch.nn.Module` with element logits
+    differentiable in the magnitude STFT.
+
+    Attributes
+    ----------
+    element_frames : int
+        Consecutive magnitude frames that make one element (a frame, a patch, a segment).
+    """
+
+    element_frames: int = 1
+
+    @abstractmethod
+    def logits(self, mags: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(n_elements, n_labels)`` of a recording's non-overlapping elements.
+
+        Parameters
+        ----------
+        mags : torch.Tensor
+            Magnitudes ``(n_frames, n_bins)``, the quantity the adversary changes; gradients
+            flow back to them.
+        phase : torch.Tensor, optional
+            Unit-modulus complex ``(n_frames, n_bins)`` that, with ``mags``, makes the spectrum
+            of the waveform heard; systems on waveforms need it (see :func:`unit_phase`), the
+            others ignore it.
+        """
+
+    def posteriors(self, frames: np.ndarray, signal: np.ndarray | None = None, chunk_frames: int = 4096) -> np.ndarray:
+        """Element posteriors ``(n_elements, n_labels)`` of one recording, a chunk of frames at a time.
+
+        Elements do not overlap, so chunks of whole elements give the posteriors of the whole
+        recording; systems that hear the waveform (``needs_signal``) override this.
+        """
+        mags = torch.from_numpy(np.array(frames, dtype=np.float32))  # copies: cached arrays are read-only maps
+        step = max(1, chunk_frames // self.element_frames) * self.element_frames
+        n = len(mags) // self.element_frames * self.element_frames
+        with evaluating(self), torch.no_grad():
+            out = [torch.softmax(self.logits(mags[i : i + step]), -1) for i in range(0, n, step)]
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
+        """Eq. 3-4: the mean element posterior of every label; the label is its argmax."""
+        post = self.posteriors(frames, signal)
+        if len(post) == 0:
+            raise AudioError(f"{name}: too short for this model ({len(frames)} frames; one element is {self.element_frames})")
+        conf = recording_confidence(post)
+        return Prediction(self.labels[int(np.argmax(conf))], dict(zip(self.labels, map(float, conf))), len(post))
