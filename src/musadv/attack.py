@@ -275,7 +275,7 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     with evaluating(model):
         conf0, _, _ = _judge(model, mag0, _phase(model, spec0), t_idx, need_grad=False)
         if config.order == "paper":
-            w, conf, it, trace, reached = _paper_order(model, space, mag0, t_idx, config)
+            w, conf, it, trace, reached = _paper_order(model, space, spec0, mag0, t_idx, config)
         else:
             w, conf, it, trace, reached = _consistent_order(model, space, mag0, t_idx, config, first)
     heard = space.hear(w)
@@ -413,10 +413,10 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
     return w, conf, len(trace) - 1, trace, reached
 
 
-def _paper_order(model, space: _FileSpace, mag0, t_idx, config):
-    """The paper's order: GL projection with the exemplar's phase, then the SNR ball on magnitudes."""
+def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
+    """The paper's order: GL projection with the exemplar's phase (of ``spec0``), then the SNR ball on magnitudes."""
     cfg, x, n, mag0_norm = model.stft, space.x, space.x.shape[-1], _norm(mag0)
-    phase0 = torch.polar(torch.ones_like(mag0), stft(x, cfg).angle())
+    phase0 = torch.polar(torch.ones_like(mag0), spec0.angle())
     heard_phase = phase0 if model.needs_signal else None
     radius = None if config.snr_db is None else ball_radius(mag0, config.snr_db)
     Y = mag0.clone()

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import MusadvError
-from .interface import DifferentiableClassifier
+from .interface import AudioClassifier, DifferentiableClassifier
 from .io import atomic_path, read_tagged_json, write_json_atomic
 from .spectral import STFTConfig
 
@@ -319,7 +319,7 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def check_compatible(model: _ElementModel, stft: STFTConfig, labels: list[str] | None = None, what: str = "data") -> None:
+def check_compatible(model: AudioClassifier, stft: STFTConfig, labels: list[str] | None = None, what: str = "data") -> None:
     """Raise :class:`ModelError` if a model is asked to judge data it was not made for.
 
     Parameters

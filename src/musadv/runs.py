@@ -277,8 +277,8 @@ def run_attacks(
         for target in targets:
             ex_id = f"{slug}--{target}"
             if ex_id not in done:
-                rec_ = _example(model, job, rec, mag_x, target, config, out, slug, repairs, quality)
-                successes += rec_["success"]
+                example = _example(model, job, rec, mag_x, target, config, out, slug, repairs, quality)
+                successes += example["success"]
                 finished += 1
                 bar.set_postfix(success=f"{successes / finished:.0%}")
             bar.update(1)
@@ -296,9 +296,9 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     write_csv_atomic(out / "traces.csv", traces, ["example", "iteration", "loss", "target_posterior", "snr_db"])
     known = [r for r in records if r["true"]]
     changed = [r for r in records if r["snr_wave_db"] is not None]
-    snr = np.array([r["snr_wave_db"] for r in changed], dtype=float)
-    lost = [r["example"] for r in records if r["success_in_memory"] and not r["success"]]
     column = lambda key: np.array([r[key] for r in changed if r.get(key) is not None], dtype=float)  # noqa: E731
+    snr = column("snr_wave_db")
+    lost = [r["example"] for r in records if r["success_in_memory"] and not r["success"]]
     stats = lambda a: {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())} if len(a) else None
     metrics = {
         "n_examples": len(records),

@@ -321,15 +321,16 @@ def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: int =
     ``ridge`` (relative to the mean variance) keeps each class covariance invertible.
     """
     config = cache.config
-    feats, targets = [], []
     entries = [e for s in splits for e in cache.split(s)]
+    present = {e.label for e in entries}
+    missing = [lab for lab in cache.labels if lab not in present]
+    if missing:
+        raise MusadvError(f"{cache.path}: no training recordings of {missing} for the baseline")
+    feats, targets = [], []
     for e in progress_bar(entries, desc="MFCC features", enabled=progress, leave=False):
         f = baseline_features(cache.signal(e), config, window, hop)
         feats.append(f)
         targets.append(np.full(len(f), cache.labels.index(e.label)))
-    missing = [lab for k, lab in enumerate(cache.labels) if not any(t[0] == k for t in targets)]
-    if missing:
-        raise MusadvError(f"{cache.path}: no training recordings of {missing} for the baseline")
     classifier = MahalanobisClassifier(ridge).fit(np.vstack(feats), np.concatenate(targets))
     return MFCCBaseline(cache.labels, classifier, config, window, hop, info={"trained_on": list(splits)})
 
