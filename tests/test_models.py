@@ -48,6 +48,30 @@ def test_cdnn_has_the_reference_architecture():
     assert m(torch.rand(2, 100, 513)).shape == (2, 3) and m.element_frames == 100
 
 
+def test_the_attack_gets_the_cdnn_input_gradient_pytorch_would_give_and_training_still_learns_the_first_layer():
+    torch.manual_seed(0)
+    m = CDNN(LABELS)
+    m.standardize.fit(np.random.default_rng(0).random(513) + 0.5, np.random.default_rng(1).random(513) + 0.5)
+    plain = torch.nn.Conv2d(1, 32, (4, 400))
+    plain.load_state_dict(m.features[0].state_dict())
+    mags = torch.rand(250, 513) * 3
+
+    def input_gradient(first_conv):
+        m.features[0] = first_conv
+        x = mags.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(m.logits(x), torch.full((2,), 1), reduction="sum").backward()
+        return x.grad
+
+    fast_layer = m.features[0]
+    m.requires_grad_(False)  # as the attack holds it (musadv.interface.evaluating)
+    fast, reference = input_gradient(fast_layer), input_gradient(plain.requires_grad_(False))
+    assert fast.abs().max() > 0
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6 * float(reference.abs().max()))
+    m.features[0] = fast_layer.requires_grad_(True)
+    m.logits(mags).sum().backward()
+    assert fast_layer.weight.grad is not None and fast_layer.weight.grad.abs().sum() > 0
+
+
 def test_a_patch_too_small_for_the_kernels_is_a_clear_error():
     with pytest.raises(ModelError, match="too small"):
         CDNN(LABELS, patch=20)

@@ -153,6 +153,71 @@ class DNN(_ElementModel):
         return {"arch": self.arch, "hidden": self.hidden, "layers": self.layers, "dropout": self.dropout}
 
 
+class _InputGradientConv(torch.autograd.Function):
+    """A one-channel 2-D convolution whose input gradient is computed as 1-D transposed convolutions.
+
+    The adversary needs the gradient of a CDNN's first convolution (32 filters of 4 x 400 over
+    one channel) with respect to its input only. PyTorch's default backward for so wide a
+    kernel on the CPU is several times slower than its forward; the same sum, taken as one
+    transposed convolution along frequency per row of the output, with the kernel's rows as
+    output channels, and the rows added at their time offsets, is about twice as fast
+    (``benchmarks/bench_attack.py`` compares them side by side). Weights get no gradient here.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        ctx.input_shape = x.shape
+        return torch.nn.functional.conv2d(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (weight,) = ctx.saved_tensors
+        return conv_input_gradient(grad_out, weight, ctx.input_shape), None, None
+
+
+def conv_input_gradient(grad_out: torch.Tensor, weight: torch.Tensor, input_shape) -> torch.Tensor:
+    """Gradient of a stride-1, unpadded, one-channel ``conv2d`` with respect to its input.
+
+    Parameters
+    ----------
+    grad_out : torch.Tensor
+        ``(n, filters, rows_out, cols_out)``.
+    weight : torch.Tensor
+        ``(filters, 1, kernel_rows, kernel_cols)``.
+    input_shape : torch.Size
+        ``(n, 1, rows_out + kernel_rows - 1, cols_out + kernel_cols - 1)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shaped ``input_shape``; equal to ``torch.nn.grad.conv2d_input`` to float rounding.
+    """
+    n, filters, rows, cols = grad_out.shape
+    k_rows = weight.shape[2]
+    flat = grad_out.permute(0, 2, 1, 3).reshape(n * rows, filters, cols)
+    # One transposed convolution gives every kernel row's contribution as an output channel.
+    parts = torch.nn.functional.conv_transpose1d(flat, weight[:, 0]).reshape(n, rows, k_rows, -1)
+    grad = grad_out.new_zeros(n, rows + k_rows - 1, input_shape[-1])
+    for k in range(k_rows):
+        grad[:, k:k + rows] += parts[:, :, k]
+    return grad.unsqueeze(1)
+
+
+class _FirstConv(nn.Conv2d):
+    """The CDNN's first convolution (one input channel): fast input gradients when the weights are fixed.
+
+    Training (weights that need gradients) takes PyTorch's own path; the attack, which needs
+    only the input gradient, takes :class:`_InputGradientConv`. Same parameters, same files.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        trains = self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
+        if trains or not (torch.is_grad_enabled() and x.requires_grad):
+            return super().forward(x)
+        return _InputGradientConv.apply(x, self.weight, self.bias)
+
+
 class CDNN(_ElementModel):
     """Convolutional network on patches of consecutive frames (reference ``mlp_rlu_conv2.yaml``).
 
@@ -195,7 +260,7 @@ class CDNN(_ElementModel):
         self.settings = {"patch": patch, "filters": filters, "kernel1": list(kernel1), "kernel2": list(kernel2),
                          "pool": list(pool), "pool_stride": list(pool_stride), "hidden": hidden, "dropout": dropout}
         self.features = nn.Sequential(
-            nn.Conv2d(1, filters, tuple(kernel1)),
+            _FirstConv(1, filters, tuple(kernel1)),
             nn.ReLU(),
             nn.MaxPool2d(tuple(pool), tuple(pool_stride)),
             nn.Conv2d(filters, filters, tuple(kernel2)),
