@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musadv import synth
-from musadv.attack import AttackConfig, attack, ball_radius, choose_targets, project_ball, snr_db
+from musadv.attack import AttackConfig, attack, ball_radius, choose_targets, minimize, project_ball, snr_db
 from musadv.audio import quantize_pcm16
 from musadv.errors import MusadvError
 
@@ -177,3 +177,42 @@ def test_the_default_step_does_not_depend_on_the_models_gradient_scale(trained_d
     assert 28 < free[0] < 42, free
     assert raw[0] - raw[1] > 20, raw
 
+
+
+def test_minimize_finds_the_highest_snr_a_brute_force_scan_finds(trained_dnn, clip):
+    """The warm-started search against fresh attacks at every SNR on a 0.25 dB grid."""
+    target = _wrong(trained_dnn, clip)
+    found = minimize(trained_dnn, clip, target)
+    succeeded = [lv["snr_bound_db"] for lv in found.levels if lv["success"]]
+    failed = [lv["snr_bound_db"] for lv in found.levels if not lv["success"]]
+    assert found.success and found.label_after == target
+    # The search ends when its highest success and lowest failure above it are 0.5 dB apart.
+    assert min(f for f in failed if f > max(succeeded)) - max(succeeded) <= 0.5
+    assert found.snr_wave_db >= max(succeeded)
+    scan = np.arange(15.0, 60.0, 0.25)
+    brute = max(float(s) for s in scan
+                if attack(trained_dnn, clip, target, AttackConfig(snr_db=float(s), stop="label")).success)
+    assert brute > 20  # a case where the search has something to find
+    assert abs(max(succeeded) - brute) <= 0.5, (max(succeeded), brute)
+    assert found.iterations == sum(lv["iterations"] for lv in found.levels)
+
+
+def test_minimize_needs_no_change_when_the_model_already_says_the_target(trained_dnn, clip):
+    clip16 = quantize_pcm16(clip)  # as a 16-bit file holds it: the unchanged example is the original
+    said = attack(trained_dnn, clip16, trained_dnn.labels[0], AttackConfig(max_iter=0)).label_before
+    found = minimize(trained_dnn, clip16, said)
+    assert found.success and found.snr_wave_db == math.inf and found.iterations == 0 and len(found.levels) == 1
+
+
+def test_patience_stops_a_stalled_attack_and_label_stops_at_the_decision(trained_dnn, clip):
+    target = _wrong(trained_dnn, clip)
+    # 45 dB is too small a ball for this clip: the posterior stalls long before 100 iterations.
+    stalled = attack(trained_dnn, clip, target, AttackConfig(snr_db=45, patience=5))
+    full = attack(trained_dnn, clip, target, AttackConfig(snr_db=45))
+    assert not full.success and full.iterations == 100
+    assert stalled.iterations < 60
+    best = max(t["target_posterior"] for t in stalled.trace[:-5])
+    assert max(t["target_posterior"] for t in stalled.trace[-5:]) <= best
+    decided = attack(trained_dnn, clip, target, AttackConfig(snr_db=15, stop="label"))
+    assert decided.success and decided.confidence_after[target] < 0.9
+    assert decided.iterations < attack(trained_dnn, clip, target, AttackConfig(snr_db=15)).iterations

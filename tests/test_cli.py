@@ -91,6 +91,11 @@ def test_attack_a_file_and_a_split_from_the_command_line(trained_dnn, learn_cach
     assert "normalised accuracy" in r.stdout
     r = _run("attack", trained_dnn.path, song, "--out", tmp_path / "x")
     assert r.returncode == 2 and "--target" in r.stderr
+    r = _run("attack", trained_dnn.path, song, "--target", "techno", "--minimize", "--out", tmp_path / "min", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "minimal perturbations: median SNR" in r.stdout
+    r = _run("attack", trained_dnn.path, song, "--target", "techno", "--minimize", "--order", "paper", "--out", tmp_path / "p")
+    assert r.returncode == 2 and "--minimize" in r.stderr
 
 
 def test_a_stereo_44k_ogg_comes_back_stereo_at_44k_and_classify_gives_the_target(trained_dnn, tmp_path):

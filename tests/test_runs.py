@@ -151,4 +151,29 @@ def test_a_run_directory_refuses_another_model_other_recordings_or_settings(trai
         run_attacks(trained_dnn, jobs_from_split(learn_cache, "test")[2:4], "all_wrong", tmp_path, cfg, progress=False)
     with pytest.raises(MusadvError, match="snr_db"):
         run_attacks(trained_dnn, jobs, "all_wrong", tmp_path, AttackConfig(max_iter=5, snr_db=20.0), progress=False)
+    with pytest.raises(MusadvError, match="minimal perturbations"):
+        run_attacks(trained_dnn, jobs, "all_wrong", tmp_path, cfg, progress=False, minimal=True)
     assert len(_rows(tmp_path)) == 2
+
+
+def test_minimal_perturbation_runs_write_each_example_at_its_highest_snr(trained_dnn, learn_cache, tmp_path, random_run):
+    jobs = jobs_from_split(learn_cache, "test", limit=3)
+    m = run_attacks(trained_dnn, jobs, "random", tmp_path, TABLE2, progress=False, minimal=True)
+    single = {r["example"]: r for r in _rows(random_run[0])}
+    for row in _rows(tmp_path):
+        record = json.loads((tmp_path / row["wav"]).with_suffix(".json").read_text())
+        assert row["success"] == "1" and row["example"] in single  # same targets as the plain run (same seed)
+        adv, _ = audio.load(tmp_path / row["wav"])
+        orig, _ = audio.load(tmp_path / row["original_wav"])
+        measured = snr_db(orig, adv)
+        if row["snr_wave_db"]:  # the column is the SNR of the file written, the highest that succeeded
+            assert float(row["snr_wave_db"]) == pytest.approx(measured, abs=0.01)
+            best = max(lv["snr_bound_db"] for lv in record["levels"] if lv["success"])
+            assert measured >= best - 0.01
+            # Smaller than the plain attack's change, which stops at 0.9 confidence inside 15 dB.
+            assert measured > float(single[row["example"]]["snr_wave_db"])
+        else:
+            assert row["label_before"] == row["target"] and record["iterations"] == 0
+    assert m["minimal"]["n_examples"] == 3 and m["minimal"]["n_success"] == 3
+    reached = sorted(float(r["snr_wave_db"]) if r["snr_wave_db"] else np.inf for r in _rows(tmp_path))
+    assert m["minimal"]["median_snr_db"] == pytest.approx(reached[1]) or (reached[1] == np.inf and m["minimal"]["median_snr_db"] is None)

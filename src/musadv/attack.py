@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -43,9 +43,10 @@ from .interface import DifferentiableClassifier, evaluating, recording_confidenc
 from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "snr_db", "project_ball", "choose_targets", "POLICIES"]
+__all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "POLICIES"]
 
 ORDERS = ("consistent", "paper")
+STOPS = ("threshold", "label")
 #: The SNR whose ball radius scales the scale-free step when the attack has no SNR limit.
 FREE_STEP_SNR_DB = 15.0
 POLICIES = ("random", "all_wrong", "perfect", "every_label")  # and "label:NAME"
@@ -71,8 +72,14 @@ class AttackConfig:
         direction of the normalised gradient, as L2 PGD: the same setting serves any model.
     threshold : float
         Stop when the mean posterior of the target reaches this (Table II: 0.9; Fig. 4: 0.5).
+    stop : {'threshold', 'label'}
+        ``'threshold'``: stop at ``threshold``; ``'label'``: stop as soon as the model says the
+        target (its confidence the largest), the decision boundary that :func:`minimize` seeks.
     max_iter : int
         Most iterations (Table II: 100; Fig. 4: 50).
+    patience : int or None
+        Also stop when the target's posterior has not risen for this many iterations (the
+        iterate has stalled on the ball); ``None``: never (the paper).
     momentum : bool
         Momentum with FISTA's weights (the reference code's acceleration; see the module notes).
     order : {'consistent', 'paper'}
@@ -86,18 +93,24 @@ class AttackConfig:
     step: float | None = None
     step_fraction: float = 0.1
     threshold: float = 0.9
+    stop: str = "threshold"
     max_iter: int = 100
+    patience: int | None = None
     momentum: bool = True
     order: str = "consistent"
     quantize: bool = True
 
     def __post_init__(self):
+        if self.stop not in STOPS:
+            raise ValueError(f"stop must be one of {STOPS}, not {self.stop!r}")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, not {self.order!r}")
         if self.step is not None and not self.step > 0:
             raise ValueError(f"step must be > 0 (or None for the scale-free step), not {self.step}")
         if not self.step_fraction > 0:
             raise ValueError(f"step_fraction must be > 0, not {self.step_fraction}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 (or None), not {self.patience}")
         if self.max_iter < 0:
             raise ValueError(f"max_iter must be >= 0, not {self.max_iter}")
         if not 0 < self.threshold <= 1:
@@ -122,7 +135,7 @@ class AttackResult:
     confidence_before, confidence_after : dict
         Mean element posterior of every label.
     reached : bool
-        Whether the target's confidence reached the threshold.
+        Whether the attack reached what it stops at (``AttackConfig.stop``).
     iterations : int
         Gradient steps taken.
     snr_wave_db : float
@@ -137,6 +150,10 @@ class AttackResult:
     trace : list of dict
         Per iteration: ``iteration``, ``loss`` (summed cross-entropy), ``target_posterior``,
         ``snr_db`` (waveform; magnitudes in the 'paper' order).
+    levels : list of dict
+        :func:`minimize` only: every SNR bound it tried, in order, with ``snr_bound_db``,
+        ``success`` (the model said the target), ``snr_wave_db`` (of that level's example),
+        ``iterations`` and ``seconds``.
     """
 
     audio: np.ndarray
@@ -153,6 +170,7 @@ class AttackResult:
     snr_mag_db: float
     seconds: float
     trace: list = field(default_factory=list)
+    levels: list = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -298,6 +316,85 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     )
 
 
+#: Above this SNR a change is below the 16-bit rounding of most recordings: the search stops there.
+MINIMIZE_CEILING_DB = 100.0
+
+
+def minimize(model: DifferentiableClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
+             resolution_db: float = 0.5, first_step_db: float = 6.0, patience: int = 20) -> AttackResult:
+    """The smallest change found that makes the model say ``target``: the highest SNR within ``resolution_db``.
+
+    Each level is an attack that stops as soon as the model says the target (``stop='label'``:
+    the decision boundary, not a confidence threshold). First an attack at the floor
+    ``config.snr_db``: it stops where its path first crosses the boundary. Then the bound
+    rises (by ``first_step_db``, doubling while attacks succeed) until an attack fails, and is
+    bisected between the highest success and the lowest failure until they are
+    ``resolution_db`` apart. Once a level has failed, every later level lies below it and
+    starts where the last failure ended (a warm start: that example is inside the larger ball,
+    and its direction is the best found at that size). A start made by shrinking a bigger
+    success onto a smaller ball is not used: it keeps a direction that suits the bigger ball,
+    and attacks from it stalled where a fresh attack succeeded.
+
+    Parameters
+    ----------
+    model, signal, target
+        As :func:`attack`.
+    config : AttackConfig
+        ``snr_db`` is the floor (the lowest SNR accepted); ``max_iter`` holds at every level;
+        ``threshold`` and ``stop`` are not used. The ``'consistent'`` order only: the search
+        trusts each level's in-loop outcome, which the written file reproduces only in that
+        order.
+    resolution_db : float
+        The search stops when the highest success and the lowest failure are this close (dB).
+    first_step_db : float
+        The first rise of the bound above the floor's example (dB).
+    patience : int
+        A level fails when the target's posterior has not risen for this many iterations
+        (unless ``config.patience`` says otherwise): near the boundary most failing levels
+        stall long before ``max_iter``, and the next level goes on from where it stalled.
+
+    Returns
+    -------
+    AttackResult
+        The example at the highest SNR whose attack succeeded (or the floor's failed attack),
+        with ``iterations`` and ``seconds`` summed over all levels, ``trace`` every judgement of
+        every level in order (numbered on), and ``levels``.
+    """
+    if config.order != "consistent":
+        raise ValueError("minimize searches in the 'consistent' order (its written files are what was judged)")
+    if config.snr_db is None:
+        raise ValueError("minimize needs a floor snr_db")
+    if not resolution_db > 0:
+        raise ValueError(f"resolution_db must be > 0, not {resolution_db}")
+    levels, trace, spent = [], [], [0, 0.0]
+    level_config = lambda snr: replace(config, snr_db=snr, stop="label",  # noqa: E731
+                                       patience=patience if config.patience is None else config.patience)
+
+    def level(snr: float, start) -> AttackResult:
+        result = attack(model, signal, target, level_config(snr), start=start)
+        # Every judgement in order; a level's first judges its start.
+        trace.extend({**t, "iteration": len(trace) + i} for i, t in enumerate(result.trace))
+        spent[0] += result.iterations
+        spent[1] += result.seconds
+        levels.append({"snr_bound_db": snr, "success": result.success, "snr_wave_db": result.snr_wave_db,
+                       "iterations": result.iterations, "seconds": result.seconds})
+        return result
+
+    best = level(config.snr_db, None)
+    # An original the model already labels with the target needs no change (SNR inf).
+    if best.success and best.iterations > 0:
+        low, high, rise, start = best.snr_wave_db, None, first_step_db, None
+        while low < MINIMIZE_CEILING_DB and (high is None or high - low > resolution_db):
+            snr = min(low + rise, MINIMIZE_CEILING_DB) if high is None else (low + high) / 2
+            result = level(snr, start)
+            if result.success:
+                best, low, rise = result, max(snr, result.snr_wave_db), 2 * rise
+            else:
+                high, start = snr, result.audio
+    best.iterations, best.seconds, best.trace, best.levels = spent[0], spent[1], trace, levels
+    return best
+
+
 class _FileSpace:
     """Where the iterates live: the file's samples ``X`` (channels x samples at the file's rate) and
     what the model hears of them, ``x``.
@@ -323,6 +420,17 @@ class _FileSpace:
     def hear(self, w: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.rec.hear(w.numpy()))
 
+    def bound(self, w: torch.Tensor) -> torch.Tensor:
+        """File samples ``w`` brought inside the SNR ball (their change scaled down) and rounded to 16 bits.
+
+        A start from a bigger ball (a warm start of :func:`minimize`) keeps the direction of its
+        change; a start already inside the ball is left as it is.
+        """
+        if self.radius is None or _norm(w - self.X) <= self.radius:
+            return w
+        w = project_ball(w.clone(), self.X, self.radius)
+        return quantize_pcm16(w) if self.quantize else w
+
     def write(self, y: torch.Tensor, bounded: bool = True) -> torch.Tensor:
         """File samples for the heard candidate ``y`` (inside the ball if ``bounded``, 16-bit if quantising)."""
         radius = self.radius if bounded else None
@@ -342,6 +450,21 @@ class _FileSpace:
 def _phase(model: DifferentiableClassifier, spec: torch.Tensor) -> torch.Tensor | None:
     """The phase a model on waveforms hears with the magnitudes; None for models on magnitudes."""
     return unit_phase(spec) if model.needs_signal else None
+
+
+def _stops(config: AttackConfig, conf: torch.Tensor, t_idx: int) -> bool:
+    """Whether the attack has reached what it stops at (see ``AttackConfig.stop``)."""
+    if config.stop == "label":
+        return int(conf.argmax()) == t_idx
+    return float(conf[t_idx]) >= config.threshold
+
+
+def _stalled(config: AttackConfig, trace: list[dict]) -> bool:
+    """Whether the target's posterior has not risen above its best for ``config.patience`` iterations."""
+    if config.patience is None or len(trace) <= config.patience:
+        return False
+    best_before = max(t["target_posterior"] for t in trace[:-config.patience])
+    return max(t["target_posterior"] for t in trace[-config.patience:]) <= best_before
 
 
 def _fista_weight(t_prev: float) -> tuple[float, float]:
@@ -384,7 +507,7 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
     """Iterate on file samples: every judged iterate is what decoding its (16-bit) file gives, inside the SNR ball."""
     cfg, n, mag0_norm = model.stft, space.x.shape[-1], _norm(mag0)
     X_norm = _norm(space.X)
-    w = space.write(space.x) if first is None else first
+    w = space.write(space.x) if first is None else space.bound(first)
     z = space.hear(w)
     z_prev, t_prev = z, 1.0
     scratch = torch.empty_like(space.X)
@@ -397,10 +520,10 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
         dist = _norm(torch.sub(w, space.X, out=scratch), overwrite=True)
         snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
-        if float(conf[t_idx]) >= config.threshold:
+        if _stops(config, conf, t_idx):
             reached = True
             break
-        if not need_grad:
+        if not need_grad or _stalled(config, trace):
             break
         # The current iterate anchors the resynthesis where the windows barely cover the edges.
         y = istft(_gradient_step(spec, mags, grad, _step_size(config, grad, mag0_norm)), cfg, length=n, prior=z)
@@ -426,10 +549,10 @@ def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
         need_grad = it < config.max_iter
         conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad)
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
-        if float(conf[t_idx]) >= config.threshold:
+        if _stops(config, conf, t_idx):
             reached = True
             break
-        if not need_grad:
+        if not need_grad or _stalled(config, trace):
             break
         Z = Y - _step_size(config, grad, mag0_norm) * grad
         if config.momentum:

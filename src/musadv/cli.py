@@ -263,6 +263,7 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--model-rate", is_flag=True, help="Write examples mono at the model's rate (default: at each original's rate and channels).")
 @click.option("--repairs", type=int, default=1, show_default=True, help="Rounds of more iterations for a written file that misses its target.")
 @click.option("--visqol", is_flag=True, help="Also measure each example's ViSQOL MOS-LQO against its original (about 3 s per 30 s).")
+@click.option("--minimize", is_flag=True, help="Write each example at the highest SNR (to 0.5 dB, --snr the floor) at which the model says the target: a warm-started search; the SNR columns are then minimal-perturbation SNRs.")
 @click.option("--limit", type=int, default=None, help="Attack only the first N recordings of the split.")
 @click.option("--duration", type=float, default=None, help="FILES: use only this many seconds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random targets.")
@@ -270,7 +271,7 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, max_iter, momentum,
-               order, float_wav, model_rate, repairs, visqol, limit, duration, seed, out, quiet, no_report):
+               order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet, no_report):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -304,8 +305,11 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         raise click.UsageError(str(exc)) from None
     if repairs < 0:
         raise click.BadParameter("must be >= 0", param_hint="--repairs")
+    if minimize and (order != "consistent" or no_snr_limit):
+        raise click.UsageError("--minimize searches in the consistent order above the --snr floor "
+                               "(not with --order paper or --no-snr-limit)")
     metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra,
-                          model_rate=model_rate, repairs=repairs, visqol=visqol)
+                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report
@@ -320,12 +324,18 @@ def _print_attack_summary(m: dict, out: Path) -> None:
     snr, trim = m["snr_wave_db"], m["snr_trim_db"]
     line = f"{out}: {m['n_examples']} examples, success {m['success_rate']:.1%} on the decoded files"
     if snr:
-        line += f", SNR {snr['mean']:.1f} +- {snr['std']:.1f} dB (min {snr['min']:.1f})"
+        line += f", SNR {snr['mean']:.1f} +- {snr['std']:.1f} dB (median {snr['median']:.1f}, min {snr['min']:.1f})"
     if trim:
         line += f", edge-trimmed {trim['mean']:.1f} dB (min {trim['min']:.1f})"
     if m["visqol_mos"]:
         line += f", ViSQOL MOS-LQO {m['visqol_mos']['mean']:.2f} (min {m['visqol_mos']['min']:.2f})"
     click.echo(line)
+    if m.get("minimal"):
+        mm = m["minimal"]
+        median = "inf" if mm["median_snr_db"] is None else f"{mm['median_snr_db']:.1f} dB"
+        click.echo(f"minimal perturbations: median SNR {median} over the {mm['n_success']} examples that reached "
+                   f"their target ({mm['n_unchanged']} needed no change), {mm['mean_levels']:.1f} levels and "
+                   f"{mm['mean_iterations']:.0f} iterations per example")
     if m["failed"]:
         click.echo(f"{len(m['failed'])} written files miss their target: " + ", ".join(m["failed"][:10])
                    + (" ..." if len(m["failed"]) > 10 else ""))

@@ -35,13 +35,13 @@ import math
 import os
 import re
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, audio
-from .attack import AttackConfig, attack, choose_targets, snr_db
+from .attack import AttackConfig, attack, choose_targets, minimize, snr_db
 from .cache import SpectraCache, analyse_file
 from .classify import classify_recording
 from .errors import MusadvError
@@ -120,12 +120,19 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
 
 
 def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, slug: str,
-             repairs: int, quality) -> dict:
-    """Attack one recording towards one target, write the WAV, judge the decoded file, repair it if it
-    misses the target."""
+             repairs: int, quality, minimal: bool) -> dict:
+    """Attack one recording towards one target (the smallest change found if ``minimal``), write the
+    WAV, judge the decoded file, repair it if it misses the target."""
     ex_id = f"{slug}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
-    result = first = attack(model, rec, target, config)
+    if minimal:
+        result = first = minimize(model, rec, target, config)
+        # Repairs keep the bound and the stopping rule of the level the example came from.
+        succeeded = [lv["snr_bound_db"] for lv in result.levels if lv["success"]]
+        repair_config = replace(config, snr_db=max(succeeded, default=config.snr_db), stop="label")
+    else:
+        result = first = attack(model, rec, target, config)
+        repair_config = config
     iterations, seconds, trace, rounds = result.iterations, result.seconds, list(result.trace), 0
     while True:
         audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
@@ -134,7 +141,7 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
             break
         # Start again from what the file holds: more iterations, same bound, same original.
         rounds += 1
-        result = attack(model, rec, target, config, start=written)
+        result = attack(model, rec, target, repair_config, start=written)
         # Its iteration 0 judges the written file again: the trace goes on from there.
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
@@ -154,6 +161,8 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
     record = {**row, "reached_threshold": result.reached, "confidence_before": first.confidence_before,
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
               "trace": trace}
+    if minimal:
+        record["levels"] = [{**lv, "snr_wave_db": _finite(lv["snr_wave_db"])} for lv in first.levels]
     # Written last, atomically: its presence marks the example as finished.
     write_json_atomic(out / "examples" / f"{ex_id}.json", record)
     return record
@@ -170,7 +179,9 @@ def _check_same_run(out: Path, old: dict, new: dict) -> None:
         ("output", "examples written {old}, not {new}"),
         ("repairs", "{old} repair rounds, not {new}"),
         ("visqol", "ViSQOL {old}, not {new}"),
+        ("minimal", "minimal perturbations {old}, not {new}"),
     ]
+    old = {"minimal": False, **old}  # runs written before minimal perturbations existed
     for key, what in checks:
         if old.get(key) != new[key]:
             raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
@@ -199,6 +210,7 @@ def run_attacks(
     model_rate: bool = False,
     repairs: int = 1,
     visqol: bool = False,
+    minimal: bool = False,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -229,6 +241,11 @@ def run_attacks(
     visqol : bool
         Measure each example's ViSQOL v3 MOS-LQO (audio mode) against its original (about
         3 s per 30 s example on two cores).
+    minimal : bool
+        Write each example at the highest SNR at which the model says the target
+        (:func:`musadv.attack.minimize`, to 0.5 dB; ``config.snr_db`` is the floor): the
+        SNR columns are then minimal-perturbation SNRs, ``iterations`` and ``seconds`` cover
+        the whole search, and each example's JSON lists the levels tried.
 
     Returns
     -------
@@ -243,7 +260,7 @@ def run_attacks(
            "model_sha256": weights_sha256(model), "labels": model.labels, "stft": model.stft.to_dict(),
            "policy": policy, "seed": seed, "attack": asdict(config),
            "output": "at the model's rate" if model_rate else "at each file's rate and channels",
-           "repairs": repairs, "visqol": visqol, "recordings": [asdict(j) for j in jobs], **(extra or {})}
+           "repairs": repairs, "visqol": visqol, "minimal": minimal, "recordings": [asdict(j) for j in jobs], **(extra or {})}
     run_file = out / "run.json"
     if run_file.exists():
         _check_same_run(out, json.loads(run_file.read_text()), run)
@@ -277,7 +294,7 @@ def run_attacks(
         for target in targets:
             ex_id = f"{slug}--{target}"
             if ex_id not in done:
-                example = _example(model, job, rec, mag_x, target, config, out, slug, repairs, quality)
+                example = _example(model, job, rec, mag_x, target, config, out, slug, repairs, quality, minimal)
                 successes += example["success"]
                 finished += 1
                 bar.set_postfix(success=f"{successes / finished:.0%}")
@@ -299,7 +316,8 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     column = lambda key: np.array([r[key] for r in changed if r.get(key) is not None], dtype=float)  # noqa: E731
     snr = column("snr_wave_db")
     lost = [r["example"] for r in records if r["success_in_memory"] and not r["success"]]
-    stats = lambda a: {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())} if len(a) else None
+    stats = lambda a: {"mean": float(a.mean()), "median": float(np.median(a)), "std": float(a.std()), "min": float(a.min()),  # noqa: E731
+                       "max": float(a.max())} if len(a) else None
     metrics = {
         "n_examples": len(records),
         "success_rate": float(np.mean([r["success"] for r in records])) if records else None,
@@ -318,6 +336,16 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         "mean_iterations": float(np.mean([r["iterations"] for r in records])) if records else None,
         "mean_seconds": float(np.mean([r["seconds"] for r in records])) if records else None,
     }
+    minimal = [r for r in records if "levels" in r]
+    if minimal:
+        # An example the model already labelled with its target needs no change: SNR inf.
+        reached = np.array([math.inf if r["snr_wave_db"] is None else r["snr_wave_db"] for r in minimal if r["success"]])
+        metrics["minimal"] = {
+            "n_examples": len(minimal), "n_success": len(reached), "n_unchanged": int(np.isinf(reached).sum()),
+            "median_snr_db": _finite(float(np.median(reached))) if len(reached) else None,
+            "mean_levels": float(np.mean([len(r["levels"]) for r in minimal])),
+            "mean_iterations": float(np.mean([r["iterations"] for r in minimal])),
+        }
     metrics.update(_before_and_after(known, labels, "label_before", "decoded_label"))
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
