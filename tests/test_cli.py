@@ -11,7 +11,7 @@ import pytest
 from musadv.cli import cli
 
 COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack", "train-forest",
-            "train-baseline", "rescore", "report", "demo", "experiment", "experiment table1", "experiment table3"]
+            "train-baseline", "rescore", "robustness", "report", "demo", "experiment", "experiment table1", "experiment table3"]
 
 
 def _run(*args):
@@ -123,3 +123,13 @@ def test_a_stereo_44k_ogg_comes_back_stereo_at_44k_and_classify_gives_the_target
     written, _ = audio.decode(wav)
     assert float(row["snr_wave_db"]) == pytest.approx(20 * np.log10(np.linalg.norm(original) / np.linalg.norm(written - original)), abs=1e-3)
     assert float(row["snr_wave_db"]) >= 15.0 and row["success"] == row["success_in_memory"] == "1"
+
+
+def test_robustness_from_the_command_line(trained_dnn, tmp_path):
+    out = tmp_path / "curve"
+    r = _run("robustness", trained_dnn.path, "--limit", 2, "--snr", "30,15", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "SNR  adversary  white  shaped  random-phase" in r.stdout
+    assert (out / "curve.csv").exists() and "Robustness" in (out / "report.html").read_text()
+    r = _run("robustness", trained_dnn.path, "--snr", "30,x", "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "--snr" in r.stderr

@@ -174,6 +174,20 @@ th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{wi
 {% for row in table.rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 {% if confusions %}<h2>Confusion matrices</h2><div class="figs">{% for f in confusions %}<img src="{{ f }}" alt="confusion matrix">{% endfor %}</div>{% endif %}
 {% if history %}<h2>Training</h2><div class="figs"><img src="{{ history }}" alt="training history"></div>{% endif %}
+{% for c in curves %}
+<h2>Robustness: {{ c.name }}</h2>
+<p>{{ c.metrics.n_recordings }} recordings of {{ c.settings.get("split", "the split") }}, policy {{ c.settings.policy }};
+{% if c.settings.examples_from %}adversarial examples of the network of {{ c.settings.examples_from }} (transfer){% elif c.settings.adversary != c.settings.system %}adversarial examples of {{ c.settings.adversary }} (transfer){% else %}adversarial examples of the system itself{% endif %}.
+Clean normalised accuracy {{ fmt(c.metrics.clean_accuracy) }}. Each control is at exactly the level's SNR (the most the adversary may use);
+an adversarial example may use less (median SNR in the table). Per recording, the highest level whose example this system labels with the target:
+median {{ fmt(c.metrics.median_highest_success_snr_db, 1) or "inf" }} dB{% if c.metrics.no_level_succeeded %}, none for {{ c.metrics.no_level_succeeded }} recordings{% endif %}.
+An adversary curve far below the noise curves at the same SNR means the system is steered by changes that noise of that size does not make;
+noise curves that fall early mean the system is fragile to any change.</p>
+{% if c.figure %}<div class="figs"><img src="{{ c.figure }}" alt="robustness curve"></div>{% endif %}
+<table><tr><th>SNR (dB)</th><th>adversary</th><th>white noise</th><th>shaped noise</th><th>random phase</th><th>target reached</th><th>adversary's median SNR (dB)</th></tr>
+{% for r in c.metrics.curve %}<tr><td>{{ r.snr_db }}</td><td>{{ fmt(r.adversary_accuracy) }}</td><td>{{ fmt(r.white_noise_accuracy) }}</td>
+<td>{{ fmt(r.shaped_noise_accuracy) }}</td><td>{{ fmt(r.random_phase_accuracy) }}</td><td>{{ pct(r.success_rate) }}</td><td>{{ fmt(r.adversary_snr_db_median, 1) }}</td></tr>{% endfor %}</table>
+{% endfor %}
 {% for sec in attacks %}
 <h2>Attack: {{ sec.name }} (policy {{ sec.policy }})</h2>
 <p>SNR limit {{ sec.attack.snr_db if sec.attack.snr_db is not none else "none" }} dB, step {{ sec.attack.step }}, threshold {{ sec.attack.threshold }},
@@ -205,6 +219,14 @@ leaving out 93 ms at each edge (the reference code's measure) {{ "%.1f"|format(s
 {% endfor %}
 </body></html>
 """
+
+
+def _curve_section(run: Path, base: Path) -> dict:
+    """A robustness run: its curve, its table and how it was made."""
+    settings = json.loads((run / "robustness.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"name": run.resolve().name if run == base else run.name, "settings": settings, "metrics": metrics,
+            "figure": _rel(run / "curve.png", base) if (run / "curve.png").exists() else None}
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -250,7 +272,7 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     media = base / "report-media"
     media.mkdir(parents=True, exist_ok=True)
     ctx = {"title": title or base.resolve().name, "version": __version__, "summary": None, "table": None,
-           "confusions": [], "history": None, "attacks": []}
+           "confusions": [], "history": None, "attacks": [], "curves": []}
     if (base / "summary.json").exists():
         ctx["summary"] = json.loads((base / "summary.json").read_text())
         for test in sorted(base.glob("models/*/test-test/metrics.json")):
@@ -263,7 +285,10 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     for run in sorted(p.parent for p in base.glob("attacks/*/run.json")):
         if (run / "results.csv").exists():
             ctx["attacks"].append(_attack_section(run, base, media, run.name))
-    if (base / "metrics.json").exists() and not ctx["attacks"]:
+    for run in [base] + sorted(p.parent for p in base.glob("robustness/*/robustness.json")):
+        if (run / "robustness.json").exists() and (run / "metrics.json").exists():
+            ctx["curves"].append(_curve_section(run, base))
+    if (base / "metrics.json").exists() and not ctx["attacks"] and not ctx["curves"]:
         fom = json.loads((base / "metrics.json").read_text())
         if "confusion" in fom:
             ctx["confusions"].append(_rel(confusion_figure(fom, media / "confusion.png", base.name), base))

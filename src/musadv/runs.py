@@ -30,6 +30,7 @@ or other settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__, audio
 from .attack import AttackConfig, attack, choose_targets, minimize, snr_db
@@ -53,7 +55,8 @@ from .progress import progress_bar
 from .recording import Recording, edge_samples
 from .spectral import magnitude
 
-__all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS"]
+__all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
+           "slug", "system_sha256"]
 
 RESULT_FIELDS = [
     "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
@@ -88,14 +91,27 @@ def jobs_from_files(files, offset: float = 0.0, duration: float | None = None) -
     return [Job(str(Path(f).resolve()), str(Path(f)), None, offset, duration) for f in files]
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A file-name-safe, unique stem for a recording's name (its tail and a CRC of the whole)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", re.sub(r"\.[A-Za-z0-9]+$", "", name))[-60:]
     return f"{stem}-{zlib.crc32(name.encode()):08x}"
 
 
-def _model_name(system: AudioClassifier) -> str | None:
+def model_name(system: AudioClassifier) -> str | None:
     """Where a system came from: its directory, or the ``module:factory`` that made it."""
     return str(Path(system.path).resolve()) if system.path else system.info.get("factory")
+
+
+def system_sha256(system: AudioClassifier) -> str | None:
+    """What identifies a system's parameters: a network's weights, else its model files (None for neither)."""
+    if isinstance(system, torch.nn.Module):
+        return weights_sha256(system)
+    if system.path is None:
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(system.path).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".skops")):
+        h.update(f.name.encode() + b":" + f.read_bytes())
+    return h.hexdigest()
 
 
 def _finite(v: float):
@@ -119,11 +135,11 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
     return pred, whole, trimmed, snr_db(mag_x, frames), samples
 
 
-def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, slug: str,
+def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
              repairs: int, quality, minimal: bool) -> dict:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
     WAV, judge the decoded file, repair it if it misses the target."""
-    ex_id = f"{slug}--{target}"
+    ex_id = f"{stem}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
     if minimal:
         result = first = minimize(model, rec, target, config)
@@ -156,7 +172,7 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
         "visqol_mos": quality(rec, written) if quality else None,
         "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
         "iterations": iterations, "seconds": seconds,
-        "wav": str(wav.relative_to(out)), "original_wav": f"originals/{slug}.wav",
+        "wav": str(wav.relative_to(out)), "original_wav": f"originals/{stem}.wav",
     }
     record = {**row, "reached_threshold": result.reached, "confidence_before": first.confidence_before,
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
@@ -253,10 +269,10 @@ def run_attacks(
         The contents of ``metrics.json``.
     """
     if not isinstance(model, DifferentiableClassifier):
-        raise MusadvError(f"{_model_name(model)}: gives no gradient; the adversary attacks networks "
+        raise MusadvError(f"{model_name(model)}: gives no gradient; the adversary attacks networks "
                           "(judge a network's adversaries with another system by re-scoring the run)")
     out = Path(out_dir)
-    run = {"format": "musadv-attack-run", "musadv": __version__, "model": _model_name(model),
+    run = {"format": "musadv-attack-run", "musadv": __version__, "model": model_name(model),
            "model_sha256": weights_sha256(model), "labels": model.labels, "stft": model.stft.to_dict(),
            "policy": policy, "seed": seed, "attack": asdict(config),
            "output": "at the model's rate" if model_rate else "at each file's rate and channels",
@@ -276,7 +292,7 @@ def run_attacks(
     bar = progress_bar(total=len(jobs) * per_job, desc="attack", unit="example", enabled=progress)
     successes = finished = 0
     for job in jobs:
-        slug = _slug(job.name)
+        stem = slug(job.name)
         rng = np.random.default_rng([seed, zlib.crc32(job.name.encode())])
         try:
             rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration, model_rate=model_rate)
@@ -288,13 +304,13 @@ def run_attacks(
             bar.update(per_job)
             continue
         targets = choose_targets(policy, model.labels, job.true_label, before.label, rng)
-        original = out / "originals" / f"{slug}.wav"
+        original = out / "originals" / f"{stem}.wav"
         if not original.exists():
             audio.save(original, rec.samples, rec.sr, float_wav=not config.quantize, on_clip="clip")
         for target in targets:
-            ex_id = f"{slug}--{target}"
+            ex_id = f"{stem}--{target}"
             if ex_id not in done:
-                example = _example(model, job, rec, mag_x, target, config, out, slug, repairs, quality, minimal)
+                example = _example(model, job, rec, mag_x, target, config, out, stem, repairs, quality, minimal)
                 successes += example["success"]
                 finished += 1
                 bar.set_postfix(success=f"{successes / finished:.0%}")
@@ -402,7 +418,7 @@ def rescore(system: AudioClassifier, run_dir: str | os.PathLike, out_dir: str | 
                      "snr_wave_db": r["snr_wave_db"]})
     write_csv_atomic(out / "results.csv", rows)
     known = [r for r in rows if r["true"]]
-    metrics = {"system": _model_name(system), "run": str(run.resolve()), "n_examples": len(rows),
+    metrics = {"system": model_name(system), "run": str(run.resolve()), "n_examples": len(rows),
                "success_rate": float(np.mean([r["success"] for r in rows]))}
     metrics.update(_before_and_after(known, system.labels, "label_before", "label_after"))
     write_json_atomic(out / "metrics.json", metrics)

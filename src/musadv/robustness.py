@@ -1,0 +1,395 @@
+"""Robustness curves: a system's accuracy under the adversary, and under noise, as the SNR allowed falls.
+
+A system that an adversary can steer at 40 dB has not learned music; a system that white noise at
+the same SNR moves is fragile, which is another matter. For each SNR level (dB, whole recording,
+every channel, at the file's rate) and each recording of a split, a curve judges the system on:
+
+``adversary``
+    The adversarial example within that SNR towards the recording's target (a policy, as attack
+    runs). Levels are visited from the highest SNR down and each starts where the previous level
+    ended (inside the larger ball); an example that reached its target is kept for every lower
+    level, where it is still allowed. Systems that give no gradient (the forest, the MFCC
+    baseline) are judged on the examples of a network (transfer, as the paper's Fig. 4(a)).
+``white_noise``
+    White Gaussian noise.
+``shaped_noise``
+    Stationary noise with the recording's long-term magnitude spectrum: each channel with the
+    phase of its Fourier transform replaced by uniformly random phase.
+``random_phase``
+    The adversarial perturbation's own STFT magnitudes (Hann 1024, hop 512, at the file's rate)
+    with uniformly random phase: the adversary's spectral shape without its phase.
+
+Every control is scaled to exactly the level's SNR (the most the adversary may use) and rounded
+to 16 bits as a written file would be; its SNR is measured after rounding. A run directory
+holds ``robustness.json`` (settings), ``recordings/*.json`` (one per finished recording: the run
+resumes), the adversarial examples as WAV, ``results.csv`` (per recording and level),
+``curve.csv``, ``curve.png`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, audio
+from .attack import AttackConfig, attack, choose_targets, snr_db
+from .classify import classify_recording
+from .errors import MusadvError
+from .evaluate import figures_of_merit
+from .interface import AudioClassifier, DifferentiableClassifier
+from .io import write_csv_atomic, write_json_atomic
+from .progress import progress_bar
+from .recording import Recording
+from .runs import Job, model_name, slug, system_sha256
+from .spectral import STFTConfig, istft, magnitude
+
+__all__ = ["robustness_curve", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
+           "DEFAULT_LEVELS", "CONTROLS"]
+
+DEFAULT_LEVELS = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
+CONTROLS = ("white_noise", "shaped_noise", "random_phase")
+CURVE_FIELDS = ["snr_db", "adversary_accuracy", "white_noise_accuracy", "shaped_noise_accuracy",
+                "random_phase_accuracy", "success_rate", "adversary_snr_db_median", "n"]
+#: A level's attack gives up when the target's posterior has not risen for this many iterations.
+CURVE_PATIENCE = 20
+FORMAT = "musadv-robustness-run"
+
+
+def white_noise(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Standard white Gaussian noise shaped like ``reference`` ``(n_channels, n_samples)``."""
+    return rng.standard_normal(reference.shape).astype(np.float32)
+
+
+def shaped_noise(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Noise with each channel's long-term magnitude spectrum: its Fourier transform with random phase.
+
+    Parameters
+    ----------
+    reference : np.ndarray
+        ``(n_channels, n_samples)``.
+    rng : np.random.Generator
+
+    Returns
+    -------
+    np.ndarray
+        Float32, shaped like ``reference``; its magnitude spectrum equals ``reference``'s.
+    """
+    n = reference.shape[-1]
+    spectrum = np.abs(np.fft.rfft(reference.astype(np.float64), axis=-1))
+    phase = np.exp(2j * np.pi * rng.random(spectrum.shape))
+    # The DC bin (and Nyquist's, for even lengths) of a real signal is real: a phase there would be lost.
+    phase[..., 0] = 1
+    if n % 2 == 0:
+        phase[..., -1] = 1
+    return np.fft.irfft(spectrum * phase, n=n, axis=-1).astype(np.float32)
+
+
+def random_phase(change: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A perturbation's STFT magnitudes with uniformly random phase (Hann 1024, hop 512, at ``sr`` Hz).
+
+    Parameters
+    ----------
+    change : np.ndarray
+        ``(n_channels, n_samples)``: adversarial example minus original.
+    sr : int
+        Rate of ``change`` in Hz.
+    rng : np.random.Generator
+
+    Returns
+    -------
+    np.ndarray
+        Float32, shaped like ``change``.
+    """
+    config = STFTConfig(sr=sr)
+    mags = torch.from_numpy(magnitude(change, config))
+    phase = torch.from_numpy(2 * np.pi * rng.random(tuple(mags.shape)).astype(np.float32))
+    spec = torch.polar(mags, phase)
+    return istft(spec, config, length=change.shape[-1]).numpy().astype(np.float32)
+
+
+def at_snr(reference: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
+    """``reference`` plus ``noise`` scaled to ``snr`` dB against it, rounded to 16-bit values.
+
+    Raises
+    ------
+    ValueError
+        If ``noise`` is all zeros (it cannot be scaled to any SNR).
+    """
+    scale = np.linalg.norm(reference.astype(np.float64)) / 10 ** (snr / 20)
+    norm = np.linalg.norm(noise.astype(np.float64))
+    if norm == 0:
+        raise ValueError("silent noise cannot be scaled to an SNR")
+    return audio.quantize_pcm16((reference + noise * (scale / norm)).astype(np.float32))
+
+
+def _judge(system: AudioClassifier, rec: Recording, samples: np.ndarray, name: str):
+    heard = rec.hear(samples)
+    return classify_recording(system, magnitude(heard, system.stft), heard, name)
+
+
+def _finite(v: float):
+    return v if math.isfinite(v) else None
+
+
+def _check_same_curve(out: Path, old: dict, new: dict) -> None:
+    """Refuse to mix two robustness runs in one directory: one line naming what differs."""
+    for key in ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy", "seed", "attack", "examples_from"):
+        if old.get(key) != new[key]:
+            raise MusadvError(f"{out}: holds a robustness run with other {key.replace('_', ' ')} "
+                              f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
+    ours = {r["name"]: r for r in new["recordings"]}
+    for r in old.get("recordings", []):
+        if ours.get(r["name"]) != r:
+            raise MusadvError(f"{out}: holds a robustness run with other recordings ({r['name']}); choose another --out")
+
+
+def robustness_curve(
+    system: AudioClassifier,
+    jobs: list[Job],
+    out_dir: str | os.PathLike,
+    levels=DEFAULT_LEVELS,
+    policy: str = "all_wrong",
+    config: AttackConfig = AttackConfig(patience=CURVE_PATIENCE),
+    seed: int = 0,
+    adversary: DifferentiableClassifier | None = None,
+    examples_from: str | os.PathLike | None = None,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Accuracy of ``system`` under the adversary and three noise controls at each SNR level.
+
+    Parameters
+    ----------
+    system : AudioClassifier
+        The system judged (any: network, forest, MFCC baseline, your own).
+    jobs : list of Job
+        The recordings (:func:`musadv.runs.jobs_from_split`); true labels give the accuracies.
+    out_dir : path
+        The run directory (see the module documentation); rerun to resume.
+    levels : sequence of float
+        SNR levels in dB (any order; visited from the highest).
+    policy : str
+        Target policy (``random``, ``all_wrong``, ``perfect``, ``label:NAME``): one target per
+        recording, seeded by ``seed`` and the recording's name.
+    config : AttackConfig
+        The adversary's settings; ``snr_db`` is set by each level. Default: scale-free step,
+        threshold 0.9, at most 100 iterations per level, giving up after
+        :data:`CURVE_PATIENCE` iterations without progress.
+    seed : int
+        Seeds the targets and the controls' noise.
+    adversary : DifferentiableClassifier, optional
+        The network whose adversarial examples are judged (default: ``system``, which must then
+        give a gradient). Another network gives transfer examples.
+    examples_from : path, optional
+        A robustness run directory of the adversary whose examples (same recordings, levels,
+        policy and seed) are judged instead of attacking again: how the forest and the
+        baseline share the DNN's examples in the study.
+    progress : bool
+    extra : dict, optional
+        More to record in ``robustness.json`` (cache, split).
+
+    Returns
+    -------
+    dict
+        The contents of ``metrics.json``: ``curve`` (the rows of ``curve.csv``),
+        ``clean_accuracy``, ``median_highest_success_snr_db`` (per recording, the highest level
+        whose example the system labels with the target; the median, inf counted).
+    """
+    levels = sorted({float(v) for v in levels}, reverse=True)
+    if not levels:
+        raise ValueError("levels must not be empty")
+    if policy == "every_label":
+        raise MusadvError("a robustness curve takes one target per recording: use random, all_wrong, perfect or label:NAME")
+    out = Path(out_dir)
+    source = None
+    if examples_from is not None:
+        source = Path(examples_from)
+        if not (source / "robustness.json").exists():
+            raise MusadvError(f"{source}: not a robustness run (no robustness.json)")
+        src = json.loads((source / "robustness.json").read_text())
+        if src["levels"] != levels or src["policy"] != policy or src["seed"] != seed:
+            raise MusadvError(f"{source}: its levels, policy or seed differ from this run's")
+        mine = {j.name for j in jobs}
+        theirs = {r["name"] for r in src["recordings"]}
+        if not mine <= theirs:
+            raise MusadvError(f"{source}: lacks recordings of this run (e.g. {sorted(mine - theirs)[0]})")
+        adversary_sha = src["adversary_sha256"]
+    else:
+        adversary = system if adversary is None else adversary
+        if not isinstance(adversary, DifferentiableClassifier):
+            raise MusadvError(f"{model_name(system)} gives no gradient: give an adversary network whose examples it "
+                              "is judged on (--adversary MODEL), or a robustness run of one (--examples-from DIR)")
+        if adversary.stft.sr != system.stft.sr:
+            raise MusadvError(f"the adversary analyses {adversary.stft.sr} Hz, the system {system.stft.sr} Hz")
+        adversary_sha = system_sha256(adversary)
+    run = {"format": FORMAT, "musadv": __version__, "system": model_name(system),
+           "system_sha256": system_sha256(system), "adversary": None if source else model_name(adversary),
+           "adversary_sha256": adversary_sha, "labels": system.labels, "stft": system.stft.to_dict(),
+           "levels": levels, "policy": policy, "seed": seed, "attack": asdict(config),
+           "examples_from": str(source.resolve()) if source else None,
+           "recordings": [asdict(j) for j in jobs], **(extra or {})}
+    run_file = out / "robustness.json"
+    if run_file.exists():
+        _check_same_curve(out, json.loads(run_file.read_text()), run)
+    write_json_atomic(run_file, run)
+    errors = []
+    for job in progress_bar(jobs, desc="robustness", unit="recording", enabled=progress):
+        record_file = out / "recordings" / f"{slug(job.name)}.json"
+        if record_file.exists():
+            continue
+        try:
+            record = _recording(system, adversary, job, out, source, levels, policy, config, seed)
+        except MusadvError as exc:
+            errors.append({"file": job.name, "error": str(exc)})
+            continue
+        write_json_atomic(record_file, record)  # last: its presence marks the recording as finished
+    write_csv_atomic(out / "errors.csv", errors, ["file", "error"])
+    return summarise_curve(out, system.labels)
+
+
+def _recording(system, adversary, job: Job, out: Path, source: Path | None, levels, policy, config, seed) -> dict:
+    """Every level of one recording: the adversarial example (made or read) and the three controls, judged."""
+    name = slug(job.name)
+    rec = Recording.from_file(job.source, system.stft.sr, job.offset, job.duration)
+    audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, job.source)
+    clean = _judge(system, rec, rec.samples, job.source)
+    if source is not None:
+        theirs = json.loads((source / "recordings" / f"{name}.json").read_text()) \
+            if (source / "recordings" / f"{name}.json").exists() else None
+        if theirs is None:
+            raise MusadvError(f"{job.name}: the adversary's run has no finished examples for it")
+        target, made = theirs["target"], theirs["levels"]
+        base = source
+    else:
+        rng = np.random.default_rng([seed, zlib.crc32(job.name.encode())])
+        before = _judge(adversary, rec, rec.samples, job.source)
+        target = choose_targets(policy, adversary.labels, job.true_label, before.label, rng)[0]
+        made = _make_examples(adversary, rec, target, out, name, levels, config)
+        base = out
+    rows = []
+    for i, (level, ex) in enumerate(zip(levels, made)):
+        samples, sr = audio.decode(base / ex["wav"])
+        if samples.shape != rec.samples.shape or sr != rec.sr:
+            raise MusadvError(f"{base / ex['wav']}: decoded as {samples.shape} at {sr} Hz, not as its original")
+        judged = _judge(system, rec, samples, ex["wav"])
+        rng = np.random.default_rng([seed, zlib.crc32(job.name.encode()), i])
+        change = samples - rec.samples
+        noises = {"white_noise": white_noise(rec.samples, rng), "shaped_noise": shaped_noise(rec.samples, rng),
+                  "random_phase": random_phase(change, rec.sr, rng) if np.any(change) else None}
+        controls = {}
+        for kind, noise in noises.items():
+            # An unchanged example has no perturbation to take the magnitudes of: its control is the original.
+            noisy = rec.samples if noise is None else at_snr(rec.samples, noise, level)
+            controls[kind] = {"label": _judge(system, rec, noisy, kind).label, "snr_db": _finite(snr_db(rec.samples, noisy))}
+        rows.append({"snr_db": level, "wav": ex["wav"], "adversary_success": ex["adversary_success"],
+                     "label": judged.label, "target_conf": judged.confidence.get(target, 0.0),
+                     "snr_wave_db": _finite(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
+                     "controls": controls})
+    return {"file": job.name, "true": job.true_label or "", "target": target, "clean_label": clean.label,
+            "original_wav": f"originals/{name}.wav" if source is None else None, "examples_from": str(source) if source else None,
+            "levels": rows}
+
+
+def _make_examples(adversary, rec: Recording, target: str, out: Path, name: str, levels, config) -> list[dict]:
+    """The adversary's examples from the highest SNR down, each level going on from the previous one."""
+    original = out / "originals" / f"{name}.wav"
+    if not original.exists():
+        audio.save(original, rec.samples, rec.sr, float_wav=not config.quantize, on_clip="clip")
+    made, result, wav = [], None, None
+    for level in levels:
+        iterations = 0
+        if result is None or not result.success:
+            # A success at a higher SNR is allowed at every lower one: it is kept.
+            result = attack(adversary, rec, target, replace(config, snr_db=level),
+                            start=None if result is None else result.audio)
+            iterations = result.iterations
+            wav = out / "examples" / f"{name}--{level:g}dB.wav"
+            audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
+        made.append({"wav": str(wav.relative_to(out)), "adversary_success": bool(result.success), "iterations": iterations})
+    return made
+
+
+def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
+    """Collect the finished recordings of a robustness run into results.csv, curve.csv, curve.png and metrics.json."""
+    out = Path(out_dir)
+    records = [json.loads(p.read_text()) for p in sorted((out / "recordings").glob("*.json"))]
+    results, curve = [], []
+    for r in records:
+        for lv in r["levels"]:
+            results.append({"file": r["file"], "true": r["true"], "target": r["target"], "clean_label": r["clean_label"],
+                            "snr_db": lv["snr_db"], "label": lv["label"], "success": int(lv["label"] == r["target"]),
+                            "adversary_success": int(lv["adversary_success"]), "snr_wave_db": lv["snr_wave_db"],
+                            "iterations": lv["iterations"], "wav": lv["wav"],
+                            **{f"{k}_label": lv["controls"][k]["label"] for k in CONTROLS},
+                            **{f"{k}_snr_db": lv["controls"][k]["snr_db"] for k in CONTROLS}})
+    write_csv_atomic(out / "results.csv", results)
+    known = [r for r in records if r["true"]]
+    accuracy = lambda pred: (figures_of_merit([r["true"] for r in known], pred, labels)["normalised_accuracy"]  # noqa: E731
+                             if known else None)
+    levels = sorted({lv["snr_db"] for r in records for lv in r["levels"]}, reverse=True)
+    for i, level in enumerate(levels):
+        at = lambda r: next(lv for lv in r["levels"] if lv["snr_db"] == level)  # noqa: E731
+        snrs = [at(r)["snr_wave_db"] for r in records]
+        curve.append({
+            "snr_db": level,
+            "adversary_accuracy": accuracy([at(r)["label"] for r in known]),
+            **{f"{k}_accuracy": accuracy([at(r)["controls"][k]["label"] for r in known]) for k in CONTROLS},
+            "success_rate": float(np.mean([at(r)["label"] == r["target"] for r in records])),
+            "adversary_snr_db_median": _finite(float(np.median([math.inf if s is None else s for s in snrs]))),
+            "n": len(records),
+        })
+    write_csv_atomic(out / "curve.csv", curve, CURVE_FIELDS)
+    # Per recording, the highest level whose example the system labels with the target (inf: the
+    # original already has it; -inf: no level does).
+    highest = []
+    for r in records:
+        if r["clean_label"] == r["target"]:
+            highest.append(math.inf)
+        else:
+            hit = [lv["snr_db"] for lv in r["levels"] if lv["label"] == r["target"]]
+            highest.append(max(hit) if hit else -math.inf)
+    metrics = {
+        "n_recordings": len(records),
+        "clean_accuracy": accuracy([r["clean_label"] for r in known]),
+        "curve": curve,
+        "median_highest_success_snr_db": _finite(float(np.median(highest))) if highest else None,
+        "no_level_succeeded": sum(1 for h in highest if h == -math.inf),
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    if curve:
+        curve_figure(curve, metrics["clean_accuracy"], 1 / len(labels), out / "curve.png",
+                     json.loads((out / "robustness.json").read_text())["system"] or "system")
+    return metrics
+
+
+def curve_figure(curve: list[dict], clean: float | None, chance: float, path: Path, title: str) -> Path:
+    """Normalised accuracy against SNR under the adversary and the three controls."""
+    from .report import plt
+
+    snr = [row["snr_db"] for row in curve]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    styles = [("adversary_accuracy", "adversary", "C3", "-"), ("white_noise_accuracy", "white noise", "C0", "--"),
+              ("shaped_noise_accuracy", "shaped noise", "C2", "--"), ("random_phase_accuracy", "adversary's magnitudes, random phase", "C1", ":")]
+    for key, label, color, ls in styles:
+        ys = [np.nan if row[key] is None else row[key] for row in curve]
+        ax.plot(snr, ys, ls, color=color, marker="o", ms=3, label=label)
+    if clean is not None:
+        ax.axhline(clean, color="k", lw=0.8, label="clean")
+    ax.axhline(chance, color="grey", lw=0.8, ls="-.", label="chance")
+    ax.set_xlim(max(snr) + 2, min(snr) - 2)  # the change grows to the right
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("normalised accuracy")
+    ax.set_title(Path(str(title)).name, fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
