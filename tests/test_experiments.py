@@ -29,8 +29,19 @@ def test_quick_demo_writes_the_summary_contract_and_the_report(demo):
     assert saved["attacks"]["random"]["success_rate"] >= 0.8  # judged on the decoded files
     assert saved["attacks"]["all_wrong"]["normalised_accuracy"] <= 0.3
     assert {"prepare", "train-dnn", "attack-random"} <= set(saved["seconds"])
+    # Every system has a robustness curve (the feature systems on the DNN's examples) and a
+    # median minimal SNR; the networks' from their minimal-perturbation runs.
+    assert set(saved["robustness"]) == set(saved["median_minimal_snr_db"]) == SYSTEMS
+    for name, curve in saved["robustness"].items():
+        assert [row["snr_db"] for row in curve["curve"]] == [40.0, 20.0]
+        assert (out / "robustness" / name / "curve.csv").exists() and (out / "robustness" / name / "curve.png").exists()
+    assert saved["robustness"]["dnn_forest"]["transfer_from"] == "dnn"
+    for name in ("dnn", "cdnn"):
+        minimal = json.loads((out / "attacks" / f"{name}_minimal" / "metrics.json").read_text())["minimal"]
+        assert saved["median_minimal_snr_db"][name]["median_snr_db"] == minimal["median_snr_db"]
     html = (out / "report.html").read_text()
     assert "<audio" in html and "Systems on the test split" in html
+    assert html.count("<h2>Robustness: ") == 4
     for name in ("dnn", "cdnn"):  # the models stay usable by musadv classify and attack
         assert (out / "models" / name / "model.safetensors").exists()
 
@@ -41,6 +52,7 @@ def test_a_second_run_reuses_finished_stages_and_gives_the_same_numbers(demo):
     again = run_demo(out, quick=True, progress=False, log=logs.append, report=False)
     assert all("earlier run" in line for line in logs)
     assert again["systems"] == first["systems"] and again["attacks"] == first["attacks"]
+    assert again["robustness"] == first["robustness"]
 
 
 def test_table3_quick_produces_all_four_rows(tmp_path):
@@ -66,3 +78,5 @@ def test_the_same_seed_gives_the_same_numbers_in_a_fresh_directory(demo, tmp_pat
         b = second["attacks"][name]
         for key in ("normalised_accuracy", "success_rate", "snr_db_mean", "snr_db_min", "mean_iterations"):
             assert a.get(key) == b.get(key), (name, key)
+    assert second["robustness"] == first["robustness"]
+    assert second["median_minimal_snr_db"] == first["median_minimal_snr_db"]

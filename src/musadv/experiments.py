@@ -22,6 +22,7 @@ from . import datasets, partitions, synth
 from .attack import AttackConfig
 from .evaluate import evaluate_model
 from .io import write_csv_atomic, write_json_atomic
+from .robustness import CURVE_PATIENCE, robustness_curve
 from .runs import jobs_from_split, rescore, run_attacks
 from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
@@ -93,11 +94,11 @@ class DemoSettings:
     cdnn_batch: int = 8
     cdnn_lr: float = 0.003
     trees: int = 500
-    attack: AttackConfig = AttackConfig(snr_db=15.0, step=0.1, threshold=0.9, max_iter=100)
-    # The CDNN's input gradients are far smaller than the DNN's (measured on the built-in data:
-    # at mu = 0.1 its attacks barely leave 45 dB in 50 iterations; at mu = 10 they all succeed).
-    cdnn_attack_step: float = 10.0
+    # Table II's settings with the scale-free step, the same for every network (the paper's raw
+    # mu = 0.1 left the CDNN's attacks near 45 dB: its input gradients are far smaller).
+    attack: AttackConfig = AttackConfig(snr_db=15.0, threshold=0.9, max_iter=100)
     cdnn_attack_limit: int | None = None
+    curve_levels: tuple = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
     seed: int = 0
 
     @classmethod
@@ -105,14 +106,15 @@ class DemoSettings:
         if builtin and quick:
             return cls(clips=8, clip_seconds=6.0, dnn_epochs=40, cdnn=(("patch", 50), ("filters", 8), ("kernel1", (4, 64)),
                        ("kernel2", (8, 8)), ("hidden", 50)), cdnn_epochs=5, trees=100,
-                       attack=AttackConfig(snr_db=15.0, step=0.1, threshold=0.9, max_iter=50), cdnn_attack_limit=6)
+                       attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=50), cdnn_attack_limit=6,
+                       curve_levels=(40.0, 20.0))
         if builtin:
             return cls()
         # Real recordings of 30 s on two CPU cores: the paper's DNN-500, a slimmer CDNN, and
         # CDNN attacks on part of the test split (each CDNN iteration costs a full conv pass).
         if quick:
             return cls(dnn_units=500, dnn_epochs=10, cdnn_epochs=3, trees=100, cdnn_attack_limit=4,
-                       attack=AttackConfig(snr_db=15.0, step=0.1, threshold=0.9, max_iter=30))
+                       attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=30), curve_levels=(40.0, 20.0))
         return cls(dnn_units=500, dnn_epochs=40, cdnn_epochs=8, trees=500, cdnn_attack_limit=10)
 
     def cdnn_arch(self) -> dict:
@@ -220,7 +222,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         for policy in ("random", "all_wrong"):
             def run(model_name=model_name, policy=policy, limit=limit, prefix=prefix):
                 model = load_system(out / "models" / model_name)
-                cfg = settings.attack if model_name == "dnn" else replace(settings.attack, step=settings.cdnn_attack_step)
+                cfg = settings.attack
                 # ViSQOL costs about as much as a DNN attack: the full study measures it for the
                 # DNN's always-wrong and every-label runs, whose examples the report shows.
                 m = run_attacks(model, jobs_from_split(spectra, "test", limit), policy, out / "attacks" / f"{prefix}{policy}",
@@ -237,6 +239,28 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         return _attack_summary(m)
 
     attacks["every_label"] = st("attack-every_label", every_label)
+    minimal = {}
+    for model_name, limit in (("dnn", None), ("cdnn", settings.cdnn_attack_limit)):
+        def run_minimal(model_name=model_name, limit=limit):
+            m = run_attacks(load_system(out / "models" / model_name), jobs_from_split(spectra, "test", limit), "all_wrong",
+                            out / "attacks" / f"{model_name}_minimal", settings.attack, seed=settings.seed,
+                            progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
+                            minimal=True)
+            return {**_attack_summary(m), **m["minimal"]}
+        minimal[model_name] = st(f"minimize-{model_name}", run_minimal)
+    curves = {}
+    curve_config = replace(settings.attack, patience=CURVE_PATIENCE)
+    for name, limit, source in (("dnn", None, None), ("cdnn", settings.cdnn_attack_limit, None),
+                                ("dnn_forest", None, "dnn"), ("mfcc_baseline", None, "dnn")):
+        def run_curve(name=name, limit=limit, source=source):
+            m = robustness_curve(load_system(out / "models" / name), jobs_from_split(spectra, "test", limit),
+                                 out / "robustness" / name, settings.curve_levels, "all_wrong", curve_config,
+                                 seed=settings.seed, examples_from=out / "robustness" / source if source else None,
+                                 progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"})
+            return {"clean_accuracy": m["clean_accuracy"], "curve": m["curve"],
+                    "median_highest_success_snr_db": m["median_highest_success_snr_db"],
+                    "transfer_from": source}
+        curves[name] = st(f"robustness-{name}", run_curve)
     for policy in ("random", "all_wrong"):
         def rescored(policy=policy):
             m = rescore(load_system(out / "models" / "dnn_forest"), out / "attacks" / policy, progress=progress)
@@ -244,7 +268,17 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                     "normalised_accuracy_before": m.get("normalised_accuracy_before"), "success_rate": m["success_rate"]}
         attacks[f"forest_{policy}"] = st(f"rescore-forest-{policy}", rescored)
 
-    summary = {"systems": systems, "attacks": attacks, "seconds": dict(st.seconds),
+    # The smallest change that makes each system wrong, per recording, the median: the networks'
+    # from the minimal-perturbation search (to 0.5 dB), the feature systems' from the curve's
+    # levels (the highest level whose transferred example they label with the target).
+    median_minimal = {name: {"median_snr_db": m["median_snr_db"], "how": "attack --minimize (0.5 dB)",
+                             "n_examples": m["n_examples"]} for name, m in minimal.items()}
+    for name in ("dnn_forest", "mfcc_baseline"):
+        median_minimal[name] = {"median_snr_db": curves[name]["median_highest_success_snr_db"],
+                                "how": f"highest curve level, examples of the {curves[name]['transfer_from']}",
+                                "n_examples": curves[name]["curve"][0]["n"] if curves[name]["curve"] else 0}
+    summary = {"systems": systems, "attacks": attacks, "minimal": minimal, "robustness": curves,
+               "median_minimal_snr_db": median_minimal, "seconds": dict(st.seconds),
                "data": "built-in" if data is None else str(data), "quick": quick,
                "settings": {"clips_per_style": settings.clips if data is None else None, "dnn_units": settings.dnn_units,
                             "cdnn": settings.cdnn_arch(), "attack": asdict(settings.attack),
@@ -359,17 +393,17 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
     dnn_cfg = TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs)
     cdnn_cfg = TrainConfig(lr=settings.cdnn_lr, batch_size=settings.cdnn_batch, max_epochs=settings.cdnn_epochs)
     adv = dict(adversarial=alg2, adv_step=0.25)
-    systems = [("DNN", {"arch": "dnn", "hidden": settings.dnn_units}, dnn_cfg, settings.attack.step),
-               ("DNN+ADV", {"arch": "dnn", "hidden": settings.dnn_units}, replace(dnn_cfg, **adv), settings.attack.step),
-               ("CDNN", settings.cdnn_arch(), cdnn_cfg, settings.cdnn_attack_step),
-               ("CDNN+ADV", settings.cdnn_arch(), replace(cdnn_cfg, **adv), settings.cdnn_attack_step)]
+    systems = [("DNN", {"arch": "dnn", "hidden": settings.dnn_units}, dnn_cfg),
+               ("DNN+ADV", {"arch": "dnn", "hidden": settings.dnn_units}, replace(dnn_cfg, **adv)),
+               ("CDNN", settings.cdnn_arch(), cdnn_cfg),
+               ("CDNN+ADV", settings.cdnn_arch(), replace(cdnn_cfg, **adv))]
     rows = []
-    for name, arch, cfg, step in systems:
+    for name, arch, cfg in systems:
         folder = out / "models" / (name.lower().replace("+", "-") + ("-reference" if "ADV" in name and alg2 == "fgsm_reference" else ""))
 
-        def run(arch=arch, cfg=cfg, step=step, folder=folder):
+        def run(arch=arch, cfg=cfg, folder=folder):
             model = train(spectra, arch, folder, cfg, resume=True, progress=progress, log=log)
-            attack_cfg = replace(settings.attack, snr_db=None, step=step)
+            attack_cfg = replace(settings.attack, snr_db=None)
             m = run_attacks(model, jobs_from_split(spectra, "test", settings.cdnn_attack_limit if arch["arch"] == "cdnn" else None),
                             "all_wrong", out / "attacks" / folder.name, attack_cfg, progress=progress)
             # Clean and attacked accuracies over the same recordings (CDNN attacks may use a subset).

@@ -168,6 +168,11 @@ th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{wi
 <td>{{ fmt(a.get("normalised_accuracy_before")) }}</td><td>{{ fmt(a.get("normalised_accuracy")) }}</td><td>{{ pct(a.get("success_rate")) }}</td>
 <td>{% if a.get("snr_db_mean") is not none %}{{ "%.1f"|format(a.snr_db_mean) }} &plusmn; {{ "%.1f"|format(a.snr_db_std) }}{% endif %}</td>
 <td>{{ fmt(a.get("snr_db_min"), 1) }}</td><td>{{ fmt(a.get("snr_db_max"), 1) }}</td></tr>{% endfor %}</table>
+{% if summary.get("median_minimal_snr_db") %}<h2>The smallest change that makes each system wrong</h2>
+<p>Per test recording, the highest SNR at which the system gives the always-wrong target, the median over recordings
+(higher: a smaller change suffices). The paper (Table III, LMD, no SNR limit) reports a mean of 37.8 dB for its DNN and 9.6 dB for its CDNN.</p>
+<table><tr><th>system</th><th>median SNR (dB)</th><th>recordings</th><th>measured by</th></tr>
+{% for name, v in summary.median_minimal_snr_db.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.median_snr_db, 1) or "inf" }}</td><td>{{ v.n_examples }}</td><td>{{ v.how }}</td></tr>{% endfor %}</table>{% endif %}
 <p class="small">Seconds per stage: {% for k, v in summary.seconds.items() %}{{ k }} {{ "%.0f"|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>
 {% endif %}
 {% if table %}<h2>{{ table.title }}</h2><table><tr>{% for h in table.header %}<th>{{ h }}</th>{% endfor %}</tr>
