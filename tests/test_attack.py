@@ -179,6 +179,22 @@ def test_the_default_step_does_not_depend_on_the_models_gradient_scale(trained_d
 
 
 
+def test_the_default_step_succeeds_alike_on_models_whose_logits_are_scaled_by_100_and_by_a_hundredth(trained_dnn):
+    """Same targets, same recordings, default settings: the same success, whatever the logits' scale.
+
+    (At 0.01 the posteriors stay near uniform, so the 0.9 threshold is out of reach and the
+    attack runs all its iterations; success is the label.)"""
+    clips = [synth.render(style, seed=31, duration=4.0) for style in ("rock", "jazz", "ambient")]
+    targets = [_wrong(trained_dnn, y) for y in clips]
+    outcomes = {}
+    for factor in (1.0, 100.0, 0.01):
+        model = _scaled(trained_dnn, factor)
+        outcomes[factor] = [attack(model, y, t, AttackConfig(snr_db=15)).success for y, t in zip(clips, targets)]
+    assert outcomes[1.0] == outcomes[100.0] == outcomes[0.01] == [True, True, True], outcomes
+    raw = [attack(_scaled(trained_dnn, 0.01), y, t, AttackConfig(snr_db=15, step=0.1)).success for y, t in zip(clips, targets)]
+    assert not all(raw)  # the paper's raw step does depend on the scale
+
+
 def test_minimize_finds_the_highest_snr_a_brute_force_scan_finds(trained_dnn, clip):
     """The warm-started search against fresh attacks at every SNR on a 0.25 dB grid."""
     target = _wrong(trained_dnn, clip)

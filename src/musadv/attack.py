@@ -62,14 +62,17 @@ class AttackConfig:
         Minimum SNR of the adversarial example in dB, ``20 log10(|x| / |x' - x|)`` over the
         whole recording; ``None``: no limit (Table III).
     step : float or None
-        The paper's gradient step mu on raw magnitudes (Table II: 0.1; Fig. 4: 0.01). Its effect
-        depends on the scale of the model's gradient (the demo's CDNN needs 100 times the
-        DNN's). ``None`` (default): the scale-free step of ``step_fraction``.
+        The paper's gradient step mu on raw magnitudes, on the paper's cross-entropy (Table II:
+        0.1; Fig. 4: 0.01). Its effect depends on the scale of the model's gradient (the demo's
+        CDNN needed 100 times the DNN's). ``None`` (default): the scale-free step of
+        ``step_fraction``.
     step_fraction : float
         Without ``step``: every gradient step moves the magnitudes by this fraction of the SNR
         ball's radius measured on them, ``||M|| 10^(-snr_db / 20)`` for the recording's
         magnitudes ``M`` (without an SNR limit, the radius at :data:`FREE_STEP_SNR_DB`), in the
-        direction of the normalised gradient, as L2 PGD: the same setting serves any model.
+        direction of the normalised gradient (as L2 PGD) of the cross-entropy of logits
+        standardised over the labels: neither the size nor the direction depends on the scale
+        of the model's logits, so the same setting serves any model.
     threshold : float
         Stop when the mean posterior of the target reaches this (Table II: 0.9; Fig. 4: 0.5).
     stop : {'threshold', 'label'}
@@ -231,8 +234,15 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
     return diff.mul_(radius / dist).add_(center)
 
 
-def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Tensor | None, target: int, need_grad: bool):
-    """Eq. 3-4 confidences, summed cross-entropy towards ``target`` (and its gradient in ``mags``) at ``mags``."""
+def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Tensor | None, target: int, need_grad: bool,
+           scale_free: bool = False):
+    """Eq. 3-4 confidences, summed cross-entropy towards ``target`` (and its gradient in ``mags``) at ``mags``.
+
+    ``scale_free``: the cross-entropy of each element's logits standardised over the labels
+    (zero mean, unit standard deviation), so that a model whose logits are ``c`` times larger
+    gives the same direction: the softmax of tiny logits is nearly linear and spreads the
+    gradient over every label, that of huge ones saturates. The confidences are the model's own.
+    """
     mags = mags.detach().requires_grad_(need_grad)
     with torch.set_grad_enabled(need_grad):
         logits = model.logits(mags, phase)
@@ -240,7 +250,12 @@ def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Ten
             raise MusadvError(f"recording too short for this model ({mags.shape[0]} frames; one element is "
                               f"{model.element_frames})")
         log_post = torch.log_softmax(logits, -1)
-        loss = -log_post[:, target].sum()  # summed cross-entropy towards the target
+        if scale_free:
+            centred = logits - logits.mean(-1, keepdim=True)
+            spread = centred.detach().square().mean(-1, keepdim=True).sqrt().clamp_min(torch.finfo(logits.dtype).tiny)
+            loss = -torch.log_softmax(centred / spread, -1)[:, target].sum()
+        else:
+            loss = -log_post[:, target].sum()  # summed cross-entropy towards the target
         conf = recording_confidence(log_post.detach().exp())
     grad = torch.autograd.grad(loss, mags)[0] if need_grad else None
     return conf, float(loss.detach()), grad
@@ -516,7 +531,8 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
         spec = stft(z, cfg)
         mags = complex_abs(spec)
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, mags, _phase(model, spec), t_idx, need_grad=need_grad)
+        conf, loss, grad = _judge(model, mags, _phase(model, spec), t_idx, need_grad=need_grad,
+                                  scale_free=config.step is None)
         dist = _norm(torch.sub(w, space.X, out=scratch), overwrite=True)
         snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
@@ -547,7 +563,7 @@ def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
     trace, reached = [], False
     for it in range(config.max_iter + 1):
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad)
+        conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad, scale_free=config.step is None)
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
         if _stops(config, conf, t_idx):
             reached = True

@@ -98,6 +98,8 @@ class DemoSettings:
     # mu = 0.1 left the CDNN's attacks near 45 dB: its input gradients are far smaller).
     attack: AttackConfig = AttackConfig(snr_db=15.0, threshold=0.9, max_iter=100)
     cdnn_attack_limit: int | None = None
+    # Minimal perturbations and robustness curves cost a CDNN several attacks per recording.
+    cdnn_search_limit: int | None = 6
     curve_levels: tuple = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
     seed: int = 0
 
@@ -107,15 +109,15 @@ class DemoSettings:
             return cls(clips=8, clip_seconds=6.0, dnn_epochs=40, cdnn=(("patch", 50), ("filters", 8), ("kernel1", (4, 64)),
                        ("kernel2", (8, 8)), ("hidden", 50)), cdnn_epochs=5, trees=100,
                        attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=50), cdnn_attack_limit=6,
-                       curve_levels=(40.0, 20.0))
+                       cdnn_search_limit=3, curve_levels=(40.0, 20.0))
         if builtin:
             return cls()
         # Real recordings of 30 s on two CPU cores: the paper's DNN-500, a slimmer CDNN, and
         # CDNN attacks on part of the test split (each CDNN iteration costs a full conv pass).
         if quick:
-            return cls(dnn_units=500, dnn_epochs=10, cdnn_epochs=3, trees=100, cdnn_attack_limit=4,
+            return cls(dnn_units=500, dnn_epochs=10, cdnn_epochs=3, trees=100, cdnn_attack_limit=4, cdnn_search_limit=2,
                        attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=30), curve_levels=(40.0, 20.0))
-        return cls(dnn_units=500, dnn_epochs=40, cdnn_epochs=8, trees=500, cdnn_attack_limit=10)
+        return cls(dnn_units=500, dnn_epochs=40, cdnn_epochs=8, trees=500, cdnn_search_limit=10)
 
     def cdnn_arch(self) -> dict:
         return {"arch": "cdnn", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.cdnn}}
@@ -240,7 +242,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
 
     attacks["every_label"] = st("attack-every_label", every_label)
     minimal = {}
-    for model_name, limit in (("dnn", None), ("cdnn", settings.cdnn_attack_limit)):
+    for model_name, limit in (("dnn", None), ("cdnn", settings.cdnn_search_limit)):
         def run_minimal(model_name=model_name, limit=limit):
             m = run_attacks(load_system(out / "models" / model_name), jobs_from_split(spectra, "test", limit), "all_wrong",
                             out / "attacks" / f"{model_name}_minimal", settings.attack, seed=settings.seed,
@@ -250,7 +252,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         minimal[model_name] = st(f"minimize-{model_name}", run_minimal)
     curves = {}
     curve_config = replace(settings.attack, patience=CURVE_PATIENCE)
-    for name, limit, source in (("dnn", None, None), ("cdnn", settings.cdnn_attack_limit, None),
+    for name, limit, source in (("dnn", None, None), ("cdnn", settings.cdnn_search_limit, None),
                                 ("dnn_forest", None, "dnn"), ("mfcc_baseline", None, "dnn")):
         def run_curve(name=name, limit=limit, source=source):
             m = robustness_curve(load_system(out / "models" / name), jobs_from_split(spectra, "test", limit),
