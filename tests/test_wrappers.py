@@ -181,6 +181,14 @@ def test_own_models_are_tested_and_attacked_from_the_command_line(factory, snr, 
     cli.main(["classify", factory, str(out / first["wav"]), "--json"])
     assert json.loads(capsys.readouterr().out)["label"] == first["decoded_label"]
 
+    curve_dir = tmp_path / "curve"
+    cli.main(["robustness", factory, "--cache", str(learn_cache.path), "--limit", "4", "--snr", f"40,{snr}",
+              "--out", str(curve_dir), "--quiet"])
+    curve = json.loads((curve_dir / "metrics.json").read_text())
+    assert json.loads((curve_dir / "robustness.json").read_text())["system"] == factory
+    assert [row["snr_db"] for row in curve["curve"]] == [40.0, float(snr)] and (curve_dir / "curve.png").exists()
+    assert curve["curve"][-1]["success_rate"] >= 0.75
+
 
 def test_the_waveform_front_end_hears_the_recording_itself(byo, learn_cache, monkeypatch):
     """The inverse STFT of the recording's magnitudes and phase is the recording: the module gets

@@ -9,6 +9,7 @@ run with the same seed reproduces the same numbers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from . import datasets, partitions, synth
 from .attack import AttackConfig
 from .evaluate import evaluate_model
 from .io import write_csv_atomic, write_json_atomic
-from .robustness import CURVE_PATIENCE, robustness_curve
+from .robustness import CURVE_PATIENCE, describe_level, robustness_curve
 from .runs import jobs_from_split, rescore, run_attacks
 from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
@@ -261,7 +262,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                                  progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"})
             return {"clean_accuracy": m["clean_accuracy"], "curve": m["curve"],
                     "median_highest_success_snr_db": m["median_highest_success_snr_db"],
-                    "transfer_from": source}
+                    "median_highest_success": m["median_highest_success"], "transfer_from": source}
         curves[name] = st(f"robustness-{name}", run_curve)
     for policy in ("random", "all_wrong"):
         def rescored(policy=policy):
@@ -274,10 +275,12 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     # from the minimal-perturbation search (to 0.5 dB), the feature systems' from the curve's
     # levels (the highest level whose transferred example they label with the target).
     median_minimal = {name: {"median_snr_db": m["median_snr_db"], "how": "attack --minimize (0.5 dB)",
+                             "reading": describe_level(math.inf if m["median_snr_db"] is None else m["median_snr_db"], 15.0),
                              "n_examples": m["n_examples"]} for name, m in minimal.items()}
     for name in ("dnn_forest", "mfcc_baseline"):
         median_minimal[name] = {"median_snr_db": curves[name]["median_highest_success_snr_db"],
                                 "how": f"highest curve level, examples of the {curves[name]['transfer_from']}",
+                                "reading": curves[name]["median_highest_success"],
                                 "n_examples": curves[name]["curve"][0]["n"] if curves[name]["curve"] else 0}
     summary = {"systems": systems, "attacks": attacks, "minimal": minimal, "robustness": curves,
                "median_minimal_snr_db": median_minimal, "seconds": dict(st.seconds),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "save_npy_atomic", "read_tagged_json"]
+__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "save_npy_atomic", "read_tagged_json", "finite_or_none"]
 
 
 @contextmanager
@@ -83,3 +84,8 @@ def read_tagged_json(path: str | os.PathLike, fmt: str, error: type, missing: st
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise error(f"{path}: {wrong}")
     return data
+
+
+def finite_or_none(v: float) -> float | None:
+    """``v``, or None where it is inf or nan: JSON has no infinities, and an empty CSV cell reads as missing."""
+    return v if math.isfinite(v) else None

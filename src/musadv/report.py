@@ -171,8 +171,8 @@ th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{wi
 {% if summary.get("median_minimal_snr_db") %}<h2>The smallest change that makes each system wrong</h2>
 <p>Per test recording, the highest SNR at which the system gives the always-wrong target, the median over recordings
 (higher: a smaller change suffices). The paper (Table III, LMD, no SNR limit) reports a mean of 37.8 dB for its DNN and 9.6 dB for its CDNN.</p>
-<table><tr><th>system</th><th>median SNR (dB)</th><th>recordings</th><th>measured by</th></tr>
-{% for name, v in summary.median_minimal_snr_db.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.median_snr_db, 1) or "inf" }}</td><td>{{ v.n_examples }}</td><td>{{ v.how }}</td></tr>{% endfor %}</table>{% endif %}
+<table><tr><th>system</th><th>median SNR</th><th>recordings</th><th>measured by</th></tr>
+{% for name, v in summary.median_minimal_snr_db.items() %}<tr><td>{{ name }}</td><td>{{ v.reading }}</td><td>{{ v.n_examples }}</td><td>{{ v.how }}</td></tr>{% endfor %}</table>{% endif %}
 <p class="small">Seconds per stage: {% for k, v in summary.seconds.items() %}{{ k }} {{ "%.0f"|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>
 {% endif %}
 {% if table %}<h2>{{ table.title }}</h2><table><tr>{% for h in table.header %}<th>{{ h }}</th>{% endfor %}</tr>
@@ -185,7 +185,7 @@ th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{wi
 {% if c.settings.examples_from %}adversarial examples of the network of {{ c.settings.examples_from }} (transfer){% elif c.settings.adversary != c.settings.system %}adversarial examples of {{ c.settings.adversary }} (transfer){% else %}adversarial examples of the system itself{% endif %}.
 Clean normalised accuracy {{ fmt(c.metrics.clean_accuracy) }}. Each control is at exactly the level's SNR (the most the adversary may use);
 an adversarial example may use less (median SNR in the table). Per recording, the highest level whose example this system labels with the target:
-median {{ fmt(c.metrics.median_highest_success_snr_db, 1) or "inf" }} dB{% if c.metrics.no_level_succeeded %}, none for {{ c.metrics.no_level_succeeded }} recordings{% endif %}.
+median {{ c.metrics.median_highest_success }}{% if c.metrics.no_level_succeeded %}, none for {{ c.metrics.no_level_succeeded }} recordings{% endif %}.
 An adversary curve far below the noise curves at the same SNR means the system is steered by changes that noise of that size does not make;
 noise curves that fall early mean the system is fragile to any change.</p>
 {% if c.figure %}<div class="figs"><img src="{{ c.figure }}" alt="robustness curve"></div>{% endif %}

@@ -44,13 +44,13 @@ from .classify import classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
-from .io import write_csv_atomic, write_json_atomic
+from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .progress import progress_bar
 from .recording import Recording
 from .runs import Job, model_name, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
 
-__all__ = ["robustness_curve", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
+__all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
            "DEFAULT_LEVELS", "CONTROLS"]
 
 DEFAULT_LEVELS = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
@@ -133,9 +133,6 @@ def _judge(system: AudioClassifier, rec: Recording, samples: np.ndarray, name: s
     heard = rec.hear(samples)
     return classify_recording(system, magnitude(heard, system.stft), heard, name)
 
-
-def _finite(v: float):
-    return v if math.isfinite(v) else None
 
 
 def _check_same_curve(out: Path, old: dict, new: dict) -> None:
@@ -287,10 +284,10 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
         for kind, noise in noises.items():
             # An unchanged example has no perturbation to take the magnitudes of: its control is the original.
             noisy = rec.samples if noise is None else at_snr(rec.samples, noise, level)
-            controls[kind] = {"label": _judge(system, rec, noisy, kind).label, "snr_db": _finite(snr_db(rec.samples, noisy))}
+            controls[kind] = {"label": _judge(system, rec, noisy, kind).label, "snr_db": finite_or_none(snr_db(rec.samples, noisy))}
         rows.append({"snr_db": level, "wav": ex["wav"], "adversary_success": ex["adversary_success"],
                      "label": judged.label, "target_conf": judged.confidence.get(target, 0.0),
-                     "snr_wave_db": _finite(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
+                     "snr_wave_db": finite_or_none(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
                      "controls": controls})
     return {"file": job.name, "true": job.true_label or "", "target": target, "clean_label": clean.label,
             "original_wav": f"originals/{name}.wav" if source is None else None, "examples_from": str(source) if source else None,
@@ -342,7 +339,7 @@ def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
             "adversary_accuracy": accuracy([at(r)["label"] for r in known]),
             **{f"{k}_accuracy": accuracy([at(r)["controls"][k]["label"] for r in known]) for k in CONTROLS},
             "success_rate": float(np.mean([at(r)["label"] == r["target"] for r in records])),
-            "adversary_snr_db_median": _finite(float(np.median([math.inf if s is None else s for s in snrs]))),
+            "adversary_snr_db_median": finite_or_none(float(np.median([math.inf if s is None else s for s in snrs]))),
             "n": len(records),
         })
     write_csv_atomic(out / "curve.csv", curve, CURVE_FIELDS)
@@ -355,11 +352,13 @@ def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         else:
             hit = [lv["snr_db"] for lv in r["levels"] if lv["label"] == r["target"]]
             highest.append(max(hit) if hit else -math.inf)
+    median = float(np.median(highest)) if highest else math.nan
     metrics = {
         "n_recordings": len(records),
         "clean_accuracy": accuracy([r["clean_label"] for r in known]),
         "curve": curve,
-        "median_highest_success_snr_db": _finite(float(np.median(highest))) if highest else None,
+        "median_highest_success_snr_db": finite_or_none(median),
+        "median_highest_success": describe_level(median, min(levels) if levels else math.nan),
         "no_level_succeeded": sum(1 for h in highest if h == -math.inf),
     }
     write_json_atomic(out / "metrics.json", metrics)
@@ -367,6 +366,15 @@ def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         curve_figure(curve, metrics["clean_accuracy"], 1 / len(labels), out / "curve.png",
                      json.loads((out / "robustness.json").read_text())["system"] or "system")
     return metrics
+
+
+def describe_level(snr: float, lowest: float) -> str:
+    """An SNR that may be infinite, in words: ``inf`` needs no change, ``-inf`` is below every level tried."""
+    if snr == math.inf:
+        return "no change needed"
+    if snr == -math.inf:
+        return f"not reached at any level (below {lowest:g} dB)"
+    return "none" if math.isnan(snr) else f"{snr:.1f} dB"
 
 
 def curve_figure(curve: list[dict], clean: float | None, chance: float, path: Path, title: str) -> Path:

@@ -49,7 +49,7 @@ from .classify import classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
-from .io import write_csv_atomic, write_json_atomic
+from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .models import weights_sha256
 from .progress import progress_bar
 from .recording import Recording, edge_samples
@@ -114,10 +114,6 @@ def system_sha256(system: AudioClassifier) -> str | None:
     return h.hexdigest()
 
 
-def _finite(v: float):
-    return v if math.isfinite(v) else None
-
-
 def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
     """Decode a written example as any file is decoded for classification, and measure it against ``rec``.
 
@@ -168,7 +164,7 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
         "decoded_label": dec.label, "decoded_conf": dec.confidence[dec.label],
         "decoded_target_conf": dec.confidence[target],
         "success": int(dec.label == target), "success_in_memory": int(result.success),
-        "snr_wave_db": _finite(snr_whole), "snr_trim_db": _finite(snr_trim), "snr_mag_db": _finite(snr_mag),
+        "snr_wave_db": finite_or_none(snr_whole), "snr_trim_db": finite_or_none(snr_trim), "snr_mag_db": finite_or_none(snr_mag),
         "visqol_mos": quality(rec, written) if quality else None,
         "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
         "iterations": iterations, "seconds": seconds,
@@ -178,7 +174,7 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
               "trace": trace}
     if minimal:
-        record["levels"] = [{**lv, "snr_wave_db": _finite(lv["snr_wave_db"])} for lv in first.levels]
+        record["levels"] = [{**lv, "snr_wave_db": finite_or_none(lv["snr_wave_db"])} for lv in first.levels]
     # Written last, atomically: its presence marks the example as finished.
     write_json_atomic(out / "examples" / f"{ex_id}.json", record)
     return record
@@ -358,7 +354,7 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         reached = np.array([math.inf if r["snr_wave_db"] is None else r["snr_wave_db"] for r in minimal if r["success"]])
         metrics["minimal"] = {
             "n_examples": len(minimal), "n_success": len(reached), "n_unchanged": int(np.isinf(reached).sum()),
-            "median_snr_db": _finite(float(np.median(reached))) if len(reached) else None,
+            "median_snr_db": finite_or_none(float(np.median(reached))) if len(reached) else None,
             "mean_levels": float(np.mean([len(r["levels"]) for r in minimal])),
             "mean_iterations": float(np.mean([r["iterations"] for r in minimal])),
         }
