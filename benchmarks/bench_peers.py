@@ -1,0 +1,153 @@
+"""Side by side with what users would use instead: musadv's adversary against the L2 PGD of ART and foolbox.
+
+Same model, same recordings (the first --clips test clips of gtzan-mini, 30 s each), the same
+always-wrong target per clip (seeded) and the same SNR budgets. The peers attack the waveform of
+a wrapper that computes the model's own analysis: STFT magnitudes, element logits and the log of
+the recording's mean posterior (eq. 3-4), so they aim at the same decision musadv does. Their
+step is set to musadv's (0.1 of the budget's radius per step, 100 steps; ART's and foolbox's
+defaults are absolute or smaller), and they run every step (neither stops early). foolbox's
+minimal-norm attack (FMN, L2) is compared with ``musadv attack --minimize``.
+
+Every example, whoever made it, is written as a 16-bit WAV, decoded and classified by musadv:
+success means the written file gets the target, and the SNR is measured on it. The time is the
+attack's alone, per example.
+
+ART (``adversarial-robustness-toolbox``) and foolbox are development extras, never needed to run
+musadv: ``pip install adversarial-robustness-toolbox==1.20.1 foolbox==3.3.4``.
+
+    python benchmarks/bench_peers.py --model demo-out/models/dnn [--clips 5] [--snr 30,20,15]
+"""
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musadv import audio, datasets, partitions
+from musadv.attack import AttackConfig, attack, minimize, snr_db
+from musadv.classify import classify_file
+from musadv.interface import recording_confidence
+from musadv.models import load_model
+from musadv.spectral import complex_abs, stft
+
+GTZAN_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "gtzan-mini"
+
+
+class RecordingLogPosterior(torch.nn.Module):
+    """Waveforms ``(batch, n_samples)`` -> log of each recording's mean element posterior ``(batch, n_labels)``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, y):
+        out = []
+        for signal in y.reshape(y.shape[0], -1):
+            mags = complex_abs(stft(signal, self.model.stft))
+            post = torch.softmax(self.model.logits(mags), -1)
+            out.append(torch.log(recording_confidence(post).clamp_min(1e-30)))
+        return torch.stack(out)
+
+
+def judged(model, y, x, target, folder: Path, name: str):
+    """Write ``y`` as a 16-bit WAV, decode and classify it: (success, SNR against ``x`` on the file)."""
+    wav = folder / f"{name}.wav"
+    audio.save(wav, np.asarray(y, np.float32), model.stft.sr, on_clip="clip")
+    written, _ = audio.load(wav, sr=None)
+    return classify_file(model, wav).label == target, snr_db(x, written)
+
+
+def art_pgd(wrapper, n_labels, x, t_idx, eps, steps):
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    clf = PyTorchClassifier(wrapper, loss=torch.nn.NLLLoss(), input_shape=(len(x),), nb_classes=n_labels,
+                            clip_values=(-1.0, 1.0), device_type="cpu")
+    pgd = ProjectedGradientDescent(clf, norm=2, eps=eps, eps_step=0.1 * eps, max_iter=steps, targeted=True,
+                                   batch_size=1, verbose=False)
+    return pgd.generate(x=x[None], y=np.eye(n_labels, dtype=np.float32)[[t_idx]])[0]
+
+
+def foolbox_pgd(wrapper, x, t_idx, eps, steps):
+    import foolbox as fb
+
+    fmodel = fb.PyTorchModel(wrapper, bounds=(-1.0, 1.0))
+    crit = fb.criteria.TargetedMisclassification(torch.tensor([t_idx]))
+    pgd = fb.attacks.L2ProjectedGradientDescentAttack(rel_stepsize=0.1, steps=steps, random_start=False)
+    _, clipped, _ = pgd(fmodel, torch.from_numpy(x)[None], crit, epsilons=eps)
+    return clipped[0].numpy()
+
+
+def foolbox_fmn(wrapper, x, t_idx, steps):
+    import foolbox as fb
+
+    fmodel = fb.PyTorchModel(wrapper, bounds=(-1.0, 1.0))
+    crit = fb.criteria.TargetedMisclassification(torch.tensor([t_idx]))
+    _, clipped, _ = fb.attacks.L2FMNAttack(steps=steps)(fmodel, torch.from_numpy(x)[None], crit, epsilons=None)
+    return clipped[0].numpy()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, type=Path, help="a musadv network trained on gtzan-mini's labels")
+    ap.add_argument("--clips", type=int, default=5)
+    ap.add_argument("--snr", default="30,20,15", help="SNR budgets in dB")
+    ap.add_argument("--steps", type=int, default=100)
+    args = ap.parse_args()
+    model = load_model(args.model).eval()
+    model.requires_grad_(False)
+    wrapper = RecordingLogPosterior(model).eval()
+    part = partitions.stratified(datasets.gtzan(GTZAN_MINI), (0.5, 0.25, 0.25), seed=0)
+    test = part.items("test")[: args.clips]
+    rng = np.random.default_rng(0)
+    budgets = [float(v) for v in args.snr.split(",")]
+    rows = {}  # (method, budget) -> list of (success, snr, seconds)
+    work = Path(tempfile.mkdtemp(prefix="musadv-peers-"))
+    print(f"model {args.model}, {len(test)} test clips of gtzan-mini, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    for i, entry in enumerate(test):
+        x, _ = audio.load(part.root / entry.path, sr=model.stft.sr, duration=30.0)
+        x = audio.quantize_pcm16(x)
+        others = [lab for lab in model.labels if lab != entry.label]
+        target = others[rng.integers(len(others))]
+        t_idx = model.labels.index(target)
+        for snr in budgets:
+            eps = float(np.linalg.norm(x.astype(np.float64))) / 10 ** (snr / 20)
+            t = time.perf_counter()
+            r = attack(model, x, target, AttackConfig(snr_db=snr, max_iter=args.steps))
+            runs = [("musadv", r.audio, time.perf_counter() - t)]
+            for name, fn in (("ART PGD", lambda: art_pgd(wrapper, len(model.labels), x, t_idx, eps, args.steps)),
+                             ("foolbox PGD", lambda: foolbox_pgd(wrapper, x, t_idx, eps, args.steps))):
+                t = time.perf_counter()
+                y = fn()
+                runs.append((name, y, time.perf_counter() - t))
+            for name, y, seconds in runs:
+                ok, measured = judged(model, y, x, target, work, f"{i}-{name}-{snr}".replace(" ", "_"))
+                rows.setdefault((name, snr), []).append((ok, measured, seconds))
+        t = time.perf_counter()
+        r = minimize(model, x, target, AttackConfig(snr_db=min(budgets), max_iter=args.steps))
+        runs = [("musadv --minimize", r.audio, time.perf_counter() - t)]
+        t = time.perf_counter()
+        y = foolbox_fmn(wrapper, x, t_idx, args.steps)
+        runs.append(("foolbox FMN (L2)", y, time.perf_counter() - t))
+        for name, y, seconds in runs:
+            ok, measured = judged(model, y, x, target, work, f"{i}-{name}".replace(" ", "_"))
+            rows.setdefault((name, "minimal"), []).append((ok, measured, seconds))
+        print(f"clip {i + 1}/{len(test)} done", flush=True)
+    print(f"\n{'method':20s} {'budget':>8s} {'success':>8s} {'SNR dB median':>14s} {'min':>6s} {'s / example':>12s}")
+    for (name, budget), v in rows.items():
+        snrs = [s for _, s, _ in v if math.isfinite(s)]
+        print(f"{name:20s} {str(budget):>8s} {sum(ok for ok, _, _ in v):>4d}/{len(v):<3d} "
+              f"{statistics.median(snrs) if snrs else float('nan'):14.1f} {min(snrs) if snrs else float('nan'):6.1f} "
+              f"{statistics.mean(s for _, _, s in v):12.2f}")
+    print("\nSuccess: the written 16-bit file, decoded, gets the target. For the minimal attacks a higher SNR is better"
+          " (a smaller change); their success counts examples that reached the target at any SNR.")
+
+
+if __name__ == "__main__":
+    main()
