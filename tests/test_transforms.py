@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from musadv.attack import snr_db
-from musadv.transforms import EQ_BANDS_HZ, eq, eq_curve, gain, lowpass, random_eq_gains
+from musadv.transforms import EQ_BANDS_HZ, eq, eq_curve, gain, lowpass, random_eq_gains, stretch
 
 SR = 44100
 
@@ -75,3 +75,18 @@ def test_gain_scales_by_its_decibels():
     x = _tone(440.0)
     assert _level_db(gain(x, -6.0), x) == pytest.approx(-6.0, abs=1e-4)
     assert snr_db(x, gain(x, 6.0)) == pytest.approx(-20 * np.log10(10 ** (6 / 20) - 1), abs=1e-3)
+
+
+@pytest.mark.parametrize("rate", [0.94, 1.06])
+def test_stretch_changes_the_duration_by_its_rate_and_keeps_the_pitch(rate):
+    sr = 22050
+    x = _tone(440.0, seconds=4.0, sr=sr)
+    y = stretch(x, sr, rate)
+    assert len(y) / len(x) == pytest.approx(1 / rate, rel=0.01)
+    middle = y[len(y) // 4: 3 * len(y) // 4].astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(middle * np.hanning(len(middle)), n=8 * len(middle)))
+    peak_hz = np.argmax(spectrum) * sr / (8 * len(middle))
+    assert peak_hz == pytest.approx(440.0, rel=0.01)
+    assert stretch(np.stack([x, x]), sr, rate).shape[0] == 2
+    with pytest.raises(ValueError, match="rate"):
+        stretch(x, sr, 0.0)

@@ -13,8 +13,16 @@ size of the change is measured by the caller (``musadv.attack.snr_db`` against t
     applied once forwards: the digital Butterworth's magnitude response (bilinear transform,
     -3 dB at the cut-off, ``1 / sqrt(1 + (tan(pi f / sr) / tan(pi fc / sr))^(2 order))``: at
     least ``6 order`` dB per octave beyond), its phase minimum.
+``stretch``
+    Pitch-preserving time-stretch with Rubber Band (through ``pedalboard``). Chosen over
+    librosa's phase vocoder for speed (30 s of a tone at 22.05 kHz: 0.16 s against 3.7 s) and
+    because Rubber Band keeps transients crisp where a plain phase vocoder smears them; both
+    kept a 440 Hz tone's pitch.
 ``gain``
     A change of level in dB.
+
+A stretched recording has another length, so its SNR against the original is not defined; the
+size of a stretch is its rate.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-__all__ = ["eq", "eq_curve", "lowpass", "gain", "random_eq_gains", "EQ_BANDS_HZ"]
+__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "random_eq_gains", "EQ_BANDS_HZ"]
 
 #: Centre frequencies (Hz) of the octave bands whose gains the EQ draws.
 EQ_BANDS_HZ = (31.25, 62.5, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
@@ -95,6 +103,33 @@ def lowpass(y, sr: int, cutoff_hz: float = 9000.0, order: int = 4) -> np.ndarray
     x, mono = _as_2d(y)
     sos = sps.butter(order, cutoff_hz, btype="low", fs=sr, output="sos")
     out = sps.sosfilt(sos, x.astype(np.float64), axis=-1).astype(np.float32)
+    return out[0] if mono else out
+
+
+def stretch(y, sr: int, rate: float) -> np.ndarray:
+    """Pitch-preserving time-stretch: ``rate`` > 1 plays faster (the result lasts ``1 / rate`` as long).
+
+    Parameters
+    ----------
+    y : np.ndarray
+        ``(n_samples,)`` or ``(n_channels, n_samples)`` at ``sr`` Hz.
+    sr : int
+        Sampling rate in Hz.
+    rate : float
+        Tempo factor, > 0 (e.g. in ``[0.94, 1.06]`` for the 6 % of the paper's ref. [53]).
+
+    Returns
+    -------
+    np.ndarray
+        Float32, ``(round(n_samples / rate),)`` or ``(n_channels, ...)``.
+    """
+    from pedalboard import time_stretch
+
+    if not rate > 0:
+        raise ValueError(f"rate must be > 0, not {rate}")
+    x, mono = _as_2d(y)
+    out = time_stretch(np.ascontiguousarray(x), float(sr), stretch_factor=float(rate), high_quality=True)
+    out = np.asarray(out, dtype=np.float32)
     return out[0] if mono else out
 
 
