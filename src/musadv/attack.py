@@ -381,7 +381,7 @@ def minimize(model: DifferentiableClassifier, signal, target: str, config: Attac
         raise ValueError("minimize needs a floor snr_db")
     if not resolution_db > 0:
         raise ValueError(f"resolution_db must be > 0, not {resolution_db}")
-    levels, trace, spent = [], [], [0, 0.0]
+    levels, trace = [], []
     level_config = lambda snr: replace(config, snr_db=snr, stop="label",  # noqa: E731
                                        patience=patience if config.patience is None else config.patience)
 
@@ -389,8 +389,6 @@ def minimize(model: DifferentiableClassifier, signal, target: str, config: Attac
         result = attack(model, signal, target, level_config(snr), start=start)
         # Every judgement in order; a level's first judges its start.
         trace.extend({**t, "iteration": len(trace) + i} for i, t in enumerate(result.trace))
-        spent[0] += result.iterations
-        spent[1] += result.seconds
         levels.append({"snr_bound_db": snr, "success": result.success, "snr_wave_db": result.snr_wave_db,
                        "iterations": result.iterations, "seconds": result.seconds})
         return result
@@ -406,7 +404,9 @@ def minimize(model: DifferentiableClassifier, signal, target: str, config: Attac
                 best, low, rise = result, max(snr, result.snr_wave_db), 2 * rise
             else:
                 high, start = snr, result.audio
-    best.iterations, best.seconds, best.trace, best.levels = spent[0], spent[1], trace, levels
+    best.iterations = sum(lv["iterations"] for lv in levels)
+    best.seconds = sum(lv["seconds"] for lv in levels)
+    best.trace, best.levels = trace, levels
     return best
 
 
