@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from .interface import AudioClassifier, DifferentiableClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .progress import progress_bar
 from .recording import Recording
-from .runs import Job, model_name, slug, system_sha256
+from .runs import Job, check_same_recordings, model_name, recording_rng, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
 
 __all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
@@ -141,10 +140,7 @@ def _check_same_curve(out: Path, old: dict, new: dict) -> None:
         if old.get(key) != new[key]:
             raise MusadvError(f"{out}: holds a robustness run with other {key.replace('_', ' ')} "
                               f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
-    ours = {r["name"]: r for r in new["recordings"]}
-    for r in old.get("recordings", []):
-        if ours.get(r["name"]) != r:
-            raise MusadvError(f"{out}: holds a robustness run with other recordings ({r['name']}); choose another --out")
+    check_same_recordings(out, old, new, "robustness run")
 
 
 def robustness_curve(
@@ -258,25 +254,27 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
     audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, job.source)
     clean = _judge(system, rec, rec.samples, job.source)
     if source is not None:
-        theirs = json.loads((source / "recordings" / f"{name}.json").read_text()) \
-            if (source / "recordings" / f"{name}.json").exists() else None
-        if theirs is None:
+        record = source / "recordings" / f"{name}.json"
+        if not record.exists():
             raise MusadvError(f"{job.name}: the adversary's run has no finished examples for it")
+        theirs = json.loads(record.read_text())
         target, made = theirs["target"], theirs["levels"]
         base = source
     else:
-        rng = np.random.default_rng([seed, zlib.crc32(job.name.encode())])
-        before = _judge(adversary, rec, rec.samples, job.source)
+        rng = recording_rng(seed, job.name)
+        before = clean if adversary is system else _judge(adversary, rec, rec.samples, job.source)
         target = choose_targets(policy, adversary.labels, job.true_label, before.label, rng)[0]
         made = _make_examples(adversary, rec, target, out, name, levels, config)
         base = out
-    rows = []
+    rows, decoded = [], {}
     for i, (level, ex) in enumerate(zip(levels, made)):
-        samples, sr = audio.decode(base / ex["wav"])
-        if samples.shape != rec.samples.shape or sr != rec.sr:
-            raise MusadvError(f"{base / ex['wav']}: decoded as {samples.shape} at {sr} Hz, not as its original")
-        judged = _judge(system, rec, samples, ex["wav"])
-        rng = np.random.default_rng([seed, zlib.crc32(job.name.encode()), i])
+        if ex["wav"] not in decoded:  # an example kept from a higher level is one file: read and judged once
+            samples, sr = audio.decode(base / ex["wav"])
+            if samples.shape != rec.samples.shape or sr != rec.sr:
+                raise MusadvError(f"{base / ex['wav']}: decoded as {samples.shape} at {sr} Hz, not as its original")
+            decoded[ex["wav"]] = samples, _judge(system, rec, samples, ex["wav"])
+        samples, judged = decoded[ex["wav"]]
+        rng = recording_rng(seed, job.name, i)
         change = samples - rec.samples
         noises = {"white_noise": white_noise(rec.samples, rng), "shaped_noise": shaped_noise(rec.samples, rng),
                   "random_phase": random_phase(change, rec.sr, rng) if np.any(change) else None}

@@ -56,7 +56,7 @@ from .recording import Recording, edge_samples
 from .spectral import magnitude
 
 __all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
-           "slug", "system_sha256"]
+           "slug", "system_sha256", "check_same_recordings", "recording_rng"]
 
 RESULT_FIELDS = [
     "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
@@ -180,6 +180,21 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
     return record
 
 
+def check_same_recordings(out: Path, old: dict, new: dict, kind: str) -> None:
+    """A run may grow (a larger --limit), but every recording it holds must be one of this run's."""
+    ours = {r["name"]: r for r in new["recordings"]}
+    for r in old.get("recordings", []):
+        if ours.get(r["name"]) != r:
+            why = "not in this run" if r["name"] not in ours else "with other source, offset or duration"
+            raise MusadvError(f"{out}: holds a {kind} with other recordings ({r['name']} {why}); choose another --out")
+
+
+def recording_rng(seed: int, name: str, *more: int) -> np.random.Generator:
+    """The generator of one recording's random choices: from the seed and its name alone, so that
+    resumed and partial runs draw what a whole run draws."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), *more])
+
+
 def _check_same_run(out: Path, old: dict, new: dict) -> None:
     """Refuse to mix results: one line naming what differs between the run on disk and this one."""
     checks = [
@@ -199,11 +214,7 @@ def _check_same_run(out: Path, old: dict, new: dict) -> None:
             raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
                               "choose another --out")
     # A run may grow (a larger --limit), but every recording it holds must be one of this run's.
-    ours = {r["name"]: r for r in new["recordings"]}
-    for r in old.get("recordings", []):
-        if ours.get(r["name"]) != r:
-            why = "not in this run" if r["name"] not in ours else "with other source, offset or duration"
-            raise MusadvError(f"{out}: holds a run with other recordings ({r['name']} {why}); choose another --out")
+    check_same_recordings(out, old, new, "run")
     for key, value in new["attack"].items():
         if (old.get("attack") or {}).get(key) != value:
             raise MusadvError(f"{out}: holds a run with attack setting {key} = {(old.get('attack') or {}).get(key)}, "
@@ -289,7 +300,7 @@ def run_attacks(
     successes = finished = 0
     for job in jobs:
         stem = slug(job.name)
-        rng = np.random.default_rng([seed, zlib.crc32(job.name.encode())])
+        rng = recording_rng(seed, job.name)
         try:
             rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration, model_rate=model_rate)
             audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, job.source)
