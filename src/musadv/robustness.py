@@ -193,7 +193,9 @@ def robustness_curve(
     dict
         The contents of ``metrics.json``: ``curve`` (the rows of ``curve.csv``),
         ``clean_accuracy``, ``median_highest_success_snr_db`` (per recording, the highest level
-        whose example the system labels with the target; the median, inf counted).
+        whose example the system labels with the target, inf where the original already has it
+        and -inf where no level does; the median, None when infinite) and
+        ``median_highest_success`` (the same in words, :func:`describe_level`).
     """
     levels = sorted({float(v) for v in levels}, reverse=True)
     if not levels:
