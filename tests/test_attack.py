@@ -218,6 +218,9 @@ def test_minimize_needs_no_change_when_the_model_already_says_the_target(trained
     said = attack(trained_dnn, clip16, trained_dnn.labels[0], AttackConfig(max_iter=0)).label_before
     found = minimize(trained_dnn, clip16, said)
     assert found.success and found.snr_wave_db == math.inf and found.iterations == 0 and len(found.levels) == 1
+    # A float signal changes by its 16-bit rounding alone (a finite SNR): still no search above it.
+    rounded = minimize(trained_dnn, clip, said)
+    assert rounded.success and rounded.iterations == 0 and len(rounded.levels) == 1
 
 
 def test_patience_stops_a_stalled_attack_and_label_stops_at_the_decision(trained_dnn, clip):
