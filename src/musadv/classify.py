@@ -13,10 +13,12 @@ import os
 
 import numpy as np
 
+from . import audio
 from .cache import analyse_file
 from .interface import AudioClassifier, Prediction, recording_confidence
+from .spectral import magnitude
 
-__all__ = ["recording_confidence", "Prediction", "classify_recording", "classify_file"]
+__all__ = ["recording_confidence", "Prediction", "classify_recording", "classify_samples", "classify_file"]
 
 
 def classify_recording(system: AudioClassifier, frames: np.ndarray, signal: np.ndarray | None = None,
@@ -30,6 +32,17 @@ def classify_recording(system: AudioClassifier, frames: np.ndarray, signal: np.n
         If the recording is too short for the system.
     """
     return system.predict(frames, signal, name)
+
+
+def classify_samples(system: AudioClassifier, samples: np.ndarray, sr: int, name: str = "recording") -> Prediction:
+    """Label decoded samples ``(n_channels, n_samples)`` at ``sr`` Hz as their file would be labelled.
+
+    Mixed to mono and resampled to the system's rate as :func:`classify_file` does after
+    decoding, so that samples about to be written (rounded to 16 bits) get the label their
+    file will get.
+    """
+    heard = audio.conform(samples, sr, system.stft.sr)
+    return classify_recording(system, magnitude(heard, system.stft), heard, name)
 
 
 def classify_file(system: AudioClassifier, path: str | os.PathLike, offset: float = 0.0,

@@ -471,6 +471,101 @@ def _num(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+_transform_options = [
+    click.option("--transform", "kind", required=True, type=click.Choice(["eq", "stretch", "lowpass", "gain", "mp3"]),
+                 help="eq: random smooth EQ; stretch: pitch-preserving tempo change; lowpass: Butterworth; gain: level; mp3: MP3 round-trip."),
+    click.option("--max-db", type=float, default=None, help="eq: each band's gain within +-dB (default 3); gain: within +-dB (default 6)."),
+    click.option("--max-rate-change", type=float, default=0.06, show_default=True, help="stretch: tempo factor within 1 +- this."),
+    click.option("--cutoff", type=float, default=9000.0, show_default=True, help="lowpass: cut-off in Hz."),
+    click.option("--order", "filter_order", type=int, default=4, show_default=True, help="lowpass: Butterworth order."),
+    click.option("--bitrate", type=int, default=128, show_default=True, help="mp3: constant bitrate in kbit/s (32-320)."),
+]
+
+
+def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate):
+    from .transforms import Transformation, mp3_available
+
+    if kind == "mp3" and not mp3_available():
+        raise click.UsageError("this libsndfile cannot encode MP3 (1.1.0 or later can)")
+    try:
+        return Transformation(kind, max_db=max_db, max_rate_change=max_rate_change, cutoff_hz=cutoff, order=filter_order,
+                              bitrate_kbps=bitrate)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@cli.command("horse", epilog=_MODEL_HELP)
+@click.argument("model_spec", metavar="MODEL")
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True, help="The recordings transformed.")
+@click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache (default: the model's).")
+@_apply(_transform_options)
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Random draws per recording.")
+@click.option("--limit", type=int, default=None, help="Only the first N recordings of the split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, trials, limit,
+              seed, out, quiet):
+    """Is MODEL a horse? Its figures of merit under irrelevant transformations of each recording.
+
+    Each recording is transformed up to --trials times (a random draw each time); per recording
+    a draw that makes MODEL right and one that makes it wrong are kept and written as WAV.
+    Prints the normalised accuracy on the originals, on one random draw per recording, and the
+    best and worst that choosing draws reaches; writes horse.csv, horse.json and report.html.
+    """
+    from .horse import CASES, horse_test
+    from .models import check_compatible
+    from .report import write_report
+    from .runs import jobs_from_split
+
+    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
+    system = _load_any_model(model_spec)
+    spectra = _model_cache(system, cache_dir)
+    check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
+    m = horse_test(system, jobs_from_split(spectra, split, limit), out, transformation, trials, seed, progress=not quiet,
+                   extra={"cache": str(spectra.path.resolve()), "split": split})
+    click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "
+               f"{trials if transformation.random else 1} draws each")
+    acc = m["normalised_accuracy"]
+    click.echo("normalised accuracy  " + "  ".join(f"{c} {_num(acc[c])}" for c in CASES) + f"  (chance {m['chance']:.3f})")
+    changed = m["changed_trials"]
+    if changed is not None:
+        click.echo(f"{changed:.1%} of draws change the original's label; {m['changed_recordings']:.1%} of recordings "
+                   "have at least one such draw")
+    click.echo(f"report: {write_report(out)}")
+
+
+@cli.command("survive", epilog=_MODEL_HELP)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_apply(_transform_options)
+@click.option("--model", "model_spec", default=None, help="The system that judges (default: the model the run attacked).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws of a random transformation.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/survive-<transform>.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet):
+    """Do the adversarial examples of an attack run survive an irrelevant transformation?
+
+    Transforms every example and its original alike, writes both, and reports the share of
+    examples that keep the adversary's target, the share that return to the original's label,
+    and the SNR of each transformed example against its transformed original.
+    """
+    from .report import write_report
+    from .survival import survive
+
+    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
+    system = _load_any_model(model_spec) if model_spec else None
+    out = out or run_dir / f"survive-{kind}"
+    m = survive(run_dir, transformation, out, system, seed, progress=not quiet)
+    click.echo(f"{out}: {m['n_adversarial']} adversarial examples of {m['n_examples']}, {transformation.describe()}")
+    if m["n_adversarial"]:
+        click.echo(f"keep the target {m['survived']:.1%}, return to the original's label {m['returned']:.1%}, "
+                   f"other {m['other']:.1%}; transformed originals keep their label {m['original_kept']:.1%}")
+        snr = lambda v: "inf" if v is None else f"{v:.1f} dB"  # noqa: E731
+        click.echo(f"median SNR {snr(m['median_snr_db_before'])} before, {snr(m['median_snr_db_after'])} after "
+                   "(transformed example against transformed original)")
+    click.echo(f"report: {write_report(out)}")
+
+
 @cli.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--open", "open_", is_flag=True, help="Open the page in a web browser.")

@@ -39,7 +39,7 @@ import torch
 
 from . import __version__, audio
 from .attack import AttackConfig, attack, choose_targets, snr_db
-from .classify import classify_recording
+from .classify import classify_samples
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
@@ -126,12 +126,6 @@ def at_snr(reference: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
     if norm == 0:
         raise ValueError("silent noise cannot be scaled to an SNR")
     return audio.quantize_pcm16((reference + noise * (scale / norm)).astype(np.float32))
-
-
-def _judge(system: AudioClassifier, rec: Recording, samples: np.ndarray, name: str):
-    heard = rec.hear(samples)
-    return classify_recording(system, magnitude(heard, system.stft), heard, name)
-
 
 
 def _check_same_curve(out: Path, old: dict, new: dict) -> None:
@@ -254,7 +248,7 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
     name = slug(job.name)
     rec = Recording.from_file(job.source, system.stft.sr, job.offset, job.duration)
     audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, job.source)
-    clean = _judge(system, rec, rec.samples, job.source)
+    clean = classify_samples(system, rec.samples, rec.sr, job.source)
     if source is not None:
         record = source / "recordings" / f"{name}.json"
         if not record.exists():
@@ -264,7 +258,7 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
         base = source
     else:
         rng = recording_rng(seed, job.name)
-        before = clean if adversary is system else _judge(adversary, rec, rec.samples, job.source)
+        before = clean if adversary is system else classify_samples(adversary, rec.samples, rec.sr, job.source)
         target = choose_targets(policy, adversary.labels, job.true_label, before.label, rng)[0]
         made = _make_examples(adversary, rec, target, out, name, levels, config)
         base = out
@@ -274,7 +268,7 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
             samples, sr = audio.decode(base / ex["wav"])
             if samples.shape != rec.samples.shape or sr != rec.sr:
                 raise MusadvError(f"{base / ex['wav']}: decoded as {samples.shape} at {sr} Hz, not as its original")
-            decoded[ex["wav"]] = samples, _judge(system, rec, samples, ex["wav"])
+            decoded[ex["wav"]] = samples, classify_samples(system, samples, rec.sr, ex["wav"])
         samples, judged = decoded[ex["wav"]]
         rng = recording_rng(seed, job.name, i)
         change = samples - rec.samples
@@ -284,7 +278,7 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
         for kind, noise in noises.items():
             # An unchanged example has no perturbation to take the magnitudes of: its control is the original.
             noisy = rec.samples if noise is None else at_snr(rec.samples, noise, level)
-            controls[kind] = {"label": _judge(system, rec, noisy, kind).label, "snr_db": finite_or_none(snr_db(rec.samples, noisy))}
+            controls[kind] = {"label": classify_samples(system, noisy, rec.sr, kind).label, "snr_db": finite_or_none(snr_db(rec.samples, noisy))}
         rows.append({"snr_db": level, "wav": ex["wav"], "adversary_success": ex["adversary_success"],
                      "label": judged.label, "target_conf": judged.confidence.get(target, 0.0),
                      "snr_wave_db": finite_or_none(snr_db(rec.samples, samples)), "iterations": ex["iterations"],

@@ -118,6 +118,9 @@ class ForestSystem(TextureSystem):
                  hop: int = TEXTURE_HOP, info: dict | None = None):
         if not isinstance(dnn, DNN):
             raise ModelError("the forest system takes its features from a DNN")
+        # A recording has a few texture windows: spreading 500 trees over threads costs more than
+        # it saves at prediction (training has set its own cores).
+        forest.set_params(n_jobs=1)
         super().__init__(dnn.labels, dnn.stft, forest, window, hop, {"data": dnn.info.get("data", {}), **(info or {})})
         self.dnn, self.layers = dnn, layers
 

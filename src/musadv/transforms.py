@@ -20,6 +20,14 @@ size of the change is measured by the caller (``musadv.attack.snr_db`` against t
     kept a 440 Hz tone's pitch.
 ``gain``
     A change of level in dB.
+``mp3``
+    An MP3 round-trip through libsndfile (LAME to encode, mpg123 to decode) at a constant
+    bitrate: the signal rounded to 16 bits, encoded, decoded and aligned with the original.
+
+:class:`Transformation` holds one kind with its settings and draws the parameters of random
+trials (``eq``, ``stretch`` and ``gain`` are random; ``lowpass`` and ``mp3`` are not), so that
+the horse tests (:mod:`musadv.horse`) and the survival of adversaries
+(:mod:`musadv.survival`) apply every kind the same way.
 
 A stretched recording has another length, so its SNR against the original is not defined; the
 size of a stretch is its rate.
@@ -27,10 +35,21 @@ size of a stretch is its rate.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import signal as sps
 
-__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "random_eq_gains", "EQ_BANDS_HZ"]
+from . import audio
+from .errors import MusadvError
+
+__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
+           "Transformation", "KINDS", "MP3_RATES"]
+
+#: The kinds of :class:`Transformation`.
+KINDS = ("eq", "stretch", "lowpass", "gain", "mp3")
+#: Sampling rates (Hz) MPEG-1, 2 and 2.5 layer III can hold.
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 #: Centre frequencies (Hz) of the octave bands whose gains the EQ draws.
 EQ_BANDS_HZ = (31.25, 62.5, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
@@ -91,16 +110,21 @@ def eq(y, sr: int, gains_db) -> np.ndarray:
 def lowpass(y, sr: int, cutoff_hz: float = 9000.0, order: int = 4) -> np.ndarray:
     """Butterworth low-pass of ``order`` at ``cutoff_hz``, applied once forwards (second-order sections).
 
+    A cut-off at or above the Nyquist frequency ``sr / 2`` leaves nothing to remove (a 16 kHz
+    file holds nothing above 8 kHz): ``y`` is returned unchanged.
+
     Raises
     ------
     ValueError
-        If the cut-off is not below the Nyquist frequency ``sr / 2`` or the order is below 1.
+        If the cut-off is not above 0 or the order is below 1.
     """
-    if not 0 < cutoff_hz < sr / 2:
-        raise ValueError(f"cutoff_hz must be between 0 and the Nyquist frequency {sr / 2:g} Hz, not {cutoff_hz:g}")
+    if not cutoff_hz > 0:
+        raise ValueError(f"cutoff_hz must be > 0, not {cutoff_hz:g}")
     if order < 1:
         raise ValueError(f"order must be >= 1, not {order}")
     x, mono = _as_2d(y)
+    if cutoff_hz >= sr / 2:
+        return np.array(y, dtype=np.float32)
     sos = sps.butter(order, cutoff_hz, btype="low", fs=sr, output="sos")
     out = sps.sosfilt(sos, x.astype(np.float64), axis=-1).astype(np.float32)
     return out[0] if mono else out
@@ -137,3 +161,204 @@ def gain(y, gain_db: float) -> np.ndarray:
     """``y`` scaled by ``gain_db`` dB (float32; clipping is for whoever writes it to decide)."""
     x = np.asarray(y, dtype=np.float32)
     return (x * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+
+
+def mp3_available() -> bool:
+    """Whether the installed libsndfile can encode MP3 (1.1.0 and later)."""
+    import soundfile as sf
+
+    return "MP3" in sf.available_formats()
+
+
+def _mp3_bitrates(sr: int) -> tuple[int, int]:
+    """The constant bitrates (kbps) libsndfile maps its compression level onto at ``sr`` Hz."""
+    if sr >= 32000:
+        return 32, 320  # MPEG-1
+    if sr >= 16000:
+        return 8, 160  # MPEG-2
+    return 8, 64  # MPEG-2.5
+
+
+def mp3_rate(sr: int) -> int:
+    """The rate (Hz) at which :func:`mp3` codes a signal at ``sr`` Hz: the next one MP3 can hold."""
+    return next((r for r in MP3_RATES if r >= sr), MP3_RATES[-1])
+
+
+def mp3_bitrate(sr: int, bitrate_kbps: int) -> int:
+    """The bitrate (kbps) :func:`mp3` asks of the encoder for a signal at ``sr`` Hz: capped by the MPEG version."""
+    return int(min(bitrate_kbps, _mp3_bitrates(mp3_rate(sr))[1]))
+
+
+def mp3(y, sr: int, bitrate_kbps: int = 128) -> np.ndarray:
+    """A 16-bit MP3 round-trip at a constant bitrate: rounded to 16 bits, encoded, decoded.
+
+    The decoder usually removes the encoder's delay (the LAME header says how much); where it
+    does not (at low bitrates libsndfile writes no such header), the decoded signal is aligned
+    with the original by cross-correlation and cut to its length. Rates MP3 cannot hold are
+    resampled to the next one it can (48 kHz at most) and back. More than two channels are
+    encoded one by one.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        ``(n_samples,)`` or ``(n_channels, n_samples)`` at ``sr`` Hz.
+    sr : int
+        Sampling rate in Hz.
+    bitrate_kbps : int
+        Constant bitrate in kbit/s, from 32; capped at what the coded rate allows (160 kbps at
+        16-24 kHz, 64 kbps below 16 kHz).
+
+    Returns
+    -------
+    np.ndarray
+        Float32, shaped like ``y``.
+
+    Raises
+    ------
+    MusadvError
+        If the installed libsndfile cannot encode MP3.
+    """
+    import io
+
+    import soundfile as sf
+
+    if not 32 <= bitrate_kbps <= 320:
+        raise ValueError(f"bitrate_kbps must be between 32 and 320, not {bitrate_kbps}")
+    if not mp3_available():
+        raise MusadvError(f"this libsndfile ({sf.__libsndfile_version__}) cannot encode MP3; 1.1.0 or later can")
+    x, mono = _as_2d(y)
+    n = x.shape[-1]
+    rate = mp3_rate(sr)
+    lo, hi = _mp3_bitrates(rate)
+    kbps = mp3_bitrate(sr, bitrate_kbps)
+    coded = audio.quantize_pcm16(audio.resample(x, sr, rate))
+    groups = [coded] if len(coded) <= 2 else [c[None] for c in coded]
+    decoded = []
+    for part in groups:
+        buf = io.BytesIO()
+        # libsndfile's constant bitrate is hi - level * (hi - lo); it refuses level 1, and LAME
+        # rounds 32.3 kbps to the 32 a level just below gives.
+        level = min((hi - kbps) / (hi - lo), 0.999)
+        sf.write(buf, part.T, rate, format="MP3", bitrate_mode="CONSTANT", compression_level=level)
+        buf.seek(0)
+        z, _ = sf.read(buf, dtype="float32", always_2d=True)
+        decoded.append(z.T)
+    z = audio.resample(np.concatenate(decoded), rate, sr)
+    z = _align(z, x, n)
+    return z[0] if mono else z
+
+
+def _align(z: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    """``z`` (n_channels, m) shifted to line up with ``x`` and cut or padded to ``n`` samples."""
+    lag = 0
+    if z.shape[-1] != n:
+        # The encoder's delay: at most a few MP3 frames (1152 samples each) beyond the length difference.
+        most = max(z.shape[-1] - n, 0) + 2304
+        a, b = z.mean(0).astype(np.float64), x.mean(0).astype(np.float64)
+        seg = min(n, 1 << 17)
+        start = max((n - seg) // 2, 0)
+        ref = b[start : start + seg - most] if seg > most else b[start : start + seg]
+        window = a[start : start + len(ref) + most]
+        scores = sps.correlate(window, ref, mode="valid", method="fft")
+        lag = int(np.argmax(scores)) if len(scores) else 0
+    out = z[:, lag : lag + n]
+    if out.shape[-1] < n:
+        out = np.pad(out, ((0, 0), (0, n - out.shape[-1])))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Transformation:
+    """One kind of irrelevant transformation with its settings; random kinds draw a change per trial.
+
+    Parameters
+    ----------
+    kind : {'eq', 'stretch', 'lowpass', 'gain', 'mp3'}
+    max_db : float, optional
+        ``eq``: every band's gain uniform in +-``max_db`` dB (default 3); ``gain``: the level
+        change uniform in +-``max_db`` dB (default 6).
+    max_rate_change : float
+        ``stretch``: the tempo factor uniform in ``[1 - r, 1 + r]`` (default 0.06, the paper's
+        ref. [53]).
+    cutoff_hz : float
+        ``lowpass``: cut-off in Hz (default 9000).
+    order : int
+        ``lowpass``: filter order (default 4).
+    bitrate_kbps : int
+        ``mp3``: constant bitrate in kbit/s (default 128).
+    """
+
+    kind: str
+    max_db: float | None = None
+    max_rate_change: float = 0.06
+    cutoff_hz: float = 9000.0
+    order: int = 4
+    bitrate_kbps: int = 128
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.max_db is not None and not self.max_db >= 0:
+            raise ValueError(f"max_db must be >= 0, not {self.max_db}")
+        if not 0 <= self.max_rate_change < 1:
+            raise ValueError(f"max_rate_change must be in [0, 1), not {self.max_rate_change}")
+        if not self.cutoff_hz > 0:
+            raise ValueError(f"cutoff_hz must be > 0, not {self.cutoff_hz}")
+        if self.order < 1:
+            raise ValueError(f"order must be >= 1, not {self.order}")
+        if not 32 <= self.bitrate_kbps <= 320:
+            raise ValueError(f"bitrate_kbps must be between 32 and 320, not {self.bitrate_kbps}")
+
+    @property
+    def random(self) -> bool:
+        """Whether trials differ: ``lowpass`` and ``mp3`` make the same change every time."""
+        return self.kind in ("eq", "stretch", "gain")
+
+    @property
+    def db(self) -> float:
+        """The bound in dB of ``eq`` and ``gain`` (their defaults where ``max_db`` is not given)."""
+        return self.max_db if self.max_db is not None else (6.0 if self.kind == "gain" else 3.0)
+
+    def settings(self) -> dict:
+        """The settings that matter to this kind (what a run records and checks on resuming)."""
+        keys = {"eq": {"max_db": self.db}, "gain": {"max_db": self.db},
+                "stretch": {"max_rate_change": self.max_rate_change},
+                "lowpass": {"cutoff_hz": self.cutoff_hz, "order": self.order},
+                "mp3": {"bitrate_kbps": self.bitrate_kbps}}[self.kind]
+        return {"kind": self.kind, **keys}
+
+    def describe(self) -> str:
+        """The transformation in words, for reports."""
+        return {"eq": f"random EQ within +-{self.db:g} dB over {len(EQ_BANDS_HZ)} octave bands (zero-phase)",
+                "gain": f"random level change within +-{self.db:g} dB",
+                "stretch": f"pitch-preserving time-stretch by a factor in [{1 - self.max_rate_change:g}, "
+                           f"{1 + self.max_rate_change:g}] (Rubber Band)",
+                "lowpass": f"order-{self.order} Butterworth low-pass at {self.cutoff_hz:g} Hz",
+                "mp3": f"16-bit MP3 round-trip at {self.bitrate_kbps} kbps (constant bitrate)"}[self.kind]
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        """The parameters of one trial (JSON-ready; the same for every trial of a kind that is not random)."""
+        if self.kind == "eq":
+            return {"gains_db": [round(float(g), 4) for g in random_eq_gains(rng, self.db)]}
+        if self.kind == "gain":
+            return {"gain_db": round(float(rng.uniform(-self.db, self.db)), 4)}
+        if self.kind == "stretch":
+            return {"rate": round(float(rng.uniform(1 - self.max_rate_change, 1 + self.max_rate_change)), 6)}
+        if self.kind == "lowpass":
+            return {"cutoff_hz": self.cutoff_hz, "order": self.order}
+        return {"bitrate_kbps": self.bitrate_kbps}
+
+    def apply(self, y, sr: int, params: dict) -> np.ndarray:
+        """``y`` (``(n_samples,)`` or ``(n_channels, n_samples)`` at ``sr`` Hz) transformed with ``params``.
+
+        The result is float32; its length is ``y``'s except for ``stretch``.
+        """
+        if self.kind == "eq":
+            return eq(y, sr, params["gains_db"])
+        if self.kind == "gain":
+            return gain(y, params["gain_db"])
+        if self.kind == "stretch":
+            return stretch(y, sr, params["rate"])
+        if self.kind == "lowpass":
+            return lowpass(y, sr, params["cutoff_hz"], params["order"])
+        return mp3(y, sr, params["bitrate_kbps"])

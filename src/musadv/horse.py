@@ -1,0 +1,275 @@
+"""Horse tests: how far irrelevant transformations of each recording move a system's figures of merit.
+
+The "method of irrelevant transformations" (the paper's refs. [48], [53]): change each test
+recording in a way that leaves its music, and so its genre, as it was (a minor EQ, a tempo change
+of a few per cent), several times, and see whether the system's answers follow. A system that
+has learned music keeps its answers; a "horse" can be made perfect, or no better than chance,
+by choosing for each recording a draw that makes it right, or one that makes it wrong.
+
+For each recording, :func:`horse_test` judges the original and up to ``trials`` random draws of a
+:class:`~musadv.transforms.Transformation` (each drawn from the seed and the recording's name
+and trial alone), every draw rounded to 16 bits as a written file. It keeps one draw that
+makes the system right (the most confident in the true label) and one that makes it wrong (the
+least), where such exist, writes them as WAV and judges the written files again. The figures
+of merit are reported on:
+
+``clean``
+    The originals.
+``random``
+    The first draw of each recording: how stable the system is under one irrelevant change.
+``best``
+    Per recording the draw that makes it right where one does (else the one closest to right):
+    how good irrelevant changes can make the system.
+``worst``
+    Per recording the draw that makes it wrong where one does: how bad they can make it.
+
+A run directory holds ``horse.json`` (the settings and, under ``results``, the figures),
+``recordings/*.json`` (one per finished recording: the run resumes), ``originals/``, ``right/``
+and ``wrong/`` (WAV), and ``horse.csv`` (per recording and trial: the transformation's
+parameters, SNR, label, confidences, which draw was kept).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, audio
+from .attack import snr_db
+from .classify import classify_samples
+from .errors import MusadvError
+from .evaluate import figures_of_merit
+from .interface import AudioClassifier
+from .io import finite_or_none, write_csv_atomic, write_json_atomic
+from .progress import progress_bar
+from .runs import Job, check_same_recordings, model_name, recording_rng, slug, system_sha256
+from .transforms import Transformation
+
+__all__ = ["horse_test", "horse_tests", "summarise_horse", "CASES", "FORMAT"]
+
+FORMAT = "musadv-horse-run"
+#: The figures a horse test reports, in order.
+CASES = ("clean", "random", "best", "worst")
+
+
+def _check_same_horse(out: Path, old: dict, new: dict) -> None:
+    """Refuse to mix two horse runs in one directory: one line naming what differs."""
+    for key in ("system_sha256", "labels", "stft", "transformation", "trials", "seed"):
+        if old.get(key) != new[key]:
+            raise MusadvError(f"{out}: holds a horse run with other {key.replace('_', ' ')} "
+                              f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
+    check_same_recordings(out, old, new, "horse run")
+
+
+def horse_test(
+    system: AudioClassifier,
+    jobs: list[Job],
+    out_dir: str | os.PathLike,
+    transformation: Transformation,
+    trials: int = 20,
+    seed: int = 0,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Judge ``system`` on each recording and on random irrelevant transformations of it.
+
+    Parameters
+    ----------
+    system : AudioClassifier
+        Any system (network, forest, MFCC baseline, your own): no gradient is needed.
+    jobs : list of Job
+        The recordings, with their true labels (:func:`musadv.runs.jobs_from_split`).
+    out_dir : path
+        The run directory (see the module documentation); rerun to resume.
+    transformation : Transformation
+        What changes each recording, at the file's own rate and channels.
+    trials : int
+        Draws per recording (1 for a transformation that is not random: every draw is the same).
+    seed : int
+        With a recording's name and the trial's number, seeds each draw.
+    progress : bool
+    extra : dict, optional
+        More to record in ``horse.json`` (cache, split).
+
+    Returns
+    -------
+    dict
+        The figures, ``horse.json``'s ``results`` (:func:`summarise_horse`).
+    """
+    return horse_tests([(system, out_dir)], jobs, transformation, trials, seed, progress, extra)[0]
+
+
+def horse_tests(
+    runs: Sequence[tuple[AudioClassifier, str | os.PathLike]],
+    jobs: list[Job],
+    transformation: Transformation,
+    trials: int = 20,
+    seed: int = 0,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> list[dict]:
+    """:func:`horse_test` for several systems at once: each draw is made once and judged by all.
+
+    Parameters
+    ----------
+    runs : sequence of (AudioClassifier, path)
+        Each system with its own run directory; the directories are what :func:`horse_test`
+        writes for that system alone, draw for draw.
+    jobs, transformation, trials, seed, progress, extra
+        As :func:`horse_test`.
+
+    Returns
+    -------
+    list of dict
+        The figures of each run, in the order of ``runs``.
+    """
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, not {trials}")
+    unlabelled = [j.name for j in jobs if not j.true_label]
+    if unlabelled:
+        raise MusadvError(f"{unlabelled[0]}: a horse test needs the true label of every recording")
+    trials = trials if transformation.random else 1
+    outs = [Path(out) for _, out in runs]
+    for (system, _), out in zip(runs, outs):
+        run = {"format": FORMAT, "musadv": __version__, "system": model_name(system), "system_sha256": system_sha256(system),
+               "labels": system.labels, "stft": system.stft.to_dict(), "transformation": transformation.settings(),
+               "description": transformation.describe(), "trials": trials, "seed": seed,
+               "recordings": [asdict(j) for j in jobs], **(extra or {})}
+        run_file = out / "horse.json"
+        if run_file.exists():
+            old = json.loads(run_file.read_text())
+            _check_same_horse(out, old, run)
+            run["results"] = old.get("results")
+        write_json_atomic(run_file, run)
+    errors: list[list[dict]] = [[] for _ in runs]
+    for job in progress_bar(jobs, desc=f"horse ({transformation.kind})", unit="recording", enabled=progress):
+        files = [out / "recordings" / f"{slug(job.name)}.json" for out in outs]
+        pending = [i for i, f in enumerate(files) if not f.exists()]
+        if not pending:
+            continue
+        try:
+            records = _recording([runs[i][0] for i in pending], job, [outs[i] for i in pending], transformation, trials, seed)
+        except MusadvError as exc:
+            for i in pending:
+                errors[i].append({"file": job.name, "error": str(exc)})
+            continue
+        for i, record in zip(pending, records):
+            write_json_atomic(files[i], record)  # last: its presence marks the recording as finished
+    for out, errs in zip(outs, errors):
+        write_csv_atomic(out / "errors.csv", errs, ["file", "error"])
+    return [summarise_horse(out) for out in outs]
+
+
+def _judged(pred, true: str) -> dict:
+    return {"label": pred.label, "confidence": pred.confidence[pred.label], "true_confidence": pred.confidence.get(true, 0.0)}
+
+
+def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], transformation: Transformation, trials: int,
+               seed: int) -> list[dict]:
+    """The original and every draw of one recording judged by each system; each system's chosen draws
+    written into its run and judged again from their files."""
+    name = slug(job.name)
+    samples, sr = audio.decode(job.source, job.offset, job.duration)
+    for system in systems:
+        audio.check_signal(audio.conform(samples, sr, system.stft.sr), system.stft.sr, system.stft.n_fft, job.source)
+    clean = [_judged(classify_samples(system, samples, sr, job.source), job.true_label) for system in systems]
+    rows: list[list[dict]] = [[] for _ in systems]
+    kept: list[dict] = [{} for _ in systems]
+    for t in range(trials):
+        params = transformation.draw(recording_rng(seed, job.name, t))
+        raw = transformation.apply(samples, sr, params)
+        changed = audio.quantize_pcm16(raw)  # what its written file holds, clipped as it would be
+        snr = finite_or_none(snr_db(samples, changed)) if changed.shape == samples.shape else None
+        clipped = int(np.count_nonzero(np.abs(raw) > 1))
+        for k, system in enumerate(systems):
+            judged = _judged(classify_samples(system, changed, sr, f"{job.name} (trial {t})"), job.true_label)
+            rows[k].append({"trial": t, "params": params, "snr_db": snr, "clipped": clipped, **judged})
+            # Keep in memory only the draw that is so far the most right and the one most wrong.
+            right = judged["label"] == job.true_label
+            side = "right" if right else "wrong"
+            prev = kept[k].get(side)
+            sign = 1 if right else -1
+            if prev is None or sign * (judged["true_confidence"] - prev[0]["true_confidence"]) > 0:
+                kept[k][side] = (rows[k][-1], changed)
+    records = []
+    for k, (system, out) in enumerate(zip(systems, outs)):
+        original = out / "originals" / f"{name}.wav"
+        if not original.exists():
+            audio.save(original, samples, sr, on_clip="clip")
+        chosen = {}
+        for side, (row, changed) in kept[k].items():
+            wav = out / side / f"{name}.wav"
+            audio.save(wav, changed, sr, on_clip="clip")
+            written, wsr = audio.decode(wav)
+            pred = classify_samples(system, written, wsr, str(wav))
+            chosen[side] = {"trial": row["trial"], "wav": str(wav.relative_to(out)), **_judged(pred, job.true_label)}
+        records.append({"file": job.name, "true": job.true_label, "sr": sr, "channels": samples.shape[0],
+                        "original_wav": str(original.relative_to(out)), "clean": clean[k], "trials": rows[k],
+                        "right": chosen.get("right"), "wrong": chosen.get("wrong")})
+    return records
+
+
+def _case_labels(record: dict) -> dict:
+    """Per case, the label the system gives this recording (a written file's where one was written)."""
+    trials = record["trials"]
+    right, wrong = record["right"], record["wrong"]
+    best = right["label"] if right else max(trials, key=lambda r: r["true_confidence"])["label"]
+    worst = wrong["label"] if wrong else min(trials, key=lambda r: r["true_confidence"])["label"]
+    return {"clean": record["clean"]["label"], "random": trials[0]["label"], "best": best, "worst": worst}
+
+
+def summarise_horse(out_dir: str | os.PathLike) -> dict:
+    """Collect the finished recordings of a horse run into horse.csv and the ``results`` of horse.json.
+
+    Returns
+    -------
+    dict
+        ``n_recordings``, ``trials``, per case of :data:`CASES` the figures of merit
+        (``figures[case]``, with confusion matrices) and ``normalised_accuracy[case]``;
+        ``changed_trials`` (share of draws whose label differs from the original's),
+        ``changed_recordings`` (share of recordings with at least one such draw),
+        ``snr_db`` (median, min and max over draws; None for a stretch), ``clipped_trials``
+        and ``written_disagree`` (chosen draws whose written file got another label than in
+        memory: 0 unless 16-bit rounding moved a decision).
+    """
+    out = Path(out_dir)
+    run = {k: v for k, v in json.loads((out / "horse.json").read_text()).items() if k != "results"}
+    labels = run["labels"]
+    records = [json.loads(p.read_text()) for p in sorted((out / "recordings").glob("*.json"))]
+    rows = []
+    for r in records:
+        for t in r["trials"]:
+            params = {k: " ".join(f"{x:g}" for x in v) if isinstance(v, list) else v for k, v in t["params"].items()}
+            rows.append({"file": r["file"], "true": r["true"], "clean_label": r["clean"]["label"], "trial": t["trial"],
+                         **params, "snr_db": t["snr_db"], "clipped": t["clipped"], "label": t["label"],
+                         "confidence": t["confidence"], "true_confidence": t["true_confidence"],
+                         "kept": "right" if (r["right"] or {}).get("trial") == t["trial"] else
+                                 "wrong" if (r["wrong"] or {}).get("trial") == t["trial"] else ""})
+    write_csv_atomic(out / "horse.csv", rows)
+    cases = [_case_labels(r) for r in records]
+    truth = [r["true"] for r in records]
+    figures = {c: figures_of_merit(truth, [x[c] for x in cases], labels) if records else None for c in CASES}
+    snrs = np.array([t["snr_db"] for r in records for t in r["trials"] if t["snr_db"] is not None], dtype=float)
+    n_trials = sum(len(r["trials"]) for r in records)
+    metrics = {
+        "n_recordings": len(records),
+        "normalised_accuracy": {c: figures[c]["normalised_accuracy"] if figures[c] else None for c in CASES},
+        "figures": figures,
+        "changed_trials": (sum(t["label"] != r["clean"]["label"] for r in records for t in r["trials"]) / n_trials
+                           if n_trials else None),
+        "changed_recordings": (float(np.mean([any(t["label"] != r["clean"]["label"] for t in r["trials"]) for r in records]))
+                               if records else None),
+        "snr_db": ({"median": float(np.median(snrs)), "min": float(snrs.min()), "max": float(snrs.max())}
+                   if len(snrs) else None),
+        "clipped_trials": sum(1 for r in records for t in r["trials"] if t["clipped"]),
+        "written_disagree": sum(1 for r in records for side in ("right", "wrong") if r[side]
+                                and r[side]["label"] != r["trials"][r[side]["trial"]]["label"]),
+        "chance": 1 / len(labels),
+    }
+    write_json_atomic(out / "horse.json", {**run, "results": metrics})
+    return metrics
