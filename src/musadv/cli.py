@@ -590,7 +590,9 @@ def report_cmd(run_dir, open_):
 def demo_cmd(out, data, partition, quick, quiet):
     """The whole study in one command: train a DNN and a CDNN, test them, train the forest and the
     MFCC baseline, attack the test split (random and all_wrong; every_label on one recording),
-    re-score the attacks with the forest, and write report.html and summary.json into --out.
+    search minimal perturbations, draw robustness curves, run horse tests (EQ and time-stretch) on
+    all four systems, ask whether the DNN's adversaries survive a low-pass, MP3 and EQ, re-score
+    the attacks with the forest, and write report.html and summary.json into --out.
 
     A second run into the same --out reuses finished stages.
     """

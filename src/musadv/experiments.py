@@ -22,13 +22,22 @@ from . import cache as cache_mod
 from . import datasets, partitions, synth
 from .attack import AttackConfig
 from .evaluate import evaluate_model
+from .horse import horse_tests
 from .io import write_csv_atomic, write_json_atomic
 from .robustness import CURVE_PATIENCE, describe_level, robustness_curve
 from .runs import jobs_from_split, rescore, run_attacks
+from .survival import survive
 from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
+from .transforms import Transformation, mp3_available
 
 __all__ = ["DemoSettings", "run_demo", "run_table1", "run_table3", "PAPER_TABLE1", "PAPER_TABLE3"]
+
+#: The study's horse tests (refs. [48] and [53] of the paper) and the transformations its DNN's
+#: adversaries must survive (the authors' WASPAA 2015 follow-up).
+HORSE_TRANSFORMS = ("eq", "stretch")
+SURVIVAL_TRANSFORMS = ("lowpass", "mp3", "eq")
+HORSE_SUMMARY = ("normalised_accuracy", "changed_trials", "changed_recordings", "n_recordings", "snr_db")
 
 #: Table I of the paper (GTZAN, DNN features + RF, normalised accuracy %):
 #: (units, layers) -> {"relu": (random partition, fault-filtered), "dropout": (...)}.
@@ -102,6 +111,8 @@ class DemoSettings:
     # Minimal perturbations and robustness curves cost a CDNN several attacks per recording.
     cdnn_search_limit: int | None = 6
     curve_levels: tuple = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
+    # Draws per recording of the horse tests (each draw is judged by all four systems).
+    horse_trials: int = 10
     seed: int = 0
 
     @classmethod
@@ -110,15 +121,16 @@ class DemoSettings:
             return cls(clips=8, clip_seconds=6.0, dnn_epochs=40, cdnn=(("patch", 50), ("filters", 8), ("kernel1", (4, 64)),
                        ("kernel2", (8, 8)), ("hidden", 50)), cdnn_epochs=5, trees=100,
                        attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=50), cdnn_attack_limit=6,
-                       cdnn_search_limit=3, curve_levels=(40.0, 20.0))
+                       cdnn_search_limit=3, curve_levels=(40.0, 20.0), horse_trials=3)
         if builtin:
             return cls()
         # Real recordings of 30 s on two CPU cores: the paper's DNN-500, a slimmer CDNN, and
         # CDNN attacks on part of the test split (each CDNN iteration costs a full conv pass).
         if quick:
             return cls(dnn_units=500, dnn_epochs=10, cdnn_epochs=3, trees=100, cdnn_attack_limit=4, cdnn_search_limit=2,
-                       attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=30), curve_levels=(40.0, 20.0))
-        return cls(dnn_units=500, dnn_epochs=40, cdnn_epochs=8, trees=500, cdnn_search_limit=10)
+                       attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=30), curve_levels=(40.0, 20.0),
+                       horse_trials=5)
+        return cls(dnn_units=500, dnn_epochs=40, cdnn_epochs=8, trees=500, cdnn_search_limit=10, horse_trials=20)
 
     def cdnn_arch(self) -> dict:
         return {"arch": "cdnn", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.cdnn}}
@@ -264,6 +276,30 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                     "median_highest_success_snr_db": m["median_highest_success_snr_db"],
                     "median_highest_success": m["median_highest_success"], "transfer_from": source}
         curves[name] = st(f"robustness-{name}", run_curve)
+    horse = {}
+    system_names = ("dnn", "cdnn", "dnn_forest", "mfcc_baseline")
+    for kind in HORSE_TRANSFORMS:
+        def run_horse(kind=kind):
+            transformation = Transformation(kind)
+            runs = [(load_system(out / "models" / name), out / "horse" / f"{name}-{kind}") for name in system_names]
+            results = horse_tests(runs, jobs_from_split(spectra, "test"), transformation, settings.horse_trials,
+                                  seed=settings.seed, progress=progress,
+                                  extra={"cache": str((out / "cache").resolve()), "split": "test"})
+            return {f"{name}-{kind}": {"system": name, "kind": kind, "description": transformation.describe(),
+                                       "trials": settings.horse_trials, **{k: m[k] for k in HORSE_SUMMARY}}
+                    for name, m in zip(system_names, results)}
+        horse.update(st(f"horse-{kind}", run_horse))
+    survival = {}
+    for kind in SURVIVAL_TRANSFORMS:
+        if kind == "mp3" and not mp3_available():
+            log("[survive-mp3] skipped: this libsndfile cannot encode MP3")
+            continue
+        def run_survive(kind=kind):
+            transformation = Transformation(kind)
+            m = survive(out / "attacks" / "all_wrong", transformation, out / "survive" / f"all_wrong-{kind}",
+                        seed=settings.seed, progress=progress)
+            return {"run": "all_wrong", "kind": kind, "description": transformation.describe(), **m}
+        survival[f"all_wrong-{kind}"] = st(f"survive-{kind}", run_survive)
     for policy in ("random", "all_wrong"):
         def rescored(policy=policy):
             m = rescore(load_system(out / "models" / "dnn_forest"), out / "attacks" / policy, progress=progress)
@@ -283,7 +319,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                                 "reading": curves[name]["median_highest_success"],
                                 "n_examples": curves[name]["curve"][0]["n"] if curves[name]["curve"] else 0}
     summary = {"systems": systems, "attacks": attacks, "minimal": minimal, "robustness": curves,
-               "median_minimal_snr_db": median_minimal, "seconds": dict(st.seconds),
+               "median_minimal_snr_db": median_minimal, "horse": horse, "survival": survival, "seconds": dict(st.seconds),
                "data": "built-in" if data is None else str(data), "quick": quick,
                "settings": {"clips_per_style": settings.clips if data is None else None, "dnn_units": settings.dnn_units,
                             "cdnn": settings.cdnn_arch(), "attack": asdict(settings.attack),

@@ -1,7 +1,8 @@
 """Reports to look at and listen to: one self-contained HTML page per run directory.
 
-``write_report(DIR)`` turns a study (``summary.json``), an attack run (``run.json``), a test
-(``metrics.json``) or a model directory (``model.json``) into ``DIR/report.html`` with its
+``write_report(DIR)`` turns a study (``summary.json``), an attack run (``run.json``), a
+robustness curve, a horse test, a survival run, a test (``metrics.json``) or a model directory
+(``model.json``) into ``DIR/report.html`` with its
 figures in ``DIR/report-media/``; audio players point at the WAVs already in the directory, so
 the page needs no network. Figures are drawn with matplotlib's headless backend; the page comes
 from a Jinja2 template with autoescaping, so file names with ``<``, ``&`` or quotes are shown
@@ -173,6 +174,22 @@ th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{wi
 (higher: a smaller change suffices). The paper (Table III, LMD, no SNR limit) reports a mean of 37.8 dB for its DNN and 9.6 dB for its CDNN.</p>
 <table><tr><th>system</th><th>median SNR</th><th>recordings</th><th>measured by</th></tr>
 {% for name, v in summary.median_minimal_snr_db.items() %}<tr><td>{{ name }}</td><td>{{ v.reading }}</td><td>{{ v.n_examples }}</td><td>{{ v.how }}</td></tr>{% endfor %}</table>{% endif %}
+{% if summary.get("horse") %}<h2>Horse tests: irrelevant transformations</h2>
+<p>Per system and transformation, the normalised accuracy on the originals, on one random draw per recording, and the best and
+worst reached by choosing, for each recording, one of {{ summary.horse.values()|map(attribute="trials")|max }} draws at most.
+Sturm's ref. [48] drove three systems' figures of merit to perfect or to chance with minor LTI filtering; ref. [53] made a
+BALLROOM system perfect or no better than chance with tempo changes of at most 6 %. A wide gap between best and worst for
+changes that leave the music as it was means the system's answers do not rest on the music.</p>
+<table><tr><th>system</th><th>transformation</th><th>clean</th><th>random draw</th><th>best</th><th>worst</th><th>draws changing the label</th><th>recordings</th></tr>
+{% for name, h in summary.horse.items() %}<tr><td>{{ h.system }}</td><td>{{ h.description }}</td><td>{{ fmt(h.normalised_accuracy.clean) }}</td>
+<td>{{ fmt(h.normalised_accuracy.random) }}</td><td>{{ fmt(h.normalised_accuracy.best) }}</td><td>{{ fmt(h.normalised_accuracy.worst) }}</td>
+<td>{{ pct(h.changed_trials) }}</td><td>{{ h.n_recordings }}</td></tr>{% endfor %}</table>{% endif %}
+{% if summary.get("survival") %}<h2>Do the adversaries survive irrelevant transformations?</h2>
+<p>Every example of an attack run and its original transformed alike, written and judged again, over the examples that reached their target.</p>
+<table><tr><th>attack run</th><th>transformation</th><th>keep the target</th><th>return to the original's label</th><th>other</th><th>originals keep their label</th><th>median SNR before / after (dB)</th><th>examples</th></tr>
+{% for name, v in summary.survival.items() %}<tr><td>{{ v.run }}</td><td>{{ v.description }}</td><td>{{ pct(v.survived) }}</td><td>{{ pct(v.returned) }}</td>
+<td>{{ pct(v.other) }}</td><td>{{ pct(v.original_kept) }}</td><td>{{ fmt(v.median_snr_db_before, 1) }} / {{ fmt(v.median_snr_db_after, 1) }}</td>
+<td>{{ v.n_adversarial }}</td></tr>{% endfor %}</table>{% endif %}
 <p class="small">Seconds per stage: {% for k, v in summary.seconds.items() %}{{ k }} {{ "%.0f"|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>
 {% endif %}
 {% if table %}<h2>{{ table.title }}</h2><table><tr>{% for h in table.header %}<th>{{ h }}</th>{% endfor %}</tr>
@@ -192,6 +209,37 @@ noise curves that fall early mean the system is fragile to any change.</p>
 <table><tr><th>SNR (dB)</th><th>adversary</th><th>white noise</th><th>shaped noise</th><th>random phase</th><th>target reached</th><th>adversary's median SNR (dB)</th></tr>
 {% for r in c.metrics.curve %}<tr><td>{{ r.snr_db }}</td><td>{{ fmt(r.adversary_accuracy) }}</td><td>{{ fmt(r.white_noise_accuracy) }}</td>
 <td>{{ fmt(r.shaped_noise_accuracy) }}</td><td>{{ fmt(r.random_phase_accuracy) }}</td><td>{{ pct(r.success_rate) }}</td><td>{{ fmt(r.adversary_snr_db_median, 1) }}</td></tr>{% endfor %}</table>
+{% endfor %}
+{% for h in horses %}
+<h2>Horse test: {{ h.name }}</h2>
+<p>{{ h.settings.system }}: {{ h.settings.description }}, {{ h.settings.trials }} draw{{ "s" if h.settings.trials > 1 }} per recording
+of {{ h.settings.get("split", "the split") }}, seed {{ h.settings.seed }}. Each draw is judged as its 16-bit file; the kept draws were written and judged again from their files.
+{% if h.results.snr_db %}SNR of the draws against their originals: median {{ "%.1f"|format(h.results.snr_db.median) }} dB
+(min {{ "%.1f"|format(h.results.snr_db.min) }}, max {{ "%.1f"|format(h.results.snr_db.max) }}).{% endif %}
+{{ pct(h.results.changed_trials) }} of draws change the original's label; {{ pct(h.results.changed_recordings) }} of recordings have such a draw.
+{% if h.results.clipped_trials %}{{ h.results.clipped_trials }} draws clipped when rounded to 16 bits.{% endif %}</p>
+<table><tr><th></th>{% for c in h.cases %}<th>{{ c }}</th>{% endfor %}<th>chance</th></tr>
+<tr><td>normalised accuracy</td>{% for c in h.cases %}<td>{{ fmt(h.results.normalised_accuracy[c]) }}</td>{% endfor %}<td>{{ fmt(h.results.chance) }}</td></tr></table>
+<div class="figs">{% for f in h.figures %}<img src="{{ f }}" alt="confusion matrix">{% endfor %}</div>
+<table><tr><th>recording</th><th>true</th><th>original</th><th>a draw that makes it right</th><th>a draw that makes it wrong</th></tr>
+{% for r in h.recordings %}<tr><td>{{ r.file }}</td><td>{{ r.true }}</td>
+<td><audio controls preload="metadata" src="{{ r.original_src }}"></audio><br>{{ r.clean.label }} ({{ "%.2f"|format(r.clean.confidence) }})</td>
+{% for side in ("right", "wrong") %}<td>{% if r[side] %}<audio controls preload="metadata" src="{{ r[side].src }}"></audio><br>
+<span class="{{ 'ok' if side == 'right' else 'bad' }}">{{ r[side].label }}</span> ({{ "%.2f"|format(r[side].confidence) }}), draw {{ r[side].trial }}
+{% else %}none of the draws{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>
+{% endfor %}
+{% for v in survivals %}
+<h2>Survival: {{ v.name }}</h2>
+<p>The examples of {{ v.settings.run }} and their originals, {{ v.settings.description }}, judged by {{ v.settings.system }}.
+Of {{ v.results.n_adversarial }} adversarial examples, {{ pct(v.results.survived) }} keep the adversary's target,
+{{ pct(v.results.returned) }} return to the original's label, {{ pct(v.results.other) }} get another label;
+{{ pct(v.results.original_kept) }} of the transformed originals keep their label. Median SNR of the example against its original
+{{ fmt(v.results.median_snr_db_before, 1) }} dB, of the transformed example against the transformed original {{ fmt(v.results.median_snr_db_after, 1) }} dB.</p>
+<table><tr><th>example</th><th>true</th><th>before</th><th>target</th><th>transformed original</th><th>transformed example</th><th>SNR before / after (dB)</th></tr>
+{% for r in v.rows %}<tr><td>{{ r.example }}</td><td>{{ r.true }}</td><td>{{ r.label_before }}</td><td>{{ r.target }}</td>
+<td><audio controls preload="metadata" src="{{ r.original_src }}"></audio><br>{{ r.original_label }}</td>
+<td><audio controls preload="metadata" src="{{ r.wav_src }}"></audio><br><span class="{{ 'bad' if r.survived == 'True' else 'ok' }}">{{ r.label }}</span></td>
+<td>{{ fmt(r.snr_db_before, 1) }} / {{ fmt(r.snr_db, 1) }}</td></tr>{% endfor %}</table>
 {% endfor %}
 {% for sec in attacks %}
 <h2>Attack: {{ sec.name }} (policy {{ sec.policy }})</h2>
@@ -232,6 +280,36 @@ def _curve_section(run: Path, base: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     return {"name": run.resolve().name if run == base else run.name, "settings": settings, "metrics": metrics,
             "figure": _rel(run / "curve.png", base) if (run / "curve.png").exists() else None}
+
+
+def _horse_section(run: Path, base: Path, media: Path) -> dict:
+    """A horse run: its figures per case, confusion matrices and players for the kept draws."""
+    from .horse import CASES
+
+    settings = json.loads((run / "horse.json").read_text())
+    results = settings.pop("results")
+    name = run.resolve().name if run == base else run.name
+    figures = [_rel(confusion_figure(results["figures"][c], media / f"horse-{name}-{c}.png", f"{name}: {c}"), base)
+               for c in CASES if results["figures"][c]]
+    recordings = []
+    for p in sorted((run / "recordings").glob("*.json")):
+        r = json.loads(p.read_text())
+        r["original_src"] = _rel(run / r["original_wav"], base)
+        for side in ("right", "wrong"):
+            if r[side]:
+                r[side]["src"] = _rel(run / r[side]["wav"], base)
+        recordings.append(r)
+    return {"name": name, "settings": settings, "results": results, "cases": CASES, "figures": figures,
+            "recordings": recordings}
+
+
+def _survival_section(run: Path, base: Path) -> dict:
+    """A survival run: its shares and, per example, players for the transformed original and example."""
+    settings = json.loads((run / "survive.json").read_text())
+    results = settings.pop("results")
+    rows = [{**r, "wav_src": _rel(run / r["wav"], base), "original_src": _rel(run / r["original_wav"], base)}
+            for r in _read_csv(run / "survive.csv")]
+    return {"name": run.resolve().name if run == base else run.name, "settings": settings, "results": results, "rows": rows}
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -277,7 +355,7 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     media = base / "report-media"
     media.mkdir(parents=True, exist_ok=True)
     ctx = {"title": title or base.resolve().name, "version": __version__, "summary": None, "table": None,
-           "confusions": [], "history": None, "attacks": [], "curves": []}
+           "confusions": [], "history": None, "attacks": [], "curves": [], "horses": [], "survivals": []}
     if (base / "summary.json").exists():
         ctx["summary"] = json.loads((base / "summary.json").read_text())
         for test in sorted(base.glob("models/*/test-test/metrics.json")):
@@ -293,6 +371,12 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     for run in [base] + sorted(p.parent for p in base.glob("robustness/*/robustness.json")):
         if (run / "robustness.json").exists() and (run / "metrics.json").exists():
             ctx["curves"].append(_curve_section(run, base))
+    for run in [base] + sorted(p.parent for p in base.glob("horse/*/horse.json")):
+        if (run / "horse.json").exists() and json.loads((run / "horse.json").read_text()).get("results"):
+            ctx["horses"].append(_horse_section(run, base, media))
+    for run in [base] + sorted(p.parent for p in base.glob("survive/*/survive.json")):
+        if (run / "survive.json").exists() and json.loads((run / "survive.json").read_text()).get("results"):
+            ctx["survivals"].append(_survival_section(run, base))
     if (base / "metrics.json").exists() and not ctx["attacks"] and not ctx["curves"]:
         fom = json.loads((base / "metrics.json").read_text())
         if "confusion" in fom:
