@@ -11,7 +11,7 @@ import pytest
 from musadv.cli import cli
 
 COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack", "train-forest",
-            "train-baseline", "rescore", "robustness", "report", "demo", "experiment", "experiment table1", "experiment table3"]
+            "train-baseline", "rescore", "robustness", "horse", "survive", "report", "demo", "experiment", "experiment table1", "experiment table3"]
 
 
 def _run(*args):
@@ -133,3 +133,25 @@ def test_robustness_from_the_command_line(trained_dnn, tmp_path):
     assert (out / "curve.csv").exists() and "Robustness" in (out / "report.html").read_text()
     r = _run("robustness", trained_dnn.path, "--snr", "30,x", "--out", tmp_path / "bad")
     assert r.returncode == 2 and "--snr" in r.stderr
+
+
+def test_horse_and_survive_from_the_command_line(trained_dnn, learn_cache, tmp_path):
+    out = tmp_path / "horse"
+    r = _run("horse", trained_dnn.path, "--transform", "gain", "--max-db", "3", "--trials", 3, "--limit", 2, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "random level change within +-3 dB" in r.stdout and "normalised accuracy  clean" in r.stdout
+    settings = json.loads((out / "horse.json").read_text())
+    assert settings["transformation"] == {"kind": "gain", "max_db": 3.0} and settings["results"]["n_recordings"] == 2
+    assert "Horse test" in (out / "report.html").read_text()
+    r = _run("horse", trained_dnn.path, "--transform", "stretch", "--max-rate-change", 2, "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "max_rate_change" in r.stderr
+    from musadv.attack import AttackConfig
+    from musadv.runs import jobs_from_split, run_attacks
+
+    run = tmp_path / "run"
+    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=2), "all_wrong", run, AttackConfig(snr_db=15.0),
+                progress=False)
+    r = _run("survive", run, "--transform", "lowpass", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "order-4 Butterworth low-pass at 9000 Hz" in r.stdout and "keep the target" in r.stdout
+    assert "Survival" in (run / "survive-lowpass" / "report.html").read_text()
