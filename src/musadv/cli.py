@@ -70,6 +70,15 @@ _partition_options = [
 ]
 
 
+_parallel_options = [
+    click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=None,
+                 help="Worker processes, one recording each at a time (default: all cores)."),
+    click.option("--threads", type=click.IntRange(min=1), default=None,
+                 help="PyTorch threads per recording (default: the cores shared among --jobs); the same --threads "
+                      "gives the same files with any --jobs."),
+]
+
+
 def _apply(options):
     def deco(f):
         for opt in reversed(options):
@@ -270,8 +279,9 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
+@_apply(_parallel_options)
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, max_iter, momentum,
-               order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet, no_report):
+               order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet, no_report, n_jobs, threads):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -309,7 +319,8 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         raise click.UsageError("--minimize searches in the consistent order above the --snr floor "
                                "(not with --order paper or --no-snr-limit)")
     metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra,
-                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize)
+                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize, n_jobs=n_jobs,
+                          threads=threads)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report

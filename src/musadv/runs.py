@@ -51,6 +51,7 @@ from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .models import weights_sha256
+from .parallel import map_pieces
 from .progress import progress_bar
 from .recording import Recording, edge_samples
 from .spectral import magnitude
@@ -221,6 +222,45 @@ def _check_same_run(out: Path, old: dict, new: dict) -> None:
                               f"not {value}; choose another --out")
 
 
+@dataclass(frozen=True)
+class _AttackContext:
+    """What every recording of an attack run needs (given once to each worker process)."""
+
+    model: DifferentiableClassifier
+    out: Path
+    policy: str
+    config: AttackConfig
+    seed: int
+    done: set
+    model_rate: bool
+    repairs: int
+    visqol: bool
+    minimal: bool
+
+
+def _attack_recording(c: _AttackContext, job: Job) -> tuple[list[dict], str | None]:
+    """Every unfinished example of one recording; its records (each already written) and the error that stopped it."""
+    stem = slug(job.name)
+    try:
+        rec = Recording.from_file(job.source, c.model.stft.sr, job.offset, job.duration, model_rate=c.model_rate)
+        audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, job.source)
+        mag_x = magnitude(rec.signal, c.model.stft)  # once per recording, whatever the number of targets
+        before = classify_recording(c.model, mag_x, rec.signal, job.source)
+    except MusadvError as exc:
+        return [], str(exc)
+    quality = None
+    if c.visqol:
+        from .quality import visqol_mos
+
+        quality = lambda rec, written: visqol_mos(rec.samples, written, rec.sr)  # noqa: E731
+    targets = choose_targets(c.policy, c.model.labels, job.true_label, before.label, recording_rng(c.seed, job.name))
+    original = c.out / "originals" / f"{stem}.wav"
+    if not original.exists():
+        audio.save(original, rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
+    return [_example(c.model, job, rec, mag_x, target, c.config, c.out, stem, c.repairs, quality, c.minimal)
+            for target in targets if f"{stem}--{target}" not in c.done], None
+
+
 def run_attacks(
     model: DifferentiableClassifier,
     jobs: list[Job],
@@ -234,6 +274,8 @@ def run_attacks(
     repairs: int = 1,
     visqol: bool = False,
     minimal: bool = False,
+    n_jobs: int = 1,
+    threads: int | None = None,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -269,6 +311,11 @@ def run_attacks(
         (:func:`musadv.attack.minimize`, to 0.5 dB; ``config.snr_db`` is the floor): the
         SNR columns are then minimal-perturbation SNRs, ``iterations`` and ``seconds`` cover
         the whole search, and each example's JSON lists the levels tried.
+    n_jobs : int
+        Worker processes attacking recordings at once (:func:`musadv.parallel.map_pieces`).
+    threads : int, optional
+        PyTorch threads per recording (default: the cores shared among ``n_jobs``). With the
+        same ``threads``, every ``n_jobs`` writes the same files.
 
     Returns
     -------
@@ -288,42 +335,23 @@ def run_attacks(
     if run_file.exists():
         _check_same_run(out, json.loads(run_file.read_text()), run)
     write_json_atomic(run_file, run)
-    quality = None
-    if visqol:
-        from .quality import visqol_mos
-
-        quality = lambda rec, written: visqol_mos(rec.samples, written, rec.sr)  # noqa: E731
     done = {p.stem for p in (out / "examples").glob("*.json")} if (out / "examples").exists() else set()
     per_job = len(model.labels) if policy == "every_label" else 1
+    context = _AttackContext(model, out, policy, config, seed, done, model_rate, repairs, visqol, minimal)
     errors = []
     bar = progress_bar(total=len(jobs) * per_job, desc="attack", unit="example", enabled=progress)
     successes = finished = 0
-    for job in jobs:
-        stem = slug(job.name)
-        rng = recording_rng(seed, job.name)
-        try:
-            rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration, model_rate=model_rate)
-            audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, job.source)
-            mag_x = magnitude(rec.signal, model.stft)  # once per recording, whatever the number of targets
-            before = classify_recording(model, mag_x, rec.signal, job.source)
-        except MusadvError as exc:
-            errors.append({"file": job.name, "error": str(exc)})
-            bar.update(per_job)
-            continue
-        targets = choose_targets(policy, model.labels, job.true_label, before.label, rng)
-        original = out / "originals" / f"{stem}.wav"
-        if not original.exists():
-            audio.save(original, rec.samples, rec.sr, float_wav=not config.quantize, on_clip="clip")
-        for target in targets:
-            ex_id = f"{stem}--{target}"
-            if ex_id not in done:
-                example = _example(model, job, rec, mag_x, target, config, out, stem, repairs, quality, minimal)
-                successes += example["success"]
-                finished += 1
-                bar.set_postfix(success=f"{successes / finished:.0%}")
-            bar.update(1)
+    for job, (examples, error) in map_pieces(_attack_recording, context, jobs, n_jobs, threads):
+        if error:
+            errors.append({"file": job.name, "error": error})
+        for example in examples:
+            successes += example["success"]
+            finished += 1
+        if finished:
+            bar.set_postfix(success=f"{successes / finished:.0%}")
+        bar.update(per_job)
     bar.close()
-    write_csv_atomic(out / "errors.csv", errors, ["file", "error"])
+    write_csv_atomic(out / "errors.csv", sorted(errors, key=lambda e: e["file"]), ["file", "error"])
     return summarise(out, model.labels)
 
 
