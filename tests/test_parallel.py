@@ -45,3 +45,21 @@ def test_an_attack_run_with_two_workers_writes_what_one_process_writes(trained_d
     for row in a:
         assert (tmp_path / "one" / row["wav"]).read_bytes() == (tmp_path / "two" / row["wav"]).read_bytes()
     assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in two.items() if k not in timing}
+
+
+def test_a_robustness_curve_and_a_horse_test_with_two_workers_write_what_one_process_writes(trained_dnn, learn_cache,
+                                                                                            tmp_path):
+    from musadv.horse import horse_test
+    from musadv.robustness import robustness_curve
+    from musadv.transforms import Transformation
+
+    jobs = jobs_from_split(learn_cache, "test", limit=3)
+    for n in (1, 2):
+        robustness_curve(trained_dnn, jobs, tmp_path / f"curve{n}", (30.0, 15.0), progress=False, n_jobs=n, threads=1)
+        horse_test(trained_dnn, jobs, tmp_path / f"horse{n}", Transformation("eq"), trials=3, progress=False, n_jobs=n,
+                   threads=1)
+    for name in ("curve", "horse"):
+        files = sorted(p.relative_to(tmp_path / f"{name}1") for p in (tmp_path / f"{name}1").rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(tmp_path / f"{name}2") for p in (tmp_path / f"{name}2").rglob("*") if p.is_file())
+        for f in files:  # no timing columns in either: every file the same, byte for byte
+            assert (tmp_path / f"{name}1" / f).read_bytes() == (tmp_path / f"{name}2" / f).read_bytes(), f

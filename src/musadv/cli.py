@@ -434,8 +434,9 @@ def rescore_cmd(run_dir, model_spec, out):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the targets and the noise.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_apply(_parallel_options)
 def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec, examples_from, step_fraction, max_iter,
-                   limit, seed, out, quiet):
+                   limit, seed, out, quiet, n_jobs, threads):
     """Accuracy of MODEL under the adversary and under noise controls at each SNR level.
 
     For each level and recording: the adversarial example within that SNR, white noise, noise
@@ -469,7 +470,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
     m = robustness_curve(system, jobs_from_split(spectra, split, limit), out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
-                         extra={"cache": str(spectra.path.resolve()), "split": split})
+                         extra={"cache": str(spectra.path.resolve()), "split": split}, n_jobs=n_jobs, threads=threads)
     click.echo(f"{out}: {m['n_recordings']} recordings; clean normalised accuracy {_num(m['clean_accuracy'])}")
     click.echo("   SNR  adversary  white  shaped  random-phase  success")
     for row in m["curve"]:
@@ -515,8 +516,9 @@ def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_apply(_parallel_options)
 def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, trials, limit,
-              seed, out, quiet):
+              seed, out, quiet, n_jobs, threads):
     """Is MODEL a horse? Its figures of merit under irrelevant transformations of each recording.
 
     Each recording is transformed up to --trials times (a random draw each time); per recording
@@ -534,7 +536,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
     m = horse_test(system, jobs_from_split(spectra, split, limit), out, transformation, trials, seed, progress=not quiet,
-                   extra={"cache": str(spectra.path.resolve()), "split": split})
+                   extra={"cache": str(spectra.path.resolve()), "split": split}, n_jobs=n_jobs, threads=threads)
     click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "
                f"{trials if transformation.random else 1} draws each")
     acc = m["normalised_accuracy"]
@@ -553,7 +555,9 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws of a random transformation.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/survive-<transform>.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet):
+@_apply(_parallel_options)
+def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet, n_jobs,
+                threads):
     """Do the adversarial examples of an attack run survive an irrelevant transformation?
 
     Transforms every example and its original alike, writes both, and reports the share of
@@ -566,7 +570,7 @@ def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bi
     transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
     system = _load_any_model(model_spec) if model_spec else None
     out = out or run_dir / f"survive-{kind}"
-    m = survive(run_dir, transformation, out, system, seed, progress=not quiet)
+    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, n_jobs=n_jobs, threads=threads)
     click.echo(f"{out}: {m['n_adversarial']} adversarial examples of {m['n_examples']}, {transformation.describe()}")
     if m["n_adversarial"]:
         click.echo(f"keep the target {m['survived']:.1%}, return to the original's label {m['returned']:.1%}, "

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
+from .parallel import map_pieces
 from .progress import progress_bar
 from .runs import Job, check_same_recordings, model_name, recording_rng, slug, system_sha256
 from .transforms import Transformation
@@ -75,6 +76,8 @@ def horse_test(
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
+    n_jobs: int = 1,
+    threads: int | None = None,
 ) -> dict:
     """Judge ``system`` on each recording and on random irrelevant transformations of it.
 
@@ -95,13 +98,17 @@ def horse_test(
     progress : bool
     extra : dict, optional
         More to record in ``horse.json`` (cache, split).
+    n_jobs : int
+        Worker processes, one recording each at a time (:func:`musadv.parallel.map_pieces`).
+    threads : int, optional
+        PyTorch threads per recording (default: the cores shared among ``n_jobs``).
 
     Returns
     -------
     dict
         The figures, ``horse.json``'s ``results`` (:func:`summarise_horse`).
     """
-    return horse_tests([(system, out_dir)], jobs, transformation, trials, seed, progress, extra)[0]
+    return horse_tests([(system, out_dir)], jobs, transformation, trials, seed, progress, extra, n_jobs, threads)[0]
 
 
 def horse_tests(
@@ -112,6 +119,8 @@ def horse_tests(
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
+    n_jobs: int = 1,
+    threads: int | None = None,
 ) -> list[dict]:
     """:func:`horse_test` for several systems at once: each draw is made once and judged by all.
 
@@ -120,7 +129,7 @@ def horse_tests(
     runs : sequence of (AudioClassifier, path)
         Each system with its own run directory; the directories are what :func:`horse_test`
         writes for that system alone, draw for draw.
-    jobs, transformation, trials, seed, progress, extra
+    jobs, transformation, trials, seed, progress, extra, n_jobs, threads
         As :func:`horse_test`.
 
     Returns
@@ -147,22 +156,48 @@ def horse_tests(
             run["results"] = old.get("results")
         write_json_atomic(run_file, run)
     errors: list[list[dict]] = [[] for _ in runs]
-    for job in progress_bar(jobs, desc=f"horse ({transformation.kind})", unit="recording", enabled=progress):
-        files = [out / "recordings" / f"{slug(job.name)}.json" for out in outs]
-        pending = [i for i, f in enumerate(files) if not f.exists()]
-        if not pending:
-            continue
-        try:
-            records = _recording([runs[i][0] for i in pending], job, [outs[i] for i in pending], transformation, trials, seed)
-        except MusadvError as exc:
+    pieces = []
+    for job in jobs:
+        pending = tuple(i for i, out in enumerate(outs) if not (out / "recordings" / f"{slug(job.name)}.json").exists())
+        if pending:
+            pieces.append((job, pending))
+    context = _HorseContext(tuple(system for system, _ in runs), tuple(outs), transformation, trials, seed)
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(pieces), desc=f"horse ({transformation.kind})",
+                       unit="recording", enabled=progress)
+    for (job, pending), (records, error) in map_pieces(_horse_recording, context, pieces, n_jobs, threads):
+        if error:
             for i in pending:
-                errors[i].append({"file": job.name, "error": str(exc)})
-            continue
-        for i, record in zip(pending, records):
-            write_json_atomic(files[i], record)  # last: its presence marks the recording as finished
+                errors[i].append({"file": job.name, "error": error})
+        else:
+            for i, record in zip(pending, records):
+                # Last: its presence marks the recording as finished.
+                write_json_atomic(outs[i] / "recordings" / f"{slug(job.name)}.json", record)
+        bar.update(1)
+    bar.close()
     for out, errs in zip(outs, errors):
-        write_csv_atomic(out / "errors.csv", errs, ["file", "error"])
+        write_csv_atomic(out / "errors.csv", sorted(errs, key=lambda e: e["file"]), ["file", "error"])
     return [summarise_horse(out) for out in outs]
+
+
+@dataclass(frozen=True)
+class _HorseContext:
+    """What every recording of a horse test needs (given once to each worker process)."""
+
+    systems: tuple
+    outs: tuple
+    transformation: Transformation
+    trials: int
+    seed: int
+
+
+def _horse_recording(c: _HorseContext, piece: tuple[Job, tuple[int, ...]]) -> tuple[list[dict] | None, str | None]:
+    """One recording for the systems (by index) that lack it: their records, or the error that stopped it."""
+    job, pending = piece
+    try:
+        return _recording([c.systems[i] for i in pending], job, [c.outs[i] for i in pending], c.transformation,
+                          c.trials, c.seed), None
+    except MusadvError as exc:
+        return None, str(exc)
 
 
 def _judged(pred, true: str) -> dict:

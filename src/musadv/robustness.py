@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
+from .parallel import map_pieces
 from .progress import progress_bar
 from .recording import Recording
 from .runs import Job, check_same_recordings, model_name, recording_rng, slug, system_sha256
@@ -149,6 +150,8 @@ def robustness_curve(
     examples_from: str | os.PathLike | None = None,
     progress: bool = True,
     extra: dict | None = None,
+    n_jobs: int = 1,
+    threads: int | None = None,
 ) -> dict:
     """Accuracy of ``system`` under the adversary and three noise controls at each SNR level.
 
@@ -181,6 +184,11 @@ def robustness_curve(
     progress : bool
     extra : dict, optional
         More to record in ``robustness.json`` (cache, split).
+    n_jobs : int
+        Worker processes, one recording each at a time (:func:`musadv.parallel.map_pieces`).
+    threads : int, optional
+        PyTorch threads per recording (default: the cores shared among ``n_jobs``). With the
+        same ``threads``, every ``n_jobs`` writes the same files.
 
     Returns
     -------
@@ -229,18 +237,40 @@ def robustness_curve(
         _check_same_curve(out, json.loads(run_file.read_text()), run)
     write_json_atomic(run_file, run)
     errors = []
-    for job in progress_bar(jobs, desc="robustness", unit="recording", enabled=progress):
-        record_file = out / "recordings" / f"{slug(job.name)}.json"
-        if record_file.exists():
-            continue
-        try:
-            record = _recording(system, adversary, job, out, source, levels, policy, config, seed)
-        except MusadvError as exc:
-            errors.append({"file": job.name, "error": str(exc)})
-            continue
-        write_json_atomic(record_file, record)  # last: its presence marks the recording as finished
-    write_csv_atomic(out / "errors.csv", errors, ["file", "error"])
+    pending = [j for j in jobs if not (out / "recordings" / f"{slug(j.name)}.json").exists()]
+    context = _CurveContext(system, adversary, out, source, tuple(levels), policy, config, seed)
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(pending), desc="robustness", unit="recording",
+                       enabled=progress)
+    for job, (record, error) in map_pieces(_curve_recording, context, pending, n_jobs, threads):
+        if error:
+            errors.append({"file": job.name, "error": error})
+        else:
+            write_json_atomic(out / "recordings" / f"{slug(job.name)}.json", record)  # last: marks it as finished
+        bar.update(1)
+    bar.close()
+    write_csv_atomic(out / "errors.csv", sorted(errors, key=lambda e: e["file"]), ["file", "error"])
     return summarise_curve(out, system.labels)
+
+
+@dataclass(frozen=True)
+class _CurveContext:
+    """What every recording of a robustness curve needs (given once to each worker process)."""
+
+    system: AudioClassifier
+    adversary: DifferentiableClassifier | None
+    out: Path
+    source: Path | None
+    levels: tuple
+    policy: str
+    config: AttackConfig
+    seed: int
+
+
+def _curve_recording(c: _CurveContext, job: Job) -> tuple[dict | None, str | None]:
+    try:
+        return _recording(c.system, c.adversary, job, c.out, c.source, c.levels, c.policy, c.config, c.seed), None
+    except MusadvError as exc:
+        return None, str(exc)
 
 
 def _recording(system, adversary, job: Job, out: Path, source: Path | None, levels, policy, config, seed) -> dict:

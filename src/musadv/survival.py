@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from .classify import classify_samples
 from .errors import MusadvError
 from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
+from .parallel import map_pieces
 from .progress import progress_bar
 from .runs import model_name, recording_rng, system_sha256
 from .systems import load_system
@@ -61,6 +63,8 @@ def survive(
     system: AudioClassifier | None = None,
     seed: int = 0,
     progress: bool = True,
+    n_jobs: int = 1,
+    threads: int | None = None,
 ) -> dict:
     """Transform every example of an attack run and its original, and judge both again.
 
@@ -79,6 +83,10 @@ def survive(
     seed : int
         With each example's name, seeds its draw of a random transformation.
     progress : bool
+    n_jobs : int
+        Worker processes, one example each at a time (:func:`musadv.parallel.map_pieces`).
+    threads : int, optional
+        PyTorch threads per example (default: the cores shared among ``n_jobs``).
 
     Returns
     -------
@@ -109,18 +117,37 @@ def survive(
         settings["results"] = old.get("results")
     write_json_atomic(settings_file, settings)
     errors = []
-    for r in progress_bar(records, desc=f"survive ({transformation.kind})", unit="example", enabled=progress):
-        record_file = out / "examples" / f"{r['example']}.json"
-        if record_file.exists():
-            continue
-        try:
-            record = _example(system, run, r, out, transformation, seed)
-        except MusadvError as exc:
-            errors.append({"example": r["example"], "error": str(exc)})
-            continue
-        write_json_atomic(record_file, record)  # last: its presence marks the example as finished
-    write_csv_atomic(out / "errors.csv", errors, ["example", "error"])
+    pending = [r for r in records if not (out / "examples" / f"{r['example']}.json").exists()]
+    context = _SurvivalContext(system, run, out, transformation, seed)
+    bar = progress_bar(total=len(records), initial=len(records) - len(pending), desc=f"survive ({transformation.kind})",
+                       unit="example", enabled=progress)
+    for r, (record, error) in map_pieces(_survival_example, context, pending, n_jobs, threads):
+        if error:
+            errors.append({"example": r["example"], "error": error})
+        else:
+            write_json_atomic(out / "examples" / f"{r['example']}.json", record)  # last: marks the example as finished
+        bar.update(1)
+    bar.close()
+    write_csv_atomic(out / "errors.csv", sorted(errors, key=lambda e: e["example"]), ["example", "error"])
     return summarise_survival(out)
+
+
+@dataclass(frozen=True)
+class _SurvivalContext:
+    """What every example of a survival run needs (given once to each worker process)."""
+
+    system: AudioClassifier
+    run: Path
+    out: Path
+    transformation: Transformation
+    seed: int
+
+
+def _survival_example(c: _SurvivalContext, r: dict) -> tuple[dict | None, str | None]:
+    try:
+        return _example(c.system, c.run, r, c.out, c.transformation, c.seed), None
+    except MusadvError as exc:
+        return None, str(exc)
 
 
 def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformation: Transformation, seed: int) -> dict:
