@@ -5,7 +5,7 @@ low-pass, an MP3 round-trip or a minor EQ may remove what fooled the system whil
 stays as it was. :func:`survive` applies one :class:`~musadv.transforms.Transformation` to every
 adversarial example of an attack run and to its original (the same draw for both, seeded by
 the seed and the example alone), writes both as 16-bit WAV, classifies the written files and
-reports, over the examples that reached their target:
+reports, over the examples that reached their target where the original had another label:
 
 ``survived``
     The share whose transformed example still gets the adversary's target.
@@ -163,7 +163,7 @@ def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformat
     before = r["label_before"]
     after = judged["example"]
     return {"example": r["example"], "file": r["file"], "true": r["true"], "target": r["target"], "label_before": before,
-            "attack_success": bool(r["success"]), "adversarial": bool(r["success"]) and r["snr_wave_db"] is not None,
+            "attack_success": bool(r["success"]),
             "snr_db_before": r["snr_wave_db"], "params": params,
             "original_label": judged["original"].label, "label": after.label,
             "target_conf": after.confidence.get(r["target"], 0.0), "survived": after.label == r["target"],
@@ -178,7 +178,8 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
     Returns
     -------
     dict
-        ``n_examples``; ``n_adversarial`` (examples that reached their target with a change);
+        ``n_examples``; ``n_adversarial`` (examples that reached a target other than the
+        original's label);
         over those, ``survived``, ``returned`` and ``other`` (shares); ``original_kept`` (share of
         transformed originals, over all examples, that keep the original's label); the median
         SNR before (example against original) and after (transformed against transformed).
@@ -186,6 +187,9 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
     out = Path(out_dir)
     settings = {k: v for k, v in json.loads((out / "survive.json").read_text()).items() if k != "results"}
     records = [json.loads(p.read_text()) for p in sorted((out / "examples").glob("*.json"))]
+    for r in records:
+        # An attack whose target was already the original's label changed no decision: not an adversary.
+        r["adversarial"] = r["attack_success"] and r["target"] != r["label_before"]
     rows = [{k: (" ".join(f"{x:g}" for x in v) if isinstance(v, list) else v)
              for k, v in {**{x: r[x] for x in r if x != "params"}, **r["params"]}.items()} for r in records]
     write_csv_atomic(out / "survive.csv", rows)
