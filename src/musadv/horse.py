@@ -48,7 +48,7 @@ from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .parallel import map_pieces
 from .progress import progress_bar
-from .runs import Job, check_same_recordings, model_name, recording_rng, slug, system_sha256
+from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .transforms import Transformation
 
 __all__ = ["horse_test", "horse_tests", "summarise_horse", "CASES", "FORMAT"]
@@ -60,10 +60,7 @@ CASES = ("clean", "random", "best", "worst")
 
 def _check_same_horse(out: Path, old: dict, new: dict) -> None:
     """Refuse to mix two horse runs in one directory: one line naming what differs."""
-    for key in ("system_sha256", "labels", "stft", "transformation", "trials", "seed"):
-        if old.get(key) != new[key]:
-            raise MusadvError(f"{out}: holds a horse run with other {key.replace('_', ' ')} "
-                              f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
+    check_same_settings(out, old, new, ("system_sha256", "labels", "stft", "transformation", "trials", "seed"), "horse run")
     check_same_recordings(out, old, new, "horse run")
 
 

@@ -47,7 +47,7 @@ from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .parallel import map_pieces
 from .progress import progress_bar
 from .recording import Recording
-from .runs import Job, check_same_recordings, model_name, recording_rng, slug, system_sha256
+from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
 
 __all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
@@ -131,10 +131,7 @@ def at_snr(reference: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
 
 def _check_same_curve(out: Path, old: dict, new: dict) -> None:
     """Refuse to mix two robustness runs in one directory: one line naming what differs."""
-    for key in ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy", "seed", "attack", "examples_from"):
-        if old.get(key) != new[key]:
-            raise MusadvError(f"{out}: holds a robustness run with other {key.replace('_', ' ')} "
-                              f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
+    check_same_settings(out, old, new, ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy", "seed", "attack", "examples_from"), "robustness run")
     check_same_recordings(out, old, new, "robustness run")
 
 

@@ -57,7 +57,7 @@ from .recording import Recording, edge_samples
 from .spectral import magnitude
 
 __all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
-           "slug", "system_sha256", "check_same_recordings", "recording_rng"]
+           "slug", "system_sha256", "check_same_settings", "check_same_recordings", "recording_rng"]
 
 RESULT_FIELDS = [
     "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
@@ -179,6 +179,14 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
     # Written last, atomically: its presence marks the example as finished.
     write_json_atomic(out / "examples" / f"{ex_id}.json", record)
     return record
+
+
+def check_same_settings(out: Path, old: dict, new: dict, keys, kind: str) -> None:
+    """Refuse to mix two runs of ``kind`` in one directory: one line naming the first of ``keys`` that differs."""
+    for key in keys:
+        if old.get(key) != new[key]:
+            raise MusadvError(f"{out}: holds a {kind} with other {key.replace('_', ' ')} "
+                              f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
 
 
 def check_same_recordings(out: Path, old: dict, new: dict, kind: str) -> None:

@@ -39,7 +39,7 @@ from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .parallel import map_pieces
 from .progress import progress_bar
-from .runs import model_name, recording_rng, system_sha256
+from .runs import check_same_settings, model_name, recording_rng, system_sha256
 from .systems import load_system
 from .transforms import Transformation
 
@@ -50,10 +50,7 @@ FORMAT = "musadv-survival"
 
 def _check_same_survival(out: Path, old: dict, new: dict) -> None:
     """Refuse to mix two survival runs in one directory: one line naming what differs."""
-    for key in ("run", "system_sha256", "transformation", "seed"):
-        if old.get(key) != new[key]:
-            raise MusadvError(f"{out}: holds a survival run with other {key.replace('_', ' ')} "
-                              f"({old.get(key)!s:.60} there, {new[key]!s:.60} now); choose another --out")
+    check_same_settings(out, old, new, ("run", "system_sha256", "transformation", "seed"), "survival run")
 
 
 def survive(
