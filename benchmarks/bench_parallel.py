@@ -1,12 +1,14 @@
-"""Benchmark of worker processes: the same attack run sequentially and with --jobs N, side by side.
+"""Benchmark of the engines: the same attack run in one process, with --jobs N and on local Ray, side by side.
 
-Makes the built-in data (or reuses a demo's cache and DNN with --demo DIR), then runs the same
-attack run (random targets, 15 dB, the test split) into fresh directories: in this process with
-all cores as PyTorch threads, in this process with one thread, and with N worker processes of one
-thread each. Prints the wall times, the speed-up ratios against both sequential runs and the
-overhead of a worker pool (start-up and the model's transport), measured on an empty run.
+Makes the built-in data (or reuses a demo's cache and DNN with --demo DIR, or its CDNN with
+--model cdnn), then runs the same attack run (random targets, 15 dB, the test split) into fresh
+directories: in this process with all cores as PyTorch threads, in this process with one
+thread, with N worker processes of one thread each, and as one Ray task per recording on a
+local Ray instance of N CPUs started here. Prints the wall times and the speed-up ratios, then
+what each engine costs besides the work: its start (worker pool, or Ray instance) and, per
+task, the round trip of an empty piece once the workers hold the model.
 
-    python benchmarks/bench_parallel.py [--demo demo-out] [--jobs 2] [--limit N]
+    python benchmarks/bench_parallel.py [--demo demo-out] [--model dnn|cdnn] [--jobs 2] [--limit N]
 """
 
 import argparse
@@ -17,17 +19,35 @@ from pathlib import Path
 
 from musadv.attack import AttackConfig
 from musadv.cache import SpectraCache
-from musadv.parallel import available_cores
+from musadv.parallel import LocalEngine, RayEngine, available_cores
 from musadv.runs import jobs_from_split, run_attacks
 from musadv.systems import load_system
 
 
+def _nothing(context, piece):
+    return piece
+
+
+def per_task_overhead(engine, context, workers: int, n: int = 2000) -> tuple[float, float]:
+    """Seconds of a job of one empty piece per worker (the engine's start, the context's transport),
+    and what each further empty piece adds (the same job with ``n`` pieces)."""
+    t = time.perf_counter()
+    list(engine.map(_nothing, context, list(range(workers))))
+    start = time.perf_counter() - t
+    t = time.perf_counter()
+    list(engine.map(_nothing, context, list(range(n))))
+    return start, (time.perf_counter() - t - start) / (n - workers)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--demo", type=Path, default=None, help="A demo directory (its cache and models/dnn); default: run the quick demo first.")
+    ap.add_argument("--demo", type=Path, default=None, help="A demo directory (its cache and models); default: run the quick demo first.")
+    ap.add_argument("--model", default="dnn", help="The demo's model attacked (dnn or cdnn).")
     ap.add_argument("--jobs", type=int, default=available_cores())
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
+    import ray
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-parallel-"))
     try:
         demo = args.demo
@@ -36,28 +56,36 @@ def main():
 
             demo = tmp / "demo"
             run_demo(demo, quick=True, progress=False, log=lambda m: None, report=False)
-        model = load_system(demo / "models" / "dnn")
+        model = load_system(demo / "models" / args.model)
         jobs = jobs_from_split(SpectraCache(demo / "cache"), "test", args.limit)
         config = AttackConfig(snr_db=15.0)
 
-        def timed(name, n_jobs, threads, pieces=jobs):
+        def timed(name, engine):
             t = time.perf_counter()
-            run_attacks(model, pieces, "random", tmp / name, config, progress=False, n_jobs=n_jobs, threads=threads)
+            run_attacks(model, jobs, "random", tmp / name, config, progress=False, engine=engine)
             return time.perf_counter() - t
 
-        seq_all = timed("seq-all", 1, available_cores())
-        seq_one = timed("seq-one", 1, 1)
-        par = timed("par", args.jobs, 1)
-        # A pool that has one recording per worker and nothing else: start-up and transport.
-        overhead = timed("pool", args.jobs, 1, jobs[: args.jobs]) - timed("pool-seq", 1, 1, jobs[: args.jobs]) / args.jobs
-        print(f"{len(jobs)} recordings, DNN of {demo}, {available_cores()} cores")
-        print(f"{'mode':34s} {'wall s':>8s} {'s/recording':>12s}")
-        for name, t in ((f"one process, {available_cores()} threads", seq_all), ("one process, 1 thread", seq_one),
-                        (f"--jobs {args.jobs}, 1 thread each", par)):
-            print(f"{name:34s} {t:8.2f} {t / len(jobs):12.3f}")
-        print(f"speed-up of --jobs {args.jobs}: {seq_all / par:.2f}x against {available_cores()} threads, "
-              f"{seq_one / par:.2f}x against 1 thread")
-        print(f"pool overhead (start-up, model transport): {overhead:.2f} s per run")
+        cores = available_cores()
+        modes = [(f"one process, {cores} threads", timed("seq-all", LocalEngine(1))),
+                 ("one process, 1 thread", timed("seq-one", LocalEngine(1, threads=1))),
+                 (f"--jobs {args.jobs}, 1 thread each", timed("jobs", LocalEngine(args.jobs, threads=1)))]
+        pool_first, pool_task = per_task_overhead(LocalEngine(args.jobs, threads=1), model, args.jobs)
+        t = time.perf_counter()
+        ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray_start = time.perf_counter() - t
+        modes.append((f"local Ray of {args.jobs} CPUs, 1 thread each", timed("ray", RayEngine(threads=1))))
+        ray_first, ray_task = per_task_overhead(RayEngine(threads=1), model, args.jobs)
+        ray.shutdown()
+        print(f"{len(jobs)} recordings, {args.model.upper()} of {demo}, {cores} cores, attack at 15 dB, random targets")
+        print(f"{'mode':40s} {'wall s':>8s} {'s/recording':>12s} {'speed-up':>9s}")
+        base = modes[0][1]
+        for name, t in modes:
+            print(f"{name:40s} {t:8.2f} {t / len(jobs):12.3f} {base / t:8.2f}x")
+        print(f"speed-ups against one thread in one process: --jobs {modes[1][1] / modes[2][1]:.2f}x, "
+              f"Ray {modes[1][1] / modes[3][1]:.2f}x")
+        print(f"worker pool: {pool_first:.2f} s to start and take the model, then {pool_task * 1e3:.2f} ms per empty piece")
+        print(f"Ray: {ray_start:.2f} s to start a local instance; on its started workers {ray_first:.2f} s for a first "
+              f"task each with the model, then {ray_task * 1e3:.2f} ms per empty task")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,13 +1,21 @@
-"""musadv.parallel: pieces of a job in worker processes give the same files as one process."""
+"""musadv.parallel: the pieces of a job done in worker processes or on Ray give the files one process gives."""
 
 import csv
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from musadv.errors import MusadvError
-from musadv.parallel import map_pieces
-from musadv.runs import jobs_from_split, run_attacks
+from musadv.parallel import LocalEngine, RayEngine, engine_from_options
+from musadv.runs import Job, jobs_from_split, run_attacks
+
+TIMING = {"seconds", "mean_seconds"}
 
 
 def _square_or_fail(offset, piece):
@@ -16,16 +24,25 @@ def _square_or_fail(offset, piece):
     return piece * piece + offset, os.getpid()
 
 
+def _bug(context, piece):
+    raise ZeroDivisionError("a bug, not a bad input")
+
+
 def test_every_piece_is_done_once_in_worker_processes_and_errors_come_back():
-    pieces = [0, 1, 2, 4, 5]
-    results = dict(map_pieces(_square_or_fail, 10, pieces, jobs=2, threads=1))
-    assert {p: r[0] for p, r in results.items()} == {p: p * p + 10 for p in pieces}
-    assert os.getpid() not in {r[1] for r in results.values()}  # done by the workers
-    assert dict(map_pieces(_square_or_fail, 10, pieces, jobs=1))[2][1] == os.getpid()
-    with pytest.raises(MusadvError, match="piece 3 is bad"):
-        list(map_pieces(_square_or_fail, 0, [1, 3, 2], jobs=2, threads=1))
+    pieces = [0, 1, 2, 3, 4, 5]
+    outcomes = {p: (r, e) for p, r, e in LocalEngine(jobs=2, threads=1).map(_square_or_fail, 10, pieces)}
+    assert sorted(outcomes) == pieces
+    assert {p: r[0] for p, (r, e) in outcomes.items() if p != 3} == {p: p * p + 10 for p in pieces if p != 3}
+    assert outcomes[3] == (None, "piece 3 is bad")  # a bad input is the piece's error, the others go on
+    assert os.getpid() not in {r[1] for r, e in outcomes.values() if r}  # done by the workers
+    in_process = {p: r for p, r, e in LocalEngine(jobs=1).map(_square_or_fail, 10, pieces)}
+    assert in_process[2] == (14, os.getpid())
+    with pytest.raises(ZeroDivisionError):  # a bug stops the job
+        list(LocalEngine(jobs=2, threads=1).map(_bug, None, [1, 2]))
     with pytest.raises(ValueError, match="threads"):
-        list(map_pieces(_square_or_fail, 0, [1], jobs=1, threads=0))
+        LocalEngine(jobs=1, threads=0)
+    with pytest.raises(MusadvError, match="exclude each other"):
+        engine_from_options(jobs=2, ray="auto")
 
 
 def _rows(path):
@@ -33,18 +50,33 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+def _untimed(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def assert_same_attack_run(a: Path, b: Path, n: int):
+    """Two attack run directories hold the same examples, byte for byte apart from timings."""
+    ra, rb = _rows(a / "results.csv"), _rows(b / "results.csv")
+    assert len(ra) == n and _untimed(ra) == _untimed(rb)
+    assert len({r["example"] for r in rb}) == n  # every example exactly once
+    assert (a / "traces.csv").read_bytes() == (b / "traces.csv").read_bytes()
+    for row in ra:
+        assert (a / row["wav"]).read_bytes() == (b / row["wav"]).read_bytes()
+
+
+def assert_same_files(a: Path, b: Path):
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:  # no timing columns in either: every file the same, byte for byte
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
 def test_an_attack_run_with_two_workers_writes_what_one_process_writes(trained_dnn, learn_cache, tmp_path):
     jobs = jobs_from_split(learn_cache, "test", limit=5)
-    one = run_attacks(trained_dnn, jobs, "random", tmp_path / "one", progress=False, n_jobs=1, threads=1)
-    two = run_attacks(trained_dnn, jobs, "random", tmp_path / "two", progress=False, n_jobs=2, threads=1)
-    timing = {"seconds", "mean_seconds"}
-    a, b = _rows(tmp_path / "one" / "results.csv"), _rows(tmp_path / "two" / "results.csv")
-    assert len(a) == 5 and [{k: v for k, v in r.items() if k not in timing} for r in a] == \
-        [{k: v for k, v in r.items() if k not in timing} for r in b]
-    assert (tmp_path / "one" / "traces.csv").read_bytes() == (tmp_path / "two" / "traces.csv").read_bytes()
-    for row in a:
-        assert (tmp_path / "one" / row["wav"]).read_bytes() == (tmp_path / "two" / row["wav"]).read_bytes()
-    assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in two.items() if k not in timing}
+    one = run_attacks(trained_dnn, jobs, "random", tmp_path / "one", progress=False, engine=LocalEngine(1, threads=1))
+    two = run_attacks(trained_dnn, jobs, "random", tmp_path / "two", progress=False, engine=LocalEngine(2, threads=1))
+    assert_same_attack_run(tmp_path / "one", tmp_path / "two", 5)
+    assert {k: v for k, v in one.items() if k not in TIMING} == {k: v for k, v in two.items() if k not in TIMING}
 
 
 def test_a_robustness_curve_and_a_horse_test_with_two_workers_write_what_one_process_writes(trained_dnn, learn_cache,
@@ -55,11 +87,119 @@ def test_a_robustness_curve_and_a_horse_test_with_two_workers_write_what_one_pro
 
     jobs = jobs_from_split(learn_cache, "test", limit=3)
     for n in (1, 2):
-        robustness_curve(trained_dnn, jobs, tmp_path / f"curve{n}", (30.0, 15.0), progress=False, n_jobs=n, threads=1)
-        horse_test(trained_dnn, jobs, tmp_path / f"horse{n}", Transformation("eq"), trials=3, progress=False, n_jobs=n,
-                   threads=1)
-    for name in ("curve", "horse"):
-        files = sorted(p.relative_to(tmp_path / f"{name}1") for p in (tmp_path / f"{name}1").rglob("*") if p.is_file())
-        assert files == sorted(p.relative_to(tmp_path / f"{name}2") for p in (tmp_path / f"{name}2").rglob("*") if p.is_file())
-        for f in files:  # no timing columns in either: every file the same, byte for byte
-            assert (tmp_path / f"{name}1" / f).read_bytes() == (tmp_path / f"{name}2" / f).read_bytes(), f
+        engine = LocalEngine(n, threads=1)
+        robustness_curve(trained_dnn, jobs, tmp_path / f"curve{n}", (30.0, 15.0), progress=False, engine=engine)
+        horse_test(trained_dnn, jobs, tmp_path / f"horse{n}", Transformation("eq"), trials=3, progress=False, engine=engine)
+    assert_same_files(tmp_path / "curve1", tmp_path / "curve2")
+    assert_same_files(tmp_path / "horse1", tmp_path / "horse2")
+
+
+def test_a_killed_run_resumes_and_finishes_with_every_example_exactly_once(trained_dnn, learn_cache, tmp_path):
+    """The driver of a --jobs 2 run is killed as soon as its first example is written; the rerun
+    finishes the rest and the run equals one that was never interrupted."""
+    jobs = jobs_from_split(learn_cache, "test", limit=6)
+    run_attacks(trained_dnn, jobs, "random", tmp_path / "whole", progress=False, engine=LocalEngine(1, threads=1))
+    cmd = [sys.executable, "-m", "musadv.cli", "attack", str(trained_dnn.path), "--split", "test", "--cache",
+           str(learn_cache.path), "--limit", "6", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "killed"),
+           "--quiet", "--no-report"]
+    examples = tmp_path / "killed" / "examples"
+    driver = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(examples.glob("*.json")) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its workers, mid-run
+    finally:
+        driver.wait()
+    finished = len(list(examples.glob("*.json")))
+    assert 1 <= finished < 6 and not (tmp_path / "killed" / "results.csv").exists()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    assert_same_attack_run(tmp_path / "whole", tmp_path / "killed", 6)
+
+
+# ---------------------------------------------------------------- Ray
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray instance of two CPUs for this module's tests."""
+    ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'musadv[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def _die_once(flag_dir, piece):
+    """Piece 2 kills its worker process the first time it is tried."""
+    flag = Path(flag_dir) / f"died-{piece}"
+    if piece == 2 and not flag.exists():
+        flag.touch()
+        os._exit(1)
+    return _square_or_fail(0, piece)
+
+
+def test_ray_tasks_come_back_with_their_errors_and_a_lost_worker_is_replaced(ray_instance, tmp_path):
+    outcomes = {p: (r, e) for p, r, e in RayEngine(threads=1).map(_die_once, str(tmp_path), [0, 1, 2, 3, 4])}
+    assert (tmp_path / "died-2").exists()  # the worker doing piece 2 died ...
+    assert outcomes[2][0][0] == 4 and outcomes[4][0][0] == 16  # ... and the piece was done again elsewhere
+    assert outcomes[3] == (None, "piece 3 is bad")
+    assert os.getpid() not in {r[1] for r, e in outcomes.values() if r}
+    (tmp_path / "again").mkdir()
+    [(piece, result, error)] = RayEngine(threads=1, retries=0).map(_die_once, str(tmp_path / "again"), [2])
+    assert result is None and error == "its Ray worker was lost 1 time(s) (WorkerCrashedError)"
+
+
+def test_a_ray_worker_that_cannot_see_the_run_directory_stops_the_run(ray_instance, tmp_path):
+    with pytest.raises(MusadvError, match="not visible from the Ray worker"):
+        list(RayEngine(threads=1).map(_square_or_fail, 0, [1], shared=[tmp_path / "nowhere" / "run.json"]))
+
+
+def test_an_attack_run_and_a_robustness_curve_on_ray_write_what_one_process_writes(ray_instance, trained_dnn, learn_cache,
+                                                                                  tmp_path):
+    from musadv.robustness import robustness_curve
+
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a WAV file")
+    jobs = jobs_from_split(learn_cache, "test", limit=4) + [Job(str(tmp_path / "bad.wav"), "bad.wav")]
+    one, ray = LocalEngine(1, threads=1), RayEngine(threads=1)
+    run_attacks(trained_dnn, jobs, "random", tmp_path / "one", progress=False, engine=one)
+    run_attacks(trained_dnn, jobs, "random", tmp_path / "ray", progress=False, engine=ray)
+    assert_same_attack_run(tmp_path / "one", tmp_path / "ray", 4)
+    errors = _rows(tmp_path / "ray" / "errors.csv")  # a bad file is the same one-line error on Ray
+    assert [e["file"] for e in errors] == ["bad.wav"] and errors == _rows(tmp_path / "one" / "errors.csv")
+    robustness_curve(trained_dnn, jobs[:3], tmp_path / "curve-one", (30.0, 15.0), progress=False, engine=one)
+    robustness_curve(trained_dnn, jobs[:3], tmp_path / "curve-ray", (30.0, 15.0), progress=False, engine=ray)
+    assert_same_files(tmp_path / "curve-one", tmp_path / "curve-ray")
+
+
+def _ray_workers_attacking():
+    """PIDs of Ray worker processes running an attack task now (Ray titles a busy worker ray::<task>)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::_run_ray_task"):
+                pids.append(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's workers in /proc")
+def test_an_attack_run_on_ray_loses_no_example_when_a_worker_is_killed(ray_instance, trained_dnn, learn_cache, tmp_path):
+    jobs = jobs_from_split(learn_cache, "test", limit=6)
+    run_attacks(trained_dnn, jobs, "random", tmp_path / "whole", progress=False, engine=LocalEngine(1, threads=1))
+    killed = []
+
+    def kill_a_worker_mid_run():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            busy = _ray_workers_attacking()
+            if busy and list((tmp_path / "ray" / "examples").glob("*.json")):
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_worker_mid_run)
+    killer.start()
+    run_attacks(trained_dnn, jobs, "random", tmp_path / "ray", progress=False, engine=RayEngine(threads=1))
+    killer.join()
+    assert killed  # a worker died mid-run, Ray ran its task again, and nothing is missing or doubled
+    assert_same_attack_run(tmp_path / "whole", tmp_path / "ray", 6)

@@ -86,3 +86,15 @@ def test_a_survival_run_resumes_and_refuses_other_settings(attack_run):
         survive(attack_run, Transformation("eq"), out, seed=1, progress=False)
     with pytest.raises(MusadvError, match="not an attack run"):
         survive(out, Transformation("eq"), progress=False)
+
+
+def test_an_attack_whose_target_was_already_the_label_is_not_counted_as_an_adversary(trained_dnn, learn_cache, tmp_path):
+    jobs = jobs_from_split(learn_cache, "test", limit=4)
+    label = classify_file(trained_dnn, jobs[0].source).label
+    run_attacks(trained_dnn, jobs, f"label:{label}", tmp_path / "run", AttackConfig(snr_db=15.0), progress=False)
+    m = survive(tmp_path / "run", Transformation("gain", max_db=0.0), tmp_path / "same", progress=False)
+    rows = _rows(tmp_path / "same" / "survive.csv")
+    already = [r for r in rows if r["label_before"] == label]
+    assert already and all(r["attack_success"] == "True" for r in already)  # "reached" at iteration 0
+    assert all(r["adversarial"] == "False" for r in already)  # said the target before any change
+    assert m["n_examples"] == 4 and m["n_adversarial"] == sum(r["attack_success"] == "True" for r in rows) - len(already)

@@ -6,6 +6,7 @@ went. Errors caused by input (:class:`musadv.errors.MusadvError`) are printed as
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -70,13 +71,25 @@ _partition_options = [
 ]
 
 
-_parallel_options = [
-    click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=None,
-                 help="Worker processes, one recording each at a time (default: all cores)."),
-    click.option("--threads", type=click.IntRange(min=1), default=None,
-                 help="PyTorch threads per recording (default: the cores shared among --jobs); the same --threads "
-                      "gives the same files with any --jobs."),
-]
+def _engine_options(f):
+    """``--jobs``, ``--threads`` and ``--ray``, given to the command as one ``engine`` (:mod:`musadv.parallel`)."""
+
+    @click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=None,
+                  help="Worker processes on this machine, one recording each at a time (default: all cores).")
+    @click.option("--threads", type=click.IntRange(min=1), default=None,
+                  help="PyTorch threads per recording (default: the cores shared among --jobs; 1 on Ray); the same "
+                       "--threads gives the same files with any --jobs or on Ray.")
+    @click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+                  help="One task per recording on a Ray cluster: auto (the cluster this machine joined), HOST:PORT, "
+                       "ray://HOST:10001, or local (start one here). Needs pip install 'musadv[ray]' and the run "
+                       "directory and audio on storage every node sees at the same path.")
+    @functools.wraps(f)
+    def wrapper(*args, n_jobs, threads, ray_address, **kwargs):
+        from .parallel import engine_from_options
+
+        return f(*args, engine=engine_from_options(n_jobs, threads, ray_address), **kwargs)
+
+    return wrapper
 
 
 def _apply(options):
@@ -279,9 +292,9 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
-@_apply(_parallel_options)
+@_engine_options
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, max_iter, momentum,
-               order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet, no_report, n_jobs, threads):
+               order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet, no_report, engine):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -319,8 +332,7 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         raise click.UsageError("--minimize searches in the consistent order above the --snr floor "
                                "(not with --order paper or --no-snr-limit)")
     metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra,
-                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize, n_jobs=n_jobs,
-                          threads=threads)
+                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize, engine=engine)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report
@@ -434,9 +446,9 @@ def rescore_cmd(run_dir, model_spec, out):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the targets and the noise.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@_apply(_parallel_options)
+@_engine_options
 def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec, examples_from, step_fraction, max_iter,
-                   limit, seed, out, quiet, n_jobs, threads):
+                   limit, seed, out, quiet, engine):
     """Accuracy of MODEL under the adversary and under noise controls at each SNR level.
 
     For each level and recording: the adversarial example within that SNR, white noise, noise
@@ -470,7 +482,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
     m = robustness_curve(system, jobs_from_split(spectra, split, limit), out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
-                         extra={"cache": str(spectra.path.resolve()), "split": split}, n_jobs=n_jobs, threads=threads)
+                         extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings; clean normalised accuracy {_num(m['clean_accuracy'])}")
     click.echo("   SNR  adversary  white  shaped  random-phase  success")
     for row in m["curve"]:
@@ -516,9 +528,9 @@ def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@_apply(_parallel_options)
+@_engine_options
 def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, trials, limit,
-              seed, out, quiet, n_jobs, threads):
+              seed, out, quiet, engine):
     """Is MODEL a horse? Its figures of merit under irrelevant transformations of each recording.
 
     Each recording is transformed up to --trials times (a random draw each time); per recording
@@ -536,7 +548,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
     m = horse_test(system, jobs_from_split(spectra, split, limit), out, transformation, trials, seed, progress=not quiet,
-                   extra={"cache": str(spectra.path.resolve()), "split": split}, n_jobs=n_jobs, threads=threads)
+                   extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "
                f"{trials if transformation.random else 1} draws each")
     acc = m["normalised_accuracy"]
@@ -555,9 +567,8 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws of a random transformation.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/survive-<transform>.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@_apply(_parallel_options)
-def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet, n_jobs,
-                threads):
+@_engine_options
+def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet, engine):
     """Do the adversarial examples of an attack run survive an irrelevant transformation?
 
     Transforms every example and its original alike, writes both, and reports the share of
@@ -570,7 +581,7 @@ def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bi
     transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
     system = _load_any_model(model_spec) if model_spec else None
     out = out or run_dir / f"survive-{kind}"
-    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, n_jobs=n_jobs, threads=threads)
+    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, engine=engine)
     click.echo(f"{out}: {m['n_adversarial']} adversarial examples of {m['n_examples']}, {transformation.describe()}")
     if m["n_adversarial"]:
         click.echo(f"keep the target {m['survived']:.1%}, return to the original's label {m['returned']:.1%}, "
@@ -602,7 +613,8 @@ def report_cmd(run_dir, open_):
 @click.option("--partition", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Partition JSON for --data (default: seeded stratified 50/25/25).")
 @click.option("--quick", is_flag=True, help="A reduced study: about a minute on the built-in data.")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
-def demo_cmd(out, data, partition, quick, quiet):
+@_engine_options
+def demo_cmd(out, data, partition, quick, quiet, engine):
     """The whole study in one command: train a DNN and a CDNN, test them, train the forest and the
     MFCC baseline, attack the test split (random and all_wrong; every_label on one recording),
     search minimal perturbations, draw robustness curves, run horse tests (EQ and time-stretch) on
@@ -616,7 +628,8 @@ def demo_cmd(out, data, partition, quick, quiet):
     from .experiments import run_demo
 
     t = time.perf_counter()
-    s = run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet)
+    s = run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet,
+                 engine=engine)
     click.echo("")
     click.echo(f"{'system':16s} {'normalised accuracy':>20s}")
     for name, v in s["systems"].items():

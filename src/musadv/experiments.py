@@ -24,6 +24,7 @@ from .attack import AttackConfig
 from .evaluate import evaluate_model
 from .horse import horse_tests
 from .io import write_csv_atomic, write_json_atomic
+from .parallel import Engine
 from .robustness import CURVE_PATIENCE, describe_level, robustness_curve
 from .runs import jobs_from_split, rescore, run_attacks
 from .survival import survive
@@ -174,7 +175,8 @@ def _attack_summary(m: dict) -> dict:
 
 
 def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str | None = None, quick: bool = False,
-             progress: bool = True, log: Callable[[str], None] = _log, report: bool = True) -> dict:
+             progress: bool = True, log: Callable[[str], None] = _log, report: bool = True,
+             engine: Engine | None = None) -> dict:
     """The whole study in one call: train, test, attack, re-score, report (``musadv demo``).
 
     Parameters
@@ -188,6 +190,9 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         A partition JSON for ``data``; default: seeded stratified 50/25/25.
     quick : bool
         A reduced study (about a minute on the built-in data).
+    engine : Engine, optional
+        Where the recordings of the attack, robustness, horse and survival stages are done
+        (:mod:`musadv.parallel`; default: this process).
 
     Returns
     -------
@@ -243,14 +248,14 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                 m = run_attacks(model, jobs_from_split(spectra, "test", limit), policy, out / "attacks" / f"{prefix}{policy}",
                                 cfg, seed=settings.seed, progress=progress,
                                 extra={"cache": str((out / "cache").resolve()), "split": "test"},
-                                visqol=not quick and model_name == "dnn" and policy == "all_wrong")
+                                visqol=not quick and model_name == "dnn" and policy == "all_wrong", engine=engine)
                 return _attack_summary(m)
             attacks[f"{prefix}{policy}"] = st(f"attack-{prefix}{policy}", run)
 
     def every_label():
         model = load_system(out / "models" / "dnn")
         m = run_attacks(model, jobs_from_split(spectra, "test")[:1], "every_label", out / "attacks" / "every_label",
-                        settings.attack, seed=settings.seed, progress=progress, visqol=not quick)
+                        settings.attack, seed=settings.seed, progress=progress, visqol=not quick, engine=engine)
         return _attack_summary(m)
 
     attacks["every_label"] = st("attack-every_label", every_label)
@@ -260,7 +265,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
             m = run_attacks(load_system(out / "models" / model_name), jobs_from_split(spectra, "test", limit), "all_wrong",
                             out / "attacks" / f"{model_name}_minimal", settings.attack, seed=settings.seed,
                             progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
-                            minimal=True)
+                            minimal=True, engine=engine)
             return {**_attack_summary(m), **m["minimal"]}
         minimal[model_name] = st(f"minimize-{model_name}", run_minimal)
     curves = {}
@@ -271,7 +276,8 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
             m = robustness_curve(load_system(out / "models" / name), jobs_from_split(spectra, "test", limit),
                                  out / "robustness" / name, settings.curve_levels, "all_wrong", curve_config,
                                  seed=settings.seed, examples_from=out / "robustness" / source if source else None,
-                                 progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"})
+                                 progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
+                                 engine=engine)
             return {"clean_accuracy": m["clean_accuracy"], "curve": m["curve"],
                     "median_highest_success_snr_db": m["median_highest_success_snr_db"],
                     "median_highest_success": m["median_highest_success"], "transfer_from": source}
@@ -284,7 +290,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
             runs = [(load_system(out / "models" / name), out / "horse" / f"{name}-{kind}") for name in system_names]
             results = horse_tests(runs, jobs_from_split(spectra, "test"), transformation, settings.horse_trials,
                                   seed=settings.seed, progress=progress,
-                                  extra={"cache": str((out / "cache").resolve()), "split": "test"})
+                                  extra={"cache": str((out / "cache").resolve()), "split": "test"}, engine=engine)
             return {f"{name}-{kind}": {"system": name, "kind": kind, "description": transformation.describe(),
                                        "trials": settings.horse_trials, **{k: m[k] for k in HORSE_SUMMARY}}
                     for name, m in zip(system_names, results)}
@@ -297,7 +303,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         def run_survive(kind=kind):
             transformation = Transformation(kind)
             m = survive(out / "attacks" / "all_wrong", transformation, out / "survive" / f"all_wrong-{kind}",
-                        seed=settings.seed, progress=progress)
+                        seed=settings.seed, progress=progress, engine=engine)
             return {"run": "all_wrong", "kind": kind, "description": transformation.describe(), **m}
         survival[f"all_wrong-{kind}"] = st(f"survive-{kind}", run_survive)
     for policy in ("random", "all_wrong"):

@@ -46,7 +46,7 @@ from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
-from .parallel import map_pieces
+from .parallel import Engine, LocalEngine
 from .progress import progress_bar
 from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .transforms import Transformation
@@ -73,8 +73,7 @@ def horse_test(
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
-    n_jobs: int = 1,
-    threads: int | None = None,
+    engine: Engine | None = None,
 ) -> dict:
     """Judge ``system`` on each recording and on random irrelevant transformations of it.
 
@@ -95,17 +94,16 @@ def horse_test(
     progress : bool
     extra : dict, optional
         More to record in ``horse.json`` (cache, split).
-    n_jobs : int
-        Worker processes, one recording each at a time (:func:`musadv.parallel.map_pieces`).
-    threads : int, optional
-        PyTorch threads per recording (default: the cores shared among ``n_jobs``).
+    engine : Engine, optional
+        Where the recordings are done (:mod:`musadv.parallel`; default: this process, one after
+        another). With the same threads, every engine writes the same files.
 
     Returns
     -------
     dict
         The figures, ``horse.json``'s ``results`` (:func:`summarise_horse`).
     """
-    return horse_tests([(system, out_dir)], jobs, transformation, trials, seed, progress, extra, n_jobs, threads)[0]
+    return horse_tests([(system, out_dir)], jobs, transformation, trials, seed, progress, extra, engine)[0]
 
 
 def horse_tests(
@@ -116,8 +114,7 @@ def horse_tests(
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
-    n_jobs: int = 1,
-    threads: int | None = None,
+    engine: Engine | None = None,
 ) -> list[dict]:
     """:func:`horse_test` for several systems at once: each draw is made once and judged by all.
 
@@ -126,7 +123,7 @@ def horse_tests(
     runs : sequence of (AudioClassifier, path)
         Each system with its own run directory; the directories are what :func:`horse_test`
         writes for that system alone, draw for draw.
-    jobs, transformation, trials, seed, progress, extra, n_jobs, threads
+    jobs, transformation, trials, seed, progress, extra, engine
         As :func:`horse_test`.
 
     Returns
@@ -158,10 +155,12 @@ def horse_tests(
         pending = tuple(i for i, out in enumerate(outs) if not (out / "recordings" / f"{slug(job.name)}.json").exists())
         if pending:
             pieces.append((job, pending))
-    context = _HorseContext(tuple(system for system, _ in runs), tuple(outs), transformation, trials, seed)
+    context = _HorseContext(tuple(system for system, _ in runs), tuple(out.resolve() for out in outs), transformation,
+                            trials, seed)
     bar = progress_bar(total=len(jobs), initial=len(jobs) - len(pieces), desc=f"horse ({transformation.kind})",
                        unit="recording", enabled=progress)
-    for (job, pending), (records, error) in map_pieces(_horse_recording, context, pieces, n_jobs, threads):
+    mapped = (engine or LocalEngine()).map(_horse_recording, context, pieces, shared=[out / "horse.json" for out in outs])
+    for (job, pending), records, error in mapped:
         if error:
             for i in pending:
                 errors[i].append({"file": job.name, "error": error})
@@ -187,14 +186,11 @@ class _HorseContext:
     seed: int
 
 
-def _horse_recording(c: _HorseContext, piece: tuple[Job, tuple[int, ...]]) -> tuple[list[dict] | None, str | None]:
-    """One recording for the systems (by index) that lack it: their records, or the error that stopped it."""
+def _horse_recording(c: _HorseContext, piece: tuple[Job, tuple[int, ...]]) -> list[dict]:
+    """One recording for the systems (by index) that lack it: their records."""
     job, pending = piece
-    try:
-        return _recording([c.systems[i] for i in pending], job, [c.outs[i] for i in pending], c.transformation,
-                          c.trials, c.seed), None
-    except MusadvError as exc:
-        return None, str(exc)
+    return _recording([c.systems[i] for i in pending], job, [c.outs[i] for i in pending], c.transformation, c.trials,
+                      c.seed)
 
 
 def _judged(pred, true: str) -> dict:

@@ -1,39 +1,58 @@
-"""Worker processes for the independent pieces of a long job (one recording each) on one machine.
+"""Engines for the independent pieces of a long job (one recording or example each): this process,
+worker processes on this machine, or a Ray cluster.
 
 Attack runs, robustness curves, horse tests and survival runs finish one recording (or example)
 at a time and write it atomically into their run directory; the pieces do not depend on each
-other, so they can be done by several processes at once. :func:`map_pieces` hands the pieces
-to ``jobs`` worker processes, each given the job's context (the model and the settings) once
-when it starts and ``threads`` PyTorch threads (by default a fair share of the machine's
-cores), and yields each result as it comes. With ``jobs=1`` it does the same work in this
-process, one piece after another.
+other, so an :class:`Engine` may do them anywhere and in any order. Each engine's
+:meth:`Engine.map` hands every worker the job's context (the model and the settings) once, sets
+the PyTorch threads each piece is computed with, and yields each piece's result as it comes,
+or the one-line :class:`~musadv.errors.MusadvError` that stopped it. The run's driver (the
+process that called it) draws the progress bar, collects the errors and writes the summary,
+whatever the engine.
+
+- :class:`LocalEngine` ``(jobs=1)`` works in this process; ``jobs > 1`` starts that many
+  worker processes (``spawn``: a forked child of a process whose OpenMP threads have run can
+  hang in its first parallel region).
+- :class:`RayEngine` sends one task per piece to a Ray cluster (``pip install 'musadv[ray]'``).
+  The context is put in the cluster's object store once and unpacked once per worker process.
+  Workers write into the run directory themselves, so the cluster's nodes must see it (and
+  the audio) at the same path: each worker checks, and a node that cannot see it stops the run
+  with one line saying so. A task whose worker dies is retried by Ray; a run whose driver dies
+  keeps every piece it finished and resumes when it is run again.
 
 A piece's numbers depend on nothing but its inputs and the number of threads it is computed
 with: PyTorch sums in another order on another number of threads, which moves the last digits
 of a float (and, rarely, an attack that ends at its threshold). Runs with the same ``threads``
-write the same files whatever ``jobs`` is.
+write the same files on every engine.
 
-Workers are started with ``spawn``: a forked child of a process whose OpenMP threads have run
-can hang in its first parallel region. The context is pickled once per worker to get there
-(inter-process transport of objects this process made, never the loading of a file).
+The context travels pickled (inter-process transport of objects this process made, never the
+loading of a file a user brought).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["available_cores", "default_threads", "map_pieces", "check_jobs"]
+from .errors import MusadvError
+
+__all__ = ["Engine", "LocalEngine", "RayEngine", "available_cores", "default_threads", "check_jobs", "engine_from_options"]
 
 P = TypeVar("P")
-R = TypeVar("R")
 
-# A worker's context and work, set once when the worker starts (in the worker only).
+#: What :meth:`Engine.map` yields for each piece: the piece, its result (None if it failed) and
+#: the message of the MusadvError that stopped it (None if it did not).
+Outcome = tuple[Any, Any, "str | None"]
+
+# A worker process's context and work, set once when it starts or first needs them (in workers only).
 _worker: dict = {}
 
 
@@ -54,65 +73,200 @@ def check_jobs(jobs: int | None) -> int:
     return int(jobs)
 
 
-def _start(work: Callable, context: Any, threads: int) -> None:
-    torch.set_num_threads(threads)
-    _worker.update(work=work, context=context)
-
-
-def _run(piece):
-    return _worker["work"](_worker["context"], piece)
-
-
 def default_threads(jobs: int) -> int:
-    """A fair share of the cores for each of ``jobs`` workers (at least one)."""
+    """A fair share of this machine's cores for each of ``jobs`` workers (at least one)."""
     return max(1, available_cores() // jobs)
 
 
-def map_pieces(work: Callable[[Any, P], R], context: Any, pieces: Sequence[P], jobs: int = 1,
-               threads: int | None = None) -> Iterator[tuple[P, R]]:
-    """``(piece, work(context, piece))`` for every piece, in the order they finish.
+def _check_threads(threads: int) -> int:
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    return int(threads)
 
-    Parameters
-    ----------
+
+def _outcome(work: Callable, context: Any, piece: Any) -> tuple[Any, str | None]:
+    """One piece: its result, or the user-facing error that stopped it (a bug still raises)."""
+    try:
+        return work(context, piece), None
+    except MusadvError as exc:
+        return None, str(exc)
+
+
+class Engine(ABC):
+    """Where the pieces of a job are done.
+
+    Parameters of :meth:`map`
+    -------------------------
     work : callable
-        A module-level function ``work(context, piece)`` (workers import it by name).
+        A module-level function ``work(context, piece)`` (workers import it by name). A
+        :class:`~musadv.errors.MusadvError` it raises is the piece's error; anything else is
+        a bug and stops the job.
     context : object
         What every piece needs (the model, the settings); given to each worker once.
     pieces : sequence
         The independent pieces (recordings, examples).
-    jobs : int
-        Worker processes; 1 does the work in this process.
+    shared : sequence of path
+        Files the driver wrote that every worker must see (the run's settings file): an engine
+        whose workers may run on other machines checks them before the first piece.
+    """
+
+    @abstractmethod
+    def map(self, work: Callable[[Any, P], Any], context: Any, pieces: Sequence[P],
+            shared: Sequence[str | os.PathLike] = ()) -> Iterator[Outcome]:
+        """``(piece, result, error)`` for every piece, in the order they finish."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The engine in a few words, for logs and run files."""
+
+
+class LocalEngine(Engine):
+    """Pieces in this process (``jobs=1``) or in ``jobs`` spawned worker processes on this machine.
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Worker processes; 1 does the work in this process; ``None`` is every core.
     threads : int, optional
-        PyTorch threads for each piece (default :func:`default_threads`).
+        PyTorch threads for each piece (default: the cores shared among ``jobs``).
+    """
+
+    def __init__(self, jobs: int | None = 1, threads: int | None = None):
+        self.jobs = check_jobs(jobs)
+        self.threads = default_threads(self.jobs) if threads is None else _check_threads(threads)
+
+    def describe(self) -> str:
+        if self.jobs == 1:
+            return f"this process, {self.threads} thread(s)"
+        return f"{self.jobs} worker processes, {self.threads} thread(s) each"
+
+    def map(self, work, context, pieces, shared=()):
+        jobs = min(self.jobs, max(len(pieces), 1))
+        if jobs == 1:
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                for piece in pieces:
+                    yield piece, *_outcome(work, context, piece)
+            finally:
+                torch.set_num_threads(before)
+            return
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process,
+                                   initargs=(work, context, self.threads))
+        try:
+            running = {pool.submit(_run_in_process, piece): piece for piece in pieces}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    piece = running.pop(future)
+                    yield piece, *future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_process(work: Callable, context: Any, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _worker.update(work=work, context=context)
+
+
+def _run_in_process(piece):
+    return _outcome(_worker["work"], _worker["context"], piece)
+
+
+class RayEngine(Engine):
+    """One Ray task per piece, on the cluster at ``address``.
+
+    Parameters
+    ----------
+    address : str
+        ``auto`` (the cluster this machine has joined with ``ray start``), ``HOST:PORT`` of a
+        head node, ``ray://HOST:10001`` (Ray Client), or ``local`` (start a Ray instance on this
+        machine for the run). Ignored when this process is already connected (``ray.init``).
+    threads : int
+        PyTorch threads (and Ray CPUs) each task takes.
+    retries : int
+        Times Ray runs a task again whose worker process or node died.
+    """
+
+    def __init__(self, address: str = "auto", threads: int = 1, retries: int = 3):
+        if not address:
+            raise ValueError("address must name a Ray cluster, 'auto' or 'local'")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, not {retries}")
+        self.address = address
+        self.threads = _check_threads(threads)
+        self.retries = int(retries)
+
+    def describe(self) -> str:
+        return f"Ray at {self.address}, {self.threads} thread(s) per task"
+
+    def _connect(self):
+        try:
+            import ray
+        except ImportError:
+            raise MusadvError("Ray is not installed: pip install 'musadv[ray]'") from None
+        if not ray.is_initialized():
+            options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            try:
+                ray.init(address=None if self.address == "local" else self.address, **options)
+            except ConnectionError as exc:
+                raise MusadvError(f"Ray cluster {self.address!r}: cannot connect; start one with `ray start --head` or ask "
+                                  f"for a local instance ('local') ({str(exc).splitlines()[0][:80]})") from None
+        return ray
+
+    def map(self, work, context, pieces, shared=()):
+        if not pieces:
+            return
+        ray = self._connect()
+        task = ray.remote(_run_ray_task).options(num_cpus=self.threads, max_retries=self.retries)
+        # One copy in the object store; passed inside a list so that Ray hands the worker the
+        # reference, which each worker process resolves once (see _run_ray_task).
+        context_ref = ray.put((work, context, tuple(str(Path(p).resolve()) for p in shared)))
+        running = {task.remote([context_ref], piece, self.threads): piece for piece in pieces}
+        try:
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    piece = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        if isinstance(exc, MusadvError):  # the run cannot go on (a node that cannot see it)
+                            raise MusadvError(str(exc.cause)) from None
+                        raise
+                    except ray.exceptions.RayError as exc:  # retries spent: the worker or its node kept dying
+                        result = None, f"its Ray worker was lost {self.retries + 1} time(s) ({type(exc).__name__})"
+                    yield piece, *result
+        finally:
+            for ref in running:
+                ray.cancel(ref)
+
+
+def _run_ray_task(context_ref: list, piece: Any, threads: int) -> tuple[Any, str | None]:
+    import ray
+
+    key = context_ref[0].hex()
+    if _worker.get("key") != key:  # the first piece of this job in this worker process
+        work, context, shared = ray.get(context_ref[0])
+        for path in shared:
+            if not os.path.exists(path):
+                raise MusadvError(f"{path}: not visible from the Ray worker on {socket.gethostname()}; a Ray run needs "
+                                  "its run directory and its audio on storage every node mounts at the same path")
+        _worker.update(key=key, work=work, context=context)
+    torch.set_num_threads(threads)
+    return _outcome(_worker["work"], _worker["context"], piece)
+
+
+def engine_from_options(jobs: int | None = None, threads: int | None = None, ray: str | None = None) -> Engine:
+    """The engine the command-line options ``--jobs``, ``--threads`` and ``--ray`` name.
 
     Raises
     ------
-    Exception
-        The first exception a piece raised (the other pieces already running finish; none
-        that had not started is begun).
+    MusadvError
+        If both ``jobs`` and ``ray`` are given (a Ray cluster decides how many tasks run at once).
     """
-    jobs = check_jobs(jobs)
-    threads = default_threads(jobs) if threads is None else threads
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, not {threads}")
-    jobs = min(jobs, max(len(pieces), 1))
-    if jobs == 1:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            for piece in pieces:
-                yield piece, work(context, piece)
-        finally:
-            torch.set_num_threads(before)
-        return
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                               initargs=(work, context, threads))
-    try:
-        running = {pool.submit(_run, piece): piece for piece in pieces}
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                piece = running.pop(future)
-                yield piece, future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    if ray is None:
+        return LocalEngine(jobs, threads)
+    if jobs is not None:
+        raise MusadvError("--jobs and --ray exclude each other: on Ray, the cluster's CPUs decide how many tasks run at once")
+    return RayEngine(ray, 1 if threads is None else threads)

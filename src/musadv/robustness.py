@@ -44,7 +44,7 @@ from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
-from .parallel import map_pieces
+from .parallel import Engine, LocalEngine
 from .progress import progress_bar
 from .recording import Recording
 from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
@@ -147,8 +147,7 @@ def robustness_curve(
     examples_from: str | os.PathLike | None = None,
     progress: bool = True,
     extra: dict | None = None,
-    n_jobs: int = 1,
-    threads: int | None = None,
+    engine: Engine | None = None,
 ) -> dict:
     """Accuracy of ``system`` under the adversary and three noise controls at each SNR level.
 
@@ -181,11 +180,9 @@ def robustness_curve(
     progress : bool
     extra : dict, optional
         More to record in ``robustness.json`` (cache, split).
-    n_jobs : int
-        Worker processes, one recording each at a time (:func:`musadv.parallel.map_pieces`).
-    threads : int, optional
-        PyTorch threads per recording (default: the cores shared among ``n_jobs``). With the
-        same ``threads``, every ``n_jobs`` writes the same files.
+    engine : Engine, optional
+        Where the recordings are done (:mod:`musadv.parallel`; default: this process, one after
+        another). With the same threads, every engine writes the same files.
 
     Returns
     -------
@@ -235,10 +232,11 @@ def robustness_curve(
     write_json_atomic(run_file, run)
     errors = []
     pending = [j for j in jobs if not (out / "recordings" / f"{slug(j.name)}.json").exists()]
-    context = _CurveContext(system, adversary, out, source, tuple(levels), policy, config, seed)
+    context = _CurveContext(system, adversary, out.resolve(), source.resolve() if source else None, tuple(levels), policy,
+                            config, seed)
     bar = progress_bar(total=len(jobs), initial=len(jobs) - len(pending), desc="robustness", unit="recording",
                        enabled=progress)
-    for job, (record, error) in map_pieces(_curve_recording, context, pending, n_jobs, threads):
+    for job, record, error in (engine or LocalEngine()).map(_curve_recording, context, pending, shared=[run_file]):
         if error:
             errors.append({"file": job.name, "error": error})
         else:
@@ -263,11 +261,8 @@ class _CurveContext:
     seed: int
 
 
-def _curve_recording(c: _CurveContext, job: Job) -> tuple[dict | None, str | None]:
-    try:
-        return _recording(c.system, c.adversary, job, c.out, c.source, c.levels, c.policy, c.config, c.seed), None
-    except MusadvError as exc:
-        return None, str(exc)
+def _curve_recording(c: _CurveContext, job: Job) -> dict:
+    return _recording(c.system, c.adversary, job, c.out, c.source, c.levels, c.policy, c.config, c.seed)
 
 
 def _recording(system, adversary, job: Job, out: Path, source: Path | None, levels, policy, config, seed) -> dict:

@@ -51,7 +51,7 @@ from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .models import weights_sha256
-from .parallel import map_pieces
+from .parallel import Engine, LocalEngine
 from .progress import progress_bar
 from .recording import Recording, edge_samples
 from .spectral import magnitude
@@ -239,23 +239,19 @@ class _AttackContext:
     policy: str
     config: AttackConfig
     seed: int
-    done: set
     model_rate: bool
     repairs: int
     visqol: bool
     minimal: bool
 
 
-def _attack_recording(c: _AttackContext, job: Job) -> tuple[list[dict], str | None]:
-    """Every unfinished example of one recording; its records (each already written) and the error that stopped it."""
+def _attack_recording(c: _AttackContext, job: Job) -> list[dict]:
+    """Every unfinished example of one recording: their records, each already written."""
     stem = slug(job.name)
-    try:
-        rec = Recording.from_file(job.source, c.model.stft.sr, job.offset, job.duration, model_rate=c.model_rate)
-        audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, job.source)
-        mag_x = magnitude(rec.signal, c.model.stft)  # once per recording, whatever the number of targets
-        before = classify_recording(c.model, mag_x, rec.signal, job.source)
-    except MusadvError as exc:
-        return [], str(exc)
+    rec = Recording.from_file(job.source, c.model.stft.sr, job.offset, job.duration, model_rate=c.model_rate)
+    audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, job.source)
+    mag_x = magnitude(rec.signal, c.model.stft)  # once per recording, whatever the number of targets
+    before = classify_recording(c.model, mag_x, rec.signal, job.source)
     quality = None
     if c.visqol:
         from .quality import visqol_mos
@@ -265,8 +261,10 @@ def _attack_recording(c: _AttackContext, job: Job) -> tuple[list[dict], str | No
     original = c.out / "originals" / f"{stem}.wav"
     if not original.exists():
         audio.save(original, rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
+    # Asked of the disk, not of a list made when the run began: a task run again after its
+    # worker died skips what that worker finished.
     return [_example(c.model, job, rec, mag_x, target, c.config, c.out, stem, c.repairs, quality, c.minimal)
-            for target in targets if f"{stem}--{target}" not in c.done], None
+            for target in targets if not (c.out / "examples" / f"{stem}--{target}.json").exists()]
 
 
 def run_attacks(
@@ -282,8 +280,7 @@ def run_attacks(
     repairs: int = 1,
     visqol: bool = False,
     minimal: bool = False,
-    n_jobs: int = 1,
-    threads: int | None = None,
+    engine: Engine | None = None,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -319,11 +316,9 @@ def run_attacks(
         (:func:`musadv.attack.minimize`, to 0.5 dB; ``config.snr_db`` is the floor): the
         SNR columns are then minimal-perturbation SNRs, ``iterations`` and ``seconds`` cover
         the whole search, and each example's JSON lists the levels tried.
-    n_jobs : int
-        Worker processes attacking recordings at once (:func:`musadv.parallel.map_pieces`).
-    threads : int, optional
-        PyTorch threads per recording (default: the cores shared among ``n_jobs``). With the
-        same ``threads``, every ``n_jobs`` writes the same files.
+    engine : Engine, optional
+        Where the recordings are done (:mod:`musadv.parallel`; default: this process, one after
+        another). With the same threads, every engine writes the same files.
 
     Returns
     -------
@@ -343,16 +338,15 @@ def run_attacks(
     if run_file.exists():
         _check_same_run(out, json.loads(run_file.read_text()), run)
     write_json_atomic(run_file, run)
-    done = {p.stem for p in (out / "examples").glob("*.json")} if (out / "examples").exists() else set()
     per_job = len(model.labels) if policy == "every_label" else 1
-    context = _AttackContext(model, out, policy, config, seed, done, model_rate, repairs, visqol, minimal)
+    context = _AttackContext(model, out.resolve(), policy, config, seed, model_rate, repairs, visqol, minimal)
     errors = []
     bar = progress_bar(total=len(jobs) * per_job, desc="attack", unit="example", enabled=progress)
     successes = finished = 0
-    for job, (examples, error) in map_pieces(_attack_recording, context, jobs, n_jobs, threads):
+    for job, examples, error in (engine or LocalEngine()).map(_attack_recording, context, jobs, shared=[run_file]):
         if error:
             errors.append({"file": job.name, "error": error})
-        for example in examples:
+        for example in examples or []:
             successes += example["success"]
             finished += 1
         if finished:

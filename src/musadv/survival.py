@@ -37,7 +37,7 @@ from .classify import classify_samples
 from .errors import MusadvError
 from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
-from .parallel import map_pieces
+from .parallel import Engine, LocalEngine
 from .progress import progress_bar
 from .runs import check_same_settings, model_name, recording_rng, system_sha256
 from .systems import load_system
@@ -60,8 +60,7 @@ def survive(
     system: AudioClassifier | None = None,
     seed: int = 0,
     progress: bool = True,
-    n_jobs: int = 1,
-    threads: int | None = None,
+    engine: Engine | None = None,
 ) -> dict:
     """Transform every example of an attack run and its original, and judge both again.
 
@@ -80,10 +79,9 @@ def survive(
     seed : int
         With each example's name, seeds its draw of a random transformation.
     progress : bool
-    n_jobs : int
-        Worker processes, one example each at a time (:func:`musadv.parallel.map_pieces`).
-    threads : int, optional
-        PyTorch threads per example (default: the cores shared among ``n_jobs``).
+    engine : Engine, optional
+        Where the examples are done (:mod:`musadv.parallel`; default: this process, one after
+        another). With the same threads, every engine writes the same files.
 
     Returns
     -------
@@ -115,10 +113,10 @@ def survive(
     write_json_atomic(settings_file, settings)
     errors = []
     pending = [r for r in records if not (out / "examples" / f"{r['example']}.json").exists()]
-    context = _SurvivalContext(system, run, out, transformation, seed)
+    context = _SurvivalContext(system, run.resolve(), out.resolve(), transformation, seed)
     bar = progress_bar(total=len(records), initial=len(records) - len(pending), desc=f"survive ({transformation.kind})",
                        unit="example", enabled=progress)
-    for r, (record, error) in map_pieces(_survival_example, context, pending, n_jobs, threads):
+    for r, record, error in (engine or LocalEngine()).map(_survival_example, context, pending, shared=[settings_file]):
         if error:
             errors.append({"example": r["example"], "error": error})
         else:
@@ -140,11 +138,8 @@ class _SurvivalContext:
     seed: int
 
 
-def _survival_example(c: _SurvivalContext, r: dict) -> tuple[dict | None, str | None]:
-    try:
-        return _example(c.system, c.run, r, c.out, c.transformation, c.seed), None
-    except MusadvError as exc:
-        return None, str(exc)
+def _survival_example(c: _SurvivalContext, r: dict) -> dict:
+    return _example(c.system, c.run, r, c.out, c.transformation, c.seed)
 
 
 def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformation: Transformation, seed: int) -> dict:
