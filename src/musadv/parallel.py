@@ -31,6 +31,7 @@ loading of a file a user brought).
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import socket
@@ -93,31 +94,27 @@ def _outcome(work: Callable, context: Any, piece: Any) -> tuple[Any, str | None]
 
 
 class Engine(ABC):
-    """Where the pieces of a job are done.
-
-    Parameters of :meth:`map`
-    -------------------------
-    work : callable
-        A module-level function ``work(context, piece)`` (workers import it by name). A
-        :class:`~musadv.errors.MusadvError` it raises is the piece's error; anything else is
-        a bug and stops the job.
-    context : object
-        What every piece needs (the model, the settings); given to each worker once.
-    pieces : sequence
-        The independent pieces (recordings, examples).
-    shared : sequence of path
-        Files the driver wrote that every worker must see (the run's settings file): an engine
-        whose workers may run on other machines checks them before the first piece.
-    """
+    """Where the pieces of a job are done."""
 
     @abstractmethod
     def map(self, work: Callable[[Any, P], Any], context: Any, pieces: Sequence[P],
             shared: Sequence[str | os.PathLike] = ()) -> Iterator[Outcome]:
-        """``(piece, result, error)`` for every piece, in the order they finish."""
+        """``(piece, result, error)`` for every piece, in the order they finish.
 
-    @abstractmethod
-    def describe(self) -> str:
-        """The engine in a few words, for logs and run files."""
+        Parameters
+        ----------
+        work : callable
+            A module-level function ``work(context, piece)`` (workers import it by name). A
+            :class:`~musadv.errors.MusadvError` it raises is the piece's error; anything else
+            is a bug and stops the job.
+        context : object
+            What every piece needs (the model, the settings); given to each worker once.
+        pieces : sequence
+            The independent pieces (recordings, examples).
+        shared : sequence of path
+            Files the driver wrote that every worker must see (the run's settings file): an
+            engine whose workers may run on other machines checks them before the first piece.
+        """
 
 
 class LocalEngine(Engine):
@@ -134,11 +131,6 @@ class LocalEngine(Engine):
     def __init__(self, jobs: int | None = 1, threads: int | None = None):
         self.jobs = check_jobs(jobs)
         self.threads = default_threads(self.jobs) if threads is None else _check_threads(threads)
-
-    def describe(self) -> str:
-        if self.jobs == 1:
-            return f"this process, {self.threads} thread(s)"
-        return f"{self.jobs} worker processes, {self.threads} thread(s) each"
 
     def map(self, work, context, pieces, shared=()):
         jobs = min(self.jobs, max(len(pieces), 1))
@@ -196,15 +188,12 @@ class RayEngine(Engine):
         self.address = address
         self.threads = _check_threads(threads)
         self.retries = int(retries)
-
-    def describe(self) -> str:
-        return f"Ray at {self.address}, {self.threads} thread(s) per task"
+        if importlib.util.find_spec("ray") is None:
+            raise MusadvError("Ray is not installed: pip install 'musadv[ray]'")
 
     def _connect(self):
-        try:
-            import ray
-        except ImportError:
-            raise MusadvError("Ray is not installed: pip install 'musadv[ray]'") from None
+        import ray
+
         if not ray.is_initialized():
             options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
             try:
