@@ -2,6 +2,8 @@
 
 import csv
 import json
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -12,7 +14,9 @@ from musadv.classify import classify_file
 from musadv.evaluate import evaluate_model
 from musadv.models import ModelError
 from musadv.runs import jobs_from_split, rescore, run_attacks
-from musadv.systems import ForestSystem, MahalanobisClassifier, MFCCBaseline, load_system, train_baseline, train_forest
+from musadv.features import TextureFeatures, texture_stats
+from musadv.systems import (ForestSystem, MahalanobisClassifier, MFCCBaseline, WindowVote, load_system, mfcc_zcr,
+                            texture_pipeline, train_baseline, train_forest)
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +135,121 @@ def test_baseline_files_hold_no_pickle_and_give_the_same_decisions(baseline, lea
     for e in learn_cache.split("test"):
         signal = learn_cache.signal(e)
         assert system.predict(None, signal).confidence == fresh.predict(None, signal).confidence
+
+
+def test_window_vote_labels_a_recording_by_the_share_of_its_windows():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # Windows near 0 are "a", near 10 are "b"; the recordings' labels are those of most of their windows.
+    recordings = [np.array([[0.0], [0.1], [9.9]]), np.array([[10.0], [10.1]]), np.array([[0.2]])]
+    vote = WindowVote(KNeighborsClassifier(1)).fit(recordings, ["a", "b", "a"])
+    assert list(vote.classes_) == ["a", "b"]
+    # The window at 9.9 was fitted as "a" (its recording's label): one nearest neighbour keeps that.
+    proba = vote.predict_proba([np.array([[0.0], [0.0], [10.0], [10.1]]), np.array([[9.9], [10.0], [10.0]])])
+    np.testing.assert_array_equal(proba, [[0.5, 0.5], [1 / 3, 2 / 3]])
+    assert vote.predict([np.array([[0.0], [10.0]]), np.array([[10.0]])]).tolist() == ["a", "b"]  # a tie: the first class
+    with pytest.raises(ValueError, match="2 recordings but 3 labels"):
+        WindowVote(KNeighborsClassifier(1)).fit(recordings[:2], ["a", "b", "a"])
+
+
+def test_texture_features_map_each_recording_to_its_windows_and_check_its_frame_features():
+    rng = np.random.default_rng(0)
+    recordings = [rng.normal(size=(50, 3)), rng.normal(size=(7, 3))]
+    texture = TextureFeatures(window=20, hop=10, spread="var")
+    out = texture.fit_transform(iter(recordings))  # a generator is read once
+    assert texture.n_features_in_ == 3 and [w.shape for w in out] == [(4, 6), (1, 6)]
+    np.testing.assert_array_equal(out[0], texture_stats(recordings[0], 20, 10, "var"))
+    assert all((a == b).all() for a, b in zip(texture.transform(recordings), out))
+    with pytest.raises(ValueError, match="recording 0 has 4 frame features, the others 3"):
+        texture.transform([rng.normal(size=(30, 4))])
+    with pytest.raises(ValueError, match="spread must be one of"):
+        TextureFeatures(spread="mad").fit(recordings)
+    with pytest.raises(ValueError, match="hop must be an integer >= 1"):
+        TextureFeatures(hop=0).fit(recordings)
+
+
+@pytest.mark.parametrize("estimator", [TextureFeatures(), WindowVote(MahalanobisClassifier())], ids=type)
+def test_the_texture_estimators_follow_scikit_learns_conventions(estimator):
+    """The checks that apply to estimators whose samples are recordings (not rows of a 2-D array):
+    __init__ stores its parameters and sets nothing else, get_params / set_params round-trip."""
+    from sklearn.utils import estimator_checks as checks
+
+    name = type(estimator).__name__
+    for check in (checks.check_no_attributes_set_in_init, checks.check_parameters_default_constructible,
+                  checks.check_get_params_invariance, checks.check_set_params):
+        check(name, estimator)
+
+
+def test_the_baseline_is_a_pipeline_fitted_on_recordings_from_a_generator(baseline, learn_cache):
+    """Its training is the pipeline's fit on recordings and labels; from a generator as from a list."""
+    system = load_system(baseline)
+    assert [name for name, _ in system.pipeline.steps] == ["texture", "vote"]
+    entries = learn_cache.split("train") + learn_cache.split("valid")
+    frame_features = [mfcc_zcr(learn_cache.signal(e), learn_cache.config) for e in entries]
+    labels = [learn_cache.labels.index(e.label) for e in entries]
+    from_list = texture_pipeline(MahalanobisClassifier(), 86, 43, "var").fit(frame_features, labels)
+    from_generator = texture_pipeline(MahalanobisClassifier(), 86, 43, "var").fit(iter(frame_features), labels)
+    test = [mfcc_zcr(learn_cache.signal(e), learn_cache.config) for e in learn_cache.split("test")]
+    np.testing.assert_array_equal(from_generator.predict_proba(test), from_list.predict_proba(test))
+    np.testing.assert_array_equal(from_list.predict_proba(test), system.pipeline.predict_proba(test))
+    for e, proba in zip(learn_cache.split("test"), system.pipeline.predict_proba(test)):
+        pred = system.predict(None, learn_cache.signal(e))
+        assert [pred.confidence[lab] for lab in system.labels] == proba.tolist()
+
+
+# A researcher's own system: an SVM on MFCC texture statistics, fitted and saved by them.
+MINE_PY = textwrap.dedent('''
+    import json
+    from pathlib import Path
+
+    import skops.io as sio
+
+    from musadv.spectral import STFTConfig
+    from musadv.systems import TextureSystem, mfcc_zcr
+
+    HERE = Path(__file__).parent
+
+
+    class MFCCSVM(TextureSystem):
+        needs_signal = True
+
+        def frame_features(self, frames, signal):
+            return mfcc_zcr(signal, self.stft)
+
+
+    def svm():
+        file = HERE / "svm.skops"
+        pipeline = sio.load(file, trusted=sio.get_untrusted_types(file=file))
+        return MFCCSVM(json.loads((HERE / "labels.json").read_text()), STFTConfig(), pipeline)
+''')
+
+
+def test_a_researchers_own_scikit_learn_pipeline_is_tested_through_module_factory(learn_cache, tmp_path, monkeypatch):
+    import skops.io as sio
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from musadv import cli
+
+    entries = learn_cache.split("train") + learn_cache.split("valid")
+    svm = make_pipeline(StandardScaler(), SVC())
+    pipeline = texture_pipeline(svm, 86, 43, "var").fit(
+        (mfcc_zcr(learn_cache.signal(e), learn_cache.config) for e in entries),
+        [learn_cache.labels.index(e.label) for e in entries])
+    (tmp_path / "mine.py").write_text(MINE_PY)
+    (tmp_path / "labels.json").write_text(json.dumps(learn_cache.labels))
+    sio.dump(pipeline, tmp_path / "svm.skops")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        cli.main(["test", "mine:svm", "--cache", str(learn_cache.path), "--out", str(tmp_path / "test")])
+        system = load_system("mine:svm")
+    finally:
+        sys.modules.pop("mine", None)
+    fom = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert fom["normalised_accuracy"] >= 0.7 and fom["binomial_p"] < 1e-4, fom["normalised_accuracy"]
+    e = learn_cache.split("test")[0]
+    windows = system.features(None, learn_cache.signal(e))
+    votes = np.bincount(pipeline["vote"].estimator_.predict(windows), minlength=len(system.labels))
+    assert system.predict(None, learn_cache.signal(e)).label == system.labels[int(votes.argmax())]

@@ -3,19 +3,29 @@
 Both feature systems of the paper summarise frame features over windows of about 5 s hopped by
 50 %: the DNN system by the mean and standard deviation of hidden-layer activations, the
 baseline by the mean and variance of MFCCs and the zero-crossing rate.
+
+:class:`TextureFeatures` is that summary as a scikit-learn transformer whose samples are
+recordings: a recording's frame features in, its texture windows out, so that a system is a
+:class:`~sklearn.pipeline.Pipeline` from recordings to labels (see :mod:`musadv.systems`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .interface import evaluating
 from .spectral import STFTConfig
 
-__all__ = ["TEXTURE_WINDOW", "TEXTURE_HOP", "window_frames", "texture_starts", "texture_stats", "dnn_activations", "LAYER_CHOICES"]
+__all__ = ["TEXTURE_WINDOW", "TEXTURE_HOP", "window_frames", "texture_starts", "texture_stats", "dnn_activations", "LAYER_CHOICES",
+           "TextureFeatures", "SPREADS"]
 
 LAYER_CHOICES = ("1", "2", "3", "all")
+SPREADS = ("std", "var")
 
 #: The reference code's texture window and hop in STFT frames (4.6 s and 2.3 s at 22050 Hz, hop 512).
 TEXTURE_WINDOW, TEXTURE_HOP = 200, 100
@@ -94,3 +104,66 @@ def dnn_activations(model, frames, layers: str = "all", batch_size: int = 8192) 
             chosen = acts if layers == "all" else [acts[int(layers) - 1]]
             out.append(torch.cat(chosen, dim=1))
     return torch.cat(out).numpy()
+
+
+class TextureFeatures(TransformerMixin, BaseEstimator):
+    """Texture statistics of recordings: each recording's frame features in, its windows out.
+
+    A sample is a recording, so a :class:`~sklearn.pipeline.Pipeline` of this and
+    :class:`musadv.systems.WindowVote` is fitted on recordings and their labels, as the paper's
+    systems are trained. Stateless but for the check that every recording has the same
+    frame features.
+
+    Parameters
+    ----------
+    window, hop : int
+        Texture window length and hop in frames (reference: 200 and 100).
+    spread : {'std', 'var'}
+        See :func:`texture_stats`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Frame features per frame seen in ``fit``.
+    """
+
+    def __init__(self, window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP, spread: str = "std"):
+        self.window, self.hop, self.spread = window, hop, spread
+
+    def _check_params(self) -> None:
+        for name, value in (("window", self.window), ("hop", self.hop)):
+            if not (isinstance(value, (int, np.integer)) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1 frame, not {value!r}")
+        if self.spread not in SPREADS:
+            raise ValueError(f"spread must be one of {SPREADS}, not {self.spread!r}")
+
+    def _windows(self, recordings: Iterable, n_features: int | None) -> tuple[list[np.ndarray], int | None]:
+        out = []
+        for i, frames in enumerate(recordings):
+            frames = np.asarray(frames)
+            if frames.ndim != 2 or len(frames) == 0:
+                raise ValueError(f"recording {i}: frame features must be (n_frames >= 1, n_features), not {frames.shape}")
+            if n_features is None:
+                n_features = frames.shape[1]
+            elif frames.shape[1] != n_features:
+                raise ValueError(f"recording {i} has {frames.shape[1]} frame features, the others {n_features}")
+            out.append(texture_stats(frames, self.window, self.hop, self.spread))
+        return out, n_features
+
+    def fit(self, X: Iterable, y=None) -> "TextureFeatures":
+        """Check the settings and the frame features of ``X``, a sequence of ``(n_frames, n_features)`` arrays."""
+        self._check_params()
+        self.n_features_in_ = self._windows(X, None)[1]
+        return self
+
+    def fit_transform(self, X: Iterable, y=None) -> list[np.ndarray]:
+        """:meth:`fit` and :meth:`transform` in one pass, so ``X`` may be a generator of recordings
+        (a training set's frame features need not be in memory at once, only their windows)."""
+        self._check_params()
+        windows, self.n_features_in_ = self._windows(X, None)
+        return windows
+
+    def transform(self, X: Iterable) -> list[np.ndarray]:
+        """Texture windows ``(n_windows_i, 2 * n_features)`` of every recording of ``X`` (a list)."""
+        check_is_fitted(self, "n_features_in_")
+        return self._windows(X, self.n_features_in_)[0]

@@ -1,10 +1,13 @@
 """Feature systems of the paper: DNN activations + random forest (Table I), and the MFCC baseline (Fig. 6).
 
-Both are :class:`TextureSystem` classifiers: frame features summarised over texture windows, a
-scikit-learn classifier labelling each window (a :class:`~sklearn.ensemble.RandomForestClassifier`,
-or :class:`MahalanobisClassifier`, an estimator that passes scikit-learn's checks), and a
-majority vote over the windows; the confidence per label is the share of windows that voted
-for it. Like the networks each is an :class:`~musadv.interface.AudioClassifier`, saved as a
+Both are :class:`TextureSystem` classifiers: a recording's frame features (a DNN's activations,
+or MFCCs and the zero-crossing rate) through a scikit-learn :class:`~sklearn.pipeline.Pipeline`
+whose samples are recordings (:func:`texture_pipeline`): :class:`~musadv.features.TextureFeatures`
+summarises them over texture windows, :class:`WindowVote` labels each window with a classifier
+(a :class:`~sklearn.ensemble.RandomForestClassifier`, or :class:`MahalanobisClassifier`, an
+estimator that passes scikit-learn's checks) and the recording by the majority of its windows;
+the confidence per label is the share of windows that voted for it. Training is the
+pipeline's ``fit`` on the training recordings and their labels. Like the networks each is an :class:`~musadv.interface.AudioClassifier`, saved as a
 directory with a ``model.json`` (:func:`musadv.models.write_model_files`), and loading never
 unpickles: the forest is stored with skops (only scikit-learn and NumPy types are accepted),
 the baseline's Gaussians in safetensors.
@@ -27,22 +30,23 @@ import librosa
 import numpy as np
 import skops.io as sio
 from safetensors.numpy import load_file
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .progress import progress_bar
 from .cache import SpectraCache
 from .errors import MusadvError
-from .features import TEXTURE_HOP, TEXTURE_WINDOW, dnn_activations, texture_stats, window_frames
+from .features import TEXTURE_HOP, TEXTURE_WINDOW, TextureFeatures, dnn_activations, texture_starts, window_frames
 from .interface import AudioClassifier, Prediction
 from .io import atomic_path
 from .models import DNN, ModelError, load_model, read_model_info, write_model_files
 from .spectral import STFTConfig, magnitude
 
-__all__ = ["TextureSystem", "ForestSystem", "MFCCBaseline", "MahalanobisClassifier", "train_forest", "train_baseline",
-           "load_system", "mfcc_zcr"]
+__all__ = ["TextureSystem", "ForestSystem", "MFCCBaseline", "MahalanobisClassifier", "WindowVote", "texture_pipeline",
+           "train_forest", "train_baseline", "load_system", "mfcc_zcr"]
 
 
 def _texture(meta: dict, config: STFTConfig) -> tuple[int, int]:
@@ -56,47 +60,135 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def forest_features(dnn, frames, layers: str, window: int, hop: int) -> np.ndarray:
-    """Mean and standard deviation of a DNN's hidden activations over texture windows (``window``, ``hop`` in frames)."""
-    acts = dnn_activations(dnn, frames, layers)
-    return texture_stats(acts, window, hop, "std")
+class WindowVote(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """A classifier of recordings: ``estimator`` labels each texture window, the majority of a
+    recording's windows labels the recording (the paper's systems).
+
+    A sample is a recording given as its texture windows ``(n_windows, n_features)`` (what
+    :class:`musadv.features.TextureFeatures` makes); ``fit`` trains a clone of ``estimator`` on
+    the windows of all recordings, each window with its recording's label.
+
+    Parameters
+    ----------
+    estimator : scikit-learn classifier
+        The window classifier (a random forest, :class:`MahalanobisClassifier`, a pipeline).
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted window classifier.
+    classes_ : np.ndarray
+        Class labels seen in ``fit``, sorted.
+    n_features_in_ : int
+        Features per window.
+    """
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    @staticmethod
+    def _recordings(X) -> tuple[np.ndarray, np.ndarray]:
+        """All windows stacked, and each recording's number of windows."""
+        windows = [np.asarray(w) for w in X]
+        if not windows or any(w.ndim != 2 or len(w) == 0 for w in windows):
+            raise ValueError("WindowVote takes a sequence of recordings, each (n_windows >= 1, n_features)")
+        return np.vstack(windows), np.array([len(w) for w in windows])
+
+    def fit(self, X, y) -> "WindowVote":
+        """Fit the window classifier on every recording's windows labelled with its ``y``.
+
+        Parameters
+        ----------
+        X : sequence of np.ndarray
+            Texture windows ``(n_windows_i, n_features)`` of each recording.
+        y : array ``(n_recordings,)``
+        """
+        if self.estimator is None:
+            raise ValueError("estimator must be a scikit-learn classifier of texture windows, not None")
+        windows, counts = self._recordings(X)
+        y = np.asarray(y)
+        if len(y) != len(counts):
+            raise ValueError(f"{len(counts)} recordings but {len(y)} labels")
+        check_classification_targets(y)
+        self.estimator_ = clone(self.estimator).fit(windows, np.repeat(y, counts))
+        self.classes_ = self.estimator_.classes_
+        self.n_features_in_ = windows.shape[1]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Share of each recording's windows that vote for each class, ``(n_recordings, n_classes)``."""
+        check_is_fitted(self)
+        windows, counts = self._recordings(X)
+        votes = np.searchsorted(self.classes_, self.estimator_.predict(windows))  # one call for all recordings
+        tally = np.zeros((len(counts), len(self.classes_)))
+        np.add.at(tally, (np.repeat(np.arange(len(counts)), counts), votes), 1)
+        return tally / counts[:, None]
+
+    def predict(self, X) -> np.ndarray:
+        """The class most of each recording's windows vote for (the first such class on a tie)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-def baseline_features(signal, config: STFTConfig, window: int, hop: int) -> np.ndarray:
-    """Mean and variance of MFCCs and zero-crossing rate over texture windows (``window``, ``hop`` in frames)."""
-    return texture_stats(mfcc_zcr(signal, config), window, hop, "var")
+def texture_pipeline(classifier, window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP, spread: str = "std") -> Pipeline:
+    """``texture`` (:class:`~musadv.features.TextureFeatures`) then ``vote`` (:class:`WindowVote`
+    of ``classifier``): recordings' frame features in, recording labels out."""
+    return Pipeline([("texture", TextureFeatures(window, hop, spread)), ("vote", WindowVote(classifier))])
+
+
+def _fitted_pipeline(classifier, window: int, hop: int, spread: str, n_frame_features: int) -> Pipeline:
+    """The pipeline of a saved system around its fitted window classifier (stateless texture step)."""
+    pipeline = texture_pipeline(classifier, window, hop, spread)
+    pipeline["texture"].n_features_in_ = n_frame_features
+    vote = pipeline["vote"]
+    vote.estimator_, vote.classes_, vote.n_features_in_ = classifier, classifier.classes_, classifier.n_features_in_
+    return pipeline
 
 
 class TextureSystem(AudioClassifier):
-    """A classifier of texture windows and a majority vote over a recording's windows.
+    """A recording's frame features through a fitted :func:`texture_pipeline`: texture windows,
+    a label per window, the majority vote.
 
     Parameters
     ----------
     labels : list of str
     stft : STFTConfig
-    classifier : scikit-learn classifier
-        Fitted on texture windows; its classes are label indices.
-    window, hop : int
-        Texture window length and hop in STFT frames (reference: 200 and 100, 4.6 s and 2.3 s
-        at 22050 Hz with a hop of 512 samples).
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted, from a recording's frame features to its label; its classes are label indices.
     info : dict, optional
         Metadata kept in ``model.json`` (training splits, seed, data).
     """
 
-    def __init__(self, labels, stft: STFTConfig, classifier, window: int, hop: int, info: dict | None = None):
-        self.labels, self.stft, self.classifier = list(labels), stft, classifier
-        self.window, self.hop = window, hop
+    def __init__(self, labels, stft: STFTConfig, pipeline: Pipeline, info: dict | None = None):
+        self.labels, self.stft, self.pipeline = list(labels), stft, pipeline
         self.info, self.path = dict(info or {}), None
 
+    @property
+    def texture(self) -> TextureFeatures:
+        return self.pipeline["texture"]
+
+    @property
+    def classifier(self):
+        """The fitted classifier of texture windows."""
+        return self.pipeline["vote"].estimator_
+
     @abstractmethod
-    def features(self, frames: np.ndarray, signal: np.ndarray | None) -> np.ndarray:
-        """Texture features ``(n_windows, n_features)`` of one recording."""
+    def frame_features(self, frames: np.ndarray | None, signal: np.ndarray | None) -> np.ndarray:
+        """Frame features ``(n_frames, n_features)`` of one recording."""
+
+    def features(self, frames: np.ndarray | None, signal: np.ndarray | None = None) -> np.ndarray:
+        """Texture windows ``(n_windows, n_features)`` of one recording, as the classifier sees them."""
+        return self.texture.transform([self.frame_features(frames, signal)])[0]
 
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
         """Majority vote of the classifier over the recording's texture windows."""
-        counts = np.bincount(self.classifier.predict(self.features(frames, signal)).astype(int), minlength=len(self.labels))
-        share = counts / counts.sum()
-        return Prediction(self.labels[int(np.argmax(counts))], dict(zip(self.labels, map(float, share))), int(counts.sum()))
+        frame_features = self.frame_features(frames, signal)
+        share = self.pipeline.predict_proba([frame_features])[0]
+        classes = self.pipeline["vote"].classes_.astype(int)
+        confidence = dict.fromkeys(self.labels, 0.0)
+        for c, p in zip(classes, share):
+            confidence[self.labels[c]] = float(p)
+        n_windows = len(texture_starts(len(frame_features), self.texture.window, self.texture.hop))
+        return Prediction(self.labels[classes[int(np.argmax(share))]], confidence, n_windows)
 
 
 class ForestSystem(TextureSystem):
@@ -106,27 +198,25 @@ class ForestSystem(TextureSystem):
     ----------
     dnn : DNN
         The feature extractor (its labels and STFT settings are the system's).
-    forest : RandomForestClassifier
-        Trained on windows; its classes are label indices.
+    pipeline : sklearn.pipeline.Pipeline
+        A fitted :func:`texture_pipeline` (spread ``'std'``) of a random forest; classes are
+        label indices.
     layers : {'1', '2', '3', 'all'}
-    window, hop : int
-        Texture window and hop in STFT frames.
     info : dict, optional
     """
 
-    def __init__(self, dnn: DNN, forest: RandomForestClassifier, layers: str = "all", window: int = TEXTURE_WINDOW,
-                 hop: int = TEXTURE_HOP, info: dict | None = None):
+    def __init__(self, dnn: DNN, pipeline: Pipeline, layers: str = "all", info: dict | None = None):
         if not isinstance(dnn, DNN):
             raise ModelError("the forest system takes its features from a DNN")
         # A recording has a few texture windows: spreading 500 trees over threads costs more than
         # it saves at prediction (training has set its own cores).
-        forest.set_params(n_jobs=1)
-        super().__init__(dnn.labels, dnn.stft, forest, window, hop, {"data": dnn.info.get("data", {}), **(info or {})})
+        pipeline["vote"].estimator_.set_params(n_jobs=1)
+        super().__init__(dnn.labels, dnn.stft, pipeline, {"data": dnn.info.get("data", {}), **(info or {})})
         self.dnn, self.layers = dnn, layers
 
-    def features(self, frames: np.ndarray, signal: np.ndarray | None = None) -> np.ndarray:
-        """Texture features ``(n_windows, 2 * n_units)`` of a recording's magnitude frames."""
-        return forest_features(self.dnn, frames, self.layers, self.window, self.hop)
+    def frame_features(self, frames: np.ndarray, signal: np.ndarray | None = None) -> np.ndarray:
+        """The DNN's hidden activations ``(n_frames, n_units)`` of a recording's magnitude frames."""
+        return dnn_activations(self.dnn, frames, self.layers)
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -135,7 +225,7 @@ class ForestSystem(TextureSystem):
             sio.dump(self.classifier, tmp)
         dnn_dir = Path(self.dnn.path).resolve()
         return write_model_files(path, {"arch": "forest"}, self.labels, self.stft, info={
-            **self.info, "layers": self.layers, "window_frames": self.window, "hop_frames": self.hop,
+            **self.info, "layers": self.layers, "window_frames": self.texture.window, "hop_frames": self.texture.hop,
             "n_trees": self.classifier.n_estimators,
             "dnn": os.path.relpath(dnn_dir, path.resolve()), "dnn_sha256": _sha256(dnn_dir / "model.safetensors"),
         })
@@ -153,7 +243,10 @@ class ForestSystem(TextureSystem):
         foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
         if foreign:
             raise ModelError(f"{file}: refuses to load types other than scikit-learn's and NumPy's: {foreign}")
-        system = cls(dnn, sio.load(file, trusted=untrusted), meta["layers"], *_texture(meta, dnn.stft), info=meta)
+        forest = sio.load(file, trusted=untrusted)
+        n_units = forest.n_features_in_ // 2
+        pipeline = _fitted_pipeline(forest, *_texture(meta, dnn.stft), "std", n_units)
+        system = cls(dnn, pipeline, meta["layers"], info=meta)
         system.path = path
         return system
 
@@ -179,15 +272,12 @@ def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",
     jobs : int, optional
         Cores for the forest (default: all).
     """
-    feats, targets = [], []
     entries = [e for s in splits for e in cache.split(s)]
-    for e in progress_bar(entries, desc=f"features (layers {layers})", enabled=progress, leave=False):
-        f = forest_features(dnn, cache.frames(e), layers, window, hop)
-        feats.append(f)
-        targets.append(np.full(len(f), dnn.labels.index(e.label)))
+    frame_features = (dnn_activations(dnn, cache.frames(e), layers)
+                      for e in progress_bar(entries, desc=f"features (layers {layers})", enabled=progress, leave=False))
     rf = RandomForestClassifier(n_estimators=n_trees, n_jobs=jobs or os.cpu_count(), random_state=seed)
-    rf.fit(np.vstack(feats), np.concatenate(targets))
-    return ForestSystem(dnn, rf, layers, window, hop, info={"trained_on": list(splits), "seed": seed})
+    pipeline = texture_pipeline(rf, window, hop, "std").fit(frame_features, [dnn.labels.index(e.label) for e in entries])
+    return ForestSystem(dnn, pipeline, layers, info={"trained_on": list(splits), "seed": seed})
 
 
 def mfcc_zcr(signal: np.ndarray, config: STFTConfig = STFTConfig(), n_mfcc: int = 13) -> np.ndarray:
@@ -275,29 +365,29 @@ class MFCCBaseline(TextureSystem):
     Parameters
     ----------
     labels : list of str
-    classifier : MahalanobisClassifier
-        Fitted on windows; its classes are label indices.
+    pipeline : sklearn.pipeline.Pipeline
+        A fitted :func:`texture_pipeline` (spread ``'var'``) of a :class:`MahalanobisClassifier`;
+        classes are label indices.
     config : STFTConfig
-    window, hop : int
     info : dict, optional
     """
 
     needs_signal = True
 
-    def __init__(self, labels, classifier: MahalanobisClassifier, config: STFTConfig = STFTConfig(),
-                 window: int = TEXTURE_WINDOW, hop: int = TEXTURE_HOP, info: dict | None = None):
-        super().__init__(labels, config, classifier, window, hop, info)
+    def __init__(self, labels, pipeline: Pipeline, config: STFTConfig = STFTConfig(), info: dict | None = None):
+        super().__init__(labels, config, pipeline, info)
 
-    def features(self, frames: np.ndarray | None, signal: np.ndarray | None) -> np.ndarray:
+    def frame_features(self, frames: np.ndarray | None, signal: np.ndarray | None) -> np.ndarray:
+        """MFCCs and zero-crossing rate ``(n_frames, 14)`` of the recording's waveform."""
         if signal is None:
             raise MusadvError("the MFCC baseline needs the waveform, not only magnitudes")
-        return baseline_features(signal, self.stft, self.window, self.hop)
+        return mfcc_zcr(signal, self.stft)
 
     def save(self, path: str | os.PathLike) -> Path:
         c = self.classifier
         return write_model_files(path, {"arch": "mfcc_baseline", "ridge": c.ridge}, self.labels, self.stft,
                                  {"means": c.means_, "inv_covs": c.inv_covs_, "classes": c.classes_},
-                                 {**self.info, "window_frames": self.window, "hop_frames": self.hop})
+                                 {**self.info, "window_frames": self.texture.window, "hop_frames": self.texture.hop})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MFCCBaseline":
@@ -312,7 +402,8 @@ class MFCCBaseline(TextureSystem):
         classifier.classes_ = g.get("classes", np.arange(len(meta["labels"])))
         classifier.n_features_in_ = g["means"].shape[1]
         config = STFTConfig.from_dict(meta["stft"])
-        system = cls(meta["labels"], classifier, config, *_texture(meta, config), info=meta)
+        pipeline = _fitted_pipeline(classifier, *_texture(meta, config), "var", classifier.n_features_in_ // 2)
+        system = cls(meta["labels"], pipeline, config, info=meta)
         system.path = path
         return system
 
@@ -329,13 +420,11 @@ def train_baseline(cache: SpectraCache, splits=("train", "valid"), window: int =
     missing = [lab for lab in cache.labels if lab not in present]
     if missing:
         raise MusadvError(f"{cache.path}: no training recordings of {missing} for the baseline")
-    feats, targets = [], []
-    for e in progress_bar(entries, desc="MFCC features", enabled=progress, leave=False):
-        f = baseline_features(cache.signal(e), config, window, hop)
-        feats.append(f)
-        targets.append(np.full(len(f), cache.labels.index(e.label)))
-    classifier = MahalanobisClassifier(ridge).fit(np.vstack(feats), np.concatenate(targets))
-    return MFCCBaseline(cache.labels, classifier, config, window, hop, info={"trained_on": list(splits)})
+    frame_features = (mfcc_zcr(cache.signal(e), config)
+                      for e in progress_bar(entries, desc="MFCC features", enabled=progress, leave=False))
+    pipeline = texture_pipeline(MahalanobisClassifier(ridge), window, hop, "var")
+    pipeline.fit(frame_features, [cache.labels.index(e.label) for e in entries])
+    return MFCCBaseline(cache.labels, pipeline, config, info={"trained_on": list(splits)})
 
 
 FACTORY = re.compile(r"(?P<module>[A-Za-z_][\w.]*):(?P<name>[A-Za-z_]\w*)")
