@@ -45,6 +45,25 @@ def test_every_piece_is_done_once_in_worker_processes_and_errors_come_back():
         engine_from_options(jobs=2, ray="auto")
 
 
+def _pid_and_context(context, piece):
+    time.sleep(0.1)  # long enough that both workers take pieces
+    return os.getpid(), context
+
+
+def test_a_local_engine_keeps_its_workers_for_its_next_job_which_gets_its_own_context():
+    engine = LocalEngine(jobs=2, threads=1)
+    first = [r for _, r, _ in engine.map(_pid_and_context, "first", [0, 1, 2, 3])]
+    second = [r for _, r, _ in engine.map(_pid_and_context, "second", [0, 1, 2, 3])]
+    assert {c for _, c in first} == {"first"} and {c for _, c in second} == {"second"}
+    workers = {p for p, _ in first}
+    assert len(workers) == 2 and {p for p, _ in second} == workers  # the same two processes
+    with pytest.raises(ZeroDivisionError):  # a job stopped by a bug takes its workers down ...
+        list(engine.map(_bug, None, [1, 2]))
+    third = [r for _, r, _ in engine.map(_pid_and_context, "third", [0, 1, 2, 3])]
+    assert {c for _, c in third} == {"third"} and not {p for p, _ in third} & workers  # ... the next starts anew
+    engine.close()
+
+
 def _rows(path):
     with open(path) as fh:
         return list(csv.DictReader(fh))

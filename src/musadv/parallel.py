@@ -12,7 +12,7 @@ whatever the engine.
 
 - :class:`LocalEngine` ``(jobs=1)`` works in this process; ``jobs > 1`` starts that many
   worker processes (``spawn``: a forked child of a process whose OpenMP threads have run can
-  hang in its first parallel region).
+  hang in its first parallel region) and keeps them for the engine's next job.
 - :class:`RayEngine` sends one task per piece to a Ray cluster (``pip install 'musadv[ray]'``).
   The context is put in the cluster's object store once and unpacked once per worker process.
   Workers write into the run directory themselves, so the cluster's nodes must see it (and
@@ -34,7 +34,11 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
+import pickle
 import socket
+import tempfile
+import uuid
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -120,6 +124,12 @@ class Engine(ABC):
 class LocalEngine(Engine):
     """Pieces in this process (``jobs=1``) or in ``jobs`` spawned worker processes on this machine.
 
+    The worker processes start with the first job that needs them and serve every later job
+    of this engine (a study's stages pay the start once); each job's context reaches every
+    worker once. A job that stops early (a bug, a worker that died, a caller that stops
+    reading) takes the workers down with it; the next job starts new ones. :meth:`close`
+    stops them, as does the engine's end.
+
     Parameters
     ----------
     jobs : int, optional
@@ -131,10 +141,24 @@ class LocalEngine(Engine):
     def __init__(self, jobs: int | None = 1, threads: int | None = None):
         self.jobs = check_jobs(jobs)
         self.threads = default_threads(self.jobs) if threads is None else _check_threads(threads)
+        self._pool: ProcessPoolExecutor | None = None
+        self._stop_pool = None
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            self._stop_pool = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (a later job starts new ones)."""
+        if self._pool is not None:
+            self._stop_pool.detach()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = self._stop_pool = None
 
     def map(self, work, context, pieces, shared=()):
-        jobs = min(self.jobs, max(len(pieces), 1))
-        if jobs == 1:
+        if min(self.jobs, len(pieces)) <= 1:
             before = torch.get_num_threads()
             torch.set_num_threads(self.threads)
             try:
@@ -143,25 +167,32 @@ class LocalEngine(Engine):
             finally:
                 torch.set_num_threads(before)
             return
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process,
-                                   initargs=(work, context, self.threads))
-        try:
-            running = {pool.submit(_run_in_process, piece): piece for piece in pieces}
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    piece = running.pop(future)
-                    yield piece, *future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool = self._workers()
+        # The job's context goes to the workers through a file each reads once, not with every piece.
+        with tempfile.TemporaryDirectory(prefix="musadv-job-") as tmp:
+            path = os.path.join(tmp, f"context-{uuid.uuid4().hex}.pickle")  # also the job's key in the workers
+            with open(path, "wb") as fh:
+                pickle.dump((work, context), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            running = {pool.submit(_run_in_process, path, self.threads, piece): piece for piece in pieces}
+            finished = False
+            try:
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        piece = running.pop(future)
+                        yield piece, *future.result()
+                finished = True
+            finally:
+                if not finished:
+                    self.close()
 
 
-def _start_process(work: Callable, context: Any, threads: int) -> None:
-    torch.set_num_threads(threads)
-    _worker.update(work=work, context=context)
-
-
-def _run_in_process(piece):
+def _run_in_process(path: str, threads: int, piece):
+    if _worker.get("key") != path:  # this worker's first piece of this job
+        with open(path, "rb") as fh:
+            work, context = pickle.load(fh)
+        torch.set_num_threads(threads)
+        _worker.update(key=path, work=work, context=context)
     return _outcome(_worker["work"], _worker["context"], piece)
 
 
