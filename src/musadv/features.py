@@ -152,8 +152,7 @@ class TextureFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Iterable, y=None) -> "TextureFeatures":
         """Check the settings and the frame features of ``X``, a sequence of ``(n_frames, n_features)`` arrays."""
-        self._check_params()
-        self.n_features_in_ = self._windows(X, None)[1]
+        self.fit_transform(X)
         return self
 
     def fit_transform(self, X: Iterable, y=None) -> list[np.ndarray]:
