@@ -2,7 +2,9 @@
 
 Makes the built-in data of the test suite (6 styles x 12 clips of 6 s, seed 1), trains the
 waveform CNN of ``tests/test_wrappers.py`` (and a tiny SampleCNN, Lee et al. 2017) with the
-test's own loop, and attacks every test recording towards a random wrong label at 15 dB:
+test's own loop on elements of each length asked for (``--frames``: STFT frames of 512
+samples; the test's 115 frames are 2.7 s, about SampleCNN's 59049-sample input; 16 frames are
+0.37 s), and attacks every test recording towards a random wrong label at 15 dB:
 
 * musadv's adversary (magnitude STFT, default settings), judged as the written 16-bit file;
 * L2 PGD on the waveform itself, without the magnitude restriction: the step (0.1 of the SNR
@@ -12,14 +14,16 @@ test's own loop, and attacks every test recording towards a random wrong label a
 * the same PGD keeping only the part of each step that a magnitude change can make (the
   gradient's STFT component in phase with the recording's STFT).
 
-Prints the share of targets each reaches. If the unrestricted PGD fails where musadv fails,
-the model, not the magnitude adversary, resists at that SNR.
+Prints each model's accuracy on the test recordings and the share of targets each attack
+reaches. If the unrestricted PGD fails where musadv fails, the model, not the magnitude
+adversary, resists at that SNR.
 
-    python benchmarks/bench_waveform.py [--arch wave_cnn,samplecnn] [--seed 0] [--snr 15]
+    python benchmarks/bench_waveform.py [--arch wave_cnn,samplecnn] [--frames 16,115] [--seed 0] [--snr 15]
 """
 
 import argparse
 import importlib.util
+import itertools
 import shutil
 import sys
 import tempfile
@@ -64,12 +68,11 @@ def _test_models(folder: Path):
     return module
 
 
-def trained(arch: str, cache, seed: int, models) -> TorchClassifier:
+def trained(arch: str, frames: int, cache, seed: int, models) -> TorchClassifier:
     torch.manual_seed(seed)
     n = len(cache.labels)
     module = models.WaveCNN(n) if arch == "wave_cnn" else SampleCNN(n)
-    model = TorchClassifier(module, cache.labels, front_end="waveform", element_frames=models.WAVE_FRAMES,
-                            std=torch.ones(()))
+    model = TorchClassifier(module, cache.labels, front_end="waveform", element_frames=frames, std=torch.ones(()))
     index = {lab: i for i, lab in enumerate(cache.labels)}
     train = cache.split("train")
     per_rec = [model.signal_inputs(torch.from_numpy(cache.signal(e))) for e in train]
@@ -113,6 +116,7 @@ def waveform_pgd(model: TorchClassifier, x0: torch.Tensor, target: int, snr_db: 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="wave_cnn,samplecnn")
+    ap.add_argument("--frames", default="16,115", help="element lengths in STFT frames, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snr", type=float, default=15.0)
     args = ap.parse_args()
@@ -125,18 +129,19 @@ def main():
         rng = np.random.default_rng(0)
         targets = [str(rng.choice([lab for lab in cache.labels if lab != e.label])) for e in test]
         print(f"{len(test)} test recordings, random wrong targets, {args.snr:g} dB, training seed {args.seed}")
-        print(f"{'model':10s} {'musadv (written files)':>24s} {'waveform PGD':>14s} {'in-phase PGD':>14s}")
-        for arch in args.arch.split(","):
-            model = trained(arch, cache, args.seed, models)
+        print(f"{'model':10s} {'element':>8s} {'accuracy':>9s} {'musadv (written files)':>24s} {'waveform PGD':>14s} {'in-phase PGD':>14s}")
+        for arch, frames in itertools.product(args.arch.split(","), map(int, args.frames.split(","))):
+            model = trained(arch, frames, cache, args.seed, models)
             for p in model.parameters():
                 p.requires_grad_(False)
+            accuracy = np.mean([model.predict(cache.frames(e), cache.signal(e)).label == e.label for e in test])
             t = time.perf_counter()
             ours = sum(attack(model, cache.signal(e), tgt, AttackConfig(snr_db=args.snr)).label_after == tgt
                        for e, tgt in zip(test, targets))
             t_ours = time.perf_counter() - t
             pgd = [sum(waveform_pgd(model, torch.from_numpy(cache.signal(e)), cache.labels.index(tgt), args.snr, in_phase)
                        for e, tgt in zip(test, targets)) for in_phase in (False, True)]
-            print(f"{arch:10s} {f'{ours}/{len(test)} ({t_ours:.0f} s)':>24s} {f'{pgd[0]}/{len(test)}':>14s} "
+            print(f"{arch:10s} {f'{model.element_samples / model.stft.sr:.2f} s':>8s} {accuracy:9.2f} {f'{ours}/{len(test)} ({t_ours:.0f} s)':>24s} {f'{pgd[0]}/{len(test)}':>14s} "
                   f"{f'{pgd[1]}/{len(test)}':>14s}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

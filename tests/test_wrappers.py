@@ -33,7 +33,8 @@ MODELS_PY = textwrap.dedent('''
     from musadv.wrappers import TorchClassifier
 
     HERE = Path(__file__).parent
-    N_MELS, MEL_FRAMES, WAVE_FRAMES = 40, 16, 16
+    # Waveform elements of 115 frames (58880 samples, 2.7 s at 22050 Hz): about SampleCNN's 59049-sample input.
+    N_MELS, MEL_FRAMES, WAVE_FRAMES = 40, 16, 115
 
 
     class MelCNN(nn.Module):
@@ -132,6 +133,7 @@ def byo(learn_cache, tmp_path_factory):
     train = learn_cache.split("train")
     index = {lab: i for i, lab in enumerate(learn_cache.labels)}
 
+    torch.manual_seed(0)  # the modules' initial weights: the same whatever ran before
     mel = mine.mel_model()
     per_rec = [mel.inputs(torch.from_numpy(np.array(learn_cache.frames(e)))) for e in train]
     x = torch.cat(per_rec)
@@ -141,6 +143,7 @@ def byo(learn_cache, tmp_path_factory):
     x = (x - mel.mean) / mel.std  # inputs() standardised with zeros and ones: now with the training statistics
     save_file(_train(mel, x, y, epochs=30).state_dict(), folder / "mel.safetensors")
 
+    torch.manual_seed(0)
     wave = mine.wave_model()
     per_rec = [wave.signal_inputs(torch.from_numpy(learn_cache.signal(e))) for e in train]
     x = torch.cat(per_rec)
@@ -156,13 +159,14 @@ def _run(*args):
     return exc.value.code
 
 
-# The waveform CNN resists the magnitude adversary at 15 dB (14 to 18 of 24 random targets reached
-# on the written files with the default step, by training run, against >= 90 % at 10 dB), and an
-# unrestricted waveform PGD reaches only 21 of 24 there: it is attacked at 10 dB.
-@pytest.mark.parametrize("factory, snr", [("models:mel_cnn", 15), ("models:wave_cnn", 10)])
-def test_own_models_are_tested_and_attacked_from_the_command_line(factory, snr, byo, learn_cache, tmp_path, monkeypatch,
+# Both at 15 dB, random targets. Over six initial weights (seeds 0-5) the log-mel CNN reached 20 to
+# 23 of 24 (22 with seed 0, which the fixture uses) and the waveform CNN 23 or 24; on 0.37 s
+# elements the waveform CNN resists (benchmarks/bench_waveform.py).
+@pytest.mark.parametrize("factory", ["models:mel_cnn", "models:wave_cnn"])
+def test_own_models_are_tested_and_attacked_from_the_command_line(factory, byo, learn_cache, tmp_path, monkeypatch,
                                                                   capsys):
     monkeypatch.chdir(byo)  # the factory's module is found in the current directory, as for a script
+    snr = 15
     cli.main(["test", factory, "--cache", str(learn_cache.path), "--out", str(tmp_path / "test")])
     fom = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert fom["normalised_accuracy"] >= 0.6 and fom["binomial_p"] < 1e-3, fom["normalised_accuracy"]
@@ -201,7 +205,7 @@ def test_the_waveform_front_end_hears_the_recording_itself(byo, learn_cache, mon
     spec = stft(y, model.stft)
     from_mags = model.inputs(spec.abs(), unit_phase(spec))
     from_signal = model.signal_inputs(y)
-    assert from_mags.shape == from_signal.shape and from_mags.shape[1] == 16 * 512
+    assert from_mags.shape == from_signal.shape and from_mags.shape[1] == 115 * 512
     assert float((from_mags - from_signal).abs().max()) < 1e-4 * float(from_signal.abs().max())
     # The magnitudes' gradient reaches through the inverse STFT.
     mags = spec.abs().requires_grad_(True)
