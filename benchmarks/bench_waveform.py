@@ -129,7 +129,8 @@ def main():
         rng = np.random.default_rng(0)
         targets = [str(rng.choice([lab for lab in cache.labels if lab != e.label])) for e in test]
         print(f"{len(test)} test recordings, random wrong targets, {args.snr:g} dB, training seed {args.seed}")
-        print(f"{'model':10s} {'element':>8s} {'accuracy':>9s} {'musadv (written files)':>24s} {'waveform PGD':>14s} {'in-phase PGD':>14s}")
+        print(f"{'model':10s} {'element':>8s} {'accuracy':>9s} {'musadv (written files)':>24s} "
+              f"{'waveform PGD':>14s} {'in-phase PGD':>14s}")
         for arch, frames in itertools.product(args.arch.split(","), map(int, args.frames.split(","))):
             model = trained(arch, frames, cache, args.seed, models)
             for p in model.parameters():
@@ -141,8 +142,9 @@ def main():
             t_ours = time.perf_counter() - t
             pgd = [sum(waveform_pgd(model, torch.from_numpy(cache.signal(e)), cache.labels.index(tgt), args.snr, in_phase)
                        for e, tgt in zip(test, targets)) for in_phase in (False, True)]
-            print(f"{arch:10s} {f'{model.element_samples / model.stft.sr:.2f} s':>8s} {accuracy:9.2f} {f'{ours}/{len(test)} ({t_ours:.0f} s)':>24s} {f'{pgd[0]}/{len(test)}':>14s} "
-                  f"{f'{pgd[1]}/{len(test)}':>14s}")
+            n, element = len(test), f"{model.element_samples / model.stft.sr:.2f} s"
+            print(f"{arch:10s} {element:>8s} {accuracy:9.2f} {f'{ours}/{n} ({t_ours:.0f} s)':>24s} "
+                  f"{f'{pgd[0]}/{n}':>14s} {f'{pgd[1]}/{n}':>14s}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
