@@ -86,7 +86,10 @@ def evaluating(module: torch.nn.Module):
     Dropout is off and batch statistics are frozen, so what a network says about a recording
     does not depend on where it is asked; gradients still flow to the inputs.
     """
-    was_training = module.training
+    # Each submodule's own mode comes back: ``module.train(was_training)`` would set every
+    # submodule to the outer one's, and a pretrained network held by a wrapper still in
+    # training mode would leave with its batch norm training on every later batch.
+    modes = [(m, m.training) for m in module.modules()]
     # Lazy modules' parameters take shape on the first call; they cannot be touched before.
     params = [p for p in module.parameters() if not torch.nn.parameter.is_lazy(p)]
     flags = [p.requires_grad for p in params]
@@ -98,7 +101,8 @@ def evaluating(module: torch.nn.Module):
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)
-        module.train(was_training)
+        for m, mode in modes:
+            m.training = mode
 
 
 def unit_phase(spec: torch.Tensor) -> torch.Tensor:
