@@ -43,10 +43,14 @@ from .interface import DifferentiableClassifier, evaluating, recording_confidenc
 from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "POLICIES"]
+__all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "POLICIES",
+           "GOALS", "TAG_THRESHOLD", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
 STOPS = ("threshold", "label")
+GOALS = ("label", "add", "remove")
+#: A tagger's tag is on a recording when its mean likelihood reaches this.
+TAG_THRESHOLD = 0.5
 #: The SNR whose ball radius scales the scale-free step when the attack has no SNR limit.
 FREE_STEP_SNR_DB = 15.0
 POLICIES = ("random", "all_wrong", "perfect", "every_label")  # and "label:NAME"
@@ -90,6 +94,12 @@ class AttackConfig:
     quantize : bool
         Round the waveform to 16-bit PCM inside the loop (``'consistent'`` order), so that the
         16-bit WAV written is exactly the judged iterate. Turn off to write float WAVs.
+    goal : {'label', 'add', 'remove'}
+        ``'label'``: make the target the system's label (the paper's adversary; for a tagger,
+        its most likely tag). For taggers (``activation='sigmoid'``) only: ``'add'`` the target
+        tag (its mean likelihood reaches :data:`TAG_THRESHOLD`) or ``'remove'`` it (below it),
+        whatever the other tags do; the attack stops as soon as it has (``threshold`` and
+        ``stop`` apply to ``'label'``), and its step follows the tag's binary cross-entropy.
     """
 
     snr_db: float | None = 15.0
@@ -102,8 +112,11 @@ class AttackConfig:
     momentum: bool = True
     order: str = "consistent"
     quantize: bool = True
+    goal: str = "label"
 
     def __post_init__(self):
+        if self.goal not in GOALS:
+            raise ValueError(f"goal must be one of {GOALS}, not {self.goal!r}")
         if self.stop not in STOPS:
             raise ValueError(f"stop must be one of {STOPS}, not {self.stop!r}")
         if self.order not in ORDERS:
@@ -174,11 +187,40 @@ class AttackResult:
     seconds: float
     trace: list = field(default_factory=list)
     levels: list = field(default_factory=list)
+    goal: str = "label"
 
     @property
     def success(self) -> bool:
-        """The model now labels the recording with the target."""
-        return self.label_after == self.target
+        """The attack's goal holds for the example in memory (see :func:`goal_reached`)."""
+        return goal_reached(self.goal, self.target, self.label_after, self.confidence_after)
+
+
+def goal_reached(goal: str, target: str, label: str, confidence: dict) -> bool:
+    """Whether a recording's prediction meets an attack's goal: the one judgement of success.
+
+    Parameters
+    ----------
+    goal : {'label', 'add', 'remove'}
+        See :class:`AttackConfig`.
+    target : str
+    label : str
+        The system's label for the recording.
+    confidence : dict
+        Its confidence (mean likelihood, for a tagger) of every label.
+    """
+    if goal == "add":
+        return confidence[target] >= TAG_THRESHOLD
+    if goal == "remove":
+        return confidence[target] < TAG_THRESHOLD
+    return label == target
+
+
+def goal_candidates(goal: str, labels: list[str], confidence: dict) -> list[str]:
+    """The labels an attack with ``goal`` can go for: all for ``'label'``; the tags a recording
+    lacks for ``'add'``, those it has for ``'remove'``."""
+    if goal == "label":
+        return list(labels)
+    return [lab for lab in labels if not goal_reached(goal, lab, "", confidence)]
 
 
 def _norm(v: torch.Tensor, overwrite: bool = False) -> float:
@@ -235,13 +277,16 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
 
 
 def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Tensor | None, target: int, need_grad: bool,
-           scale_free: bool = False):
+           scale_free: bool = False, goal: str = "label"):
     """Eq. 3-4 confidences, summed cross-entropy towards ``target`` (and its gradient in ``mags``) at ``mags``.
 
     ``scale_free``: the cross-entropy of each element's logits standardised over the labels
     (zero mean, unit standard deviation), so that a model whose logits are ``c`` times larger
     gives the same direction: the softmax of tiny logits is nearly linear and spreads the
-    gradient over every label, that of huge ones saturates. The confidences are the model's own.
+    gradient over every label, that of huge ones saturates. The confidences are the model's own
+    (:meth:`~musadv.interface.DifferentiableClassifier.probabilities`: posteriors, or a tagger's
+    likelihoods). Goals ``'add'`` and ``'remove'`` take the target tag's binary cross-entropy,
+    summed over elements, towards 1 or 0.
     """
     mags = mags.detach().requires_grad_(need_grad)
     with torch.set_grad_enabled(need_grad):
@@ -249,14 +294,16 @@ def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Ten
         if logits.shape[0] == 0:
             raise MusadvError(f"recording too short for this model ({mags.shape[0]} frames; one element is "
                               f"{model.element_frames})")
-        log_post = torch.log_softmax(logits, -1)
-        if scale_free:
+        if goal != "label":
+            sign = 1.0 if goal == "add" else -1.0
+            loss = -torch.nn.functional.logsigmoid(sign * logits[:, target]).sum()
+        elif scale_free:
             centred = logits - logits.mean(-1, keepdim=True)
             spread = centred.detach().square().mean(-1, keepdim=True).sqrt().clamp_min(torch.finfo(logits.dtype).tiny)
             loss = -torch.log_softmax(centred / spread, -1)[:, target].sum()
         else:
-            loss = -log_post[:, target].sum()  # summed cross-entropy towards the target
-        conf = recording_confidence(log_post.detach().exp())
+            loss = -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
+        conf = recording_confidence(model.probabilities(logits.detach()))
     grad = torch.autograd.grad(loss, mags)[0] if need_grad else None
     return conf, float(loss.detach()), grad
 
@@ -295,6 +342,9 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
                           "(feature systems are judged on a network's adversaries with rescore)")
     if target not in model.labels:
         raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
+    if config.goal != "label" and model.activation != "sigmoid":
+        raise MusadvError(f"goal {config.goal!r} is for taggers (independent tag likelihoods); this model's "
+                          "labels exclude each other: use goal 'label'")
     cfg, t_idx = model.stft, model.labels.index(target)
     t0 = time.perf_counter()
     mono = not isinstance(signal, Recording)
@@ -306,7 +356,7 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     mag0 = complex_abs(spec0)
     first = None if start is None else torch.as_tensor(np.asarray(start, np.float32).reshape(rec.samples.shape))
     with evaluating(model):
-        conf0, _, _ = _judge(model, mag0, _phase(model, spec0), t_idx, need_grad=False)
+        conf0, _, _ = _judge(model, mag0, _phase(model, spec0), t_idx, need_grad=False, goal=config.goal)
         if config.order == "paper":
             w, conf, it, trace, reached = _paper_order(model, space, spec0, mag0, t_idx, config)
         else:
@@ -328,6 +378,7 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
         snr_mag_db=snr_db(mag0, mag_adv),
         seconds=time.perf_counter() - t0,
         trace=trace,
+        goal=config.goal,
     )
 
 
@@ -468,18 +519,24 @@ def _phase(model: DifferentiableClassifier, spec: torch.Tensor) -> torch.Tensor 
 
 
 def _stops(config: AttackConfig, conf: torch.Tensor, t_idx: int) -> bool:
-    """Whether the attack has reached what it stops at (see ``AttackConfig.stop``)."""
+    """Whether the attack has reached what it stops at (see ``AttackConfig.stop`` and ``goal``)."""
+    if config.goal == "add":
+        return float(conf[t_idx]) >= TAG_THRESHOLD
+    if config.goal == "remove":
+        return float(conf[t_idx]) < TAG_THRESHOLD
     if config.stop == "label":
         return int(conf.argmax()) == t_idx
     return float(conf[t_idx]) >= config.threshold
 
 
 def _stalled(config: AttackConfig, trace: list[dict]) -> bool:
-    """Whether the target's posterior has not risen above its best for ``config.patience`` iterations."""
+    """Whether the target's posterior has not moved past its best (risen; fallen to remove a tag) for
+    ``config.patience`` iterations."""
     if config.patience is None or len(trace) <= config.patience:
         return False
-    best_before = max(t["target_posterior"] for t in trace[:-config.patience])
-    return max(t["target_posterior"] for t in trace[-config.patience:]) <= best_before
+    sign = -1.0 if config.goal == "remove" else 1.0
+    best_before = max(sign * t["target_posterior"] for t in trace[:-config.patience])
+    return max(sign * t["target_posterior"] for t in trace[-config.patience:]) <= best_before
 
 
 def _fista_weight(t_prev: float) -> tuple[float, float]:
@@ -532,7 +589,7 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
         mags = complex_abs(spec)
         need_grad = it < config.max_iter
         conf, loss, grad = _judge(model, mags, _phase(model, spec), t_idx, need_grad=need_grad,
-                                  scale_free=config.step is None)
+                                  scale_free=config.step is None, goal=config.goal)
         dist = _norm(torch.sub(w, space.X, out=scratch), overwrite=True)
         snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
@@ -563,7 +620,8 @@ def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
     trace, reached = [], False
     for it in range(config.max_iter + 1):
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad, scale_free=config.step is None)
+        conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad, scale_free=config.step is None,
+                                  goal=config.goal)
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
         if _stops(config, conf, t_idx):
             reached = True

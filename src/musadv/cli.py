@@ -127,11 +127,14 @@ def partition_cmd(data, method, labels_file, fractions, seed, lists, allow_missi
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Cache folder to write.")
 @click.option("--duration", type=float, default=None, help="Use only this many seconds of each recording (LMD: 30).")
 @click.option("--offset", type=float, default=0.0, show_default=True, help="Start this many seconds into each recording.")
-@click.option("--sr", type=int, default=22050, show_default=True, help="Analysis sampling rate in Hz.")
+@click.option("--sr", type=int, default=None, help="Analysis sampling rate in Hz (default 22050).")
 @click.option("--reference-framing", is_flag=True, help="Symmetric Hann, no centring, as the authors' code (default: periodic Hann, centred: exact resynthesis).")
+@click.option("--like", "like_model", metavar="MODEL", default=None,
+              help="Analyse as MODEL does (its rate and framing), e.g. musicnn:MSD_musicnn (16 kHz, n_fft 512, hop 256).")
 @click.option("--jobs", type=int, default=None, help="Worker processes (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prepare_cmd(data, partition_file, labels_file, fractions, seed, out, duration, offset, sr, reference_framing, jobs, quiet):
+def prepare_cmd(data, partition_file, labels_file, fractions, seed, out, duration, offset, sr, reference_framing, like_model,
+                jobs, quiet):
     """Decode every recording once and cache its magnitude spectrum for training and attacks.
 
     Rerunning skips recordings already done and redoes those whose source file changed.
@@ -143,8 +146,13 @@ def prepare_cmd(data, partition_file, labels_file, fractions, seed, out, duratio
         part = _make_partition(data, labels_file, "stratified", fractions, seed, None, None, False, 0)[0]
     else:
         raise click.UsageError("give a DATA folder, a --partition file, or both")
-    base = REFERENCE if reference_framing else STFTConfig()
-    config = STFTConfig(sr=sr, n_fft=base.n_fft, hop=base.hop, window=base.window, center=base.center)
+    if like_model is not None:
+        if sr is not None or reference_framing:
+            raise click.UsageError("--like takes the model's rate and framing: give neither --sr nor --reference-framing")
+        config = _load_any_model(like_model).stft
+    else:
+        base = REFERENCE if reference_framing else STFTConfig()
+        config = STFTConfig(sr=sr or base.sr, n_fft=base.n_fft, hop=base.hop, window=base.window, center=base.center)
     result = cache.prepare(part, out, config, offset=offset, duration=duration, jobs=jobs, progress=not quiet)
     n = len(result.entries)
     frames = sum(e.n_frames for e in result.entries)
@@ -209,8 +217,10 @@ def _load_any_model(spec: str):
     return load_system(spec)
 
 
-_MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline) or package.module:factory, "
-               "a Python function returning a musadv classifier (see the README, 'Bring your own model').")
+_MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline), one of musicnn's taggers "
+               "(musicnn:MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg; musicnn:NAME:gtzan or :MAP.json for a genre "
+               "system made from its tags), or package.module:factory, a Python function returning a musadv "
+               "classifier (see the README, 'Bring your own model').")
 
 
 @cli.command("classify", epilog=_MODEL_HELP)
@@ -219,11 +229,14 @@ _MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline) or
 @click.option("--duration", type=float, default=None, help="Use only this many seconds of each file.")
 @click.option("--offset", type=float, default=0.0, show_default=True, help="Start this many seconds into each file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of text.")
-def classify_cmd(model_spec, files, duration, offset, as_json):
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Print only the N most likely labels (default: all; a tagger's 10 most likely tags).")
+def classify_cmd(model_spec, files, duration, offset, as_json, top):
     """Label audio FILES (any format, rate, channels, length) with MODEL.
 
-    Prints each file's label and the confidence of every label (mean element posterior).
-    A file that cannot be used gets a one-line error; the others are still classified.
+    Prints each file's label and the confidence of every label (mean element posterior; for a
+    tagger, such as musicnn:MSD_musicnn, the mean tag likelihood of its 3 s patches, most likely
+    first). A file that cannot be used gets a one-line error; the others are still classified.
     """
     from .classify import classify_file
 
@@ -242,7 +255,11 @@ def classify_cmd(model_spec, files, duration, offset, as_json):
             click.echo(json.dumps({"file": str(f), **pred.to_dict()}))
         else:
             ranked = sorted(pred.confidence.items(), key=lambda kv: -kv[1])
-            click.echo(f"{f}: {pred.label}  (" + ", ".join(f"{k} {v:.3f}" for k, v in ranked) + ")")
+            tagger = model.activation == "sigmoid"
+            shown = ranked[: top or (10 if tagger else len(ranked))]
+            more = f" ... {len(ranked) - len(shown)} more" if len(shown) < len(ranked) else ""
+            click.echo(f"{f}: {pred.label}  (" + ("tags: " if tagger else "") +
+                       ", ".join(f"{k} {v:.3f}" for k, v in shown) + more + ")")
     if failed:
         sys.exit(1)
 
@@ -277,6 +294,11 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--step", type=float, default=None, help="The paper's gradient step mu on raw magnitudes (Table II: 0.1); depends on the model's gradient scale. Default: the scale-free step of --step-fraction.")
 @click.option("--step-fraction", type=float, default=0.1, show_default=True, help="Without --step: each step moves the magnitudes by this fraction of the SNR ball's radius (normalised gradient), whatever the model.")
 @click.option("--threshold", type=float, default=0.9, show_default=True, help="Stop when the target's mean posterior reaches this.")
+@click.option("--stop", type=click.Choice(["threshold", "label"]), default="threshold", show_default=True,
+              help="threshold: stop at --threshold; label: stop as soon as the model says the target.")
+@click.option("--goal", type=click.Choice(["label", "add", "remove"]), default="label", show_default=True,
+              help="label: make the target the model's label (top tag); add / remove: for taggers, make the target tag's "
+                   "likelihood reach 0.5 / fall below it (random targets among the tags a recording lacks / has).")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Most iterations.")
 @click.option("--momentum/--no-momentum", default=True, show_default=True, help="FISTA momentum.")
 @click.option("--order", type=click.Choice(["consistent", "paper"]), default="consistent", show_default=True,
@@ -293,8 +315,9 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 @_engine_options
-def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, max_iter, momentum,
-               order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet, no_report, engine):
+def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
+               max_iter, momentum, order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet,
+               no_report, engine):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -312,18 +335,20 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     if policy is None:
         raise click.UsageError("for FILES give --target NAME or --policy")
     model = _load_any_model(model_spec)
+    if goal != "label" and model.activation != "sigmoid":
+        raise click.UsageError(f"--goal {goal} adds or removes a tag: {model_spec} is not a tagger")
     extra = {}
     if split:
         spectra = _model_cache(model, cache_dir)
         check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
-        jobs = jobs_from_split(spectra, split, limit)
+        jobs = jobs_from_split(spectra, split, limit, model.labels)
         extra = {"cache": str(spectra.path.resolve()), "split": split}
     else:
         jobs = jobs_from_files(files, duration=duration)
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
-                              threshold=threshold, max_iter=max_iter, momentum=momentum, order=order,
-                              quantize=not float_wav)
+                              threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
+                              quantize=not float_wav, goal=goal)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if repairs < 0:
@@ -480,7 +505,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     named = system if system.info.get("data") or adversary is None else adversary
     spectra = _model_cache(named, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    m = robustness_curve(system, jobs_from_split(spectra, split, limit), out, snrs, policy, config, seed=seed,
+    m = robustness_curve(system, jobs_from_split(spectra, split, limit, system.labels), out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
                          extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings; clean normalised accuracy {_num(m['clean_accuracy'])}")
@@ -547,7 +572,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     system = _load_any_model(model_spec)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    m = horse_test(system, jobs_from_split(spectra, split, limit), out, transformation, trials, seed, progress=not quiet,
+    m = horse_test(system, jobs_from_split(spectra, split, limit, system.labels), out, transformation, trials, seed, progress=not quiet,
                    extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "
                f"{trials if transformation.random else 1} draws each")
@@ -685,6 +710,33 @@ def table3_cmd(data, partition, out, alg2, quick, quiet):
 
     run_table3(out, str(data) if data else None, partition, quick=quick, progress=not quiet, alg2=alg2)
     _print_table(out, "table3")
+
+
+@experiment.command("musicnn")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--models", default=",".join(("MSD_musicnn", "MTT_musicnn")), show_default=True,
+              help="musicnn models, comma-separated (MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg).")
+@click.option("--tag-map", default="gtzan", show_default=True, help="Built-in tag map (gtzan) or a JSON file of label -> tag.")
+@click.option("--quick", is_flag=True, help="A few recordings and iterations: minutes, not hours.")
+@click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
+@_engine_options
+def musicnn_cmd(data, out, models, tag_map, quick, quiet, engine):
+    """musicnn's published taggers as genre systems on DATA (every recording a test recording, no
+    training): figures of merit, random and always-wrong attacks at 15 dB, minimal perturbations,
+    robustness curves with noise controls, horse tests (EQ, time-stretch), survival of low-pass
+    and MP3. Writes summary.json into --out; a rerun reuses finished stages."""
+    from .experiments import run_musicnn_study
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    s = run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine)
+    for name, r in s["models"].items():
+        a = r["attacks"]
+        click.echo(f"{name}: normalised accuracy {r['test']['normalised_accuracy']:.3f} on {r['test']['n']} recordings "
+                   f"({', '.join(r['labels'])}); success random {a['random']['success_rate']:.1%}, "
+                   f"always-wrong {a['all_wrong']['success_rate']:.1%}; median minimal SNR "
+                   f"{r['minimal']['median_snr_db']} dB")
+    click.echo(f"summary: {out / 'summary.json'}")
 
 
 def main(argv=None):

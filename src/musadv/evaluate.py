@@ -85,6 +85,9 @@ def format_table(fom: dict) -> str:
         f"normalised accuracy {fom['normalised_accuracy']:.3f}   accuracy {fom['accuracy']:.3f} "
         f"({fom['n_correct']}/{fom['n']})   chance {fom['chance']:.3f}   binomial p = {fom['binomial_p']:.3g}"
     )
+    if "left_out" in fom:
+        lines.append(f"left out: {fom['left_out']['recordings']} recordings of labels the system has no output for "
+                     f"({', '.join(fom['left_out']['labels'])})")
     return "\n".join(lines)
 
 
@@ -109,7 +112,9 @@ def evaluate_model(model: AudioClassifier, cache: SpectraCache, split: str = "te
     check_compatible(model, cache.config, cache.labels, str(cache.path))
     t0 = time.perf_counter()
     rows, y_true, y_pred = [], [], []
-    for e in cache.split(split):
+    entries = cache.split(split)
+    judged = [e for e in entries if e.label in model.labels]
+    for e in judged:
         signal = cache.signal(e) if model.needs_signal else None
         pred = classify_recording(model, cache.frames(e), signal, e.path)
         y_true.append(e.label)
@@ -119,6 +124,8 @@ def evaluate_model(model: AudioClassifier, cache: SpectraCache, split: str = "te
                      **{f"conf_{lab}": round(c, 6) for lab, c in pred.confidence.items()}})
     fom = figures_of_merit(y_true, y_pred, model.labels)
     fom.update(split=split, seconds=time.perf_counter() - t0, cache=str(cache.path))
+    if len(judged) < len(entries):
+        fom["left_out"] = {"recordings": len(entries) - len(judged), "labels": list(model.uncovered_labels)}
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_csv_atomic(out_dir / "predictions.csv", rows)

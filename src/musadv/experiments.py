@@ -32,7 +32,8 @@ from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
 from .transforms import Transformation, mp3_available
 
-__all__ = ["DemoSettings", "run_demo", "run_table1", "run_table3", "PAPER_TABLE1", "PAPER_TABLE3"]
+__all__ = ["DemoSettings", "run_demo", "run_table1", "run_table3", "PAPER_TABLE1", "PAPER_TABLE3", "MusicnnStudySettings",
+           "run_musicnn_study", "spread_over_labels"]
 
 #: The study's horse tests (refs. [48] and [53] of the paper) and the transformations its DNN's
 #: adversaries must survive (the authors' WASPAA 2015 follow-up).
@@ -337,6 +338,145 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         t = time.perf_counter()
         write_report(out)
         summary["seconds"]["report"] = time.perf_counter() - t
+        write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+#: musicnn's published taggers that the musicnn study judges as GTZAN genre systems (built-in tag maps).
+MUSICNN_STUDY_MODELS = ("MSD_musicnn", "MTT_musicnn")
+MUSICNN_SURVIVAL = ("lowpass", "mp3")
+
+
+@dataclass(frozen=True)
+class MusicnnStudySettings:
+    """Sizes of the musicnn study (:func:`run_musicnn_study`)."""
+
+    attack: AttackConfig = AttackConfig(snr_db=15.0, threshold=0.9, max_iter=50)
+    # Recordings (spread over the covered genres) for the minimal perturbations and the curves:
+    # each costs several attacks of a network whose iteration takes a second or more on 30 s.
+    search_limit: int | None = 7
+    attack_limit: int | None = None
+    curve_levels: tuple = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
+    horse_trials: int = 5
+    visqol: bool = True
+    seed: int = 0
+
+    @classmethod
+    def for_run(cls, quick: bool) -> "MusicnnStudySettings":
+        if quick:
+            return cls(attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=10), search_limit=2, attack_limit=3,
+                       curve_levels=(40.0, 20.0), horse_trials=2, visqol=False)
+        return cls()
+
+
+def spread_over_labels(jobs: list, n: int | None) -> list:
+    """``n`` of ``jobs`` taken in turn from each label (all of them if ``n`` is None), in the order given."""
+    if n is None or n >= len(jobs):
+        return list(jobs)
+    by_label: dict[str | None, list] = {}
+    for j in jobs:
+        by_label.setdefault(j.true_label, []).append(j)
+    picked, queues = [], [list(q) for q in by_label.values()]
+    while len(picked) < n:
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop(0))
+    return sorted(picked, key=jobs.index)
+
+
+def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, models=MUSICNN_STUDY_MODELS,
+                      tag_map: str = "gtzan", quick: bool = False, progress: bool = True,
+                      log: Callable[[str], None] = _log, engine: Engine | None = None) -> dict:
+    """Judge musicnn's published taggers as genre systems on a dataset, with no training (``musadv experiment musicnn``).
+
+    Every recording of ``data`` is a test recording (nothing is trained). For each model,
+    made a genre system by ``tag_map`` (``musicnn:NAME:MAP``; recordings of genres without a tag
+    are left out and counted): its figures of merit; random and always-wrong attacks
+    (success on the written files, SNR, ViSQOL for the always-wrong run); minimal perturbations
+    and robustness curves beside the three noise controls on recordings spread over the
+    genres; horse tests (EQ, time-stretch); survival of the always-wrong adversaries under the
+    low-pass and MP3. Writes ``summary.json``; a rerun reuses finished stages.
+    """
+    from .systems import load_system
+
+    out = Path(out_dir)
+    st = Stages(out, log)
+    settings = MusicnnStudySettings.for_run(quick)
+    specs = {name: f"musicnn:{name}:{tag_map}" for name in models}
+    stft = load_system(specs[models[0]]).stft  # one cache serves every model: they share their analysis
+
+    def prepare():
+        ds = datasets.open_dataset(data)
+        part = partitions.stratified(ds, (0.0, 0.0, 1.0), seed=settings.seed)
+        c = cache_mod.prepare(part, out / "cache", stft, progress=progress)
+        return {"recordings": len(c.entries), "errors": len(c.errors), "counts": part.counts()}
+
+    st("prepare", prepare)
+    spectra = cache_mod.SpectraCache(out / "cache")
+    extra = {"cache": str((out / "cache").resolve()), "split": "test"}
+    summary = {"data": str(data), "quick": quick, "models": {}, "seconds": st.seconds,
+               "settings": {"attack": asdict(settings.attack), "search_limit": settings.search_limit,
+                            "curve_levels": list(settings.curve_levels), "horse_trials": settings.horse_trials,
+                            "seed": settings.seed, "tag_map": tag_map}}
+    for name, spec in specs.items():
+        model = load_system(spec)
+        jobs = jobs_from_split(spectra, "test", None, model.labels)
+        searched = spread_over_labels(jobs, settings.search_limit)
+        attacked = spread_over_labels(jobs, settings.attack_limit)
+        res: dict = {"spec": spec, "labels": model.labels, "uncovered": list(model.uncovered_labels)}
+
+        def test(spec=spec):
+            fom = evaluate_model(load_system(spec), spectra, "test", out / name / "test")
+            return {**_fom_summary(fom), "left_out": fom.get("left_out"), "recall": fom["recall"]}
+
+        res["test"] = st(f"{name}-test", test)
+        res["attacks"] = {}
+        for policy in ("random", "all_wrong"):
+            def attack_run(spec=spec, policy=policy, attacked=attacked):
+                m = run_attacks(load_system(spec), attacked, policy, out / name / "attacks" / policy, settings.attack,
+                                seed=settings.seed, progress=progress, extra=extra,
+                                visqol=settings.visqol and policy == "all_wrong", engine=engine)
+                return _attack_summary(m)
+            res["attacks"][policy] = st(f"{name}-attack-{policy}", attack_run)
+
+        def minimal(spec=spec, searched=searched):
+            m = run_attacks(load_system(spec), searched, "all_wrong", out / name / "attacks" / "minimal", settings.attack,
+                            seed=settings.seed, progress=progress, extra=extra, minimal=True, engine=engine)
+            return {**_attack_summary(m), **m["minimal"]}
+
+        res["minimal"] = st(f"{name}-minimize", minimal)
+
+        def curve(spec=spec, searched=searched):
+            m = robustness_curve(load_system(spec), searched, out / name / "robustness", settings.curve_levels,
+                                 "all_wrong", replace(settings.attack, patience=CURVE_PATIENCE), seed=settings.seed,
+                                 progress=progress, extra=extra, engine=engine)
+            return {"clean_accuracy": m["clean_accuracy"], "curve": m["curve"],
+                    "median_highest_success_snr_db": m["median_highest_success_snr_db"],
+                    "median_highest_success": m["median_highest_success"]}
+
+        res["robustness"] = st(f"{name}-robustness", curve)
+        res["horse"] = {}
+        for kind in HORSE_TRANSFORMS:
+            def horse(spec=spec, kind=kind, jobs=jobs):
+                transformation = Transformation(kind)
+                m = horse_tests([(load_system(spec), out / name / "horse" / kind)], jobs, transformation,
+                                settings.horse_trials, seed=settings.seed, progress=progress, extra=extra,
+                                engine=engine)[0]
+                return {"kind": kind, "description": transformation.describe(), "trials": settings.horse_trials,
+                        **{k: m[k] for k in HORSE_SUMMARY}}
+            res["horse"][kind] = st(f"{name}-horse-{kind}", horse)
+        res["survival"] = {}
+        for kind in MUSICNN_SURVIVAL:
+            if kind == "mp3" and not mp3_available():
+                log(f"[{name}-survive-mp3] skipped: this libsndfile cannot encode MP3")
+                continue
+            def survival(kind=kind):
+                transformation = Transformation(kind)
+                m = survive(out / name / "attacks" / "all_wrong", transformation, out / name / "survive" / kind,
+                            seed=settings.seed, progress=progress, engine=engine)
+                return {"kind": kind, "description": transformation.describe(), **m}
+            res["survival"][kind] = st(f"{name}-survive-{kind}", survival)
+        summary["models"][name] = res
         write_json_atomic(out / "summary.json", summary)
     return summary
 

@@ -128,6 +128,16 @@ class AudioClassifier(ABC):
         Metadata (the ``model.json`` of a saved model: training data, partition, settings).
     path : Path or None
         Where the system was loaded from.
+    activation : {'softmax', 'sigmoid'}
+        What the confidences are. ``'softmax'``: a distribution over the labels (a classifier's
+        mean posteriors, or shares of votes). ``'sigmoid'``: an independent likelihood per label
+        (a tagger, or a genre system made from one); a network's element logits go through a
+        sigmoid (:meth:`DifferentiableClassifier.probabilities`). Either way the recording's
+        label is the argmax of its confidences.
+    uncovered_labels : tuple of str
+        Labels of a dataset that the system declares it has no output for (a genre system
+        made from a tagger that has no tag for a genre): recordings with these labels are left
+        out of its judgements, and counted, instead of being refused.
     """
 
     labels: list[str]
@@ -135,6 +145,8 @@ class AudioClassifier(ABC):
     needs_signal: bool = False
     info: dict
     path: Path | None = None
+    activation: str = "softmax"
+    uncovered_labels: tuple[str, ...] = ()
 
     @abstractmethod
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
@@ -168,6 +180,10 @@ class DifferentiableClassifier(AudioClassifier):
 
     element_frames: int = 1
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Element probabilities ``(n_elements, n_labels)`` from logits, by :attr:`~AudioClassifier.activation`."""
+        return torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, -1)
+
     @abstractmethod
     def logits(self, mags: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(n_elements, n_labels)`` of a recording's non-overlapping elements.
@@ -184,7 +200,7 @@ class DifferentiableClassifier(AudioClassifier):
         """
 
     def posteriors(self, frames: np.ndarray, signal: np.ndarray | None = None, chunk_frames: int = 4096) -> np.ndarray:
-        """Element posteriors ``(n_elements, n_labels)`` of one recording, a chunk of frames at a time.
+        """Element probabilities ``(n_elements, n_labels)`` of one recording, a chunk of frames at a time.
 
         Elements do not overlap, so chunks of whole elements give the posteriors of the whole
         recording; systems that hear the waveform (``needs_signal``) override this.
@@ -193,7 +209,7 @@ class DifferentiableClassifier(AudioClassifier):
         step = max(1, chunk_frames // self.element_frames) * self.element_frames
         n = len(mags) // self.element_frames * self.element_frames
         with evaluating(self), torch.no_grad():
-            out = [torch.softmax(self.logits(mags[i : i + step]), -1) for i in range(0, n, step)]
+            out = [self.probabilities(self.logits(mags[i : i + step])) for i in range(0, n, step)]
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
 
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:

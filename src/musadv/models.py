@@ -402,6 +402,7 @@ def check_compatible(model: AudioClassifier, stft: STFTConfig, labels: list[str]
             "prepare the data with the model's settings"
         )
     if labels is not None:
-        unknown = [lab for lab in labels if lab not in model.labels]
+        # Labels the system declares it has no output for are left out of its judgements, not refused.
+        unknown = [lab for lab in labels if lab not in model.labels and lab not in model.uncovered_labels]
         if unknown:
             raise ModelError(f"{what}: labels {unknown} are not among the model's labels {model.labels}")

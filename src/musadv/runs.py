@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from . import __version__, audio
-from .attack import AttackConfig, attack, choose_targets, minimize, snr_db
+from .attack import AttackConfig, attack, choose_targets, goal_candidates, goal_reached, minimize, snr_db
 from .cache import SpectraCache, analyse_file
 from .classify import classify_recording
 from .errors import MusadvError
@@ -60,7 +60,7 @@ __all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summaris
            "slug", "system_sha256", "check_same_settings", "check_same_recordings", "recording_rng"]
 
 RESULT_FIELDS = [
-    "example", "file", "true", "target", "label_before", "conf_before", "label_after", "conf_after",
+    "example", "file", "true", "goal", "target", "label_before", "conf_before", "label_after", "conf_after",
     "decoded_label", "decoded_conf", "decoded_target_conf", "success", "success_in_memory",
     "snr_wave_db", "snr_trim_db", "snr_mag_db", "visqol_mos", "sr", "channels", "repairs", "iterations", "seconds",
     "wav", "original_wav",
@@ -78,9 +78,14 @@ class Job:
     duration: float | None = None
 
 
-def jobs_from_split(cache: SpectraCache, split: str, limit: int | None = None) -> list[Job]:
-    """Jobs for the recordings of a cache split (decoded from their source files, like the cache)."""
-    entries = cache.split(split)[:limit]
+def jobs_from_split(cache: SpectraCache, split: str, limit: int | None = None,
+                    labels: list[str] | None = None) -> list[Job]:
+    """Jobs for the recordings of a cache split (decoded from their source files, like the cache).
+
+    ``labels``: keep only recordings with one of these labels (a system's, when it declares
+    some of the data's labels uncovered); ``limit`` counts the recordings kept.
+    """
+    entries = [e for e in cache.split(split) if labels is None or e.label in labels][:limit]
     return [Job(str(cache.source(e)), e.path, e.label, cache.offset, cache.duration) for e in entries]
 
 
@@ -150,7 +155,8 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
     while True:
         audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
         dec, snr_whole, snr_trim, snr_mag, written = _judge_file(model, rec, mag_x, wav)
-        if dec.label == target or rounds >= repairs:
+        success = goal_reached(config.goal, target, dec.label, dec.confidence)
+        if success or rounds >= repairs:
             break
         # Start again from what the file holds: more iterations, same bound, same original.
         rounds += 1
@@ -159,12 +165,12 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
     row = {
-        "example": ex_id, "file": job.name, "true": job.true_label or "", "target": target,
+        "example": ex_id, "file": job.name, "true": job.true_label or "", "goal": config.goal, "target": target,
         "label_before": first.label_before, "conf_before": first.confidence_before[first.label_before],
         "label_after": result.label_after, "conf_after": result.confidence_after[result.label_after],
         "decoded_label": dec.label, "decoded_conf": dec.confidence[dec.label],
         "decoded_target_conf": dec.confidence[target],
-        "success": int(dec.label == target), "success_in_memory": int(result.success),
+        "success": int(success), "success_in_memory": int(result.success),
         "snr_wave_db": finite_or_none(snr_whole), "snr_trim_db": finite_or_none(snr_trim), "snr_mag_db": finite_or_none(snr_mag),
         "visqol_mos": quality(rec, written) if quality else None,
         "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
@@ -257,7 +263,14 @@ def _attack_recording(c: _AttackContext, job: Job) -> list[dict]:
         from .quality import visqol_mos
 
         quality = lambda rec, written: visqol_mos(rec.samples, written, rec.sr)  # noqa: E731
-    targets = choose_targets(c.policy, c.model.labels, job.true_label, before.label, recording_rng(c.seed, job.name))
+    # A tag can be added only where it is off, removed only where it is on (a fixed label:NAME is
+    # kept: an original that already meets the goal is an example with nothing to change).
+    fixed = c.policy.startswith("label:")
+    candidates = c.model.labels if fixed else goal_candidates(c.config.goal, c.model.labels, before.confidence)
+    if not candidates:
+        raise MusadvError(f"{job.source}: no tag to {c.config.goal} (every tag is already "
+                          f"{'on' if c.config.goal == 'add' else 'off'})")
+    targets = choose_targets(c.policy, candidates, job.true_label, before.label, recording_rng(c.seed, job.name))
     original = c.out / "originals" / f"{stem}.wav"
     if not original.exists():
         audio.save(original, rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
@@ -448,10 +461,13 @@ def rescore(system: AudioClassifier, run_dir: str | os.PathLike, out_dir: str | 
     rows = []
     for r in progress_bar(records, desc=f"re-score with {name}", enabled=progress, leave=False):
         before, after = judge(r["original_wav"]), judge(r["wav"])
-        rows.append({"example": r["example"], "file": r["file"], "true": r["true"], "target": r["target"],
+        # A tag the re-scoring system does not have cannot be added or removed by the example.
+        goal = r.get("goal", "label")
+        success = r["target"] in after.confidence and goal_reached(goal, r["target"], after.label, after.confidence)
+        rows.append({"example": r["example"], "file": r["file"], "true": r["true"], "goal": goal, "target": r["target"],
                      "label_before": before.label, "label_after": after.label,
                      "conf_after": after.confidence[after.label], "target_conf_after": after.confidence.get(r["target"], 0.0),
-                     "success": int(after.label == r["target"]), "attacked_model_success": r["success"],
+                     "success": int(success), "attacked_model_success": r["success"],
                      "snr_wave_db": r["snr_wave_db"]})
     write_csv_atomic(out / "results.csv", rows)
     known = [r for r in rows if r["true"]]

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, audio
-from .attack import snr_db
+from .attack import goal_reached, snr_db
 from .classify import classify_samples
 from .errors import MusadvError
 from .interface import AudioClassifier
@@ -154,12 +154,18 @@ def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformat
         judged[kind] = classify_samples(system, written[kind], wsr, str(wav))
     before = r["label_before"]
     after = judged["example"]
-    return {"example": r["example"], "file": r["file"], "true": r["true"], "target": r["target"], "label_before": before,
-            "attack_success": bool(r["success"]),
+    goal = r.get("goal", "label")
+    # A tag the judging system lacks cannot have been added or removed.
+    survived = r["target"] in after.confidence and goal_reached(goal, r["target"], after.label, after.confidence)
+    return {"example": r["example"], "file": r["file"], "true": r["true"], "goal": goal, "target": r["target"],
+            "label_before": before, "attack_success": bool(r["success"]),
+            # An original that already met the goal changed nothing: not an adversary.
+            "already_met": goal_reached(goal, r["target"], before, r["confidence_before"]),
             "snr_db_before": r["snr_wave_db"], "params": params,
             "original_label": judged["original"].label, "label": after.label,
-            "target_conf": after.confidence.get(r["target"], 0.0), "survived": after.label == r["target"],
-            "returned": after.label == before, "snr_db": finite_or_none(snr_db(written["original"], written["example"])),
+            "target_conf": after.confidence.get(r["target"], 0.0), "survived": survived,
+            # For a tag, back to its original state; for a label, the original's label again.
+            "returned": after.label == before if goal == "label" else not survived, "snr_db": finite_or_none(snr_db(written["original"], written["example"])),
             "wav": str((out / "transformed" / f"{r['example']}--example.wav").relative_to(out)),
             "original_wav": str((out / "transformed" / f"{r['example']}--original.wav").relative_to(out))}
 
@@ -180,8 +186,8 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
     settings = {k: v for k, v in json.loads((out / "survive.json").read_text()).items() if k != "results"}
     records = [json.loads(p.read_text()) for p in sorted((out / "examples").glob("*.json"))]
     for r in records:
-        # An attack whose target was already the original's label changed no decision: not an adversary.
-        r["adversarial"] = r["attack_success"] and r["target"] != r["label_before"]
+        # An attack whose goal the original already met changed no decision: not an adversary.
+        r["adversarial"] = r["attack_success"] and not r["already_met"]
     rows = [{k: (" ".join(f"{x:g}" for x in v) if isinstance(v, list) else v)
              for k, v in {**{x: r[x] for x in r if x != "params"}, **r["params"]}.items()} for r in records]
     write_csv_atomic(out / "survive.csv", rows)

@@ -463,9 +463,25 @@ def load_factory(spec: str) -> AudioClassifier:
     return system
 
 
+MUSICNN = re.compile(r"musicnn:(?P<name>\w+)(?::(?P<map>.+))?")
+
+
+def load_musicnn_spec(spec: str) -> AudioClassifier:
+    """``musicnn:NAME`` (a tagger) or ``musicnn:NAME:MAP`` (a genre system by the tag map MAP, built-in or a JSON file)."""
+    from .musicnn import load_musicnn
+    from .taggers import read_tag_map
+
+    match = MUSICNN.fullmatch(spec)
+    tag_map = None if match["map"] is None else read_tag_map(match["map"], match["name"].split("_")[0])
+    return load_musicnn(match["name"], tag_map, spec=spec)
+
+
 def load_system(spec: str | os.PathLike) -> AudioClassifier:
-    """Load any model: a saved DNN or CDNN, forest system or MFCC baseline (a directory), or the
+    """Load any model: a saved DNN or CDNN, forest system or MFCC baseline (a directory), one of
+    musicnn's published taggers (``musicnn:NAME[:MAP]``, see :mod:`musadv.musicnn`), or the
     classifier a ``package.module:factory`` function returns (see :func:`load_factory`)."""
+    if isinstance(spec, str) and MUSICNN.fullmatch(spec):
+        return load_musicnn_spec(spec)
     if Path(spec).is_dir():
         arch = read_model_info(spec)["config"].get("arch")
         if arch == "forest":

@@ -32,6 +32,7 @@ from .spectral import STFTConfig, istft
 __all__ = ["TorchClassifier", "FRONT_ENDS", "logmel", "waveform_segments", "mel_filterbank"]
 
 FRONT_ENDS = ("magnitude", "logmel", "waveform")
+ACTIVATIONS = ("softmax", "sigmoid")
 
 
 def mel_filterbank(stft: STFTConfig, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None) -> torch.Tensor:
@@ -70,16 +71,24 @@ class TorchClassifier(nn.Module, DifferentiableClassifier):
         band, or one number), as the module was trained; default none.
     n_mels, fmin, fmax, log_offset
         ``'logmel'`` settings (fmin, fmax in Hz).
+    activation : {'softmax', 'sigmoid'}
+        ``'softmax'``: the module is a classifier; ``'sigmoid'``: a tagger, each logit an
+        independent tag likelihood (see :attr:`AudioClassifier.activation`).
+    uncovered_labels : sequence of str
+        Dataset labels the module has no output for (see :attr:`AudioClassifier.uncovered_labels`).
     info : dict, optional
         Metadata recorded with attack runs (where the weights came from, what data trained them).
     """
 
     def __init__(self, module: nn.Module, labels, stft: STFTConfig = STFTConfig(), front_end: str = "magnitude",
                  element_frames: int = 1, mean=None, std=None, n_mels: int = 128, fmin: float = 0.0,
-                 fmax: float | None = None, log_offset: float = 1e-6, info: dict | None = None):
+                 fmax: float | None = None, log_offset: float = 1e-6, activation: str = "softmax",
+                 uncovered_labels=(), info: dict | None = None):
         super().__init__()
         if front_end not in FRONT_ENDS:
             raise MusadvError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
+        if activation not in ACTIVATIONS:
+            raise MusadvError(f"activation must be one of {ACTIVATIONS}, not {activation!r}")
         if not (isinstance(element_frames, int) and element_frames >= 1):
             raise MusadvError(f"element_frames must be an integer >= 1, not {element_frames!r}")
         if front_end == "waveform" and not stft.center:
@@ -87,6 +96,7 @@ class TorchClassifier(nn.Module, DifferentiableClassifier):
         self.module, self.labels, self.stft = module, list(labels), stft
         self.front_end, self.element_frames, self.log_offset = front_end, element_frames, log_offset
         self.needs_signal = front_end == "waveform"
+        self.activation, self.uncovered_labels = activation, tuple(uncovered_labels)
         self.info, self.path = dict(info or {}), None
         self.register_buffer("filterbank", mel_filterbank(stft, n_mels, fmin, fmax) if front_end == "logmel" else None)
         self.register_buffer("mean", None if mean is None else torch.as_tensor(mean, dtype=torch.float32))
@@ -143,5 +153,5 @@ class TorchClassifier(nn.Module, DifferentiableClassifier):
         x = self.signal_inputs(torch.from_numpy(np.asarray(signal, np.float32)))
         step = max(1, chunk_frames // self.element_frames)
         with evaluating(self), torch.no_grad():
-            out = [torch.softmax(self.module(x[i : i + step]), -1) for i in range(0, len(x), step)]
+            out = [self.probabilities(self.module(x[i : i + step])) for i in range(0, len(x), step)]
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
