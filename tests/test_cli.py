@@ -11,7 +11,7 @@ import pytest
 from musadv.cli import cli
 
 COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack", "train-forest",
-            "train-baseline", "rescore", "robustness", "horse", "survive", "report", "demo", "experiment", "experiment table1", "experiment table3"]
+            "train-baseline", "rescore", "robustness", "horse", "survive", "report", "demo", "experiment", "experiment table1", "experiment table3", "experiment musicnn"]
 
 
 def _run(*args):
