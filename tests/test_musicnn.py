@@ -13,12 +13,12 @@ import torch
 
 from musadv import audio, cli
 from musadv import musicnn as mn
-from musadv.attack import AttackConfig, TAG_THRESHOLD, attack
+from musadv.attack import AttackConfig, attack
 from musadv.errors import MusadvError
 from musadv.models import ModelError
 from musadv.spectral import magnitude
 from musadv.systems import load_system
-from musadv.taggers import GTZAN_MSD
+from musadv.taggers import GTZAN_MSD, TAG_THRESHOLD
 from musadv.tfcheckpoint import read_checkpoint
 from musadv.transforms import mp3_available
 
@@ -184,3 +184,24 @@ def test_random_targets_on_gtzan_excerpts_are_reached_at_15_db_on_the_written_fi
     assert m["n_examples"] == 14 and m["success_rate"] >= 0.9, m["failed"]
     assert m["snr_wave_db"]["min"] >= 15 - 1e-6
     assert not math.isnan(m["normalised_accuracy_before"])
+
+
+def test_horse_tests_and_survival_of_a_genre_system_report_the_tags_each_change_turns_on_and_off(gtzan_covered,
+                                                                                                 tmp_path):
+    _cli("horse", "musicnn:MSD_musicnn:gtzan", "--cache", gtzan_covered, "--transform", "gain", "--trials", 2,
+         "--limit", 4, "--out", tmp_path / "horse", "--quiet", "--jobs", 1)
+    horse = json.loads((tmp_path / "horse" / "horse.json").read_text())["results"]
+    assert horse["tags"]["n"] == 8  # every draw of every recording
+    rows = (tmp_path / "horse" / "horse.csv").read_text().splitlines()
+    assert "tags_gained" in rows[0] and len(rows) == 9
+    run = tmp_path / "attack"
+    _cli("attack", "musicnn:MSD_musicnn:gtzan", "--split", "test", "--cache", gtzan_covered, "--policy", "all_wrong",
+         "--limit", 2, "--max-iter", 30, "--out", run, "--quiet", "--no-report", "--jobs", 1)
+    _cli("survive", run, "--transform", "lowpass", "--quiet", "--jobs", 1)
+    survival = json.loads((run / "survive-lowpass" / "survive.json").read_text())["results"]
+    assert survival["tags"]["n"] == 2
+    # The example's likelihoods before the change are those its attack run judged on the written file.
+    for r in map(json.loads, (p.read_text() for p in (run / "survive-lowpass" / "examples").glob("*.json"))):
+        assert r["likelihoods_before"][r["target"]] == pytest.approx(
+            json.loads((run / "examples" / f"{r['example']}.json").read_text())["decoded_confidence"][r["target"]],
+            abs=1e-6)

@@ -42,15 +42,14 @@ from .errors import MusadvError
 from .interface import DifferentiableClassifier, evaluating, recording_confidence, unit_phase
 from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
+from .taggers import TAG_THRESHOLD
 
 __all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "POLICIES",
-           "GOALS", "TAG_THRESHOLD", "goal_reached", "goal_candidates"]
+           "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
 STOPS = ("threshold", "label")
 GOALS = ("label", "add", "remove")
-#: A tagger's tag is on a recording when its mean likelihood reaches this.
-TAG_THRESHOLD = 0.5
 #: The SNR whose ball radius scales the scale-free step when the attack has no SNR limit.
 FREE_STEP_SNR_DB = 15.0
 POLICIES = ("random", "all_wrong", "perfect", "every_label")  # and "label:NAME"

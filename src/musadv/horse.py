@@ -48,6 +48,7 @@ from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .parallel import Engine, LocalEngine
 from .progress import progress_bar
+from .taggers import tag_changes, tag_changes_summary
 from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .transforms import Transformation
 
@@ -193,8 +194,11 @@ def _horse_recording(c: _HorseContext, piece: tuple[Job, tuple[int, ...]]) -> li
                       c.seed)
 
 
-def _judged(pred, true: str) -> dict:
-    return {"label": pred.label, "confidence": pred.confidence[pred.label], "true_confidence": pred.confidence.get(true, 0.0)}
+def _judged(pred, true: str, tagger: bool) -> dict:
+    judged = {"label": pred.label, "confidence": pred.confidence[pred.label], "true_confidence": pred.confidence.get(true, 0.0)}
+    if tagger:  # every likelihood, for the tag-level figures
+        judged["likelihoods"] = pred.confidence
+    return judged
 
 
 def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], transformation: Transformation, trials: int,
@@ -205,7 +209,8 @@ def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], trans
     samples, sr = audio.decode(job.source, job.offset, job.duration)
     for system in systems:
         audio.check_signal(audio.conform(samples, sr, system.stft.sr), system.stft.sr, system.stft.n_fft, job.source)
-    clean = [_judged(classify_samples(system, samples, sr, job.source), job.true_label) for system in systems]
+    clean = [_judged(classify_samples(system, samples, sr, job.source), job.true_label, system.activation == "sigmoid")
+             for system in systems]
     rows: list[list[dict]] = [[] for _ in systems]
     kept: list[dict] = [{} for _ in systems]
     for t in range(trials):
@@ -215,7 +220,8 @@ def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], trans
         snr = finite_or_none(snr_db(samples, changed)) if changed.shape == samples.shape else None
         clipped = int(np.count_nonzero(np.abs(raw) > 1))
         for k, system in enumerate(systems):
-            judged = _judged(classify_samples(system, changed, sr, f"{job.name} (trial {t})"), job.true_label)
+            judged = _judged(classify_samples(system, changed, sr, f"{job.name} (trial {t})"), job.true_label,
+                             system.activation == "sigmoid")
             rows[k].append({"trial": t, "params": params, "snr_db": snr, "clipped": clipped, **judged})
             # Keep in memory only the draw that is so far the most right and the one most wrong.
             right = judged["label"] == job.true_label
@@ -235,7 +241,8 @@ def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], trans
             audio.save(wav, changed, sr, on_clip="clip")
             written, wsr = audio.decode(wav)
             pred = classify_samples(system, written, wsr, str(wav))
-            chosen[side] = {"trial": row["trial"], "wav": str(wav.relative_to(out)), **_judged(pred, job.true_label)}
+            chosen[side] = {"trial": row["trial"], "wav": str(wav.relative_to(out)),
+                            **_judged(pred, job.true_label, system.activation == "sigmoid")}
         records.append({"file": job.name, "true": job.true_label, "sr": sr, "channels": samples.shape[0],
                         "original_wav": str(original.relative_to(out)), "clean": clean[k], "trials": rows[k],
                         "right": chosen.get("right"), "wrong": chosen.get("wrong")})
@@ -273,9 +280,11 @@ def summarise_horse(out_dir: str | os.PathLike) -> dict:
     for r in records:
         for t in r["trials"]:
             params = {k: " ".join(f"{x:g}" for x in v) if isinstance(v, list) else v for k, v in t["params"].items()}
+            gained, lost = (tag_changes(r["clean"]["likelihoods"], t["likelihoods"]) if "likelihoods" in t else ("", ""))
             rows.append({"file": r["file"], "true": r["true"], "clean_label": r["clean"]["label"], "trial": t["trial"],
                          **params, "snr_db": t["snr_db"], "clipped": t["clipped"], "label": t["label"],
                          "confidence": t["confidence"], "true_confidence": t["true_confidence"],
+                         "tags_gained": " ".join(gained), "tags_lost": " ".join(lost),
                          "kept": "right" if (r["right"] or {}).get("trial") == t["trial"] else
                                  "wrong" if (r["wrong"] or {}).get("trial") == t["trial"] else ""})
     write_csv_atomic(out / "horse.csv", rows)
@@ -298,6 +307,9 @@ def summarise_horse(out_dir: str | os.PathLike) -> dict:
         "written_disagree": sum(1 for r in records for side in ("right", "wrong") if r[side]
                                 and r[side]["label"] != r["trials"][r[side]["trial"]]["label"]),
         "chance": 1 / len(labels),
+        # A tagger's (or a genre system made from one): tags turned on and off by each draw.
+        "tags": tag_changes_summary([(r["clean"]["likelihoods"], t["likelihoods"]) for r in records for t in r["trials"]
+                                     if "likelihoods" in t]),
     }
     write_json_atomic(out / "horse.json", {**run, "results": metrics})
     return metrics

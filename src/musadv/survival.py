@@ -41,6 +41,7 @@ from .parallel import Engine, LocalEngine
 from .progress import progress_bar
 from .runs import check_same_settings, model_name, recording_rng, system_sha256
 from .systems import load_system
+from .taggers import tag_changes, tag_changes_summary
 from .transforms import Transformation
 
 __all__ = ["survive", "summarise_survival", "FORMAT"]
@@ -145,9 +146,12 @@ def _survival_example(c: _SurvivalContext, r: dict) -> dict:
 def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformation: Transformation, seed: int) -> dict:
     """One example and its original, transformed alike, written, and judged from the written files."""
     params = transformation.draw(recording_rng(seed, r["example"]))
-    judged, written = {}, {}
+    judged, written, tags = {}, {}, {}
     for kind, rel in (("original", r["original_wav"]), ("example", r["wav"])):
         samples, sr = audio.decode(run / rel)
+        if kind == "example" and system.activation == "sigmoid":
+            # The example's tags before the change, as this system hears them: what the change turns on and off.
+            tags["likelihoods_before"] = classify_samples(system, samples, sr, str(run / rel)).confidence
         wav = out / "transformed" / f"{r['example']}--{kind}.wav"
         audio.save(wav, transformation.apply(samples, sr, params), sr, on_clip="clip")
         written[kind], wsr = audio.decode(wav)
@@ -166,6 +170,7 @@ def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformat
             "target_conf": after.confidence.get(r["target"], 0.0), "survived": survived,
             # For a tag, back to its original state; for a label, the original's label again.
             "returned": after.label == before if goal == "label" else not survived, "snr_db": finite_or_none(snr_db(written["original"], written["example"])),
+            **tags, **({"likelihoods": after.confidence} if tags else {}),
             "wav": str((out / "transformed" / f"{r['example']}--example.wav").relative_to(out)),
             "original_wav": str((out / "transformed" / f"{r['example']}--original.wav").relative_to(out))}
 
@@ -188,8 +193,12 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
     for r in records:
         # An attack whose goal the original already met changed no decision: not an adversary.
         r["adversarial"] = r["attack_success"] and not r["already_met"]
+    for r in records:
+        if "likelihoods" in r:
+            r["tags_gained"], r["tags_lost"] = (" ".join(t) for t in tag_changes(r["likelihoods_before"], r["likelihoods"]))
     rows = [{k: (" ".join(f"{x:g}" for x in v) if isinstance(v, list) else v)
-             for k, v in {**{x: r[x] for x in r if x != "params"}, **r["params"]}.items()} for r in records]
+             for k, v in {**{x: r[x] for x in r if x not in ("params", "likelihoods", "likelihoods_before")},
+                          **r["params"]}.items()} for r in records]
     write_csv_atomic(out / "survive.csv", rows)
     adversarial = [r for r in records if r["adversarial"]]
     share = lambda rs, key: float(np.mean([r[key] for r in rs])) if rs else None  # noqa: E731
@@ -204,6 +213,8 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
         "original_kept": (float(np.mean([r["original_label"] == r["label_before"] for r in records])) if records else None),
         "median_snr_db_before": median("snr_db_before"),
         "median_snr_db_after": median("snr_db"),
+        # A tagger's (or a genre system made from one): tags the change turned on and off in the examples.
+        "tags": tag_changes_summary([(r["likelihoods_before"], r["likelihoods"]) for r in records if "likelihoods" in r]),
     }
     write_json_atomic(out / "survive.json", {**settings, "results": results})
     return results

@@ -17,12 +17,18 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .errors import MusadvError
 
-__all__ = ["TagSelect", "GTZAN_MSD", "GTZAN_MTT", "BUILTIN_MAPS", "read_tag_map"]
+__all__ = ["TagSelect", "GTZAN_MSD", "GTZAN_MTT", "BUILTIN_MAPS", "read_tag_map", "TAG_THRESHOLD", "tags_on",
+           "tag_changes", "tag_changes_summary"]
+
+#: A tag is on a recording when its mean likelihood reaches this (the adversary's add and remove goals too).
+TAG_THRESHOLD = 0.5
 
 #: GTZAN's genres -> MSD tags (musicnn's MSD models). Classical, disco and reggae have no MSD tag
 #: among the 50 ("dance" is not disco).
@@ -81,3 +87,48 @@ def read_tag_map(source: str | os.PathLike, vocabulary: str | None = None) -> di
                                                 for k, v in mapping.items()):
         raise MusadvError(f"{path}: a tag map is a JSON object of label -> tag (or null for no tag)")
     return mapping
+
+
+def tags_on(likelihoods: dict[str, float]) -> set[str]:
+    """The tags whose likelihood reaches :data:`TAG_THRESHOLD`."""
+    return {tag for tag, p in likelihoods.items() if p >= TAG_THRESHOLD}
+
+
+def tag_changes(before: dict[str, float], after: dict[str, float]) -> tuple[list[str], list[str]]:
+    """The tags a change turned on (gained) and off (lost), each sorted."""
+    on_before, on_after = tags_on(before), tags_on(after)
+    return sorted(on_after - on_before), sorted(on_before - on_after)
+
+
+def tag_changes_summary(pairs: list[tuple[dict, dict]]) -> dict | None:
+    """Tag-level figures of changed recordings against their originals.
+
+    Parameters
+    ----------
+    pairs : list of (dict, dict)
+        For each changed recording (a draw, a transformed example), the tag likelihoods of the
+        recording it changes and its own.
+
+    Returns
+    -------
+    dict or None
+        ``gained_per_change`` and ``lost_per_change`` (mean number of tags turned on and off),
+        ``changed`` (share of changes with any tag turned on or off), ``roc_auc`` (per tag, the
+        area under the ROC curve of the changed likelihoods against the tags on before: 1 when
+        the change keeps every tag's ranking of on and off; tags on everywhere or nowhere before
+        are left out) and ``mean_roc_auc``; None without pairs.
+    """
+    if not pairs:
+        return None
+    changes = [tag_changes(before, after) for before, after in pairs]
+    tags = list(pairs[0][0])
+    auc = {}
+    for tag in tags:
+        truth = np.array([before[tag] >= TAG_THRESHOLD for before, _ in pairs])
+        if truth.all() or not truth.any():
+            continue
+        auc[tag] = float(roc_auc_score(truth, [after[tag] for _, after in pairs]))
+    return {"gained_per_change": float(np.mean([len(g) for g, _ in changes])),
+            "lost_per_change": float(np.mean([len(lost) for _, lost in changes])),
+            "changed": float(np.mean([bool(g or lost) for g, lost in changes])),
+            "roc_auc": auc, "mean_roc_auc": float(np.mean(list(auc.values()))) if auc else None, "n": len(pairs)}
