@@ -9,7 +9,13 @@ table shows the best of --reps rounds and the median of the rounds' ratios. "cha
 nothing else: the floor for an iteration whose data no longer sit in cache between the parts. Then (unless --no-extrapolate) it trains a DNN-500 on gtzan-mini, attacks a sample of
 its test split with the Table II settings and extrapolates to a GTZAN test split of 250 clips.
 
-    python benchmarks/bench_attack.py [--iters 20] [--sample 10] [--no-extrapolate] [--profile]
+When musicnn's weights are installed it also times an attack iteration of musicnn's published
+MSD_musicnn and MSD_vgg on the clip at 16 kHz, beside its parts and beside a floor: the
+floating-point operations of the network's forward pass and input gradient (counted by
+PyTorch's FlopCounterMode) divided by this machine's matrix-multiply rate, measured in the same
+process on 2048 x 2048 float32 matrices (``--musicnn-only`` for this part alone).
+
+    python benchmarks/bench_attack.py [--iters 20] [--sample 10] [--no-extrapolate] [--profile] [--musicnn-only]
 """
 
 import argparse
@@ -19,9 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import importlib.util
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from musadv import audio, datasets, partitions, synth
 from musadv.attack import AttackConfig, attack, minimize
@@ -30,6 +39,7 @@ from musadv.cache import prepare
 from musadv.models import build
 from musadv.runs import jobs_from_split, run_attacks
 from musadv.spectral import complex_abs, istft, magnitude, stft
+from musadv.systems import load_system
 from musadv.training import TrainConfig, train
 
 GTZAN_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "gtzan-mini"
@@ -162,12 +172,67 @@ def profile_iterations(y, mags, iters):
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
+def matmul_flops_per_second(reps: int, n: int = 2048) -> float:
+    """This machine's float32 matrix-multiply rate (FLOP/s), best of ``reps``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_time(lambda: a @ b, reps, calls=3)
+
+
+def musicnn_section(clip: Path | None, iters: int, reps: int) -> None:
+    """musicnn's taggers: iteration, parts and the multiply-add floor, rounds side by side."""
+    if importlib.util.find_spec("musicnn") is None:
+        print("\nmusicnn: not installed (pip install --no-deps musicnn==0.1.0), skipped")
+        return
+    y = audio.load(clip, sr=16000)[0] if clip else audio.conform(synth.render("rock", 0, duration=30.0)[None], 22050, 16000)[0]
+    x = torch.from_numpy(y)
+    print(f"\nmusicnn on {len(y) / 16000:.1f} s at 16 kHz ({1 + len(y) // 256} frames, patches of 187 in one batch)")
+    print(f"{'model':12s} {'iteration':>10s} {'fwd+grad':>9s} {'istft':>7s} {'stft':>7s} {'ratio':>6s} {'GFLOP':>7s}"
+          f" {'floor':>7s} {'ratio':>6s}   (ms; floor = FLOP / matmul rate)")
+    for name in ("MSD_musicnn", "MSD_vgg"):
+        model = load_system(f"musicnn:{name}")
+        target = model.labels.index("jazz")
+        spec = stft(x, model.stft)
+        mags = complex_abs(spec)
+
+        def fwd_grad():
+            m = mags.detach().requires_grad_(True)
+            torch.autograd.grad(model.logits(m)[:, target].sum(), m)
+
+        with torch.no_grad():
+            for p in model.parameters():
+                p.requires_grad_(False)
+        with FlopCounterMode(display=False) as counter:
+            fwd_grad()
+        flops = counter.get_total_flops()
+        never = AttackConfig(snr_db=15.0, threshold=1.0, max_iter=iters)
+        none = AttackConfig(snr_db=15.0, threshold=1.0, max_iter=0)
+        rounds = []
+        for _ in range(reps):
+            full = best_time(lambda: attack(model, y, "jazz", never), 1)
+            setup = best_time(lambda: attack(model, y, "jazz", none), 1)
+            it = (full - setup) / iters
+            p = {"fwd": best_time(fwd_grad, 1, iters), "istft": best_time(lambda: istft(spec, model.stft, length=len(y)), 1, iters),
+                 "stft": best_time(lambda: magnitude(x, model.stft), 1, iters)}
+            rate = matmul_flops_per_second(1)
+            rounds.append((it, p, flops / rate))
+        it = min(r[0] for r in rounds)
+        p = {k: min(r[1][k] for r in rounds) for k in rounds[0][1]}
+        floor = min(r[2] for r in rounds)
+        ratio = statistics.median(r[0] / sum(r[1].values()) for r in rounds)
+        ratio_floor = statistics.median(r[0] / r[2] for r in rounds)
+        print(f"{name:12s} {it * 1e3:10.1f} {p['fwd'] * 1e3:9.1f} {p['istft'] * 1e3:7.1f} {p['stft'] * 1e3:7.1f} "
+              f"{ratio:6.2f} {flops / 1e9:7.1f} {floor * 1e3:7.1f} {ratio_floor:6.2f}")
+    print(f"matrix multiply: {matmul_flops_per_second(reps) / 1e9:.0f} GFLOP/s (2048 x 2048, float32, "
+          f"{torch.get_num_threads()} threads)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=20, help="iterations per timed attack (CDNN: a quarter)")
     ap.add_argument("--reps", type=int, default=5, help="rounds of timings (best times, median ratios)")
     ap.add_argument("--sample", type=int, default=10, help="test clips attacked for the extrapolation")
     ap.add_argument("--no-extrapolate", action="store_true")
+    ap.add_argument("--musicnn-only", action="store_true", help="only the musicnn part")
     ap.add_argument("--profile", action="store_true",
                     help="only print PyTorch's profile of DNN-50 attack iterations (which operations the time goes to)")
     args = ap.parse_args()
@@ -183,6 +248,9 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.profile:
         profile_iterations(y, mags, args.iters)
+        return
+    if args.musicnn_only:
+        musicnn_section(clip if clip.exists() else None, max(2, args.iters // 4), args.reps)
         return
     print(f"{'model':8s} {'iteration':>10s} {'fwd+grad':>9s} {'istft':>7s} {'stft':>7s} {'sum':>7s} {'ratio':>6s}"
           f" {'chained':>8s} {'ratio':>6s}   (ms)")
@@ -211,6 +279,7 @@ def main():
             print(f"CDNN iteration with PyTorch's own first-convolution backward: {plain * 1e3:.1f} ms, musadv's "
                   f"{ours * 1e3:.1f} ms: {speedup:.2f}x faster (median of rounds side by side); input gradients "
                   f"differ by at most {rel:.1e} of their largest value")
+    musicnn_section(clip if clip.exists() else None, max(2, args.iters // 4), args.reps)
     if args.no_extrapolate or not GTZAN_MINI.exists():
         return
     work = Path(tempfile.mkdtemp(prefix="musadv-bench-"))
