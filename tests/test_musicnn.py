@@ -205,3 +205,18 @@ def test_horse_tests_and_survival_of_a_genre_system_report_the_tags_each_change_
         assert r["likelihoods_before"][r["target"]] == pytest.approx(
             json.loads((run / "examples" / f"{r['example']}.json").read_text())["decoded_confidence"][r["target"]],
             abs=1e-6)
+
+
+def test_robustness_and_rescore_take_a_genre_system_too(gtzan_covered, tmp_path):
+    curve_dir = tmp_path / "curve"
+    _cli("robustness", "musicnn:MSD_musicnn:gtzan", "--cache", gtzan_covered, "--limit", 2, "--snr", "40,20",
+         "--max-iter", 20, "--out", curve_dir, "--quiet", "--jobs", 1)
+    curve = json.loads((curve_dir / "metrics.json").read_text())
+    assert [row["snr_db"] for row in curve["curve"]] == [40.0, 20.0] and curve["curve"][0]["n"] == 2
+    run = tmp_path / "attack"
+    _cli("attack", "musicnn:MSD_musicnn:gtzan", "--split", "test", "--cache", gtzan_covered, "--policy", "all_wrong",
+         "--limit", 2, "--max-iter", 20, "--out", run, "--quiet", "--no-report", "--jobs", 1)
+    # Another tagger's genre system judges the same files: its own labels, MSD's adversaries.
+    _cli("rescore", run, "musicnn:MTT_musicnn:gtzan", "--out", tmp_path / "rescore")
+    rows = (tmp_path / "rescore" / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("example,file,true,goal,target")

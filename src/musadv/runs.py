@@ -470,7 +470,9 @@ def rescore(system: AudioClassifier, run_dir: str | os.PathLike, out_dir: str | 
                      "success": int(success), "attacked_model_success": r["success"],
                      "snr_wave_db": r["snr_wave_db"]})
     write_csv_atomic(out / "results.csv", rows)
-    known = [r for r in rows if r["true"]]
+    # Figures of merit over the recordings whose true label the system has (a genre system made
+    # from a tagger may lack some).
+    known = [r for r in rows if r["true"] in system.labels]
     metrics = {"system": model_name(system), "run": str(run.resolve()), "n_examples": len(rows),
                "success_rate": float(np.mean([r["success"] for r in rows]))}
     metrics.update(_before_and_after(known, system.labels, "label_before", "label_after"))
