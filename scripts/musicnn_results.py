@@ -12,10 +12,9 @@ import json
 import re
 from pathlib import Path
 
-from results_doc import _f, reading
+from results_doc import _f, curve_table, reading
 
 BEGIN, END = "<!-- musicnn -->", "<!-- /musicnn -->"
-NAMES = {"MSD_musicnn": "MSD_musicnn", "MTT_musicnn": "MTT_musicnn", "MSD_vgg": "MSD_vgg", "MTT_vgg": "MTT_vgg"}
 
 
 def systems_table(s):
@@ -69,14 +68,8 @@ def curves(s):
     for name, r in s["models"].items():
         c = r["robustness"]
         chance = 1 / len(r["labels"])
-        lines += [f"**{name}** (clean {_f(c['clean_accuracy'])}, {c['curve'][0]['n'] if c['curve'] else 0} recordings)", "",
-                  "| SNR dB | adversary | white noise | shaped noise | random phase | target reached | adversary's median SNR dB |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in c["curve"]:
-            lines.append(f"| {row['snr_db']:g} | {_f(row['adversary_accuracy'])} | {_f(row['white_noise_accuracy'])} | "
-                         f"{_f(row['shaped_noise_accuracy'])} | {_f(row['random_phase_accuracy'])} | "
-                         f"{100 * row['success_rate']:.0f} % ({row['n']}) | {_f(row['adversary_snr_db_median'], 1)} |")
-        lines += ["", reading(c, chance), ""]
+        lines += [f"**{name}** (clean {_f(c['clean_accuracy'])}, {c['curve'][0]['n'] if c['curve'] else 0} recordings)", ""]
+        lines += curve_table(c) + ["", reading(c, chance), ""]
     return lines
 
 

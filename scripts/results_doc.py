@@ -73,14 +73,19 @@ def robustness_section(s, chance):
              "examples stop growing where the DNN was fooled (the feature systems' curves are flat below that).", ""]
     for key, c in s["robustness"].items():
         lines += [f"**{NAMES[key]}** (clean {_f(c['clean_accuracy'])}"
-                  + (f"; examples of the {c['transfer_from'].upper()}" if c.get("transfer_from") else "") + ")", "",
-                  "| SNR dB | adversary | white noise | shaped noise | random phase | target reached | adversary's median SNR dB |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in c["curve"]:
-            lines.append(f"| {r['snr_db']:g} | {_f(r['adversary_accuracy'])} | {_f(r['white_noise_accuracy'])} | "
-                         f"{_f(r['shaped_noise_accuracy'])} | {_f(r['random_phase_accuracy'])} | "
-                         f"{100 * r['success_rate']:.0f} % ({r['n']}) | {_f(r['adversary_snr_db_median'], 1)} |")
-        lines += ["", reading(c, chance), ""]
+                  + (f"; examples of the {c['transfer_from'].upper()}" if c.get("transfer_from") else "") + ")", ""]
+        lines += curve_table(c) + ["", reading(c, chance), ""]
+    return lines
+
+
+def curve_table(c):
+    """One robustness curve as a Markdown table: the adversary and the three controls at each SNR."""
+    lines = ["| SNR dB | adversary | white noise | shaped noise | random phase | target reached | adversary's median SNR dB |",
+             "|---|---|---|---|---|---|---|"]
+    for r in c["curve"]:
+        lines.append(f"| {r['snr_db']:g} | {_f(r['adversary_accuracy'])} | {_f(r['white_noise_accuracy'])} | "
+                     f"{_f(r['shaped_noise_accuracy'])} | {_f(r['random_phase_accuracy'])} | "
+                     f"{100 * r['success_rate']:.0f} % ({r['n']}) | {_f(r['adversary_snr_db_median'], 1)} |")
     return lines
 
 

@@ -51,7 +51,8 @@ def recording_confidence(posteriors, groups: torch.Tensor | None = None, n_group
     Parameters
     ----------
     posteriors : torch.Tensor or np.ndarray
-        Element posteriors ``(n_elements, n_labels)``, rows summing to 1.
+        Element probabilities ``(n_elements, n_labels)``: posteriors (rows summing to 1) or a
+        tagger's likelihoods (each in [0, 1]).
     groups : torch.Tensor, optional
         Recording index of every element (int64, ``(n_elements,)``); without it all elements
         belong to one recording.

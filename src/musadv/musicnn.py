@@ -34,6 +34,7 @@ from torch import nn
 
 from .models import ModelError
 from .spectral import STFTConfig
+from .taggers import TagSelect
 from .tfcheckpoint import read_checkpoint
 from .wrappers import TorchClassifier
 
@@ -273,8 +274,6 @@ def load_musicnn(name: str, tag_map: dict[str, str] | None = None, checkpoint: s
     TorchClassifier
         ``activation='sigmoid'``: a recording's confidences are its mean patch tag likelihoods.
     """
-    from .taggers import TagSelect
-
     net = build_network(name, checkpoint)
     tags = MODELS[name][1]
     info = {"factory": spec or f"musicnn:{name}", "pretrained": f"musicnn 0.1.0 {name}", "tags": list(tags)}
