@@ -718,10 +718,12 @@ def table3_cmd(data, partition, out, alg2, quick, quiet):
 @click.option("--models", default=",".join(("MSD_musicnn", "MTT_musicnn")), show_default=True,
               help="musicnn models, comma-separated (MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg).")
 @click.option("--tag-map", default="gtzan", show_default=True, help="Built-in tag map (gtzan) or a JSON file of label -> tag.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Attack at most N recordings per model, spread over the genres (default: all).")
 @click.option("--quick", is_flag=True, help="A few recordings and iterations: minutes, not hours.")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
 @_engine_options
-def musicnn_cmd(data, out, models, tag_map, quick, quiet, engine):
+def musicnn_cmd(data, out, models, tag_map, limit, quick, quiet, engine):
     """musicnn's published taggers as genre systems on DATA (every recording a test recording, no
     training): figures of merit, random and always-wrong attacks at 15 dB, minimal perturbations,
     robustness curves with noise controls, horse tests (EQ, time-stretch), survival of low-pass
@@ -729,7 +731,7 @@ def musicnn_cmd(data, out, models, tag_map, quick, quiet, engine):
     from .experiments import run_musicnn_study
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
-    s = run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine)
+    s = run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine, attack_limit=limit)
     for name, r in s["models"].items():
         a = r["attacks"]
         click.echo(f"{name}: normalised accuracy {r['test']['normalised_accuracy']:.3f} on {r['test']['n']} recordings "

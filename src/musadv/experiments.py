@@ -386,7 +386,8 @@ def spread_over_labels(jobs: list, n: int | None) -> list:
 
 def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, models=MUSICNN_STUDY_MODELS,
                       tag_map: str = "gtzan", quick: bool = False, progress: bool = True,
-                      log: Callable[[str], None] = _log, engine: Engine | None = None) -> dict:
+                      log: Callable[[str], None] = _log, engine: Engine | None = None,
+                      attack_limit: int | None = None) -> dict:
     """Judge musicnn's published taggers as genre systems on a dataset, with no training (``musadv experiment musicnn``).
 
     Every recording of ``data`` is a test recording (nothing is trained). For each model,
@@ -396,12 +397,18 @@ def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, model
     and robustness curves beside the three noise controls on recordings spread over the
     genres; horse tests (EQ, time-stretch); survival of the always-wrong adversaries under the
     low-pass and MP3. Writes ``summary.json``; a rerun reuses finished stages.
+
+    ``attack_limit``: attack at most this many recordings per model, spread over the genres
+    (default: all; the horse tests and the figures of merit always take every recording). A
+    finished stage keeps the recordings it was made with: each attack's ``n_examples`` says how many.
     """
     from .systems import load_system
 
     out = Path(out_dir)
     st = Stages(out, log)
     settings = MusicnnStudySettings.for_run(quick)
+    if attack_limit is not None:
+        settings = replace(settings, attack_limit=attack_limit)
     specs = {name: f"musicnn:{name}:{tag_map}" for name in models}
     stft = load_system(specs[models[0]]).stft  # one cache serves every model: they share their analysis
 
