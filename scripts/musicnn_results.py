@@ -3,16 +3,49 @@
     python scripts/musicnn_results.py STUDY_DIR docs/results-gtzan-mini.md [--command "..."]
 
 STUDY_DIR is what ``musadv experiment musicnn DATA --out STUDY_DIR`` wrote; every figure comes
-from its summary.json. The section replaces the one between the page's ``<!-- musicnn -->``
-markers (or is appended with them), so the rest of the page stays as results_doc.py wrote it.
+from its finished stages (``STUDY_DIR/stages/*.json``, what summary.json collects), so a study
+still under way gives the figures it has, and says which are missing. The section replaces the
+one between the page's ``<!-- musicnn -->`` markers (or is appended with them), so the rest of
+the page stays as results_doc.py wrote it.
 """
 
 import argparse
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
+from musadv.experiments import HORSE_TRANSFORMS, MUSICNN_SURVIVAL, MusicnnStudySettings
+from musadv.musicnn import MODELS
+
 from results_doc import _f, curve_table, reading
+
+MISSING = "not finished when this page was written"
+
+
+def load_study(study: Path) -> dict:
+    """The study's figures from its stage records, shaped as its summary.json; absent stages are None."""
+    stages = study / "stages"
+    result = lambda name: (json.loads((stages / f"{name}.json").read_text())["result"]  # noqa: E731
+                           if (stages / f"{name}.json").exists() else None)
+    seconds = sum(json.loads(p.read_text())["seconds"] for p in stages.glob("*.json"))
+    summary_file = study / "summary.json"
+    settings = (json.loads(summary_file.read_text())["settings"] if summary_file.exists()
+                else {"attack": asdict(MusicnnStudySettings().attack), "seed": MusicnnStudySettings().seed})
+    models = {}
+    for name in MODELS:
+        test = result(f"{name}-test")
+        if test is None:
+            continue
+        models[name] = {
+            "labels": list(test["recall"]), "test": test,
+            "attacks": {p: result(f"{name}-attack-{p}") for p in ("random", "all_wrong")},
+            "minimal": result(f"{name}-minimize"), "robustness": result(f"{name}-robustness"),
+            "horse": {k: result(f"{name}-horse-{k}") for k in HORSE_TRANSFORMS},
+            "survival": {k: result(f"{name}-survive-{k}") for k in MUSICNN_SURVIVAL},
+        }
+    return {"models": models, "settings": settings, "seconds": seconds,
+            "recordings": result("prepare")["recordings"]}
 
 BEGIN, END = "<!-- musicnn -->", "<!-- /musicnn -->"
 
@@ -44,6 +77,9 @@ def attacks_table(s):
              "ViSQOL MOS-LQO mean (min) | iterations | s / example |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in s["models"].items():
         for policy, a in r["attacks"].items():
+            if a is None:
+                lines.append(f"| {name} | {policy} | {MISSING} | | | | | | |")
+                continue
             mos = "" if a.get("visqol_mos_mean") is None else f"{a['visqol_mos_mean']:.2f} ({a['visqol_mos_min']:.2f})"
             lines.append(f"| {name} | {policy} | {a['normalised_accuracy_before']:.3f} → {a['normalised_accuracy']:.3f} | "
                          f"{100 * a['success_rate']:.0f} % ({a['n_examples']} ex.) | {a['snr_db_mean']:.1f} ± "
@@ -53,6 +89,9 @@ def attacks_table(s):
               f"floor {a0['snr_db']:g} dB, judged on the written files; recordings spread over the covered genres):", ""]
     for name, r in s["models"].items():
         m = r["minimal"]
+        if m is None:
+            lines.append(f"- {name}: {MISSING}.")
+            continue
         median = ("none: at least half needed no change" if m["median_snr_db"] is None
                   else f"{m['median_snr_db']:.1f} dB")
         lines.append(f"- {name}: median {median}, over {m['n_examples']} recordings "
@@ -68,6 +107,9 @@ def curves(s):
     for name, r in s["models"].items():
         c = r["robustness"]
         chance = 1 / len(r["labels"])
+        if c is None:
+            lines += [f"**{name}**: {MISSING}.", ""]
+            continue
         lines += [f"**{name}** (clean {_f(c['clean_accuracy'])}, {c['curve'][0]['n'] if c['curve'] else 0} recordings)", ""]
         lines += curve_table(c) + ["", reading(c, chance), ""]
     return lines
@@ -89,7 +131,10 @@ def horse_and_survival(s):
              "| model | transformation | clean | random draw | best | worst | draws changing the label | tags on / off per draw |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in s["models"].items():
-        for h in r["horse"].values():
+        for kind, h in r["horse"].items():
+            if h is None:
+                lines.append(f"| {name} | {kind} | {MISSING} | | | | | |")
+                continue
             acc = h["normalised_accuracy"]
             lines.append(f"| {name} | {h['description']} ({h['trials']} draws) | {_f(acc['clean'])} | {_f(acc['random'])} | "
                          f"{_f(acc['best'])} | {_f(acc['worst'])} | {100 * h['changed_trials']:.0f} % | "
@@ -99,7 +144,10 @@ def horse_and_survival(s):
               "| model | transformation | keep the target | return to the original's label | transformed originals keep "
               "their label | median SNR dB before → after | examples | tags on / off |", "|---|---|---|---|---|---|---|---|"]
     for name, r in s["models"].items():
-        for v in r["survival"].values():
+        for kind, v in r["survival"].items():
+            if v is None:
+                lines.append(f"| {name} | {kind} | {MISSING} | | | | | |")
+                continue
             lines.append(f"| {name} | {v['description']} | {100 * v['survived']:.0f} % | {100 * v['returned']:.0f} % | "
                          f"{100 * v['original_kept']:.0f} % | {_f(v['median_snr_db_before'], 1)} → "
                          f"{_f(v['median_snr_db_after'], 1)} | {v['n_adversarial']} | {_tags(v.get('tags'))} |")
@@ -111,8 +159,11 @@ def verdict(s):
     out = ["### Is musicnn a horse?", ""]
     for name, r in s["models"].items():
         a, t = r["attacks"], r["test"]
+        if None in (a["random"], a["all_wrong"], r["robustness"], *r["horse"].values()):
+            out += [f"{name}: the verdict waits for its attacks, robustness curve and horse tests ({MISSING}).", ""]
+            continue
         chance = 1 / len(r["labels"])
-        m = r["minimal"]["median_snr_db"]
+        m = (r["minimal"] or {}).get("median_snr_db")
         curve = r["robustness"]["curve"]
         noise_ok = [row for row in curve if min(row["white_noise_accuracy"], row["shaped_noise_accuracy"],
                                                 row["random_phase_accuracy"]) >= r["robustness"]["clean_accuracy"] - 0.1]
@@ -154,12 +205,12 @@ def main():
     ap.add_argument("--command", default="musadv experiment musicnn ../shared/gtzan-mini/genres --out musicnn-study",
                     help="the command that made STUDY_DIR, quoted in the page")
     args = ap.parse_args()
-    s = json.loads((args.study_dir / "summary.json").read_text())
-    n = json.loads((args.study_dir / "stages" / "prepare.json").read_text())["result"]["recordings"]
+    s = load_study(args.study_dir)
+    n = s["recordings"]
     lines = [BEGIN, "## musicnn's published taggers, judged with no training", "",
              f"Generated by `python scripts/musicnn_results.py {args.study_dir} {args.page}` from the run made by "
              f"`{args.command}` ({n} clips, seed {s['settings']['seed']}; "
-             f"{sum(s['seconds'].values()) / 60:.0f} min on this project's 2-core machine). musicnn 0.1.0's weights in "
+             f"{s['seconds'] / 60:.0f} min of stages on this project's 2-core machine). musicnn 0.1.0's weights in "
              "musadv's PyTorch rebuild, which matches the package's TensorFlow taggrams to 4.8e-6 "
              "(`tests/test_musicnn.py`).", ""]
     lines += systems_table(s) + attacks_table(s) + curves(s) + horse_and_survival(s) + verdict(s) + [END]
