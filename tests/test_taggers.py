@@ -11,7 +11,6 @@ from musadv.taggers import GTZAN_MSD, GTZAN_MTT, read_tag_map, tag_changes, tag_
 def test_built_in_maps_are_chosen_by_the_taggers_vocabulary():
     assert read_tag_map("gtzan", "MSD") == GTZAN_MSD
     assert read_tag_map("gtzan", "MTT") == GTZAN_MTT
-    assert GTZAN_MSD["hiphop"] == "Hip-Hop" and GTZAN_MTT["jazz"] is None
     with pytest.raises(MusadvError, match="for MSD, MTT tags, not XYZ"):
         read_tag_map("gtzan", "XYZ")
 

@@ -205,8 +205,11 @@ def goal_reached(goal: str, target: str, label: str, confidence: dict) -> bool:
     label : str
         The system's label for the recording.
     confidence : dict
-        Its confidence (mean likelihood, for a tagger) of every label.
+        Its confidence (mean likelihood, for a tagger) of every label. A system without the
+        target (another system judging the example) cannot meet the goal.
     """
+    if target not in confidence:
+        return False
     if goal == "add":
         return confidence[target] >= TAG_THRESHOLD
     if goal == "remove":

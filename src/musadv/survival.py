@@ -159,8 +159,7 @@ def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformat
     before = r["label_before"]
     after = judged["example"]
     goal = r.get("goal", "label")
-    # A tag the judging system lacks cannot have been added or removed.
-    survived = r["target"] in after.confidence and goal_reached(goal, r["target"], after.label, after.confidence)
+    survived = goal_reached(goal, r["target"], after.label, after.confidence)
     return {"example": r["example"], "file": r["file"], "true": r["true"], "goal": goal, "target": r["target"],
             "label_before": before, "attack_success": bool(r["success"]),
             # An original that already met the goal changed nothing: not an adversary.
@@ -169,7 +168,8 @@ def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformat
             "original_label": judged["original"].label, "label": after.label,
             "target_conf": after.confidence.get(r["target"], 0.0), "survived": survived,
             # For a tag, back to its original state; for a label, the original's label again.
-            "returned": after.label == before if goal == "label" else not survived, "snr_db": finite_or_none(snr_db(written["original"], written["example"])),
+            "returned": after.label == before if goal == "label" else not survived,
+            "snr_db": finite_or_none(snr_db(written["original"], written["example"])),
             **tags, **({"likelihoods": after.confidence} if tags else {}),
             "wav": str((out / "transformed" / f"{r['example']}--example.wav").relative_to(out)),
             "original_wav": str((out / "transformed" / f"{r['example']}--original.wav").relative_to(out))}
