@@ -44,7 +44,7 @@ from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
 from .taggers import TAG_THRESHOLD
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "POLICIES",
+__all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
            "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
@@ -52,7 +52,6 @@ STOPS = ("threshold", "label")
 GOALS = ("label", "add", "remove")
 #: The SNR whose ball radius scales the scale-free step when the attack has no SNR limit.
 FREE_STEP_SNR_DB = 15.0
-POLICIES = ("random", "all_wrong", "perfect", "every_label")  # and "label:NAME"
 
 
 @dataclass(frozen=True)
@@ -642,6 +641,29 @@ def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
     # and its waveform SNR is not bounded.
     w = space.write(istft(Y * phase0, cfg, length=n, prior=x), bounded=False)
     return w, conf, len(trace) - 1, trace, reached
+
+
+def check_policy(policy: str, labels: list[str], truth_known: bool) -> None:
+    """Refuse, before any work, a policy the run cannot follow: one line saying why.
+
+    Parameters
+    ----------
+    policy : str
+        As :func:`choose_targets`.
+    labels : list of str
+        The model's labels.
+    truth_known : bool
+        Whether every recording has a true label (``perfect`` needs it).
+    """
+    if policy.startswith("label:"):
+        name = policy[len("label:"):]
+        if name not in labels:
+            raise MusadvError(f"target {name!r} is not one of the model's labels: {', '.join(labels)}")
+    elif policy == "perfect":
+        if not truth_known:
+            raise MusadvError("the 'perfect' policy needs the true label (attack a split, not loose files)")
+    elif policy not in ("random", "all_wrong", "every_label"):
+        raise MusadvError(f"unknown policy {policy!r}; expected random, all_wrong, perfect, every_label or label:NAME")
 
 
 def choose_targets(policy: str, labels: list[str], true_label: str | None, predicted: str,

@@ -7,9 +7,9 @@ with a one-line message that names the file, so that batch jobs can skip and lis
 
 from __future__ import annotations
 
+import io
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import soxr
 import torch
 
 from .errors import AudioError
+from .io import write_bytes_atomic
 
 __all__ = ["decode", "conform", "resample", "load", "save", "quantize_pcm16", "check_signal", "AUDIO_EXTENSIONS", "SILENCE_DB"]
 
@@ -287,20 +288,16 @@ def save(
                 )
             if on_clip != "clip":
                 raise ValueError(f"on_clip must be 'error' or 'clip', not {on_clip!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
-        if float_wav:
-            sf.write(tmp, y.T, sr, format="WAV", subtype="FLOAT")
-        else:
-            # Quantise here rather than in libsndfile so that what is written is exactly
-            # quantize_pcm16(y): callers can predict the decoded file bit for bit.
-            sf.write(tmp, _to_int16(y).T, sr, format="WAV", subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Encoded in memory and written by the one atomic writer: a full disk or a read-only folder is
+    # then an OSError naming the file, where libsndfile would only say "System error".
+    buf = io.BytesIO()
+    if float_wav:
+        sf.write(buf, y.T, sr, format="WAV", subtype="FLOAT")
+    else:
+        # Quantise here rather than in libsndfile so that what is written is exactly
+        # quantize_pcm16(y): callers can predict the decoded file bit for bit.
+        sf.write(buf, _to_int16(y).T, sr, format="WAV", subtype="PCM_16")
+    write_bytes_atomic(path, buf.getbuffer())
     return path
 
 

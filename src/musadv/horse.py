@@ -46,8 +46,8 @@ from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
-from .parallel import Engine, LocalEngine
-from .progress import progress_bar
+from .driver import RunKind, drive, read_errors, read_records, record_files
+from .parallel import Engine
 from .taggers import tag_changes, tag_changes_summary
 from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .transforms import Transformation
@@ -57,12 +57,6 @@ __all__ = ["horse_test", "horse_tests", "summarise_horse", "CASES", "FORMAT"]
 FORMAT = "musadv-horse-run"
 #: The figures a horse test reports, in order.
 CASES = ("clean", "random", "best", "worst")
-
-
-def _check_same_horse(out: Path, old: dict, new: dict) -> None:
-    """Refuse to mix two horse runs in one directory: one line naming what differs."""
-    check_same_settings(out, old, new, ("system_sha256", "labels", "stft", "transformation", "trials", "seed"), "horse run")
-    check_same_recordings(out, old, new, "horse run")
 
 
 def horse_test(
@@ -138,60 +132,66 @@ def horse_tests(
     if unlabelled:
         raise MusadvError(f"{unlabelled[0]}: a horse test needs the true label of every recording")
     trials = trials if transformation.random else 1
-    outs = [Path(out) for _, out in runs]
-    for (system, _), out in zip(runs, outs):
-        run = {"format": FORMAT, "musadv": __version__, "system": model_name(system), "system_sha256": system_sha256(system),
-               "labels": system.labels, "stft": system.stft.to_dict(), "transformation": transformation.settings(),
-               "description": transformation.describe(), "trials": trials, "seed": seed,
-               "recordings": [asdict(j) for j in jobs], **(extra or {})}
-        run_file = out / "horse.json"
-        if run_file.exists():
-            old = json.loads(run_file.read_text())
-            _check_same_horse(out, old, run)
-            run["results"] = old.get("results")
-        write_json_atomic(run_file, run)
-    errors: list[list[dict]] = [[] for _ in runs]
-    pieces = []
-    for job in jobs:
-        pending = tuple(i for i, out in enumerate(outs) if not (out / "recordings" / f"{slug(job.name)}.json").exists())
-        if pending:
-            pieces.append((job, pending))
-    context = _HorseContext(tuple(system for system, _ in runs), tuple(out.resolve() for out in outs), transformation,
-                            trials, seed)
-    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(pieces), desc=f"horse ({transformation.kind})",
-                       unit="recording", enabled=progress)
-    mapped = (engine or LocalEngine()).map(_horse_recording, context, pieces, shared=[out / "horse.json" for out in outs])
-    for (job, pending), records, error in mapped:
-        if error:
-            for i in pending:
-                errors[i].append({"file": job.name, "error": error})
-        else:
-            for i, record in zip(pending, records):
-                # Last: its presence marks the recording as finished.
-                write_json_atomic(outs[i] / "recordings" / f"{slug(job.name)}.json", record)
-        bar.update(1)
-    bar.close()
-    for out, errs in zip(outs, errors):
-        write_csv_atomic(out / "errors.csv", sorted(errs, key=lambda e: e["file"]), ["file", "error"])
-    return [summarise_horse(out) for out in outs]
+    kind = HorseRun(tuple(system for system, _ in runs), tuple(Path(out).resolve() for _, out in runs), tuple(jobs),
+                    transformation, trials, seed, dict(extra or {}))
+    return drive(kind, engine, progress)
 
 
 @dataclass(frozen=True)
-class _HorseContext:
-    """What every recording of a horse test needs (given once to each worker process)."""
+class HorseRun(RunKind):
+    """Horse tests of several systems, as the run driver sees them: one piece per recording (for the
+    systems whose run lacks it), one record per recording in each system's run."""
 
     systems: tuple
     outs: tuple
+    jobs: tuple
     transformation: Transformation
     trials: int
     seed: int
+    extra: dict
 
+    settings_name = "horse.json"
+    record_dir = "recordings"
 
-def _horse_recording(c: _HorseContext, piece: tuple[Job, tuple[int, ...]]) -> list[dict]:
-    """One recording for the systems (by index) that lack it: their records."""
-    job, pending = piece
-    return _recording([c.systems[i] for i in pending], job, [c.outs[i] for i in pending], c.transformation, c.trials,
-                      c.seed)
+    @property
+    def desc(self):
+        return f"horse ({self.transformation.kind})"
+
+    def settings(self):
+        t = self.transformation
+        return {out: {"format": FORMAT, "musadv": __version__, "system": model_name(system),
+                      "system_sha256": system_sha256(system), "labels": system.labels, "stft": system.stft.to_dict(),
+                      "transformation": t.settings(), "description": t.describe(), "trials": self.trials,
+                      "seed": self.seed, "recordings": [asdict(j) for j in self.jobs], **self.extra}
+                for system, out in zip(self.systems, self.outs)}
+
+    def check_same(self, out, old, new):
+        check_same_settings(out, old, new, ("system_sha256", "labels", "stft", "transformation", "trials", "seed"),
+                            "horse run")
+        check_same_recordings(out, old, new, "horse run")
+
+    def pieces(self):
+        return [(job, tuple(range(len(self.outs)))) for job in self.jobs]
+
+    def pending(self, piece):
+        job, _ = piece
+        left = tuple(i for i, out in enumerate(self.outs) if not (out / "recordings" / f"{slug(job.name)}.json").exists())
+        return (job, left) if left else None
+
+    def name(self, piece):
+        return piece[0].name
+
+    def error_dirs(self, piece):
+        return [self.outs[i] for i in piece[1]]
+
+    def do(self, piece):
+        job, left = piece
+        outs = [self.outs[i] for i in left]
+        records = _recording([self.systems[i] for i in left], job, outs, self.transformation, self.trials, self.seed)
+        return [(out / "recordings" / f"{slug(job.name)}.json", r) for out, r in zip(outs, records)]
+
+    def summarise(self):
+        return [summarise_horse(out) for out in self.outs]
 
 
 def _judged(pred, true: str, tagger: bool) -> dict:
@@ -233,8 +233,7 @@ def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], trans
     records = []
     for k, (system, out) in enumerate(zip(systems, outs)):
         original = out / "originals" / f"{name}.wav"
-        if not original.exists():
-            audio.save(original, samples, sr, on_clip="clip")
+        audio.save(original, samples, sr, on_clip="clip")  # every time: it may be what was damaged
         chosen = {}
         for side, (row, changed) in kept[k].items():
             wav = out / side / f"{name}.wav"
@@ -245,7 +244,8 @@ def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], trans
                             **_judged(pred, job.true_label, system.activation == "sigmoid")}
         records.append({"file": job.name, "true": job.true_label, "sr": sr, "channels": samples.shape[0],
                         "original_wav": str(original.relative_to(out)), "clean": clean[k], "trials": rows[k],
-                        "right": chosen.get("right"), "wrong": chosen.get("wrong")})
+                        "right": chosen.get("right"), "wrong": chosen.get("wrong"),
+                        "files": record_files(out, [original, *(out / c["wav"] for c in chosen.values())])})
     return records
 
 
@@ -275,7 +275,7 @@ def summarise_horse(out_dir: str | os.PathLike) -> dict:
     out = Path(out_dir)
     run = {k: v for k, v in json.loads((out / "horse.json").read_text()).items() if k != "results"}
     labels = run["labels"]
-    records = [json.loads(p.read_text()) for p in sorted((out / "recordings").glob("*.json"))]
+    records = read_records(out / "recordings")
     rows = []
     for r in records:
         for t in r["trials"]:
@@ -295,6 +295,7 @@ def summarise_horse(out_dir: str | os.PathLike) -> dict:
     n_trials = sum(len(r["trials"]) for r in records)
     metrics = {
         "n_recordings": len(records),
+        "n_skipped": len(read_errors(out)),  # recordings that could not be judged (errors.csv)
         "normalised_accuracy": {c: figures[c]["normalised_accuracy"] if figures[c] else None for c in CASES},
         "figures": figures,
         "changed_trials": (sum(t["label"] != r["clean"]["label"] for r in records for t in r["trials"]) / n_trials

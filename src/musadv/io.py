@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "save_npy_atomic", "read_tagged_json", "finite_or_none"]
+__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "write_bytes_atomic", "save_npy_atomic",
+           "read_tagged_json", "finite_or_none", "TMP_PREFIX"]
+
+#: What the temporary files of an unfinished write are called (a run removes those it finds).
+TMP_PREFIX = ".tmp-"
+
+# mkstemp makes owner-only files; results are for sharing, so they get the mode the umask gives
+# any new file. Read once: reading the umask means setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -20,14 +30,26 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path``; an OSError (disk full, read-only) names ``path``."""
+    path = Path(path)
+    try:
+        with atomic_path(path, path.suffix) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    return path
 
 
 def _default(o):
@@ -40,23 +62,34 @@ def _default(o):
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 
+def _strict(o):
+    """``o`` with every infinite or NaN float as None: JSON has neither, and strict parsers refuse them."""
+    if isinstance(o, float | np.floating):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.ndarray):
+        return _strict(o.tolist())
+    if isinstance(o, dict):
+        return {k: _strict(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_strict(v) for v in o]
+    return o
+
+
 def write_json_atomic(path: str | os.PathLike, data) -> Path:
-    """Write ``data`` as indented JSON (NumPy scalars and arrays allowed)."""
-    with atomic_path(path, ".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_default) + "\n")
-    return Path(path)
+    """Write ``data`` as indented, strict JSON (NumPy scalars and arrays allowed; inf and NaN as null)."""
+    text = json.dumps(_strict(data), indent=2, default=_default, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode())
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
     """Write a list of dicts as CSV with a header row."""
     if fieldnames is None:
         fieldnames = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(path, ".csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fieldnames)
-            w.writeheader()
-            w.writerows(rows)
-    return Path(path)
+    fh = io.StringIO(newline="")
+    w = csv.DictWriter(fh, fieldnames=fieldnames)
+    w.writeheader()
+    w.writerows(rows)
+    return write_bytes_atomic(path, fh.getvalue().encode())
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 from jinja2 import Environment  # noqa: E402
 
 from . import audio  # noqa: E402
+from .driver import read_records  # noqa: E402
+from .io import write_bytes_atomic  # noqa: E402
 from .spectral import STFTConfig, magnitude  # noqa: E402
 
 __all__ = ["write_report", "confusion_figure", "spectrum_figure", "trace_figure"]
@@ -292,8 +294,7 @@ def _horse_section(run: Path, base: Path, media: Path) -> dict:
     figures = [_rel(confusion_figure(results["figures"][c], media / f"horse-{name}-{c}.png", f"{name}: {c}"), base)
                for c in CASES if results["figures"][c]]
     recordings = []
-    for p in sorted((run / "recordings").glob("*.json")):
-        r = json.loads(p.read_text())
+    for r in read_records(run / "recordings"):
         r["original_src"] = _rel(run / r["original_wav"], base)
         for side in ("right", "wrong"):
             if r[side]:
@@ -391,8 +392,4 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
     env = Environment(autoescape=True)
     env.globals.update(fmt=_fmt, pct=_pct)
     html = env.from_string(TEMPLATE).render(**ctx)
-    out = base / "report.html"
-    tmp = base / ".report.html.tmp"
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_bytes_atomic(base / "report.html", html.encode("utf-8"))

@@ -38,14 +38,14 @@ import numpy as np
 import torch
 
 from . import __version__, audio
-from .attack import AttackConfig, attack, choose_targets, snr_db
+from .attack import AttackConfig, attack, check_policy, choose_targets, snr_db
 from .classify import classify_samples
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
-from .parallel import Engine, LocalEngine
-from .progress import progress_bar
+from .driver import RunKind, drive, finished_record, read_errors, read_records, record_files
+from .parallel import Engine
 from .recording import Recording
 from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
@@ -129,12 +129,6 @@ def at_snr(reference: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
     return audio.quantize_pcm16((reference + noise * (scale / norm)).astype(np.float32))
 
 
-def _check_same_curve(out: Path, old: dict, new: dict) -> None:
-    """Refuse to mix two robustness runs in one directory: one line naming what differs."""
-    check_same_settings(out, old, new, ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy", "seed", "attack", "examples_from"), "robustness run")
-    check_same_recordings(out, old, new, "robustness run")
-
-
 def robustness_curve(
     system: AudioClassifier,
     jobs: list[Job],
@@ -198,6 +192,7 @@ def robustness_curve(
         raise ValueError("levels must not be empty")
     if policy == "every_label":
         raise MusadvError("a robustness curve takes one target per recording: use random, all_wrong, perfect or label:NAME")
+    check_policy(policy, system.labels, all(j.true_label for j in jobs))
     out = Path(out_dir)
     source = None
     if examples_from is not None:
@@ -226,43 +221,54 @@ def robustness_curve(
            "levels": levels, "policy": policy, "seed": seed, "attack": asdict(config),
            "examples_from": str(source.resolve()) if source else None,
            "recordings": [asdict(j) for j in jobs], **(extra or {})}
-    run_file = out / "robustness.json"
-    if run_file.exists():
-        _check_same_curve(out, json.loads(run_file.read_text()), run)
-    write_json_atomic(run_file, run)
-    errors = []
-    pending = [j for j in jobs if not (out / "recordings" / f"{slug(j.name)}.json").exists()]
-    context = _CurveContext(system, adversary, out.resolve(), source.resolve() if source else None, tuple(levels), policy,
-                            config, seed)
-    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(pending), desc="robustness", unit="recording",
-                       enabled=progress)
-    for job, record, error in (engine or LocalEngine()).map(_curve_recording, context, pending, shared=[run_file]):
-        if error:
-            errors.append({"file": job.name, "error": error})
-        else:
-            write_json_atomic(out / "recordings" / f"{slug(job.name)}.json", record)  # last: marks it as finished
-        bar.update(1)
-    bar.close()
-    write_csv_atomic(out / "errors.csv", sorted(errors, key=lambda e: e["file"]), ["file", "error"])
-    return summarise_curve(out, system.labels)
+    kind = CurveRun(system, None if source else adversary, tuple(jobs), Path(out_dir).resolve(),
+                    source.resolve() if source else None, tuple(levels), policy, config, seed, run)
+    return drive(kind, engine, progress)
 
 
 @dataclass(frozen=True)
-class _CurveContext:
-    """What every recording of a robustness curve needs (given once to each worker process)."""
+class CurveRun(RunKind):
+    """A robustness curve, as the run driver sees it: one piece and one record per recording."""
 
     system: AudioClassifier
     adversary: DifferentiableClassifier | None
+    jobs: tuple[Job, ...]
     out: Path
     source: Path | None
     levels: tuple
     policy: str
     config: AttackConfig
     seed: int
+    run: dict
 
+    settings_name = "robustness.json"
+    record_dir = "recordings"
+    desc = "robustness"
 
-def _curve_recording(c: _CurveContext, job: Job) -> dict:
-    return _recording(c.system, c.adversary, job, c.out, c.source, c.levels, c.policy, c.config, c.seed)
+    def settings(self):
+        return {self.out: self.run}
+
+    def check_same(self, out, old, new):
+        check_same_settings(out, old, new, ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy",
+                                            "seed", "attack", "examples_from"), "robustness run")
+        check_same_recordings(out, old, new, "robustness run")
+
+    def pieces(self):
+        return list(self.jobs)
+
+    def pending(self, job):
+        return None if (self.out / "recordings" / f"{slug(job.name)}.json").exists() else job
+
+    def name(self, job):
+        return job.name
+
+    def do(self, job):
+        record = _recording(self.system, self.adversary, job, self.out, self.source, self.levels, self.policy,
+                            self.config, self.seed)
+        return [(self.out / "recordings" / f"{slug(job.name)}.json", record)]
+
+    def summarise(self):
+        return summarise_curve(self.out, self.system.labels)
 
 
 def _recording(system, adversary, job: Job, out: Path, source: Path | None, levels, policy, config, seed) -> dict:
@@ -272,10 +278,9 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
     audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, job.source)
     clean = classify_samples(system, rec.samples, rec.sr, job.source)
     if source is not None:
-        record = source / "recordings" / f"{name}.json"
-        if not record.exists():
+        theirs = finished_record(source / "recordings" / f"{name}.json")
+        if theirs is None:
             raise MusadvError(f"{job.name}: the adversary's run has no finished examples for it")
-        theirs = json.loads(record.read_text())
         target, made = theirs["target"], theirs["levels"]
         base = source
     else:
@@ -305,16 +310,16 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
                      "label": judged.label, "target_conf": judged.confidence.get(target, 0.0),
                      "snr_wave_db": finite_or_none(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
                      "controls": controls})
+    own = [] if source is not None else [out / "originals" / f"{name}.wav", *(out / w for w in decoded)]
     return {"file": job.name, "true": job.true_label or "", "target": target, "clean_label": clean.label,
             "original_wav": f"originals/{name}.wav" if source is None else None, "examples_from": str(source) if source else None,
-            "levels": rows}
+            "levels": rows, "files": record_files(out, own)}
 
 
 def _make_examples(adversary, rec: Recording, target: str, out: Path, name: str, levels, config) -> list[dict]:
     """The adversary's examples from the highest SNR down, each level going on from the previous one."""
-    original = out / "originals" / f"{name}.wav"
-    if not original.exists():
-        audio.save(original, rec.samples, rec.sr, float_wav=not config.quantize, on_clip="clip")
+    # Written every time: a redone recording may be redone because its original was damaged.
+    audio.save(out / "originals" / f"{name}.wav", rec.samples, rec.sr, float_wav=not config.quantize, on_clip="clip")
     made, result, wav = [], None, None
     for level in levels:
         iterations = 0
@@ -332,7 +337,7 @@ def _make_examples(adversary, rec: Recording, target: str, out: Path, name: str,
 def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     """Collect the finished recordings of a robustness run into results.csv, curve.csv, curve.png and metrics.json."""
     out = Path(out_dir)
-    records = [json.loads(p.read_text()) for p in sorted((out / "recordings").glob("*.json"))]
+    records = read_records(out / "recordings")
     results, curve = [], []
     for r in records:
         for lv in r["levels"]:
@@ -371,6 +376,7 @@ def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     median = float(np.median(highest)) if highest else math.nan
     metrics = {
         "n_recordings": len(records),
+        "n_skipped": len(read_errors(out)),  # recordings that could not be judged (errors.csv)
         "clean_accuracy": accuracy([r["clean_label"] for r in known]),
         "curve": curve,
         "median_highest_success_snr_db": finite_or_none(median),

@@ -43,15 +43,16 @@ import numpy as np
 import torch
 
 from . import __version__, audio
-from .attack import AttackConfig, attack, choose_targets, goal_candidates, goal_reached, minimize, snr_db
+from .attack import AttackConfig, attack, check_policy, choose_targets, goal_candidates, goal_reached, minimize, snr_db
 from .cache import SpectraCache, analyse_file
 from .classify import classify_recording
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
+from .driver import RunKind, drive, read_errors, read_records, record_files
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .models import weights_sha256
-from .parallel import Engine, LocalEngine
+from .parallel import Engine
 from .progress import progress_bar
 from .recording import Recording, edge_samples
 from .spectral import magnitude
@@ -138,9 +139,9 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
 
 
 def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
-             repairs: int, quality, minimal: bool) -> dict:
+             repairs: int, quality, minimal: bool) -> tuple[Path, dict]:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
-    WAV, judge the decoded file, repair it if it misses the target."""
+    WAV, judge the decoded file, repair it if it misses the target; the example's record and its path."""
     ex_id = f"{stem}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
     if minimal:
@@ -179,12 +180,10 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
     }
     record = {**row, "reached_threshold": result.reached, "confidence_before": first.confidence_before,
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
-              "trace": trace}
+              "trace": trace, "files": record_files(out, [wav, out / row["original_wav"]])}
     if minimal:
         record["levels"] = [{**lv, "snr_wave_db": finite_or_none(lv["snr_wave_db"])} for lv in first.levels]
-    # Written last, atomically: its presence marks the example as finished.
-    write_json_atomic(out / "examples" / f"{ex_id}.json", record)
-    return record
+    return out / "examples" / f"{ex_id}.json", record
 
 
 def check_same_settings(out: Path, old: dict, new: dict, keys, kind: str) -> None:
@@ -210,49 +209,98 @@ def recording_rng(seed: int, name: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), *more])
 
 
-def _check_same_run(out: Path, old: dict, new: dict) -> None:
-    """Refuse to mix results: one line naming what differs between the run on disk and this one."""
-    checks = [
-        ("model_sha256", "another model (weights' SHA-256 {old:.12} here, {new:.12} now)"),
-        ("labels", "other labels"),
-        ("stft", "other analysis settings"),
-        ("policy", "policy {old!r}, not {new!r}"),
-        ("seed", "seed {old}, not {new}"),
-        ("output", "examples written {old}, not {new}"),
-        ("repairs", "{old} repair rounds, not {new}"),
-        ("visqol", "ViSQOL {old}, not {new}"),
-        ("minimal", "minimal perturbations {old}, not {new}"),
-    ]
-    old = {"minimal": False, **old}  # runs written before minimal perturbations existed
-    for key, what in checks:
-        if old.get(key) != new[key]:
-            raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
-                              "choose another --out")
-    # A run may grow (a larger --limit), but every recording it holds must be one of this run's.
-    check_same_recordings(out, old, new, "run")
-    for key, value in new["attack"].items():
-        if (old.get("attack") or {}).get(key) != value:
-            raise MusadvError(f"{out}: holds a run with attack setting {key} = {(old.get('attack') or {}).get(key)}, "
-                              f"not {value}; choose another --out")
+_RUN_CHECKS = [
+    ("model_sha256", "another model (weights' SHA-256 {old:.12} here, {new:.12} now)"),
+    ("labels", "other labels"),
+    ("stft", "other analysis settings"),
+    ("policy", "policy {old!r}, not {new!r}"),
+    ("seed", "seed {old}, not {new}"),
+    ("output", "examples written {old}, not {new}"),
+    ("repairs", "{old} repair rounds, not {new}"),
+    ("visqol", "ViSQOL {old}, not {new}"),
+    ("minimal", "minimal perturbations {old}, not {new}"),
+]
 
 
 @dataclass(frozen=True)
-class _AttackContext:
-    """What every recording of an attack run needs (given once to each worker process)."""
+class AttackRun(RunKind):
+    """An attack run, as the run driver sees it: one piece per recording, one record per example."""
 
     model: DifferentiableClassifier
-    out: Path
+    jobs: tuple[Job, ...]
     policy: str
+    out: Path
     config: AttackConfig
     seed: int
     model_rate: bool
     repairs: int
     visqol: bool
     minimal: bool
+    extra: dict
+
+    settings_name = "run.json"
+    record_dir = "examples"
+    desc = "attack"
+    unit = "example"
+
+    def settings(self) -> dict[Path, dict]:
+        m = self.model
+        return {self.out: {
+            "format": "musadv-attack-run", "musadv": __version__, "model": model_name(m),
+            "model_sha256": weights_sha256(m), "labels": m.labels, "stft": m.stft.to_dict(),
+            "policy": self.policy, "seed": self.seed, "attack": asdict(self.config),
+            "output": "at the model's rate" if self.model_rate else "at each file's rate and channels",
+            "repairs": self.repairs, "visqol": self.visqol, "minimal": self.minimal,
+            "recordings": [asdict(j) for j in self.jobs], **self.extra}}
+
+    def check_same(self, out, old, new):
+        for key, what in _RUN_CHECKS:
+            if old.get(key) != new[key]:
+                raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
+                                  "choose another --out")
+        check_same_recordings(out, old, new, "run")
+        for key, value in new["attack"].items():
+            if (old.get("attack") or {}).get(key) != value:
+                raise MusadvError(f"{out}: holds a run with attack setting {key} = {(old.get('attack') or {}).get(key)}, "
+                                  f"not {value}; choose another --out")
+
+    def pieces(self):
+        return list(self.jobs)
+
+    def _known_targets(self) -> list[str] | None:
+        """Every recording's targets where the policy fixes them before the recording is classified."""
+        if self.policy.startswith("label:"):
+            return [self.policy[len("label:"):]]
+        if self.policy == "every_label" and self.config.goal == "label":
+            return list(self.model.labels)
+        return None
+
+    def pending(self, job):
+        stem = slug(job.name)
+        targets = self._known_targets()
+        if targets is not None:
+            done = all((self.out / "examples" / f"{stem}--{t}.json").exists() for t in targets)
+        elif self.policy == "every_label":  # tags to add or remove: known once the recording is classified
+            done = False
+        else:  # one target per recording
+            done = any((self.out / "examples").glob(f"{stem}--*.json"))
+        return None if done else job
+
+    def name(self, job):
+        return job.name
+
+    def steps(self, job):
+        return len(self.model.labels) if self.policy == "every_label" else 1
+
+    def do(self, job):
+        return _attack_recording(self, job)
+
+    def summarise(self):
+        return summarise(self.out, self.model.labels)
 
 
-def _attack_recording(c: _AttackContext, job: Job) -> list[dict]:
-    """Every unfinished example of one recording: their records, each already written."""
+def _attack_recording(c: AttackRun, job: Job) -> list[tuple[Path, dict]]:
+    """Every unfinished example of one recording: their records."""
     stem = slug(job.name)
     rec = Recording.from_file(job.source, c.model.stft.sr, job.offset, job.duration, model_rate=c.model_rate)
     audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, job.source)
@@ -271,11 +319,9 @@ def _attack_recording(c: _AttackContext, job: Job) -> list[dict]:
         raise MusadvError(f"{job.source}: no tag to {c.config.goal} (every tag is already "
                           f"{'on' if c.config.goal == 'add' else 'off'})")
     targets = choose_targets(c.policy, candidates, job.true_label, before.label, recording_rng(c.seed, job.name))
-    original = c.out / "originals" / f"{stem}.wav"
-    if not original.exists():
-        audio.save(original, rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
-    # Asked of the disk, not of a list made when the run began: a task run again after its
-    # worker died skips what that worker finished.
+    # Written every time: a redone example may be redone because its original was damaged.
+    audio.save(c.out / "originals" / f"{stem}.wav", rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
+    # Asked of the disk: a task run again after its worker died skips what the driver wrote.
     return [_example(c.model, job, rec, mag_x, target, c.config, c.out, stem, c.repairs, quality, c.minimal)
             for target in targets if not (c.out / "examples" / f"{stem}--{target}.json").exists()]
 
@@ -341,39 +387,18 @@ def run_attacks(
     if not isinstance(model, DifferentiableClassifier):
         raise MusadvError(f"{model_name(model)}: gives no gradient; the adversary attacks networks "
                           "(judge a network's adversaries with another system by re-scoring the run)")
-    out = Path(out_dir)
-    run = {"format": "musadv-attack-run", "musadv": __version__, "model": model_name(model),
-           "model_sha256": weights_sha256(model), "labels": model.labels, "stft": model.stft.to_dict(),
-           "policy": policy, "seed": seed, "attack": asdict(config),
-           "output": "at the model's rate" if model_rate else "at each file's rate and channels",
-           "repairs": repairs, "visqol": visqol, "minimal": minimal, "recordings": [asdict(j) for j in jobs], **(extra or {})}
-    run_file = out / "run.json"
-    if run_file.exists():
-        _check_same_run(out, json.loads(run_file.read_text()), run)
-    write_json_atomic(run_file, run)
-    per_job = len(model.labels) if policy == "every_label" else 1
-    context = _AttackContext(model, out.resolve(), policy, config, seed, model_rate, repairs, visqol, minimal)
-    errors = []
-    bar = progress_bar(total=len(jobs) * per_job, desc="attack", unit="example", enabled=progress)
-    successes = finished = 0
-    for job, examples, error in (engine or LocalEngine()).map(_attack_recording, context, jobs, shared=[run_file]):
-        if error:
-            errors.append({"file": job.name, "error": error})
-        for example in examples or []:
-            successes += example["success"]
-            finished += 1
-        if finished:
-            bar.set_postfix(success=f"{successes / finished:.0%}")
-        bar.update(per_job)
-    bar.close()
-    write_csv_atomic(out / "errors.csv", sorted(errors, key=lambda e: e["file"]), ["file", "error"])
-    return summarise(out, model.labels)
+    check_policy(policy, model.labels, all(j.true_label for j in jobs))
+    if repairs < 0:
+        raise MusadvError(f"repairs must be >= 0, not {repairs}")
+    kind = AttackRun(model, tuple(jobs), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
+                     minimal, dict(extra or {}))
+    return drive(kind, engine, progress)
 
 
 def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     """Collect the finished examples of a run directory into results.csv, traces.csv and metrics.json."""
     out = Path(out_dir)
-    records = [json.loads(p.read_text()) for p in sorted((out / "examples").glob("*.json"))]
+    records = read_records(out / "examples")
     write_csv_atomic(out / "results.csv", [{k: r[k] for k in RESULT_FIELDS} for r in records], RESULT_FIELDS)
     traces = [{"example": r["example"], **t} for r in records for t in r["trace"]]
     write_csv_atomic(out / "traces.csv", traces, ["example", "iteration", "loss", "target_posterior", "snr_db"])
@@ -386,6 +411,7 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
                        "max": float(a.max())} if len(a) else None
     metrics = {
         "n_examples": len(records),
+        "n_skipped": len(read_errors(out)),  # recordings that could not be attacked (errors.csv)
         "success_rate": float(np.mean([r["success"] for r in records])) if records else None,
         "success_rate_in_memory": float(np.mean([r["success_in_memory"] for r in records])) if records else None,
         "lost_when_written": lost,
@@ -445,7 +471,7 @@ def rescore(system: AudioClassifier, run_dir: str | os.PathLike, out_dir: str | 
         ``metrics.json`` (figures of merit before and under the attack, success rate).
     """
     run = Path(run_dir)
-    records = [json.loads(p.read_text()) for p in sorted((run / "examples").glob("*.json"))]
+    records = read_records(run / "examples")
     if not records:
         raise MusadvError(f"{run}: no finished attack examples to re-score")
     name = Path(system.path).name if system.path else re.sub(r"\W+", "_", system.info.get("factory", "system"))

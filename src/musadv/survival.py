@@ -37,8 +37,8 @@ from .classify import classify_samples
 from .errors import MusadvError
 from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
-from .parallel import Engine, LocalEngine
-from .progress import progress_bar
+from .driver import RunKind, drive, read_errors, read_records, record_files
+from .parallel import Engine
 from .runs import check_same_settings, model_name, recording_rng, system_sha256
 from .systems import load_system
 from .taggers import tag_changes, tag_changes_summary
@@ -47,11 +47,6 @@ from .transforms import Transformation
 __all__ = ["survive", "summarise_survival", "FORMAT"]
 
 FORMAT = "musadv-survival"
-
-
-def _check_same_survival(out: Path, old: dict, new: dict) -> None:
-    """Refuse to mix two survival runs in one directory: one line naming what differs."""
-    check_same_settings(out, old, new, ("run", "system_sha256", "transformation", "seed"), "survival run")
 
 
 def survive(
@@ -93,7 +88,7 @@ def survive(
     if not (run / "run.json").exists():
         raise MusadvError(f"{run}: not an attack run (no run.json)")
     meta = json.loads((run / "run.json").read_text())
-    records = [json.loads(p.read_text()) for p in sorted((run / "examples").glob("*.json"))]
+    records = read_records(run / "examples")
     if not records:
         raise MusadvError(f"{run}: no finished attack examples")
     if system is None:
@@ -102,77 +97,102 @@ def survive(
         system = load_system(meta["model"])
         if system_sha256(system) != meta["model_sha256"]:
             raise MusadvError(f"{meta['model']}: its weights have changed since the run attacked it; give the system")
+    attacked = system_sha256(system) == meta["model_sha256"] and system.labels == meta["labels"]
     out = Path(out_dir) if out_dir else run / f"survive-{transformation.kind}"
     settings = {"format": FORMAT, "musadv": __version__, "run": str(run.resolve()), "system": model_name(system),
                 "system_sha256": system_sha256(system), "attacked_model": meta.get("model"),
                 "transformation": transformation.settings(), "description": transformation.describe(), "seed": seed}
-    settings_file = out / "survive.json"
-    if settings_file.exists():
-        old = json.loads(settings_file.read_text())
-        _check_same_survival(out, old, settings)
-        settings["results"] = old.get("results")
-    write_json_atomic(settings_file, settings)
-    errors = []
-    pending = [r for r in records if not (out / "examples" / f"{r['example']}.json").exists()]
-    context = _SurvivalContext(system, run.resolve(), out.resolve(), transformation, seed)
-    bar = progress_bar(total=len(records), initial=len(records) - len(pending), desc=f"survive ({transformation.kind})",
-                       unit="example", enabled=progress)
-    for r, record, error in (engine or LocalEngine()).map(_survival_example, context, pending, shared=[settings_file]):
-        if error:
-            errors.append({"example": r["example"], "error": error})
-        else:
-            write_json_atomic(out / "examples" / f"{r['example']}.json", record)  # last: marks the example as finished
-        bar.update(1)
-    bar.close()
-    write_csv_atomic(out / "errors.csv", sorted(errors, key=lambda e: e["example"]), ["example", "error"])
-    return summarise_survival(out)
+    kind = SurvivalRun(system, attacked, run.resolve(), out.resolve(), tuple(records), transformation, seed, settings)
+    return drive(kind, engine, progress)
 
 
 @dataclass(frozen=True)
-class _SurvivalContext:
-    """What every example of a survival run needs (given once to each worker process)."""
+class SurvivalRun(RunKind):
+    """A survival run, as the run driver sees it: one piece and one record per attack example."""
 
     system: AudioClassifier
+    attacked: bool  # the system is the model the run attacked
     run: Path
     out: Path
+    examples: tuple
     transformation: Transformation
     seed: int
+    run_settings: dict
+
+    settings_name = "survive.json"
+    record_dir = "examples"
+    unit = "example"
+    error_key = "example"
+
+    @property
+    def desc(self):
+        return f"survive ({self.transformation.kind})"
+
+    def settings(self):
+        return {self.out: self.run_settings}
+
+    def check_same(self, out, old, new):
+        check_same_settings(out, old, new, ("run", "system_sha256", "transformation", "seed"), "survival run")
+
+    def pieces(self):
+        return list(self.examples)
+
+    def pending(self, r):
+        return None if (self.out / "examples" / f"{r['example']}.json").exists() else r
+
+    def name(self, r):
+        return r["example"]
+
+    def do(self, r):
+        record = _example(self.system, self.attacked, self.run, r, self.out, self.transformation, self.seed)
+        return [(self.out / "examples" / f"{r['example']}.json", record)]
+
+    def summarise(self):
+        return summarise_survival(self.out)
 
 
-def _survival_example(c: _SurvivalContext, r: dict) -> dict:
-    return _example(c.system, c.run, r, c.out, c.transformation, c.seed)
+def _example(system: AudioClassifier, attacked: bool, run: Path, r: dict, out: Path, transformation: Transformation,
+             seed: int) -> dict:
+    """One example and its original, transformed alike, written, and judged from the written files.
 
-
-def _example(system: AudioClassifier, run: Path, r: dict, out: Path, transformation: Transformation, seed: int) -> dict:
-    """One example and its original, transformed alike, written, and judged from the written files."""
+    What the system said before the change is the attack's record where the system is the model
+    the run attacked (``attacked``), else the system's own judgement of the run's files.
+    """
     params = transformation.draw(recording_rng(seed, r["example"]))
-    judged, written, tags = {}, {}, {}
+    judged, written, unchanged = {}, {}, {}
     for kind, rel in (("original", r["original_wav"]), ("example", r["wav"])):
         samples, sr = audio.decode(run / rel)
-        if kind == "example" and system.activation == "sigmoid":
-            # The example's tags before the change, as this system hears them: what the change turns on and off.
-            tags["likelihoods_before"] = classify_samples(system, samples, sr, str(run / rel)).confidence
+        if not attacked:
+            unchanged[kind] = classify_samples(system, samples, sr, str(run / rel))
         wav = out / "transformed" / f"{r['example']}--{kind}.wav"
         audio.save(wav, transformation.apply(samples, sr, params), sr, on_clip="clip")
         written[kind], wsr = audio.decode(wav)
         judged[kind] = classify_samples(system, written[kind], wsr, str(wav))
-    before = r["label_before"]
-    after = judged["example"]
     goal = r.get("goal", "label")
+    if attacked:
+        before, before_conf = r["label_before"], r["confidence_before"]
+        success, example_conf = bool(r["success"]), r["decoded_confidence"]
+    else:
+        before, before_conf = unchanged["original"].label, unchanged["original"].confidence
+        example_conf = unchanged["example"].confidence
+        success = goal_reached(goal, r["target"], unchanged["example"].label, example_conf)
+    after = judged["example"]
     survived = goal_reached(goal, r["target"], after.label, after.confidence)
+    # A tagger's likelihoods of the example before and after the change: what the change turns on and off.
+    tags = {"likelihoods_before": example_conf, "likelihoods": after.confidence} if system.activation == "sigmoid" else {}
+    wavs = [out / "transformed" / f"{r['example']}--{kind}.wav" for kind in ("example", "original")]
     return {"example": r["example"], "file": r["file"], "true": r["true"], "goal": goal, "target": r["target"],
-            "label_before": before, "attack_success": bool(r["success"]),
+            "label_before": before, "attack_success": success,
             # An original that already met the goal changed nothing: not an adversary.
-            "already_met": goal_reached(goal, r["target"], before, r["confidence_before"]),
+            "already_met": goal_reached(goal, r["target"], before, before_conf),
             "snr_db_before": r["snr_wave_db"], "params": params,
             "original_label": judged["original"].label, "label": after.label,
             "target_conf": after.confidence.get(r["target"], 0.0), "survived": survived,
             # For a tag, back to its original state; for a label, the original's label again.
             "returned": after.label == before if goal == "label" else not survived,
             "snr_db": finite_or_none(snr_db(written["original"], written["example"])),
-            **tags, **({"likelihoods": after.confidence} if tags else {}),
-            "wav": str((out / "transformed" / f"{r['example']}--example.wav").relative_to(out)),
-            "original_wav": str((out / "transformed" / f"{r['example']}--original.wav").relative_to(out))}
+            **tags, "wav": str(wavs[0].relative_to(out)), "original_wav": str(wavs[1].relative_to(out)),
+            "files": record_files(out, wavs)}
 
 
 def summarise_survival(out_dir: str | os.PathLike) -> dict:
@@ -189,7 +209,7 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
     """
     out = Path(out_dir)
     settings = {k: v for k, v in json.loads((out / "survive.json").read_text()).items() if k != "results"}
-    records = [json.loads(p.read_text()) for p in sorted((out / "examples").glob("*.json"))]
+    records = read_records(out / "examples")
     for r in records:
         # An attack whose goal the original already met changed no decision: not an adversary.
         r["adversarial"] = r["attack_success"] and not r["already_met"]
@@ -206,6 +226,7 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
                           if adversarial else None)
     results = {
         "n_examples": len(records),
+        "n_skipped": len(read_errors(out)),  # examples that could not be judged (errors.csv)
         "n_adversarial": len(adversarial),
         "survived": share(adversarial, "survived"),
         "returned": share(adversarial, "returned"),
