@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,8 +57,8 @@ def test_prepare_reports_skipped_files(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "empty.au").write_bytes(b"")
     r = _run("prepare", tmp_path, "--fractions", "1,0,0", "--out", tmp_path / "c", "--quiet")
-    assert r.returncode == 0
-    assert "2 recordings skipped" in r.stderr and "broken.wav" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1
+    assert "2 of 2 recordings could not be cached" in r.stderr and "broken.wav" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_train_test_and_classify_from_the_command_line(learn_cache, tmp_path):
@@ -155,3 +156,98 @@ def test_horse_and_survive_from_the_command_line(trained_dnn, learn_cache, tmp_p
     assert r.returncode == 0, r.stderr
     assert "order-4 Butterworth low-pass at 9000 Hz" in r.stdout and "keep the target" in r.stdout
     assert "Survival" in (run / "survive-lowpass" / "report.html").read_text()
+
+
+def _one_line_error(r, *words):
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error:") and r.stderr.strip().count("\n") == 0, r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+def test_a_run_with_inputs_that_fail_exits_1_and_says_how_many(trained_dnn, learn_cache, tmp_path):
+    good = learn_cache.source(learn_cache.split("test")[0])
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio")
+    out = tmp_path / "run"
+    r = _run("attack", trained_dnn.path, good, tmp_path / "empty.wav", tmp_path / "text.wav", "--target", "techno",
+             "--max-iter", 3, "--out", out, "--quiet", "--no-report")
+    assert r.returncode == 1
+    assert "1 examples" in r.stdout
+    assert r.stderr.strip() == f"2 of 3 recordings could not be attacked: see {out / 'errors.csv'}"
+    with open(out / "errors.csv") as fh:
+        assert sorted(Path(e["file"]).name for e in csv.DictReader(fh)) == ["empty.wav", "text.wav"]
+    assert json.loads((out / "metrics.json").read_text())["n_skipped"] == 2
+    r = _run("attack", trained_dnn.path, tmp_path / "empty.wav", "--target", "techno", "--out", tmp_path / "none", "--quiet")
+    assert r.returncode == 1 and "1 of 1 recordings could not be attacked" in r.stderr
+
+
+def test_settings_are_checked_before_any_work(trained_dnn, learn_cache, tmp_path):
+    good = learn_cache.source(learn_cache.split("test")[0])
+    r = _run("attack", trained_dnn.path, good, "--target", "polka", "--out", tmp_path / "polka")
+    _one_line_error(r, "'polka' is not one of the model's labels")
+    assert not (tmp_path / "polka").exists()
+    for option in ("--snr", "--threshold", "--step-fraction"):
+        for value in ("nan", "inf"):
+            r = _run("attack", trained_dnn.path, good, "--target", "techno", option, value, "--out", tmp_path / "nan")
+            assert r.returncode == 2 and "not a finite number" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "nan").exists()
+
+
+def test_broken_model_files_are_refused_in_one_line(trained_dnn, learn_cache, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    good = learn_cache.source(learn_cache.split("test")[0])
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(trained_dnn.path, corrupt)
+    (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:200])
+    _one_line_error(_run("classify", corrupt, good), str(corrupt / "model.safetensors"), "cannot be read")
+    nan = tmp_path / "nan"
+    shutil.copytree(trained_dnn.path, nan)
+    state = load_file(nan / "model.safetensors")
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.ndim == 2)
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, nan / "model.safetensors")
+    _one_line_error(_run("attack", nan, good, "--target", "techno", "--out", tmp_path / "r"), "NaN or infinity", name)
+
+
+def test_a_factory_that_raises_says_so_first_then_shows_its_traceback(tmp_path):
+    (tmp_path / "broken_factory.py").write_text("def make():\n    raise RuntimeError('no weights here')\n")
+    r = subprocess.run([sys.executable, "-m", "musadv.cli", "classify", "broken_factory:make", str(tmp_path / "x.wav")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1
+    first, *rest = r.stderr.splitlines()
+    assert first == "error: broken_factory:make: the factory raised RuntimeError: no weights here"
+    assert "Traceback" in rest[0] and "raise RuntimeError" in r.stderr
+
+
+def test_system_errors_are_one_line_naming_the_path(trained_dnn, learn_cache, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from musadv import io
+    from musadv.cli import main
+
+    good = learn_cache.source(learn_cache.split("test")[0])
+    (tmp_path / "file").write_text("")
+    _one_line_error(_run("attack", trained_dnn.path, good, "--target", "techno", "--out", tmp_path / "file" / "run"),
+                    str(tmp_path / "file"), "Not a directory")
+
+    def fail(code):
+        def write(self, data):
+            raise OSError(code, os.strerror(code))
+        return write
+
+    import os
+
+    for code, words in ((errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")):
+        monkeypatch.setattr(io.Path, "write_bytes", fail(code))
+        with pytest.raises(SystemExit) as info:
+            main(["attack", str(trained_dnn.path), str(good), "--target", "techno", "--out", str(tmp_path / "full"),
+                  "--quiet"])
+        monkeypatch.undo()
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"error: {tmp_path / 'full'}") and words in err, err

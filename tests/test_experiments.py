@@ -50,7 +50,7 @@ def test_a_second_run_reuses_finished_stages_and_gives_the_same_numbers(demo):
     out, first = demo
     logs = []
     again = run_demo(out, quick=True, progress=False, log=logs.append, report=False)
-    assert all("earlier run" in line for line in logs)
+    assert len(logs) >= 5 and all("earlier run" in line for line in logs)
     assert again["systems"] == first["systems"] and again["attacks"] == first["attacks"]
     assert again["robustness"] == first["robustness"]
 

@@ -20,8 +20,13 @@ def test_dnn_is_three_relu_layers_on_standardised_raw_magnitudes():
     mean, std = np.random.rand(513), np.random.rand(513) + 0.5
     m.standardize.fit(mean, std)
     # The statistics are buffers, not parameters: training never moves them.
-    assert all(p.shape != (513,) or p is not m.standardize.mean for p in m.parameters())
     assert "standardize.mean" in m.state_dict() and "standardize.mean" not in dict(m.named_parameters())
+    before = m.standardize.mean.clone(), m.standardize.std.clone()
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    m(torch.rand(5, 1, 513)).sum().backward()
+    opt.step()
+    assert torch.equal(m.standardize.mean, before[0]) and torch.equal(m.standardize.std, before[1])
+    opt.zero_grad()
     x = torch.rand(7, 1, 513)
     h = (x.reshape(7, 513) - torch.tensor(mean, dtype=torch.float32)) / torch.tensor(std, dtype=torch.float32)
     for layer in m.hidden_layers:

@@ -3,6 +3,7 @@
 import csv
 import functools
 import http.server
+import re
 import shutil
 import threading
 
@@ -40,7 +41,11 @@ def test_report_holds_players_figures_and_escaped_names(attack_run):
     for r in rows:
         assert f"{one(r['snr_wave_db'])} / {one(r['snr_trim_db'])} / {one(r['snr_mag_db'])}" in html
     assert html.count('alt="spectra"') == len(rows) == 4
-    assert all((attack_run / "run" / "report-media").iterdir())
+    # Every figure the page shows is a file beside it that holds a PNG.
+    figures = re.findall(r'src="(report-media/[^"]+\.png)"', html)
+    assert len(figures) >= len(rows)
+    for rel in figures:
+        assert (attack_run / "run" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
 
 
 def test_every_label_run_shows_the_table2_grid(attack_run, trained_dnn):

@@ -13,18 +13,16 @@ import hashlib
 import json
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from .progress import progress_bar
-from . import audio, partitions
-from .datasets import Item
+from . import audio
 from .errors import DatasetError, MusadvError
-from .io import read_tagged_json, save_npy_atomic, write_csv_atomic, write_json_atomic
+from .driver import RunKind, drive, read_errors, record_files
+from .io import read_tagged_json, save_npy_atomic, write_json_atomic
+from .parallel import LocalEngine, check_jobs
 from .partitions import SPLITS, Partition
 from .spectral import STFTConfig, magnitude
 
@@ -84,31 +82,70 @@ def analyse_file(
     return y, magnitude(y, config)
 
 
-def _work(task: tuple) -> tuple[str, str | None, int, int]:
-    """Analyse one file into the cache; runs in a worker process."""
-    src, rel, spectra_dir, cfg, offset, duration = task
-    key = _file_key(rel)
-    try:
-        stamp = _source_stamp(Path(src))
-        y, mag = analyse_file(src, STFTConfig.from_dict(cfg), offset, duration)
-    except FileNotFoundError:
-        return rel, f"{src}: file not found", 0, 0
-    except (MusadvError, OSError) as exc:
-        msg = str(exc) if isinstance(exc, MusadvError) else f"{src}: {exc.strerror or exc}"
-        return rel, msg, 0, 0
-    save_npy_atomic(Path(spectra_dir) / f"{key}.npy", mag)
-    meta = {"source": rel, **stamp, "stft": cfg, "offset": offset, "duration": duration,
-            "n_frames": int(mag.shape[0]), "n_samples": int(len(y))}
-    # The JSON is written last: its presence means the array beside it is complete.
-    write_json_atomic(Path(spectra_dir) / f"{key}.json", meta)
-    return rel, None, int(mag.shape[0]), int(len(y))
+@dataclass(frozen=True)
+class CacheRun(RunKind):
+    """Preparing a cache, as the run driver sees it: one piece and one record (the array's JSON) per file."""
 
+    partition: Partition
+    out: Path
+    config: STFTConfig
+    offset: float
+    duration: float | None
 
-def _init_worker():
-    import torch
+    settings_name = "partition.json"
+    record_dir = "spectra"
+    desc = "prepare"
+    unit = "file"
+    error_key = "path"
 
-    # Each process analyses one file at a time; parallelism comes from the processes.
-    torch.set_num_threads(1)
+    def settings(self):
+        return {self.out: self.partition.to_dict()}
+
+    def check_same(self, out, old, new):
+        pass  # a cache serves any partition: each file's array is checked against its source and settings
+
+    def pieces(self):
+        return self.partition.items()
+
+    def pending(self, item):
+        return None if self._fresh(item) else item
+
+    def _fresh(self, item) -> dict | None:
+        return _is_fresh(self.out / "spectra" / f"{_file_key(item.path)}.json", self.partition.root / item.path,
+                         self.config.to_dict(), self.offset, self.duration)
+
+    def name(self, item):
+        return item.path
+
+    def do(self, item):
+        src = self.partition.root / item.path
+        key = _file_key(item.path)
+        try:
+            stamp = _source_stamp(src)
+            y, mag = analyse_file(src, self.config, self.offset, self.duration)
+        except FileNotFoundError:
+            raise MusadvError(f"{src}: file not found") from None
+        except OSError as exc:
+            raise MusadvError(f"{src}: {exc.strerror or exc}") from None
+        npy = save_npy_atomic(self.out / "spectra" / f"{key}.npy", mag)
+        meta = {"source": item.path, **stamp, "stft": self.config.to_dict(), "offset": self.offset,
+                "duration": self.duration, "n_frames": int(mag.shape[0]), "n_samples": int(len(y)),
+                "files": record_files(self.out, [npy])}
+        return [(self.out / "spectra" / f"{key}.json", meta)]
+
+    def summarise(self):
+        entries, errors = [], read_errors(self.out)
+        for split in SPLITS:
+            for it in self.partition.splits[split]:
+                meta = self._fresh(it)
+                if meta is not None:
+                    entries.append({"path": it.path, "label": it.label, "split": split, "key": _file_key(it.path),
+                                    "n_frames": meta["n_frames"], "n_samples": meta["n_samples"]})
+        index = {"format": FORMAT, "version": 1, "stft": self.config.to_dict(), "offset": self.offset,
+                 "duration": self.duration, "labels": self.partition.labels, "root": str(self.partition.root.resolve()),
+                 "entries": entries, "errors": errors}
+        write_json_atomic(self.out / "index.json", index)
+        return SpectraCache(self.out)
 
 
 def _is_fresh(meta_file: Path, src: Path, cfg: dict, offset: float, duration: float | None) -> dict | None:
@@ -162,61 +199,16 @@ def prepare(
         The finished cache. Recordings that could not be used are left out of it and listed,
         with the reason, in ``errors.csv`` (also in ``SpectraCache.errors``).
     """
-    out_dir = Path(out_dir)
-    spectra_dir = out_dir / "spectra"
-    spectra_dir.mkdir(parents=True, exist_ok=True)
-    partitions.save(partition, out_dir / "partition.json")
-    cfg = config.to_dict()
-    done: dict[str, tuple[int, int]] = {}
-    todo = []
-    for it in partition.items():
-        src = partition.root / it.path
-        meta = _is_fresh(spectra_dir / f"{_file_key(it.path)}.json", src, cfg, offset, duration)
-        if meta is not None:
-            done[it.path] = (meta["n_frames"], meta["n_samples"])
-        else:
-            todo.append((str(src), it.path, str(spectra_dir), cfg, offset, duration))
-    errors: dict[str, str] = {}
-    jobs = jobs or os.cpu_count() or 1
-    bar = progress_bar(total=len(partition.items()), initial=len(done), desc="prepare", unit="file", enabled=progress)
-
-    def record(result):
-        rel, err, nf, ns = result
-        if err is None:
-            done[rel] = (nf, ns)
-        else:
-            errors[rel] = err
-        bar.update(1)
-
+    kind = CacheRun(partition, Path(out_dir).resolve(), config, offset, duration)
+    todo = sum(1 for it in partition.items() if kind.pending(it) is not None)
+    # Starting workers has a fixed cost; for a few files the in-process path, whose FFTs already
+    # use every core, is faster. Workers analyse one file at a time on one thread each.
+    jobs = check_jobs(jobs)
+    engine = LocalEngine(1) if jobs == 1 or todo < MIN_FILES_FOR_WORKERS else LocalEngine(jobs, threads=1)
     try:
-        # Starting workers has a fixed cost; for a few files the in-process
-        # path, whose FFTs already use every core, is faster.
-        if jobs == 1 or len(todo) < MIN_FILES_FOR_WORKERS:
-            for task in todo:
-                record(_work(task))
-        else:
-            # 'fork' (not 'spawn') so that scripts without an ``if __name__ == '__main__'`` guard
-            # work; the workers run PyTorch single-threaded, which keeps forking safe.
-            with ProcessPoolExecutor(jobs, mp_context=get_context("fork"), initializer=_init_worker) as pool:
-                for fut in as_completed([pool.submit(_work, t) for t in todo]):
-                    record(fut.result())
+        return drive(kind, engine, progress)
     finally:
-        bar.close()
-        # Whatever happened, the report lists the failures found so far; finished arrays stay.
-        write_csv_atomic(out_dir / "errors.csv", [{"path": p, "error": e} for p, e in sorted(errors.items())],
-                         ["path", "error"])
-    entries = []
-    for split in SPLITS:
-        for it in partition.splits[split]:
-            if it.path in done:
-                nf, ns = done[it.path]
-                entries.append({"path": it.path, "label": it.label, "split": split,
-                                "key": _file_key(it.path), "n_frames": nf, "n_samples": ns})
-    index = {"format": FORMAT, "version": 1, "stft": cfg, "offset": offset, "duration": duration,
-             "labels": partition.labels, "root": str(partition.root.resolve()), "entries": entries,
-             "errors": [{"path": p, "error": e} for p, e in sorted(errors.items())]}
-    write_json_atomic(out_dir / "index.json", index)
-    return SpectraCache(out_dir)
+        engine.close()
 
 
 class SpectraCache:
@@ -240,11 +232,6 @@ class SpectraCache:
         self.entries = [Entry(**e) for e in index["entries"]]
         self.errors: list[dict] = index.get("errors", [])
 
-    @property
-    def partition(self) -> Partition:
-        """The partition the cache was prepared from."""
-        return partitions.load(self.path / "partition.json")
-
     def split(self, name: str) -> list[Entry]:
         """Cached recordings of one split (``train``, ``valid`` or ``test``)."""
         if name not in SPLITS:
@@ -267,6 +254,3 @@ class SpectraCache:
     def source(self, entry: Entry) -> Path:
         """The audio file a cached recording came from."""
         return self.root / entry.path
-
-    def item(self, entry: Entry) -> Item:
-        return Item(entry.path, entry.label)

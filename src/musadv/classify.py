@@ -9,12 +9,14 @@ system answers through :meth:`musadv.interface.AudioClassifier.predict`.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
 from . import audio
 from .cache import analyse_file
+from .errors import ModelError
 from .interface import AudioClassifier, Prediction, recording_confidence
 from .spectral import magnitude
 
@@ -30,8 +32,14 @@ def classify_recording(system: AudioClassifier, frames: np.ndarray, signal: np.n
     ------
     AudioError
         If the recording is too short for the system.
+    ModelError
+        If the system's confidences are not all finite (broken weights give NaN for everything).
     """
-    return system.predict(frames, signal, name)
+    pred = system.predict(frames, signal, name)
+    if not all(math.isfinite(c) for c in pred.confidence.values()):
+        who = system.path or system.info.get("factory") or type(system).__name__
+        raise ModelError(f"{who}: gives confidences that are not finite (NaN or inf) for {name}; is the model broken?")
+    return pred
 
 
 def classify_samples(system: AudioClassifier, samples: np.ndarray, sr: int, name: str = "recording") -> Prediction:

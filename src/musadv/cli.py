@@ -7,6 +7,7 @@ went. Errors caused by input (:class:`musadv.errors.MusadvError`) are printed as
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from pathlib import Path
 
@@ -17,6 +18,31 @@ import json
 from . import cache, datasets, partitions, synth
 from .errors import MusadvError
 from .spectral import REFERENCE, STFTConfig
+
+
+class _FiniteFloat(click.ParamType):
+    """A float option that refuses nan and inf: neither is a setting, and both would be written into a run."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+FINITE = _FiniteFloat()
+
+
+def _exit_if_skipped(skipped: int, total: int, unit: str, verb: str, out: Path) -> None:
+    """A command that could not do part of its work says so in one line on stderr and exits 1."""
+    if skipped:
+        click.echo(f"{skipped} of {total} {unit}s could not be {verb}: see {out / 'errors.csv'}", err=True)
+        sys.exit(1)
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -125,8 +151,8 @@ def partition_cmd(data, method, labels_file, fractions, seed, lists, allow_missi
 @click.option("--partition", "partition_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Partition JSON from 'musadv partition' (default: a seeded stratified split of DATA).")
 @_apply(_partition_options)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Cache folder to write.")
-@click.option("--duration", type=float, default=None, help="Use only this many seconds of each recording (LMD: 30).")
-@click.option("--offset", type=float, default=0.0, show_default=True, help="Start this many seconds into each recording.")
+@click.option("--duration", type=FINITE, default=None, help="Use only this many seconds of each recording (LMD: 30).")
+@click.option("--offset", type=FINITE, default=0.0, show_default=True, help="Start this many seconds into each recording.")
 @click.option("--sr", type=int, default=None, help="Analysis sampling rate in Hz (default 22050).")
 @click.option("--reference-framing", is_flag=True, help="Symmetric Hann, no centring, as the authors' code (default: periodic Hann, centred: exact resynthesis).")
 @click.option("--like", "like_model", metavar="MODEL", default=None,
@@ -158,9 +184,9 @@ def prepare_cmd(data, partition_file, labels_file, fractions, seed, out, duratio
     frames = sum(e.n_frames for e in result.entries)
     click.echo(f"{out}: {n} recordings cached ({frames} frames of {config.n_bins} bins)")
     if result.errors:
-        click.echo(f"{len(result.errors)} recordings skipped, listed in {out / 'errors.csv'}:", err=True)
         for e in result.errors[:5]:
             click.echo(f"  {e['error']}", err=True)
+    _exit_if_skipped(len(result.errors), n + len(result.errors), "recording", "cached", out)
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -176,20 +202,20 @@ def _pair(text: str) -> tuple[int, int]:
 @click.option("--arch", type=click.Choice(["dnn", "cdnn"]), default="dnn", show_default=True)
 @click.option("--units", type=int, default=None, help="Hidden units per layer (DNN: 50 or 500 in the paper; CDNN: fully connected layer, 50).")
 @click.option("--layers", type=int, default=3, show_default=True, help="DNN hidden layers.")
-@click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout probability after hidden layers.")
+@click.option("--dropout", type=FINITE, default=0.0, show_default=True, help="Dropout probability after hidden layers.")
 @click.option("--patch", type=int, default=100, show_default=True, help="CDNN: frames per patch.")
 @click.option("--filters", type=int, default=32, show_default=True, help="CDNN: filters per convolution.")
 @click.option("--kernel1", default="4x400", show_default=True, help="CDNN: first kernel, frames x bins.")
 @click.option("--kernel2", default="8x8", show_default=True, help="CDNN: second kernel, frames x bins.")
 @click.option("--epochs", type=int, default=None, help="Most epochs (reference: DNN 200, CDNN 30).")
 @click.option("--batch-size", type=int, default=None, help="Elements per step (reference: DNN 1200 frames, CDNN 5 patches).")
-@click.option("--lr", type=float, default=None, help="Initial learning rate (reference: DNN 0.01, CDNN 0.001).")
+@click.option("--lr", type=FINITE, default=None, help="Initial learning rate (reference: DNN 0.01, CDNN 0.001).")
 @click.option("--patience", type=int, default=None, help="Epochs without 0.1 %% validation improvement before stopping (10).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--adversarial", type=click.Choice(["fgsm", "fgsm_reference"]), default=None,
               help="Alg. 2: also train on fast-gradient-sign adversarial versions of each batch (fgsm_reference: as the reference code, see the README).")
-@click.option("--adv-step", type=float, default=0.25, show_default=True, help="Sign step mu on raw magnitudes.")
-@click.option("--adv-fraction", type=float, default=None, help="Replace this share of each batch by adversarial versions (default: join them to the batch).")
+@click.option("--adv-step", type=FINITE, default=0.25, show_default=True, help="Sign step mu on raw magnitudes.")
+@click.option("--adv-fraction", type=FINITE, default=None, help="Replace this share of each batch by adversarial versions (default: join them to the batch).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar (epoch lines are still printed).")
@@ -226,8 +252,8 @@ _MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline), o
 @cli.command("classify", epilog=_MODEL_HELP)
 @click.argument("model_spec", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--duration", type=float, default=None, help="Use only this many seconds of each file.")
-@click.option("--offset", type=float, default=0.0, show_default=True, help="Start this many seconds into each file.")
+@click.option("--duration", type=FINITE, default=None, help="Use only this many seconds of each file.")
+@click.option("--offset", type=FINITE, default=0.0, show_default=True, help="Start this many seconds into each file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of text.")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Print only the N most likely labels (default: all; a tagger's 10 most likely tags).")
@@ -289,11 +315,11 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache for --split (default: the model's).")
 @click.option("--policy", default=None, help="random, all_wrong, perfect, every_label or label:NAME (default: random for --split).")
 @click.option("--target", default=None, help="Make the model say this label (same as --policy label:NAME).")
-@click.option("--snr", type=float, default=15.0, show_default=True, help="Minimum SNR in dB of the adversarial example.")
+@click.option("--snr", type=FINITE, default=15.0, show_default=True, help="Minimum SNR in dB of the adversarial example.")
 @click.option("--no-snr-limit", is_flag=True, help="No SNR limit (Table III).")
-@click.option("--step", type=float, default=None, help="The paper's gradient step mu on raw magnitudes (Table II: 0.1); depends on the model's gradient scale. Default: the scale-free step of --step-fraction.")
-@click.option("--step-fraction", type=float, default=0.1, show_default=True, help="Without --step: each step moves the magnitudes by this fraction of the SNR ball's radius (normalised gradient), whatever the model.")
-@click.option("--threshold", type=float, default=0.9, show_default=True, help="Stop when the target's mean posterior reaches this.")
+@click.option("--step", type=FINITE, default=None, help="The paper's gradient step mu on raw magnitudes (Table II: 0.1); depends on the model's gradient scale. Default: the scale-free step of --step-fraction.")
+@click.option("--step-fraction", type=FINITE, default=0.1, show_default=True, help="Without --step: each step moves the magnitudes by this fraction of the SNR ball's radius (normalised gradient), whatever the model.")
+@click.option("--threshold", type=FINITE, default=0.9, show_default=True, help="Stop when the target's mean posterior reaches this.")
 @click.option("--stop", type=click.Choice(["threshold", "label"]), default="threshold", show_default=True,
               help="threshold: stop at --threshold; label: stop as soon as the model says the target.")
 @click.option("--goal", type=click.Choice(["label", "add", "remove"]), default="label", show_default=True,
@@ -309,7 +335,7 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--visqol", is_flag=True, help="Also measure each example's ViSQOL MOS-LQO against its original (about 3 s per 30 s).")
 @click.option("--minimize", is_flag=True, help="Write each example at the highest SNR (to 0.5 dB, --snr the floor) at which the model says the target: a warm-started search; the SNR columns are then minimal-perturbation SNRs.")
 @click.option("--limit", type=int, default=None, help="Attack only the first N recordings of the split.")
-@click.option("--duration", type=float, default=None, help="FILES: use only this many seconds.")
+@click.option("--duration", type=FINITE, default=None, help="FILES: use only this many seconds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random targets.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -363,11 +389,12 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         from .report import write_report
 
         click.echo(f"report: {write_report(out)}")
+    _exit_if_skipped(metrics["n_skipped"], len(jobs), "recording", "attacked", out)
 
 
 def _print_attack_summary(m: dict, out: Path) -> None:
     if not m["n_examples"]:
-        click.echo(f"{out}: no examples (see {out / 'errors.csv'})")
+        click.echo(f"{out}: no examples")
         return
     snr, trim = m["snr_wave_db"], m["snr_trim_db"]
     line = f"{out}: {m['n_examples']} examples, success {m['success_rate']:.1%} on the decoded files"
@@ -465,7 +492,7 @@ def rescore_cmd(run_dir, model_spec, out):
 @click.option("--adversary", "adversary_spec", default=None, help="Network whose adversarial examples MODEL is judged on (default: MODEL; needed for a forest or baseline).")
 @click.option("--examples-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Judge the examples of this robustness run of a network instead of attacking again (same recordings, levels, policy, seed).")
-@click.option("--step-fraction", type=float, default=0.1, show_default=True, help="The adversary's scale-free step.")
+@click.option("--step-fraction", type=FINITE, default=0.1, show_default=True, help="The adversary's scale-free step.")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Most iterations per level.")
 @click.option("--limit", type=int, default=None, help="Only the first N recordings of the split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the targets and the noise.")
@@ -505,7 +532,8 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     named = system if system.info.get("data") or adversary is None else adversary
     spectra = _model_cache(named, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    m = robustness_curve(system, jobs_from_split(spectra, split, limit, system.labels), out, snrs, policy, config, seed=seed,
+    jobs = jobs_from_split(spectra, split, limit, system.labels)
+    m = robustness_curve(system, jobs, out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
                          extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings; clean normalised accuracy {_num(m['clean_accuracy'])}")
@@ -514,6 +542,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
         click.echo(f"{row['snr_db']:6.1f}  {_num(row['adversary_accuracy']):>9s}  {_num(row['white_noise_accuracy']):>5s}  "
                    f"{_num(row['shaped_noise_accuracy']):>6s}  {_num(row['random_phase_accuracy']):>12s}  {row['success_rate']:6.1%}")
     click.echo(f"report: {write_report(out)}")
+    _exit_if_skipped(m["n_skipped"], len(jobs), "recording", "judged", out)
 
 
 def _num(v) -> str:
@@ -523,9 +552,9 @@ def _num(v) -> str:
 _transform_options = [
     click.option("--transform", "kind", required=True, type=click.Choice(["eq", "stretch", "lowpass", "gain", "mp3"]),
                  help="eq: random smooth EQ; stretch: pitch-preserving tempo change; lowpass: Butterworth; gain: level; mp3: MP3 round-trip."),
-    click.option("--max-db", type=float, default=None, help="eq: each band's gain within +-dB (default 3); gain: within +-dB (default 6)."),
-    click.option("--max-rate-change", type=float, default=0.06, show_default=True, help="stretch: tempo factor within 1 +- this."),
-    click.option("--cutoff", type=float, default=9000.0, show_default=True, help="lowpass: cut-off in Hz."),
+    click.option("--max-db", type=FINITE, default=None, help="eq: each band's gain within +-dB (default 3); gain: within +-dB (default 6)."),
+    click.option("--max-rate-change", type=FINITE, default=0.06, show_default=True, help="stretch: tempo factor within 1 +- this."),
+    click.option("--cutoff", type=FINITE, default=9000.0, show_default=True, help="lowpass: cut-off in Hz."),
     click.option("--order", "filter_order", type=int, default=4, show_default=True, help="lowpass: Butterworth order."),
     click.option("--bitrate", type=int, default=128, show_default=True, help="mp3: constant bitrate in kbit/s (32-320)."),
 ]
@@ -572,7 +601,8 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     system = _load_any_model(model_spec)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    m = horse_test(system, jobs_from_split(spectra, split, limit, system.labels), out, transformation, trials, seed, progress=not quiet,
+    jobs = jobs_from_split(spectra, split, limit, system.labels)
+    m = horse_test(system, jobs, out, transformation, trials, seed, progress=not quiet,
                    extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "
                f"{trials if transformation.random else 1} draws each")
@@ -583,6 +613,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
         click.echo(f"{changed:.1%} of draws change the original's label; {m['changed_recordings']:.1%} of recordings "
                    "have at least one such draw")
     click.echo(f"report: {write_report(out)}")
+    _exit_if_skipped(m["n_skipped"], len(jobs), "recording", "judged", out)
 
 
 @cli.command("survive", epilog=_MODEL_HELP)
@@ -615,6 +646,7 @@ def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bi
         click.echo(f"median SNR {snr(m['median_snr_db_before'])} before, {snr(m['median_snr_db_after'])} after "
                    "(transformed example against transformed original)")
     click.echo(f"report: {write_report(out)}")
+    _exit_if_skipped(m["n_skipped"], m["n_examples"] + m["n_skipped"], "example", "judged", out)
 
 
 @cli.command("report")
@@ -747,6 +779,14 @@ def main(argv=None):
         cli.main(args=argv, prog_name="musadv", standalone_mode=False)
     except MusadvError as exc:
         click.echo(f"error: {exc}", err=True)
+        if exc.__cause__ is not None:  # the user's own code failed (a factory): its traceback helps them
+            import traceback
+
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:  # the system's: a full disk, a read-only or missing folder, a path under a file
+        where = exc.filename or ""
+        click.echo(f"error: {where}{': ' if where else ''}{exc.strerror or exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("interrupted; run the same command again to resume", err=True)

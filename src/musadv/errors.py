@@ -15,3 +15,7 @@ class AudioError(MusadvError):
 
 class DatasetError(MusadvError):
     """A dataset, label list, CSV or partition is inconsistent or cannot be read."""
+
+
+class ModelError(MusadvError):
+    """A model file is missing, malformed, or does not fit the data it is asked to judge."""

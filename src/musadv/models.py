@@ -21,22 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import MusadvError
+from .errors import ModelError
 from .interface import AudioClassifier, DifferentiableClassifier
 from .io import atomic_path, read_tagged_json, write_json_atomic
 from .spectral import STFTConfig
 
-__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "write_model_files", "load_model", "ModelError", "check_compatible",
+__all__ = ["Standardize", "DNN", "CDNN", "build", "save_model", "write_model_files", "load_model", "ModelError", "check_compatible", "check_finite_weights",
            "weights_sha256"]
 
 FORMAT = "musadv-model"
-
-
-class ModelError(MusadvError):
-    """A model file is missing, malformed, or does not fit the data it is asked to judge."""
 
 
 class Standardize(nn.Module):
@@ -360,12 +357,13 @@ def load_model(path: str | os.PathLike) -> _ElementModel:
     model = build(meta["config"], meta["labels"], STFTConfig.from_dict(meta["stft"]))
     try:
         state = load_file(str(path / "model.safetensors"))
-    except (FileNotFoundError, OSError) as exc:
-        raise ModelError(f"{path}: cannot read model.safetensors ({exc})") from None
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"{path / 'model.safetensors'}: cannot be read ({exc})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit the architecture in model.json ({str(exc).splitlines()[0]})") from None
+    check_finite_weights(model, str(path))
     model.info = meta
     model.path = path
     return model.eval()
@@ -406,3 +404,17 @@ def check_compatible(model: AudioClassifier, stft: STFTConfig, labels: list[str]
         unknown = [lab for lab in labels if lab not in model.labels and lab not in model.uncovered_labels]
         if unknown:
             raise ModelError(f"{what}: labels {unknown} are not among the model's labels {model.labels}")
+
+
+def check_finite_weights(module: torch.nn.Module, name: str) -> None:
+    """Refuse a network whose parameters or buffers are not all finite: it would give every
+    recording the same label with confidence NaN.
+
+    Raises
+    ------
+    ModelError
+        Naming ``name`` and the first tensor that holds NaN or infinity.
+    """
+    for key, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelError(f"{name}: its weights hold NaN or infinity ({key}); the model file is broken")

@@ -37,11 +37,14 @@ import os
 import pickle
 import socket
 import tempfile
+import threading
+import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +59,9 @@ P = TypeVar("P")
 #: What :meth:`Engine.map` yields for each piece: the piece, its result (None if it failed) and
 #: the message of the MusadvError that stopped it (None if it did not).
 Outcome = tuple[Any, Any, "str | None"]
+
+#: How often a worker process looks whether its driver is still there (seconds).
+WATCH_SECONDS = 0.5
 
 # A worker process's context and work, set once when it starts or first needs them (in workers only).
 _worker: dict = {}
@@ -146,7 +152,8 @@ class LocalEngine(Engine):
 
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_end_with_parent, initargs=(os.getpid(),))
             self._stop_pool = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
@@ -180,11 +187,31 @@ class LocalEngine(Engine):
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         piece = running.pop(future)
-                        yield piece, *future.result()
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            raise MusadvError("a worker process died (killed, or out of memory); every piece it "
+                                              "finished is kept: run the same command again to resume") from None
+                        yield piece, *result
                 finished = True
             finally:
                 if not finished:
                     self.close()
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a worker process: exit as soon as the driver that started it is gone.
+
+    A driver killed outright (``kill -9``, the OOM killer) cannot stop its workers, which would
+    go on writing into the run and then block for good on a pipe nobody reads; so each worker
+    watches for itself.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="musadv-watch-parent", daemon=True).start()
 
 
 def _run_in_process(path: str, threads: int, piece):

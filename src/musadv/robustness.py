@@ -193,7 +193,6 @@ def robustness_curve(
     if policy == "every_label":
         raise MusadvError("a robustness curve takes one target per recording: use random, all_wrong, perfect or label:NAME")
     check_policy(policy, system.labels, all(j.true_label for j in jobs))
-    out = Path(out_dir)
     source = None
     if examples_from is not None:
         source = Path(examples_from)

@@ -31,7 +31,6 @@ or other settings.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re

@@ -29,6 +29,8 @@ from pathlib import Path
 import librosa
 import numpy as np
 import skops.io as sio
+import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.ensemble import RandomForestClassifier
@@ -42,7 +44,7 @@ from .errors import MusadvError
 from .features import TEXTURE_HOP, TEXTURE_WINDOW, TextureFeatures, dnn_activations, texture_starts, window_frames
 from .interface import AudioClassifier, Prediction
 from .io import atomic_path
-from .models import DNN, ModelError, load_model, read_model_info, write_model_files
+from .models import DNN, ModelError, check_finite_weights, load_model, read_model_info, write_model_files
 from .spectral import STFTConfig, magnitude
 
 __all__ = ["TextureSystem", "ForestSystem", "MFCCBaseline", "MahalanobisClassifier", "WindowVote", "texture_pipeline",
@@ -394,9 +396,10 @@ class MFCCBaseline(TextureSystem):
         path = Path(path)
         meta = read_model_info(path)
         file = path / "model.safetensors"
-        if not file.exists():
-            file = path / "gaussians.safetensors"  # files before 0.3
-        g = load_file(str(file))
+        try:
+            g = load_file(str(file))
+        except (OSError, SafetensorError) as exc:
+            raise ModelError(f"{file}: cannot be read ({exc})") from None
         classifier = MahalanobisClassifier(meta["config"].get("ridge", 1e-6))
         classifier.means_, classifier.inv_covs_ = g["means"], g["inv_covs"]
         classifier.classes_ = g.get("classes", np.arange(len(meta["labels"])))
@@ -455,10 +458,15 @@ def load_factory(spec: str) -> AudioClassifier:
     factory = vars(module).get(match["name"])
     if not callable(factory):
         raise ModelError(f"{spec}: {match['module']} has no function {match['name']}")
-    system = factory()
+    try:
+        system = factory()
+    except Exception as exc:  # the user's own code: one line first, then its traceback (the cause)
+        raise ModelError(f"{spec}: the factory raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(system, AudioClassifier):
         raise ModelError(f"{spec}: returned a {type(system).__name__}, not a musadv AudioClassifier "
                          "(wrap a PyTorch module in musadv.wrappers.TorchClassifier)")
+    if isinstance(system, torch.nn.Module):
+        check_finite_weights(system, spec)
     system.info = {**system.info, "factory": spec}
     return system
 
@@ -479,16 +487,26 @@ def load_musicnn_spec(spec: str) -> AudioClassifier:
 def load_system(spec: str | os.PathLike) -> AudioClassifier:
     """Load any model: a saved DNN or CDNN, forest system or MFCC baseline (a directory), one of
     musicnn's published taggers (``musicnn:NAME[:MAP]``, see :mod:`musadv.musicnn`), or the
-    classifier a ``package.module:factory`` function returns (see :func:`load_factory`)."""
+    classifier a ``package.module:factory`` function returns (see :func:`load_factory`).
+
+    Raises
+    ------
+    ModelError
+        For a spec that names no model, a model file that cannot be read, or a network whose
+        weights hold NaN or infinity (:func:`musadv.models.check_finite_weights`).
+    """
     if isinstance(spec, str) and MUSICNN.fullmatch(spec):
-        return load_musicnn_spec(spec)
-    if Path(spec).is_dir():
+        system = load_musicnn_spec(spec)
+    elif Path(spec).is_dir():
         arch = read_model_info(spec)["config"].get("arch")
         if arch == "forest":
-            return ForestSystem.load(spec)
-        if arch == "mfcc_baseline":
-            return MFCCBaseline.load(spec)
-        return load_model(spec)
-    if isinstance(spec, str) and FACTORY.fullmatch(spec):
-        return load_factory(spec)
-    raise ModelError(f"{spec}: no such model directory (nor package.module:factory)")
+            system = ForestSystem.load(spec)
+        elif arch == "mfcc_baseline":
+            system = MFCCBaseline.load(spec)
+        else:
+            system = load_model(spec)
+    elif isinstance(spec, str) and FACTORY.fullmatch(spec):
+        system = load_factory(spec)
+    else:
+        raise ModelError(f"{spec}: no such model directory (nor package.module:factory)")
+    return system
