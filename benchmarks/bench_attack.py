@@ -37,7 +37,7 @@ from musadv.attack import AttackConfig, attack, minimize
 from musadv.recording import Recording
 from musadv.cache import prepare
 from musadv.models import build
-from musadv.runs import jobs_from_split, run_attacks
+from musadv.runs import recordings_from_split, run_attacks
 from musadv.spectral import complex_abs, istft, magnitude, stft
 from musadv.systems import load_system
 from musadv.training import TrainConfig, train
@@ -292,14 +292,14 @@ def main():
         print(f"\nDNN-500 trained on gtzan-mini in {time.perf_counter() - t:.0f} s "
               f"(validation error {model.info['training']['best_valid_error']:.3f})")
         t = time.perf_counter()
-        m = run_attacks(model, jobs_from_split(cache, "test", args.sample), "random", work / "run",
+        m = run_attacks(model, recordings_from_split(cache, "test", args.sample), "random", work / "run",
                         AttackConfig(), progress=False)
         dt = time.perf_counter() - t
         print(f"attacked {m['n_examples']} test clips of 30 s (Table II: 15 dB, mu 0.1, threshold 0.9, 100 iter.): "
               f"{dt:.1f} s, {m['mean_iterations']:.1f} iterations and {m['mean_seconds']:.2f} s per example, "
               f"success {m['success_rate']:.0%}")
         print(f"extrapolated to a GTZAN test split of 250 clips: {dt / m['n_examples'] * 250 / 60:.1f} min")
-        minimize_cost(model, jobs_from_split(cache, "test", args.sample))
+        minimize_cost(model, recordings_from_split(cache, "test", args.sample))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

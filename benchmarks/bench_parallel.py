@@ -20,7 +20,7 @@ from pathlib import Path
 from musadv.attack import AttackConfig
 from musadv.cache import SpectraCache
 from musadv.parallel import LocalEngine, RayEngine, available_cores
-from musadv.runs import jobs_from_split, run_attacks
+from musadv.runs import recordings_from_split, run_attacks
 from musadv.systems import load_system
 
 
@@ -60,7 +60,7 @@ def main():
             demo = tmp / "demo"
             run_demo(demo, quick=True, progress=False, log=lambda m: None, report=False)
         model = load_system(demo / "models" / args.model)
-        jobs = jobs_from_split(SpectraCache(demo / "cache"), "test", args.limit)
+        jobs = recordings_from_split(SpectraCache(demo / "cache"), "test", args.limit)
         config = AttackConfig(snr_db=15.0)
 
         def timed(name, engine):

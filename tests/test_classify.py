@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from musadv import synth
-from musadv.classify import classify_file, classify_recording, recording_confidence
+from musadv.classify import classify_file, classify_frames, recording_confidence
 from musadv.errors import AudioError
 from musadv.interface import DifferentiableClassifier
 from musadv.models import CDNN
@@ -38,7 +38,7 @@ def test_confidence_is_the_sum_of_posteriors_normalised_not_a_vote():
     np.testing.assert_allclose(post, table, atol=1e-6)
     conf = recording_confidence(post)
     np.testing.assert_allclose(conf, [(0.6 + 0.6 + 0.0001) / 3, (0.4 + 0.4 + 0.9999) / 3], atol=1e-6)
-    pred = classify_recording(TablePosteriors(table), frames)
+    pred = classify_frames(TablePosteriors(table), frames)
     # Two of three elements say jazz, but the summed posterior says rock (eq. 4 is an argmax of sums).
     assert pred.label == "rock" and pred.n_elements == 3
     assert pred.confidence["rock"] == pytest.approx(0.59997, abs=1e-4)

@@ -147,10 +147,10 @@ def test_horse_and_survive_from_the_command_line(trained_dnn, learn_cache, tmp_p
     r = _run("horse", trained_dnn.path, "--transform", "stretch", "--max-rate-change", 2, "--out", tmp_path / "bad")
     assert r.returncode == 2 and "max_rate_change" in r.stderr
     from musadv.attack import AttackConfig
-    from musadv.runs import jobs_from_split, run_attacks
+    from musadv.runs import recordings_from_split, run_attacks
 
     run = tmp_path / "run"
-    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=2), "all_wrong", run, AttackConfig(snr_db=15.0),
+    run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", limit=2), "all_wrong", run, AttackConfig(snr_db=15.0),
                 progress=False)
     r = _run("survive", run, "--transform", "lowpass", "--quiet")
     assert r.returncode == 0, r.stderr

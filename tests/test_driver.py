@@ -16,7 +16,7 @@ import pytest
 from musadv.attack import AttackConfig
 from musadv.driver import finished_record, read_records, record_files
 from musadv.errors import MusadvError
-from musadv.runs import jobs_from_split, run_attacks
+from musadv.runs import recordings_from_split, run_attacks
 
 QUICK = AttackConfig(snr_db=15.0, max_iter=4)
 
@@ -29,7 +29,7 @@ def _results(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def whole_run(trained_dnn, learn_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "run"
-    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", 4), "all_wrong", out, QUICK, progress=False)
+    run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", 4), "all_wrong", out, QUICK, progress=False)
     return out
 
 
@@ -69,7 +69,7 @@ def test_a_rerun_redoes_damaged_records_and_then_equals_an_uninterrupted_run(who
     damaged_wav.write_bytes(damaged_wav.read_bytes()[:1000])  # a truncated example WAV, its record intact
     original = run / json.loads(records[2].read_text())["original_wav"]
     original.unlink()  # a deleted original
-    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", 4), "all_wrong", run, QUICK, progress=False)
+    run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", 4), "all_wrong", run, QUICK, progress=False)
     assert _results(run) == _results(whole_run)
     for name in ("examples", "originals"):
         for f in sorted((whole_run / name).glob("*.wav")):

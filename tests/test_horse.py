@@ -12,7 +12,7 @@ from musadv.classify import classify_file
 from musadv.errors import MusadvError
 from musadv.horse import horse_test, horse_tests
 from musadv.interface import AudioClassifier, Prediction
-from musadv.runs import Job
+from musadv.runs import RecordingRef
 from musadv.spectral import STFTConfig
 from musadv.transforms import Transformation
 
@@ -48,7 +48,7 @@ def noise_jobs(tmp_path_factory):
     for i in range(6):
         path = base / f"noise{i}.wav"
         audio.save(path, 0.1 * rng.standard_normal(2 * SR).astype(np.float32), SR)
-        jobs.append(Job(str(path), path.name, "loud" if i % 2 else "quiet"))
+        jobs.append(RecordingRef(str(path), path.name, "loud" if i % 2 else "quiet"))
     return jobs
 
 
@@ -147,4 +147,4 @@ def test_a_transformation_that_is_not_random_is_drawn_once_and_a_stretch_has_no_
 
 def test_recordings_without_true_labels_are_refused(horse, noise_jobs, tmp_path):
     with pytest.raises(MusadvError, match="true label"):
-        horse_test(horse, [Job(noise_jobs[0].source, "x.wav")], tmp_path, Transformation("eq"), progress=False)
+        horse_test(horse, [RecordingRef(noise_jobs[0].source, "x.wav")], tmp_path, Transformation("eq"), progress=False)

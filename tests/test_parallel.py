@@ -13,7 +13,7 @@ import pytest
 
 from musadv.errors import MusadvError
 from musadv.parallel import LocalEngine, RayEngine, engine_from_options
-from musadv.runs import Job, jobs_from_split, run_attacks
+from musadv.runs import RecordingRef, recordings_from_split, run_attacks
 
 TIMING = {"seconds", "mean_seconds"}
 
@@ -91,7 +91,7 @@ def assert_same_files(a: Path, b: Path):
 
 
 def test_an_attack_run_with_two_workers_writes_what_one_process_writes(trained_dnn, learn_cache, tmp_path):
-    jobs = jobs_from_split(learn_cache, "test", limit=5)
+    jobs = recordings_from_split(learn_cache, "test", limit=5)
     one = run_attacks(trained_dnn, jobs, "random", tmp_path / "one", progress=False, engine=LocalEngine(1, threads=1))
     two = run_attacks(trained_dnn, jobs, "random", tmp_path / "two", progress=False, engine=LocalEngine(2, threads=1))
     assert_same_attack_run(tmp_path / "one", tmp_path / "two", 5)
@@ -104,7 +104,7 @@ def test_a_robustness_curve_and_a_horse_test_with_two_workers_write_what_one_pro
     from musadv.robustness import robustness_curve
     from musadv.transforms import Transformation
 
-    jobs = jobs_from_split(learn_cache, "test", limit=3)
+    jobs = recordings_from_split(learn_cache, "test", limit=3)
     for n in (1, 2):
         engine = LocalEngine(n, threads=1)
         robustness_curve(trained_dnn, jobs, tmp_path / f"curve{n}", (30.0, 15.0), progress=False, engine=engine)
@@ -116,7 +116,7 @@ def test_a_robustness_curve_and_a_horse_test_with_two_workers_write_what_one_pro
 def test_a_killed_run_resumes_and_finishes_with_every_example_exactly_once(trained_dnn, learn_cache, tmp_path):
     """The driver of a --jobs 2 run is killed as soon as its first example is written; the rerun
     finishes the rest and the run equals one that was never interrupted."""
-    jobs = jobs_from_split(learn_cache, "test", limit=6)
+    jobs = recordings_from_split(learn_cache, "test", limit=6)
     run_attacks(trained_dnn, jobs, "random", tmp_path / "whole", progress=False, engine=LocalEngine(1, threads=1))
     cmd = [sys.executable, "-m", "musadv.cli", "attack", str(trained_dnn.path), "--split", "test", "--cache",
            str(learn_cache.path), "--limit", "6", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "killed"),
@@ -177,7 +177,7 @@ def test_an_attack_run_and_a_robustness_curve_on_ray_write_what_one_process_writ
     from musadv.robustness import robustness_curve
 
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a WAV file")
-    jobs = jobs_from_split(learn_cache, "test", limit=4) + [Job(str(tmp_path / "bad.wav"), "bad.wav")]
+    jobs = recordings_from_split(learn_cache, "test", limit=4) + [RecordingRef(str(tmp_path / "bad.wav"), "bad.wav")]
     one, ray = LocalEngine(1, threads=1), RayEngine(threads=1)
     run_attacks(trained_dnn, jobs, "random", tmp_path / "one", progress=False, engine=one)
     run_attacks(trained_dnn, jobs, "random", tmp_path / "ray", progress=False, engine=ray)
@@ -203,7 +203,7 @@ def _ray_workers_attacking():
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's workers in /proc")
 def test_an_attack_run_on_ray_loses_no_example_when_a_worker_is_killed(ray_instance, trained_dnn, learn_cache, tmp_path):
-    jobs = jobs_from_split(learn_cache, "test", limit=6)
+    jobs = recordings_from_split(learn_cache, "test", limit=6)
     run_attacks(trained_dnn, jobs, "random", tmp_path / "whole", progress=False, engine=LocalEngine(1, threads=1))
     killed = []
 

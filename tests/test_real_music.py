@@ -7,7 +7,7 @@ from musadv import audio, datasets, partitions
 from musadv.attack import AttackConfig, snr_db
 from musadv.cache import prepare
 from musadv.classify import classify_file
-from musadv.runs import jobs_from_split, run_attacks
+from musadv.runs import recordings_from_split, run_attacks
 from musadv.training import TrainConfig, train
 
 from .conftest import GTZAN_MINI
@@ -42,7 +42,7 @@ def test_train_and_attack_a_real_clip_to_a_chosen_label(real):
     base, cache = real
     model = train(cache, {"arch": "dnn", "hidden": 50}, base / "dnn", TrainConfig(max_epochs=15, batch_size=256, lr=0.02),
                   progress=False, log=lambda m: None)
-    job = jobs_from_split(cache, "test")[:1]
+    job = recordings_from_split(cache, "test")[:1]
     target = "disco" if job[0].true_label != "disco" else "metal"
     m = run_attacks(model, job, f"label:{target}", base / "run", AttackConfig(snr_db=10.0, step=0.1, threshold=0.6, max_iter=100),
                     progress=False)

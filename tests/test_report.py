@@ -13,7 +13,7 @@ import soundfile as sf
 from musadv import synth
 from musadv.attack import AttackConfig
 from musadv.report import write_report
-from musadv.runs import jobs_from_files, jobs_from_split, run_attacks
+from musadv.runs import recordings_from_files, recordings_from_split, run_attacks
 
 HOSTILE = "evil <b>&\"quote's\".wav"
 
@@ -23,9 +23,9 @@ def attack_run(trained_dnn, learn_cache, tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     sf.write(base / HOSTILE, synth.render("jazz", 3, duration=3.0), 22050)
     cfg = AttackConfig(snr_db=15, max_iter=30)
-    jobs = jobs_from_split(learn_cache, "test", limit=3) + jobs_from_files([base / HOSTILE])
+    jobs = recordings_from_split(learn_cache, "test", limit=3) + recordings_from_files([base / HOSTILE])
     run_attacks(trained_dnn, jobs, "label:techno", base / "run", cfg, progress=False)
-    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=1), "every_label", base / "grid", cfg, progress=False)
+    run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", limit=1), "every_label", base / "grid", cfg, progress=False)
     return base
 
 

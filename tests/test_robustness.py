@@ -11,7 +11,7 @@ from musadv.attack import AttackConfig, snr_db
 from musadv.classify import classify_file
 from musadv.errors import MusadvError
 from musadv.robustness import CURVE_FIELDS, at_snr, random_phase, robustness_curve, shaped_noise, white_noise
-from musadv.runs import jobs_from_split
+from musadv.runs import recordings_from_split
 from musadv.spectral import STFTConfig, magnitude
 from musadv.systems import train_baseline
 
@@ -67,7 +67,7 @@ LEVELS = (45.0, 30.0, 15.0)
 @pytest.fixture(scope="module")
 def curve_run(trained_dnn, learn_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("curve")
-    jobs = jobs_from_split(learn_cache, "test", limit=4)
+    jobs = recordings_from_split(learn_cache, "test", limit=4)
     metrics = robustness_curve(trained_dnn, jobs, out, LEVELS, "all_wrong", progress=False)
     return out, jobs, metrics
 

@@ -10,7 +10,7 @@ import soundfile as sf
 from musadv import audio, synth
 from musadv.attack import AttackConfig, snr_db
 from musadv.classify import classify_file
-from musadv.runs import jobs_from_files, jobs_from_split, run_attacks
+from musadv.runs import recordings_from_files, recordings_from_split, run_attacks
 
 TABLE2 = AttackConfig(snr_db=15.0, step=0.1, threshold=0.9, max_iter=100)
 
@@ -18,7 +18,7 @@ TABLE2 = AttackConfig(snr_db=15.0, step=0.1, threshold=0.9, max_iter=100)
 @pytest.fixture(scope="module")
 def random_run(trained_dnn, learn_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("random")
-    metrics = run_attacks(trained_dnn, jobs_from_split(learn_cache, "test"), "random", out, TABLE2, progress=False)
+    metrics = run_attacks(trained_dnn, recordings_from_split(learn_cache, "test"), "random", out, TABLE2, progress=False)
     return out, metrics
 
 
@@ -70,7 +70,7 @@ def test_run_directory_contents(random_run):
 def test_paper_order_reports_examples_that_16_bit_writing_undid(trained_dnn, learn_cache, tmp_path):
     """In the paper's order the in-loop outcome judges magnitudes no signal has; the file decides."""
     cfg = AttackConfig(snr_db=15.0, step=0.1, threshold=0.5, max_iter=40, order="paper")
-    m = run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", 8), "all_wrong", tmp_path, cfg, progress=False)
+    m = run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", 8), "all_wrong", tmp_path, cfg, progress=False)
     rows = _rows(tmp_path)
     for row in rows:
         assert int(row["success_in_memory"]) == (row["label_after"] == row["target"])
@@ -83,12 +83,12 @@ def test_paper_order_reports_examples_that_16_bit_writing_undid(trained_dnn, lea
 
 
 def test_perfect_policy_makes_the_system_always_right(trained_dnn, learn_cache, tmp_path):
-    m = run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=8), "perfect", tmp_path, TABLE2, progress=False)
+    m = run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", limit=8), "perfect", tmp_path, TABLE2, progress=False)
     assert m["success_rate"] == 1.0 and m["after"]["accuracy"] == 1.0
 
 
 def test_every_label_reaches_each_label_for_one_recording(trained_dnn, learn_cache, tmp_path):
-    job = jobs_from_split(learn_cache, "test")[3:4]
+    job = recordings_from_split(learn_cache, "test")[3:4]
     m = run_attacks(trained_dnn, job, "every_label", tmp_path, TABLE2, progress=False)
     rows = _rows(tmp_path)
     assert sorted(r["target"] for r in rows) == sorted(trained_dnn.labels)
@@ -96,7 +96,7 @@ def test_every_label_reaches_each_label_for_one_recording(trained_dnn, learn_cac
 
 
 def test_a_killed_run_resumes_without_redoing_examples(trained_dnn, learn_cache, tmp_path):
-    jobs = jobs_from_split(learn_cache, "test", limit=4)
+    jobs = recordings_from_split(learn_cache, "test", limit=4)
     cfg = AttackConfig(max_iter=20)
     run_attacks(trained_dnn, jobs[:2], "all_wrong", tmp_path, cfg, progress=False)
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "examples").glob("*.json")}
@@ -110,7 +110,7 @@ def test_loose_files_of_any_format_and_a_bad_one(trained_dnn, tmp_path):
     y = synth.render("rock", seed=7, duration=3.0, sr=44100)
     sf.write(tmp_path / "song.flac", np.stack([y, y * 0.8], 1), 44100)
     (tmp_path / "broken.mp3").write_bytes(b"ID3" + bytes(100))
-    jobs = jobs_from_files([tmp_path / "song.flac", tmp_path / "broken.mp3"])
+    jobs = recordings_from_files([tmp_path / "song.flac", tmp_path / "broken.mp3"])
     m = run_attacks(trained_dnn, jobs, "label:ambient", tmp_path / "run", TABLE2, progress=False)
     assert m["n_examples"] == 1 and "normalised_accuracy" not in m
     assert _rows(tmp_path / "run")[0]["target"] == "ambient"
@@ -122,7 +122,7 @@ def test_two_loose_files_with_one_name_are_two_examples(trained_dnn, tmp_path):
     for folder, style in (("a", "rock"), ("b", "folk")):
         (tmp_path / folder).mkdir()
         sf.write(tmp_path / folder / "x.wav", synth.render(style, seed=3, duration=3.0), 22050, subtype="PCM_16")
-    jobs = jobs_from_files([tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav"])
+    jobs = recordings_from_files([tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav"])
     run_attacks(trained_dnn, jobs, "label:ambient", tmp_path / "run", AttackConfig(max_iter=5), progress=False)
     rows = _rows(tmp_path / "run")
     assert len(rows) == 2 and len({r["wav"] for r in rows}) == 2
@@ -139,7 +139,7 @@ def test_a_run_directory_refuses_another_model_other_recordings_or_settings(trai
 
     from musadv.errors import MusadvError
 
-    jobs = jobs_from_split(learn_cache, "test", limit=2)
+    jobs = recordings_from_split(learn_cache, "test", limit=2)
     cfg = AttackConfig(max_iter=5)
     run_attacks(trained_dnn, jobs, "all_wrong", tmp_path, cfg, progress=False)
     other = copy.deepcopy(trained_dnn)  # same labels and settings, other weights
@@ -148,7 +148,7 @@ def test_a_run_directory_refuses_another_model_other_recordings_or_settings(trai
     with pytest.raises(MusadvError, match="another model"):
         run_attacks(other, jobs, "all_wrong", tmp_path, cfg, progress=False)
     with pytest.raises(MusadvError, match="other recordings"):
-        run_attacks(trained_dnn, jobs_from_split(learn_cache, "test")[2:4], "all_wrong", tmp_path, cfg, progress=False)
+        run_attacks(trained_dnn, recordings_from_split(learn_cache, "test")[2:4], "all_wrong", tmp_path, cfg, progress=False)
     with pytest.raises(MusadvError, match="snr_db"):
         run_attacks(trained_dnn, jobs, "all_wrong", tmp_path, AttackConfig(max_iter=5, snr_db=20.0), progress=False)
     with pytest.raises(MusadvError, match="minimal perturbations"):
@@ -157,7 +157,7 @@ def test_a_run_directory_refuses_another_model_other_recordings_or_settings(trai
 
 
 def test_minimal_perturbation_runs_write_each_example_at_its_highest_snr(trained_dnn, learn_cache, tmp_path, random_run):
-    jobs = jobs_from_split(learn_cache, "test", limit=3)
+    jobs = recordings_from_split(learn_cache, "test", limit=3)
     m = run_attacks(trained_dnn, jobs, "random", tmp_path, TABLE2, progress=False, minimal=True)
     single = {r["example"]: r for r in _rows(random_run[0])}
     for row in _rows(tmp_path):

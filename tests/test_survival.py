@@ -10,7 +10,7 @@ from musadv import audio
 from musadv.attack import AttackConfig, snr_db
 from musadv.classify import classify_file
 from musadv.errors import MusadvError
-from musadv.runs import jobs_from_split, run_attacks
+from musadv.runs import recordings_from_split, run_attacks
 from musadv.survival import survive
 from musadv.transforms import Transformation
 
@@ -18,7 +18,7 @@ from musadv.transforms import Transformation
 @pytest.fixture(scope="module")
 def attack_run(trained_dnn, learn_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("attacked")
-    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=4), "all_wrong", out, AttackConfig(snr_db=15.0),
+    run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", limit=4), "all_wrong", out, AttackConfig(snr_db=15.0),
                 progress=False)
     return out
 
@@ -89,7 +89,7 @@ def test_a_survival_run_resumes_and_refuses_other_settings(attack_run):
 
 
 def test_an_attack_whose_target_was_already_the_label_is_not_counted_as_an_adversary(trained_dnn, learn_cache, tmp_path):
-    jobs = jobs_from_split(learn_cache, "test", limit=4)
+    jobs = recordings_from_split(learn_cache, "test", limit=4)
     label = classify_file(trained_dnn, jobs[0].source).label
     run_attacks(trained_dnn, jobs, f"label:{label}", tmp_path / "run", AttackConfig(snr_db=15.0), progress=False)
     m = survive(tmp_path / "run", Transformation("gain", max_db=0.0), tmp_path / "same", progress=False)

@@ -13,7 +13,7 @@ from musadv.attack import AttackConfig
 from musadv.classify import classify_file
 from musadv.evaluate import evaluate_model
 from musadv.models import ModelError
-from musadv.runs import jobs_from_split, rescore, run_attacks
+from musadv.runs import recordings_from_split, rescore, run_attacks
 from musadv.features import TextureFeatures, texture_stats
 from musadv.systems import (ForestSystem, MahalanobisClassifier, MFCCBaseline, WindowVote, load_system, mfcc_zcr,
                             texture_pipeline, train_baseline, train_forest)
@@ -90,7 +90,7 @@ def test_forest_files_are_not_pickles_and_follow_their_dnn(forest, trained_dnn, 
 
 def test_rescoring_an_attack_run_with_the_forest(forest, baseline, trained_dnn, learn_cache, tmp_path):
     run = tmp_path / "run"
-    run_attacks(trained_dnn, jobs_from_split(learn_cache, "test", limit=6), "all_wrong", run,
+    run_attacks(trained_dnn, recordings_from_split(learn_cache, "test", limit=6), "all_wrong", run,
                 AttackConfig(snr_db=15, max_iter=50), progress=False)
     system = load_system(forest)
     m = rescore(system, run)

@@ -302,17 +302,22 @@ def save(
 
 
 def _to_int16(y: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(np.asarray(y, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    # In float32, in place: scaling by 2**15 is exact, so rounding gives what float64 would.
+    t = np.multiply(np.asarray(y, np.float32), np.float32(32768.0))
+    np.round(t, out=t)
+    np.clip(t, -32768, 32767, out=t)
+    return t.astype(np.int16)
 
 
-def quantize_pcm16(y):
+def quantize_pcm16(y, in_place: bool = False):
     """Round a float signal to the values a 16-bit PCM WAV written by :func:`save` holds.
 
     Reading such a file back with :func:`load` (at its own rate) returns exactly this array.
     Accepts a NumPy array or a PyTorch tensor and returns the same kind (float32); both round
-    half to even, so they agree bit for bit.
+    half to even, so they agree bit for bit. ``in_place``: round a float32 tensor in place.
     """
     if isinstance(y, torch.Tensor):
         # Scaling by a power of two is exact in float32, so no float64 detour is needed.
-        return (y.float() * 32768.0).round_().clamp_(-32768, 32767).div_(32768.0)
+        t = y.mul_(32768.0) if in_place else y.float() * 32768.0
+        return t.round_().clamp_(-32768, 32767).div_(32768.0)
     return (_to_int16(y) / 32768.0).astype(np.float32)

@@ -20,10 +20,10 @@ from .errors import ModelError
 from .interface import AudioClassifier, Prediction, recording_confidence
 from .spectral import magnitude
 
-__all__ = ["recording_confidence", "Prediction", "classify_recording", "classify_samples", "classify_file"]
+__all__ = ["recording_confidence", "Prediction", "classify_frames", "classify_samples", "classify_file"]
 
 
-def classify_recording(system: AudioClassifier, frames: np.ndarray, signal: np.ndarray | None = None,
+def classify_frames(system: AudioClassifier, frames: np.ndarray, signal: np.ndarray | None = None,
                        name: str = "recording") -> Prediction:
     """Label one recording from its magnitude frames ``(n_frames, n_bins)`` and, for systems that
     need it (``system.needs_signal``), its mono waveform at ``system.stft.sr`` Hz.
@@ -50,7 +50,7 @@ def classify_samples(system: AudioClassifier, samples: np.ndarray, sr: int, name
     file will get.
     """
     heard = audio.conform(samples, sr, system.stft.sr)
-    return classify_recording(system, magnitude(heard, system.stft), heard, name)
+    return classify_frames(system, magnitude(heard, system.stft), heard, name)
 
 
 def classify_file(system: AudioClassifier, path: str | os.PathLike, offset: float = 0.0,
@@ -60,4 +60,4 @@ def classify_file(system: AudioClassifier, path: str | os.PathLike, offset: floa
     The file is analysed with the system's own STFT settings (resampled to its rate, mixed to mono).
     """
     signal, frames = analyse_file(path, system.stft, offset, duration)
-    return classify_recording(system, frames, signal, str(path))
+    return classify_frames(system, frames, signal, str(path))

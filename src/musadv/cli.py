@@ -351,7 +351,7 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     """
     from .attack import AttackConfig
     from .models import check_compatible
-    from .runs import jobs_from_files, jobs_from_split, run_attacks
+    from .runs import recordings_from_files, recordings_from_split, run_attacks
 
     if bool(files) == bool(split):
         raise click.UsageError("give audio FILES or --split, not both or neither")
@@ -367,10 +367,10 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     if split:
         spectra = _model_cache(model, cache_dir)
         check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
-        jobs = jobs_from_split(spectra, split, limit, model.labels)
+        jobs = recordings_from_split(spectra, split, limit, model.labels)
         extra = {"cache": str(spectra.path.resolve()), "split": split}
     else:
-        jobs = jobs_from_files(files, duration=duration)
+        jobs = recordings_from_files(files, duration=duration)
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
@@ -512,7 +512,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     from .models import check_compatible
     from .report import write_report
     from .robustness import CURVE_PATIENCE, robustness_curve
-    from .runs import jobs_from_split
+    from .runs import recordings_from_split
 
     try:
         snrs = [float(v) for v in levels.split(",") if v.strip()]
@@ -532,7 +532,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     named = system if system.info.get("data") or adversary is None else adversary
     spectra = _model_cache(named, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    jobs = jobs_from_split(spectra, split, limit, system.labels)
+    jobs = recordings_from_split(spectra, split, limit, system.labels)
     m = robustness_curve(system, jobs, out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
                          extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
@@ -595,13 +595,13 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     from .horse import CASES, horse_test
     from .models import check_compatible
     from .report import write_report
-    from .runs import jobs_from_split
+    from .runs import recordings_from_split
 
     transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
     system = _load_any_model(model_spec)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    jobs = jobs_from_split(spectra, split, limit, system.labels)
+    jobs = recordings_from_split(spectra, split, limit, system.labels)
     m = horse_test(system, jobs, out, transformation, trials, seed, progress=not quiet,
                    extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "

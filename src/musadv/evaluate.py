@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .cache import SpectraCache
-from .classify import classify_recording
+from .classify import classify_frames
 from .io import write_csv_atomic, write_json_atomic
 from .interface import AudioClassifier
 from .models import check_compatible
@@ -116,7 +116,7 @@ def evaluate_model(model: AudioClassifier, cache: SpectraCache, split: str = "te
     judged = [e for e in entries if e.label in model.labels]
     for e in judged:
         signal = cache.signal(e) if model.needs_signal else None
-        pred = classify_recording(model, cache.frames(e), signal, e.path)
+        pred = classify_frames(model, cache.frames(e), signal, e.path)
         y_true.append(e.label)
         y_pred.append(pred.label)
         rows.append({"path": e.path, "true": e.label, "predicted": pred.label, "correct": int(pred.label == e.label),

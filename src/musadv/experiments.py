@@ -26,7 +26,7 @@ from .horse import horse_tests
 from .io import write_csv_atomic, write_json_atomic
 from .parallel import Engine
 from .robustness import CURVE_PATIENCE, describe_level, robustness_curve
-from .runs import jobs_from_split, rescore, run_attacks
+from .runs import recordings_from_split, rescore, run_attacks
 from .survival import survive
 from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
@@ -246,7 +246,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                 cfg = settings.attack
                 # ViSQOL costs about as much as a DNN attack: the full study measures it for the
                 # DNN's always-wrong and every-label runs, whose examples the report shows.
-                m = run_attacks(model, jobs_from_split(spectra, "test", limit), policy, out / "attacks" / f"{prefix}{policy}",
+                m = run_attacks(model, recordings_from_split(spectra, "test", limit), policy, out / "attacks" / f"{prefix}{policy}",
                                 cfg, seed=settings.seed, progress=progress,
                                 extra={"cache": str((out / "cache").resolve()), "split": "test"},
                                 visqol=not quick and model_name == "dnn" and policy == "all_wrong", engine=engine)
@@ -255,7 +255,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
 
     def every_label():
         model = load_system(out / "models" / "dnn")
-        m = run_attacks(model, jobs_from_split(spectra, "test")[:1], "every_label", out / "attacks" / "every_label",
+        m = run_attacks(model, recordings_from_split(spectra, "test")[:1], "every_label", out / "attacks" / "every_label",
                         settings.attack, seed=settings.seed, progress=progress, visqol=not quick, engine=engine)
         return _attack_summary(m)
 
@@ -263,7 +263,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     minimal = {}
     for model_name, limit in (("dnn", None), ("cdnn", settings.cdnn_search_limit)):
         def run_minimal(model_name=model_name, limit=limit):
-            m = run_attacks(load_system(out / "models" / model_name), jobs_from_split(spectra, "test", limit), "all_wrong",
+            m = run_attacks(load_system(out / "models" / model_name), recordings_from_split(spectra, "test", limit), "all_wrong",
                             out / "attacks" / f"{model_name}_minimal", settings.attack, seed=settings.seed,
                             progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
                             minimal=True, engine=engine)
@@ -274,7 +274,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     for name, limit, source in (("dnn", None, None), ("cdnn", settings.cdnn_search_limit, None),
                                 ("dnn_forest", None, "dnn"), ("mfcc_baseline", None, "dnn")):
         def run_curve(name=name, limit=limit, source=source):
-            m = robustness_curve(load_system(out / "models" / name), jobs_from_split(spectra, "test", limit),
+            m = robustness_curve(load_system(out / "models" / name), recordings_from_split(spectra, "test", limit),
                                  out / "robustness" / name, settings.curve_levels, "all_wrong", curve_config,
                                  seed=settings.seed, examples_from=out / "robustness" / source if source else None,
                                  progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
@@ -289,7 +289,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         def run_horse(kind=kind):
             transformation = Transformation(kind)
             runs = [(load_system(out / "models" / name), out / "horse" / f"{name}-{kind}") for name in system_names]
-            results = horse_tests(runs, jobs_from_split(spectra, "test"), transformation, settings.horse_trials,
+            results = horse_tests(runs, recordings_from_split(spectra, "test"), transformation, settings.horse_trials,
                                   seed=settings.seed, progress=progress,
                                   extra={"cache": str((out / "cache").resolve()), "split": "test"}, engine=engine)
             return {f"{name}-{kind}": {"system": name, "kind": kind, "description": transformation.describe(),
@@ -427,7 +427,7 @@ def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, model
                             "seed": settings.seed, "tag_map": tag_map}}
     for name, spec in specs.items():
         model = load_system(spec)
-        jobs = jobs_from_split(spectra, "test", None, model.labels)
+        jobs = recordings_from_split(spectra, "test", None, model.labels)
         searched = spread_over_labels(jobs, settings.search_limit)
         attacked = spread_over_labels(jobs, settings.attack_limit)
         res: dict = {"spec": spec, "labels": model.labels, "uncovered": list(model.uncovered_labels)}
@@ -598,7 +598,7 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
         def run(arch=arch, cfg=cfg, folder=folder):
             model = train(spectra, arch, folder, cfg, resume=True, progress=progress, log=log)
             attack_cfg = replace(settings.attack, snr_db=None)
-            m = run_attacks(model, jobs_from_split(spectra, "test", settings.cdnn_attack_limit if arch["arch"] == "cdnn" else None),
+            m = run_attacks(model, recordings_from_split(spectra, "test", settings.cdnn_attack_limit if arch["arch"] == "cdnn" else None),
                             "all_wrong", out / "attacks" / folder.name, attack_cfg, progress=progress)
             # Clean and attacked accuracies over the same recordings (CDNN attacks may use a subset).
             # The paper averages the SNR over the examples that led to a misclassification.

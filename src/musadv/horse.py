@@ -49,7 +49,7 @@ from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .driver import RunKind, drive, read_errors, read_records, record_files
 from .parallel import Engine
 from .taggers import tag_changes, tag_changes_summary
-from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
+from .runs import RecordingRef, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .transforms import Transformation
 
 __all__ = ["horse_test", "horse_tests", "summarise_horse", "CASES", "FORMAT"]
@@ -61,7 +61,7 @@ CASES = ("clean", "random", "best", "worst")
 
 def horse_test(
     system: AudioClassifier,
-    jobs: list[Job],
+    recordings: list[RecordingRef],
     out_dir: str | os.PathLike,
     transformation: Transformation,
     trials: int = 20,
@@ -76,8 +76,8 @@ def horse_test(
     ----------
     system : AudioClassifier
         Any system (network, forest, MFCC baseline, your own): no gradient is needed.
-    jobs : list of Job
-        The recordings, with their true labels (:func:`musadv.runs.jobs_from_split`).
+    recordings : list of RecordingRef
+        The recordings, with their true labels (:func:`musadv.runs.recordings_from_split`).
     out_dir : path
         The run directory (see the module documentation); rerun to resume.
     transformation : Transformation
@@ -98,12 +98,12 @@ def horse_test(
     dict
         The figures, ``horse.json``'s ``results`` (:func:`summarise_horse`).
     """
-    return horse_tests([(system, out_dir)], jobs, transformation, trials, seed, progress, extra, engine)[0]
+    return horse_tests([(system, out_dir)], recordings, transformation, trials, seed, progress, extra, engine)[0]
 
 
 def horse_tests(
     runs: Sequence[tuple[AudioClassifier, str | os.PathLike]],
-    jobs: list[Job],
+    recordings: list[RecordingRef],
     transformation: Transformation,
     trials: int = 20,
     seed: int = 0,
@@ -118,7 +118,7 @@ def horse_tests(
     runs : sequence of (AudioClassifier, path)
         Each system with its own run directory; the directories are what :func:`horse_test`
         writes for that system alone, draw for draw.
-    jobs, transformation, trials, seed, progress, extra, engine
+    recordings, transformation, trials, seed, progress, extra, engine
         As :func:`horse_test`.
 
     Returns
@@ -128,11 +128,11 @@ def horse_tests(
     """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, not {trials}")
-    unlabelled = [j.name for j in jobs if not j.true_label]
+    unlabelled = [j.name for j in recordings if not j.true_label]
     if unlabelled:
         raise MusadvError(f"{unlabelled[0]}: a horse test needs the true label of every recording")
     trials = trials if transformation.random else 1
-    kind = HorseRun(tuple(system for system, _ in runs), tuple(Path(out).resolve() for _, out in runs), tuple(jobs),
+    kind = HorseRun(tuple(system for system, _ in runs), tuple(Path(out).resolve() for _, out in runs), tuple(recordings),
                     transformation, trials, seed, dict(extra or {}))
     return drive(kind, engine, progress)
 
@@ -144,7 +144,7 @@ class HorseRun(RunKind):
 
     systems: tuple
     outs: tuple
-    jobs: tuple
+    recordings: tuple
     transformation: Transformation
     trials: int
     seed: int
@@ -162,7 +162,7 @@ class HorseRun(RunKind):
         return {out: {"format": FORMAT, "musadv": __version__, "system": model_name(system),
                       "system_sha256": system_sha256(system), "labels": system.labels, "stft": system.stft.to_dict(),
                       "transformation": t.settings(), "description": t.describe(), "trials": self.trials,
-                      "seed": self.seed, "recordings": [asdict(j) for j in self.jobs], **self.extra}
+                      "seed": self.seed, "recordings": [asdict(j) for j in self.recordings], **self.extra}
                 for system, out in zip(self.systems, self.outs)}
 
     def check_same(self, out, old, new):
@@ -171,12 +171,12 @@ class HorseRun(RunKind):
         check_same_recordings(out, old, new, "horse run")
 
     def pieces(self):
-        return [(job, tuple(range(len(self.outs)))) for job in self.jobs]
+        return [(ref, tuple(range(len(self.outs)))) for ref in self.recordings]
 
     def pending(self, piece):
-        job, _ = piece
-        left = tuple(i for i, out in enumerate(self.outs) if not (out / "recordings" / f"{slug(job.name)}.json").exists())
-        return (job, left) if left else None
+        ref, _ = piece
+        left = tuple(i for i, out in enumerate(self.outs) if not (out / "recordings" / f"{slug(ref.name)}.json").exists())
+        return (ref, left) if left else None
 
     def name(self, piece):
         return piece[0].name
@@ -185,10 +185,10 @@ class HorseRun(RunKind):
         return [self.outs[i] for i in piece[1]]
 
     def do(self, piece):
-        job, left = piece
+        ref, left = piece
         outs = [self.outs[i] for i in left]
-        records = _recording([self.systems[i] for i in left], job, outs, self.transformation, self.trials, self.seed)
-        return [(out / "recordings" / f"{slug(job.name)}.json", r) for out, r in zip(outs, records)]
+        records = _recording([self.systems[i] for i in left], ref, outs, self.transformation, self.trials, self.seed)
+        return [(out / "recordings" / f"{slug(ref.name)}.json", r) for out, r in zip(outs, records)]
 
     def summarise(self):
         return [summarise_horse(out) for out in self.outs]
@@ -201,30 +201,30 @@ def _judged(pred, true: str, tagger: bool) -> dict:
     return judged
 
 
-def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], transformation: Transformation, trials: int,
+def _recording(systems: list[AudioClassifier], ref: RecordingRef, outs: list[Path], transformation: Transformation, trials: int,
                seed: int) -> list[dict]:
     """The original and every draw of one recording judged by each system; each system's chosen draws
     written into its run and judged again from their files."""
-    name = slug(job.name)
-    samples, sr = audio.decode(job.source, job.offset, job.duration)
+    name = slug(ref.name)
+    samples, sr = audio.decode(ref.source, ref.offset, ref.duration)
     for system in systems:
-        audio.check_signal(audio.conform(samples, sr, system.stft.sr), system.stft.sr, system.stft.n_fft, job.source)
-    clean = [_judged(classify_samples(system, samples, sr, job.source), job.true_label, system.activation == "sigmoid")
+        audio.check_signal(audio.conform(samples, sr, system.stft.sr), system.stft.sr, system.stft.n_fft, ref.source)
+    clean = [_judged(classify_samples(system, samples, sr, ref.source), ref.true_label, system.activation == "sigmoid")
              for system in systems]
     rows: list[list[dict]] = [[] for _ in systems]
     kept: list[dict] = [{} for _ in systems]
     for t in range(trials):
-        params = transformation.draw(recording_rng(seed, job.name, t))
+        params = transformation.draw(recording_rng(seed, ref.name, t))
         raw = transformation.apply(samples, sr, params)
         changed = audio.quantize_pcm16(raw)  # what its written file holds, clipped as it would be
         snr = finite_or_none(snr_db(samples, changed)) if changed.shape == samples.shape else None
         clipped = int(np.count_nonzero(np.abs(raw) > 1))
         for k, system in enumerate(systems):
-            judged = _judged(classify_samples(system, changed, sr, f"{job.name} (trial {t})"), job.true_label,
+            judged = _judged(classify_samples(system, changed, sr, f"{ref.name} (trial {t})"), ref.true_label,
                              system.activation == "sigmoid")
             rows[k].append({"trial": t, "params": params, "snr_db": snr, "clipped": clipped, **judged})
             # Keep in memory only the draw that is so far the most right and the one most wrong.
-            right = judged["label"] == job.true_label
+            right = judged["label"] == ref.true_label
             side = "right" if right else "wrong"
             prev = kept[k].get(side)
             sign = 1 if right else -1
@@ -241,8 +241,8 @@ def _recording(systems: list[AudioClassifier], job: Job, outs: list[Path], trans
             written, wsr = audio.decode(wav)
             pred = classify_samples(system, written, wsr, str(wav))
             chosen[side] = {"trial": row["trial"], "wav": str(wav.relative_to(out)),
-                            **_judged(pred, job.true_label, system.activation == "sigmoid")}
-        records.append({"file": job.name, "true": job.true_label, "sr": sr, "channels": samples.shape[0],
+                            **_judged(pred, ref.true_label, system.activation == "sigmoid")}
+        records.append({"file": ref.name, "true": ref.true_label, "sr": sr, "channels": samples.shape[0],
                         "original_wav": str(original.relative_to(out)), "clean": clean[k], "trials": rows[k],
                         "right": chosen.get("right"), "wrong": chosen.get("wrong"),
                         "files": record_files(out, [original, *(out / c["wav"] for c in chosen.values())])})

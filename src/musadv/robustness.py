@@ -47,7 +47,7 @@ from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .driver import RunKind, drive, finished_record, read_errors, read_records, record_files
 from .parallel import Engine
 from .recording import Recording
-from .runs import Job, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
+from .runs import RecordingRef, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
 
 __all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
@@ -131,7 +131,7 @@ def at_snr(reference: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
 
 def robustness_curve(
     system: AudioClassifier,
-    jobs: list[Job],
+    recordings: list[RecordingRef],
     out_dir: str | os.PathLike,
     levels=DEFAULT_LEVELS,
     policy: str = "all_wrong",
@@ -149,8 +149,8 @@ def robustness_curve(
     ----------
     system : AudioClassifier
         The system judged (any: network, forest, MFCC baseline, your own).
-    jobs : list of Job
-        The recordings (:func:`musadv.runs.jobs_from_split`); true labels give the accuracies.
+    recordings : list of RecordingRef
+        The recordings (:func:`musadv.runs.recordings_from_split`); true labels give the accuracies.
     out_dir : path
         The run directory (see the module documentation); rerun to resume.
     levels : sequence of float
@@ -192,7 +192,7 @@ def robustness_curve(
         raise ValueError("levels must not be empty")
     if policy == "every_label":
         raise MusadvError("a robustness curve takes one target per recording: use random, all_wrong, perfect or label:NAME")
-    check_policy(policy, system.labels, all(j.true_label for j in jobs))
+    check_policy(policy, system.labels, all(j.true_label for j in recordings))
     source = None
     if examples_from is not None:
         source = Path(examples_from)
@@ -201,7 +201,7 @@ def robustness_curve(
         src = json.loads((source / "robustness.json").read_text())
         if src["levels"] != levels or src["policy"] != policy or src["seed"] != seed:
             raise MusadvError(f"{source}: its levels, policy or seed differ from this run's")
-        mine = {j.name for j in jobs}
+        mine = {j.name for j in recordings}
         theirs = {r["name"] for r in src["recordings"]}
         if not mine <= theirs:
             raise MusadvError(f"{source}: lacks recordings of this run (e.g. {sorted(mine - theirs)[0]})")
@@ -219,8 +219,8 @@ def robustness_curve(
            "adversary_sha256": adversary_sha, "labels": system.labels, "stft": system.stft.to_dict(),
            "levels": levels, "policy": policy, "seed": seed, "attack": asdict(config),
            "examples_from": str(source.resolve()) if source else None,
-           "recordings": [asdict(j) for j in jobs], **(extra or {})}
-    kind = CurveRun(system, None if source else adversary, tuple(jobs), Path(out_dir).resolve(),
+           "recordings": [asdict(j) for j in recordings], **(extra or {})}
+    kind = CurveRun(system, None if source else adversary, tuple(recordings), Path(out_dir).resolve(),
                     source.resolve() if source else None, tuple(levels), policy, config, seed, run)
     return drive(kind, engine, progress)
 
@@ -231,7 +231,7 @@ class CurveRun(RunKind):
 
     system: AudioClassifier
     adversary: DifferentiableClassifier | None
-    jobs: tuple[Job, ...]
+    recordings: tuple[RecordingRef, ...]
     out: Path
     source: Path | None
     levels: tuple
@@ -253,39 +253,39 @@ class CurveRun(RunKind):
         check_same_recordings(out, old, new, "robustness run")
 
     def pieces(self):
-        return list(self.jobs)
+        return list(self.recordings)
 
-    def pending(self, job):
-        return None if (self.out / "recordings" / f"{slug(job.name)}.json").exists() else job
+    def pending(self, ref):
+        return None if (self.out / "recordings" / f"{slug(ref.name)}.json").exists() else ref
 
-    def name(self, job):
-        return job.name
+    def name(self, ref):
+        return ref.name
 
-    def do(self, job):
-        record = _recording(self.system, self.adversary, job, self.out, self.source, self.levels, self.policy,
+    def do(self, ref):
+        record = _recording(self.system, self.adversary, ref, self.out, self.source, self.levels, self.policy,
                             self.config, self.seed)
-        return [(self.out / "recordings" / f"{slug(job.name)}.json", record)]
+        return [(self.out / "recordings" / f"{slug(ref.name)}.json", record)]
 
     def summarise(self):
         return summarise_curve(self.out, self.system.labels)
 
 
-def _recording(system, adversary, job: Job, out: Path, source: Path | None, levels, policy, config, seed) -> dict:
+def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | None, levels, policy, config, seed) -> dict:
     """Every level of one recording: the adversarial example (made or read) and the three controls, judged."""
-    name = slug(job.name)
-    rec = Recording.from_file(job.source, system.stft.sr, job.offset, job.duration)
-    audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, job.source)
-    clean = classify_samples(system, rec.samples, rec.sr, job.source)
+    name = slug(ref.name)
+    rec = Recording.from_file(ref.source, system.stft.sr, ref.offset, ref.duration)
+    audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, ref.source)
+    clean = classify_samples(system, rec.samples, rec.sr, ref.source)
     if source is not None:
         theirs = finished_record(source / "recordings" / f"{name}.json")
         if theirs is None:
-            raise MusadvError(f"{job.name}: the adversary's run has no finished examples for it")
+            raise MusadvError(f"{ref.name}: the adversary's run has no finished examples for it")
         target, made = theirs["target"], theirs["levels"]
         base = source
     else:
-        rng = recording_rng(seed, job.name)
-        before = clean if adversary is system else classify_samples(adversary, rec.samples, rec.sr, job.source)
-        target = choose_targets(policy, adversary.labels, job.true_label, before.label, rng)[0]
+        rng = recording_rng(seed, ref.name)
+        before = clean if adversary is system else classify_samples(adversary, rec.samples, rec.sr, ref.source)
+        target = choose_targets(policy, adversary.labels, ref.true_label, before.label, rng)[0]
         made = _make_examples(adversary, rec, target, out, name, levels, config)
         base = out
     rows, decoded = [], {}
@@ -296,7 +296,7 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
                 raise MusadvError(f"{base / ex['wav']}: decoded as {samples.shape} at {sr} Hz, not as its original")
             decoded[ex["wav"]] = samples, classify_samples(system, samples, rec.sr, ex["wav"])
         samples, judged = decoded[ex["wav"]]
-        rng = recording_rng(seed, job.name, i)
+        rng = recording_rng(seed, ref.name, i)
         change = samples - rec.samples
         noises = {"white_noise": white_noise(rec.samples, rng), "shaped_noise": shaped_noise(rec.samples, rng),
                   "random_phase": random_phase(change, rec.sr, rng) if np.any(change) else None}
@@ -310,7 +310,7 @@ def _recording(system, adversary, job: Job, out: Path, source: Path | None, leve
                      "snr_wave_db": finite_or_none(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
                      "controls": controls})
     own = [] if source is not None else [out / "originals" / f"{name}.wav", *(out / w for w in decoded)]
-    return {"file": job.name, "true": job.true_label or "", "target": target, "clean_label": clean.label,
+    return {"file": ref.name, "true": ref.true_label or "", "target": target, "clean_label": clean.label,
             "original_wav": f"originals/{name}.wav" if source is None else None, "examples_from": str(source) if source else None,
             "levels": rows, "files": record_files(out, own)}
 

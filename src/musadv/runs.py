@@ -44,7 +44,7 @@ import torch
 from . import __version__, audio
 from .attack import AttackConfig, attack, check_policy, choose_targets, goal_candidates, goal_reached, minimize, snr_db
 from .cache import SpectraCache, analyse_file
-from .classify import classify_recording
+from .classify import classify_frames
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
@@ -56,7 +56,7 @@ from .progress import progress_bar
 from .recording import Recording, edge_samples
 from .spectral import magnitude
 
-__all__ = ["Job", "jobs_from_split", "jobs_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
+__all__ = ["RecordingRef", "recordings_from_split", "recordings_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
            "slug", "system_sha256", "check_same_settings", "check_same_recordings", "recording_rng"]
 
 RESULT_FIELDS = [
@@ -68,8 +68,8 @@ RESULT_FIELDS = [
 
 
 @dataclass(frozen=True)
-class Job:
-    """One recording to attack: where its audio is, its name in the run, its true label if known."""
+class RecordingRef:
+    """One recording of a run (attack, robustness, horse): where its audio is, its name in the run, its true label if known."""
 
     source: str
     name: str
@@ -78,23 +78,23 @@ class Job:
     duration: float | None = None
 
 
-def jobs_from_split(cache: SpectraCache, split: str, limit: int | None = None,
-                    labels: list[str] | None = None) -> list[Job]:
-    """Jobs for the recordings of a cache split (decoded from their source files, like the cache).
+def recordings_from_split(cache: SpectraCache, split: str, limit: int | None = None,
+                          labels: list[str] | None = None) -> list[RecordingRef]:
+    """The recordings of a cache split (decoded from their source files, like the cache).
 
     ``labels``: keep only recordings with one of these labels (a system's, when it declares
     some of the data's labels uncovered); ``limit`` counts the recordings kept.
     """
     entries = [e for e in cache.split(split) if labels is None or e.label in labels][:limit]
-    return [Job(str(cache.source(e)), e.path, e.label, cache.offset, cache.duration) for e in entries]
+    return [RecordingRef(str(cache.source(e)), e.path, e.label, cache.offset, cache.duration) for e in entries]
 
 
-def jobs_from_files(files, offset: float = 0.0, duration: float | None = None) -> list[Job]:
-    """Jobs for loose audio files (true label unknown), each named by its path as given.
+def recordings_from_files(files, offset: float = 0.0, duration: float | None = None) -> list[RecordingRef]:
+    """Loose audio files as recordings of a run (true label unknown), each named by its path as given.
 
     The path, not the base name, names the example: ``a/x.wav`` and ``b/x.wav`` are two.
     """
-    return [Job(str(Path(f).resolve()), str(Path(f)), None, offset, duration) for f in files]
+    return [RecordingRef(str(Path(f).resolve()), str(Path(f)), None, offset, duration) for f in files]
 
 
 def slug(name: str) -> str:
@@ -129,7 +129,7 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
     samples, sr = audio.decode(wav)
     heard = audio.conform(samples, sr, model.stft.sr)  # what audio.load(wav, sr=model rate) gives
     frames = magnitude(heard, model.stft)
-    pred = classify_recording(model, frames, heard, str(wav))
+    pred = classify_frames(model, frames, heard, str(wav))
     if samples.shape != rec.samples.shape or sr != rec.sr:
         raise MusadvError(f"{wav}: decoded as {samples.shape} at {sr} Hz, written as {rec.samples.shape} at {rec.sr} Hz")
     whole = snr_db(rec.samples, samples)
@@ -137,7 +137,7 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
     return pred, whole, trimmed, snr_db(mag_x, frames), samples
 
 
-def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
+def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
              repairs: int, quality, minimal: bool) -> tuple[Path, dict]:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
     WAV, judge the decoded file, repair it if it misses the target; the example's record and its path."""
@@ -165,7 +165,7 @@ def _example(model, job: Job, rec: Recording, mag_x: np.ndarray, target: str, co
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
     row = {
-        "example": ex_id, "file": job.name, "true": job.true_label or "", "goal": config.goal, "target": target,
+        "example": ex_id, "file": ref.name, "true": ref.true_label or "", "goal": config.goal, "target": target,
         "label_before": first.label_before, "conf_before": first.confidence_before[first.label_before],
         "label_after": result.label_after, "conf_after": result.confidence_after[result.label_after],
         "decoded_label": dec.label, "decoded_conf": dec.confidence[dec.label],
@@ -226,7 +226,7 @@ class AttackRun(RunKind):
     """An attack run, as the run driver sees it: one piece per recording, one record per example."""
 
     model: DifferentiableClassifier
-    jobs: tuple[Job, ...]
+    recordings: tuple[RecordingRef, ...]
     policy: str
     out: Path
     config: AttackConfig
@@ -250,7 +250,7 @@ class AttackRun(RunKind):
             "policy": self.policy, "seed": self.seed, "attack": asdict(self.config),
             "output": "at the model's rate" if self.model_rate else "at each file's rate and channels",
             "repairs": self.repairs, "visqol": self.visqol, "minimal": self.minimal,
-            "recordings": [asdict(j) for j in self.jobs], **self.extra}}
+            "recordings": [asdict(j) for j in self.recordings], **self.extra}}
 
     def check_same(self, out, old, new):
         for key, what in _RUN_CHECKS:
@@ -264,7 +264,7 @@ class AttackRun(RunKind):
                                   f"not {value}; choose another --out")
 
     def pieces(self):
-        return list(self.jobs)
+        return list(self.recordings)
 
     def _known_targets(self) -> list[str] | None:
         """Every recording's targets where the policy fixes them before the recording is classified."""
@@ -274,8 +274,8 @@ class AttackRun(RunKind):
             return list(self.model.labels)
         return None
 
-    def pending(self, job):
-        stem = slug(job.name)
+    def pending(self, ref):
+        stem = slug(ref.name)
         targets = self._known_targets()
         if targets is not None:
             done = all((self.out / "examples" / f"{stem}--{t}.json").exists() for t in targets)
@@ -283,28 +283,28 @@ class AttackRun(RunKind):
             done = False
         else:  # one target per recording
             done = any((self.out / "examples").glob(f"{stem}--*.json"))
-        return None if done else job
+        return None if done else ref
 
-    def name(self, job):
-        return job.name
+    def name(self, ref):
+        return ref.name
 
-    def steps(self, job):
+    def steps(self, ref):
         return len(self.model.labels) if self.policy == "every_label" else 1
 
-    def do(self, job):
-        return _attack_recording(self, job)
+    def do(self, ref):
+        return _attack_recording(self, ref)
 
     def summarise(self):
         return summarise(self.out, self.model.labels)
 
 
-def _attack_recording(c: AttackRun, job: Job) -> list[tuple[Path, dict]]:
+def _attack_recording(c: AttackRun, ref: RecordingRef) -> list[tuple[Path, dict]]:
     """Every unfinished example of one recording: their records."""
-    stem = slug(job.name)
-    rec = Recording.from_file(job.source, c.model.stft.sr, job.offset, job.duration, model_rate=c.model_rate)
-    audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, job.source)
+    stem = slug(ref.name)
+    rec = Recording.from_file(ref.source, c.model.stft.sr, ref.offset, ref.duration, model_rate=c.model_rate)
+    audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, ref.source)
     mag_x = magnitude(rec.signal, c.model.stft)  # once per recording, whatever the number of targets
-    before = classify_recording(c.model, mag_x, rec.signal, job.source)
+    before = classify_frames(c.model, mag_x, rec.signal, ref.source)
     quality = None
     if c.visqol:
         from .quality import visqol_mos
@@ -315,19 +315,19 @@ def _attack_recording(c: AttackRun, job: Job) -> list[tuple[Path, dict]]:
     fixed = c.policy.startswith("label:")
     candidates = c.model.labels if fixed else goal_candidates(c.config.goal, c.model.labels, before.confidence)
     if not candidates:
-        raise MusadvError(f"{job.source}: no tag to {c.config.goal} (every tag is already "
+        raise MusadvError(f"{ref.source}: no tag to {c.config.goal} (every tag is already "
                           f"{'on' if c.config.goal == 'add' else 'off'})")
-    targets = choose_targets(c.policy, candidates, job.true_label, before.label, recording_rng(c.seed, job.name))
+    targets = choose_targets(c.policy, candidates, ref.true_label, before.label, recording_rng(c.seed, ref.name))
     # Written every time: a redone example may be redone because its original was damaged.
     audio.save(c.out / "originals" / f"{stem}.wav", rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
     # Asked of the disk: a task run again after its worker died skips what the driver wrote.
-    return [_example(c.model, job, rec, mag_x, target, c.config, c.out, stem, c.repairs, quality, c.minimal)
+    return [_example(c.model, ref, rec, mag_x, target, c.config, c.out, stem, c.repairs, quality, c.minimal)
             for target in targets if not (c.out / "examples" / f"{stem}--{target}.json").exists()]
 
 
 def run_attacks(
     model: DifferentiableClassifier,
-    jobs: list[Job],
+    recordings: list[RecordingRef],
     policy: str,
     out_dir: str | os.PathLike,
     config: AttackConfig = AttackConfig(),
@@ -346,8 +346,8 @@ def run_attacks(
     ----------
     model : DifferentiableClassifier
         A network of :mod:`musadv.models` or a wrapped PyTorch module (:mod:`musadv.wrappers`).
-    jobs : list of Job
-        From :func:`jobs_from_split` or :func:`jobs_from_files`.
+    recordings : list of RecordingRef
+        From :func:`recordings_from_split` or :func:`recordings_from_files`.
     policy : str
         ``random``, ``all_wrong``, ``perfect``, ``every_label`` or ``label:NAME``
         (see :func:`musadv.attack.choose_targets`).
@@ -386,10 +386,10 @@ def run_attacks(
     if not isinstance(model, DifferentiableClassifier):
         raise MusadvError(f"{model_name(model)}: gives no gradient; the adversary attacks networks "
                           "(judge a network's adversaries with another system by re-scoring the run)")
-    check_policy(policy, model.labels, all(j.true_label for j in jobs))
+    check_policy(policy, model.labels, all(j.true_label for j in recordings))
     if repairs < 0:
         raise MusadvError(f"repairs must be >= 0, not {repairs}")
-    kind = AttackRun(model, tuple(jobs), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
+    kind = AttackRun(model, tuple(recordings), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
                      minimal, dict(extra or {}))
     return drive(kind, engine, progress)
 
@@ -480,7 +480,7 @@ def rescore(system: AudioClassifier, run_dir: str | os.PathLike, out_dir: str | 
     def judge(rel: str):
         if rel not in judged:
             signal, frames = analyse_file(run / rel, system.stft)
-            judged[rel] = classify_recording(system, frames, signal, rel)
+            judged[rel] = classify_frames(system, frames, signal, rel)
         return judged[rel]
 
     rows = []
