@@ -228,12 +228,17 @@ def goal_candidates(goal: str, labels: list[str], confidence: dict) -> list[str]
     return [lab for lab in labels if not goal_reached(goal, lab, "", confidence)]
 
 
-def _norm(v: torch.Tensor, overwrite: bool = False) -> float:
-    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast).
+def _norm(v: torch.Tensor) -> float:
+    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast)."""
+    return math.sqrt(float(v.square().sum()))
 
-    ``overwrite``: ``v`` is scratch and may be squared in place (spares a temporary).
-    """
-    return math.sqrt(float((v.square_() if overwrite else v.square()).sum()))
+
+def _distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``||a - b||`` a stretch at a time along the last axis (no temporary the size of a file)."""
+    total = 0.0
+    for start in range(0, a.shape[-1], SNR_CHUNK):
+        total += float(torch.sub(a[..., start:start + SNR_CHUNK], b[..., start:start + SNR_CHUNK]).square_().sum())
+    return math.sqrt(total)
 
 
 def snr_db(reference, perturbed, trim: int = 0) -> float:
@@ -595,7 +600,6 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
     w = space.write(space.x) if first is None else space.bound(first)
     z = space.hear(w)
     z_prev, t_prev = z, 1.0
-    scratch = torch.empty_like(space.X)
     trace, reached, conf = [], False, None
     for it in range(config.max_iter + 1):
         spec = stft(z, cfg)
@@ -603,7 +607,7 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
         need_grad = it < config.max_iter
         conf, loss, grad = _judge(model, mags, _phase(model, spec), t_idx, need_grad=need_grad,
                                   scale_free=config.step is None, goal=config.goal)
-        dist = _norm(torch.sub(w, space.X, out=scratch), overwrite=True)
+        dist = _distance(w, space.X)
         snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
         if _stops(config, conf, t_idx):
@@ -617,6 +621,7 @@ def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
             t_now, alpha = _fista_weight(t_prev)
             y.add_(z, alpha=alpha).sub_(z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
             t_prev = t_now
+        w = None  # free the previous file samples before the next are made: they are no longer needed
         w = space.write(y)
         z_prev, z = z, space.hear(w)
     return w, conf, len(trace) - 1, trace, reached
