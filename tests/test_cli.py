@@ -251,3 +251,30 @@ def test_system_errors_are_one_line_naming_the_path(trained_dnn, learn_cache, tm
         err = capsys.readouterr().err
         assert info.value.code == 1 and err.count("\n") == 1, err
         assert err.startswith(f"error: {tmp_path / 'full'}") and words in err, err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs, where this machine lets the tests mount one (root, with the capability)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_a_rerun_with_room_finishes_it_and_read_only_is_one_line(trained_dnn, small_disk):
+    out = small_disk / "run"
+    args = ("attack", trained_dnn.path, "--split", "test", "--limit", 8, "--policy", "all_wrong", "--max-iter", 3,
+            "--out", out, "--quiet", "--no-report")
+    r = _run(*args)
+    _one_line_error(r, "No space left on device", str(small_disk))
+    kept = len(list((out / "examples").glob("*.json")))
+    assert kept < 8
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "metrics.json").read_text())["n_examples"] == 8
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    _one_line_error(_run(*args), "Read-only file system", str(out))

@@ -98,3 +98,23 @@ def test_an_attack_whose_target_was_already_the_label_is_not_counted_as_an_adver
     assert already and all(r["attack_success"] == "True" for r in already)  # "reached" at iteration 0
     assert all(r["adversarial"] == "False" for r in already)  # said the target before any change
     assert m["n_examples"] == 4 and m["n_adversarial"] == sum(r["attack_success"] == "True" for r in rows) - len(already)
+
+
+def test_judged_by_another_system_every_before_is_that_systems_own(attack_run, trained_dnn):
+    """'Returned to the original's label' means the judging system's label of the original, not the attacked model's."""
+    from musadv.wrappers import TorchClassifier
+
+    # The same network with its labels rotated: it never agrees with the attacked model.
+    rotated = trained_dnn.labels[1:] + trained_dnn.labels[:1]
+    judge = TorchClassifier(trained_dnn, rotated, trained_dnn.stft)
+    m = survive(attack_run, Transformation("gain", max_db=0.0), attack_run / "judged", system=judge, progress=False)
+    rows = _rows(attack_run / "judged" / "survive.csv")
+    assert len(rows) == m["n_examples"] == 4
+    for row in rows:
+        record = json.loads((attack_run / "examples" / f"{row['example']}.json").read_text())
+        assert row["label_before"] == classify_file(judge, attack_run / record["original_wav"]).label != record["label_before"]
+        judged_example = classify_file(judge, attack_run / record["wav"]).label
+        assert (row["attack_success"] == "True") == (judged_example == record["target"])
+        # An unchanging transformation: every transformed file gets the label its untransformed file got.
+        assert row["label"] == judged_example and row["original_label"] == row["label_before"]
+    assert m["n_adversarial"] == sum(r["attack_success"] == "True" and r["label_before"] != r["target"] for r in rows)

@@ -10,8 +10,8 @@ reports, over the examples that reached their target where the original had anot
 ``survived``
     The share whose transformed example still gets the adversary's target.
 ``returned``
-    The share whose transformed example gets the original's label again (the label the system
-    gave the original before the attack).
+    The share whose transformed example gets the original's label again (the label the judging
+    system gives the original: the attack's own record when it is the attacked model).
 ``original_kept``
     As a control, the share of transformed originals that keep the original's label: how much
     the transformation alone moves the system.
