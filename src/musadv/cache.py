@@ -10,7 +10,6 @@ resumes where it stopped; recordings that cannot be used are listed in ``errors.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 
 from . import audio
 from .errors import DatasetError, MusadvError
-from .driver import RunKind, drive, read_errors, record_files
+from .driver import RunKind, drive, finished_record, read_errors, record_files
 from .io import read_tagged_json, save_npy_atomic, write_json_atomic
 from .parallel import LocalEngine, check_jobs
 from .partitions import SPLITS, Partition
@@ -149,18 +148,19 @@ class CacheRun(RunKind):
 
 
 def _is_fresh(meta_file: Path, src: Path, cfg: dict, offset: float, duration: float | None) -> dict | None:
+    """The array's record if it is finished (its .npy there at its size) and made from ``src`` as it is now with these settings."""
+    meta = finished_record(meta_file)
     try:
-        meta = json.loads(meta_file.read_text())
         stamp = _source_stamp(src)
-    except (OSError, json.JSONDecodeError):
+    except OSError:
         return None
     same = (
-        meta.get("size") == stamp["size"]
+        meta is not None
+        and meta.get("size") == stamp["size"]
         and meta.get("mtime_ns") == stamp["mtime_ns"]
         and meta.get("stft") == cfg
         and meta.get("offset") == offset
         and meta.get("duration") == duration
-        and meta_file.with_suffix(".npy").exists()
     )
     return meta if same else None
 

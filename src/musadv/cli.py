@@ -367,10 +367,10 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     if split:
         spectra = _model_cache(model, cache_dir)
         check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
-        jobs = recordings_from_split(spectra, split, limit, model.labels)
+        recordings = recordings_from_split(spectra, split, limit, model.labels)
         extra = {"cache": str(spectra.path.resolve()), "split": split}
     else:
-        jobs = recordings_from_files(files, duration=duration)
+        recordings = recordings_from_files(files, duration=duration)
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
@@ -382,14 +382,14 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     if minimize and (order != "consistent" or no_snr_limit):
         raise click.UsageError("--minimize searches in the consistent order above the --snr floor "
                                "(not with --order paper or --no-snr-limit)")
-    metrics = run_attacks(model, jobs, policy, out, config, seed=seed, progress=not quiet, extra=extra,
+    metrics = run_attacks(model, recordings, policy, out, config, seed=seed, progress=not quiet, extra=extra,
                           model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize, engine=engine)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report
 
         click.echo(f"report: {write_report(out)}")
-    _exit_if_skipped(metrics["n_skipped"], len(jobs), "recording", "attacked", out)
+    _exit_if_skipped(metrics["n_skipped"], len(recordings), "recording", "attacked", out)
 
 
 def _print_attack_summary(m: dict, out: Path) -> None:
@@ -532,8 +532,8 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     named = system if system.info.get("data") or adversary is None else adversary
     spectra = _model_cache(named, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    jobs = recordings_from_split(spectra, split, limit, system.labels)
-    m = robustness_curve(system, jobs, out, snrs, policy, config, seed=seed,
+    recordings = recordings_from_split(spectra, split, limit, system.labels)
+    m = robustness_curve(system, recordings, out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
                          extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings; clean normalised accuracy {_num(m['clean_accuracy'])}")
@@ -542,7 +542,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
         click.echo(f"{row['snr_db']:6.1f}  {_num(row['adversary_accuracy']):>9s}  {_num(row['white_noise_accuracy']):>5s}  "
                    f"{_num(row['shaped_noise_accuracy']):>6s}  {_num(row['random_phase_accuracy']):>12s}  {row['success_rate']:6.1%}")
     click.echo(f"report: {write_report(out)}")
-    _exit_if_skipped(m["n_skipped"], len(jobs), "recording", "judged", out)
+    _exit_if_skipped(m["n_skipped"], len(recordings), "recording", "judged", out)
 
 
 def _num(v) -> str:
@@ -601,8 +601,8 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     system = _load_any_model(model_spec)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
-    jobs = recordings_from_split(spectra, split, limit, system.labels)
-    m = horse_test(system, jobs, out, transformation, trials, seed, progress=not quiet,
+    recordings = recordings_from_split(spectra, split, limit, system.labels)
+    m = horse_test(system, recordings, out, transformation, trials, seed, progress=not quiet,
                    extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
     click.echo(f"{out}: {m['n_recordings']} recordings, {transformation.describe()}, "
                f"{trials if transformation.random else 1} draws each")
@@ -613,7 +613,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
         click.echo(f"{changed:.1%} of draws change the original's label; {m['changed_recordings']:.1%} of recordings "
                    "have at least one such draw")
     click.echo(f"report: {write_report(out)}")
-    _exit_if_skipped(m["n_skipped"], len(jobs), "recording", "judged", out)
+    _exit_if_skipped(m["n_skipped"], len(recordings), "recording", "judged", out)
 
 
 @cli.command("survive", epilog=_MODEL_HELP)

@@ -1,4 +1,4 @@
-"""The run driver: what every long run (attack, robustness curve, horse test, survival) shares.
+"""The run driver: what every long run (cache preparation, attack, robustness curve, horse test, survival) shares.
 
 A run kind declares itself to :func:`drive` as a :class:`RunKind`: its run directories and the
 settings each must hold, its pieces (recordings or examples), what of a piece is left to do, how
@@ -15,6 +15,7 @@ another size, is not finished: :func:`drive` removes it and the piece is done ag
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from abc import ABC, abstractmethod
@@ -104,8 +105,6 @@ def read_records(record_dir: str | os.PathLike) -> list[dict]:
 
 def read_errors(out: str | os.PathLike) -> list[dict]:
     """The rows of a run's ``errors.csv`` (none if it has none)."""
-    import csv
-
     path = Path(out) / "errors.csv"
     if not path.exists():
         return []

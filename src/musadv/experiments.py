@@ -369,19 +369,19 @@ class MusicnnStudySettings:
         return cls()
 
 
-def spread_over_labels(jobs: list, n: int | None) -> list:
-    """``n`` of ``jobs`` taken in turn from each label (all of them if ``n`` is None), in the order given."""
-    if n is None or n >= len(jobs):
-        return list(jobs)
+def spread_over_labels(recordings: list, n: int | None) -> list:
+    """``n`` of ``recordings`` taken in turn from each label (all of them if ``n`` is None), in the order given."""
+    if n is None or n >= len(recordings):
+        return list(recordings)
     by_label: dict[str | None, list] = {}
-    for j in jobs:
+    for j in recordings:
         by_label.setdefault(j.true_label, []).append(j)
     picked, queues = [], [list(q) for q in by_label.values()]
     while len(picked) < n:
         for q in queues:
             if q and len(picked) < n:
                 picked.append(q.pop(0))
-    return sorted(picked, key=jobs.index)
+    return sorted(picked, key=recordings.index)
 
 
 def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, models=MUSICNN_STUDY_MODELS,
@@ -427,9 +427,9 @@ def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, model
                             "seed": settings.seed, "tag_map": tag_map}}
     for name, spec in specs.items():
         model = load_system(spec)
-        jobs = recordings_from_split(spectra, "test", None, model.labels)
-        searched = spread_over_labels(jobs, settings.search_limit)
-        attacked = spread_over_labels(jobs, settings.attack_limit)
+        recordings = recordings_from_split(spectra, "test", None, model.labels)
+        searched = spread_over_labels(recordings, settings.search_limit)
+        attacked = spread_over_labels(recordings, settings.attack_limit)
         res: dict = {"spec": spec, "labels": model.labels, "uncovered": list(model.uncovered_labels)}
 
         def test(spec=spec):
@@ -464,9 +464,9 @@ def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, model
         res["robustness"] = st(f"{name}-robustness", curve)
         res["horse"] = {}
         for kind in HORSE_TRANSFORMS:
-            def horse(spec=spec, kind=kind, jobs=jobs):
+            def horse(spec=spec, kind=kind, recordings=recordings):
                 transformation = Transformation(kind)
-                m = horse_tests([(load_system(spec), out / name / "horse" / kind)], jobs, transformation,
+                m = horse_tests([(load_system(spec), out / name / "horse" / kind)], recordings, transformation,
                                 settings.horse_trials, seed=settings.seed, progress=progress, extra=extra,
                                 engine=engine)[0]
                 return {"kind": kind, "description": transformation.describe(), "trials": settings.horse_trials,

@@ -91,16 +91,18 @@ def survive(
     records = read_records(run / "examples")
     if not records:
         raise MusadvError(f"{run}: no finished attack examples")
-    if system is None:
+    from_run = system is None  # the model the run names, which must still be the one it attacked
+    if from_run:
         if not meta.get("model"):
             raise MusadvError(f"{run}: does not say which model it attacked; give the system")
         system = load_system(meta["model"])
-        if system_sha256(system) != meta["model_sha256"]:
-            raise MusadvError(f"{meta['model']}: its weights have changed since the run attacked it; give the system")
-    attacked = system_sha256(system) == meta["model_sha256"] and system.labels == meta["labels"]
+    sha = system_sha256(system)
+    if from_run and sha != meta["model_sha256"]:
+        raise MusadvError(f"{meta['model']}: its weights have changed since the run attacked it; give the system")
+    attacked = sha == meta["model_sha256"] and system.labels == meta["labels"]
     out = Path(out_dir) if out_dir else run / f"survive-{transformation.kind}"
     settings = {"format": FORMAT, "musadv": __version__, "run": str(run.resolve()), "system": model_name(system),
-                "system_sha256": system_sha256(system), "attacked_model": meta.get("model"),
+                "system_sha256": sha, "attacked_model": meta.get("model"),
                 "transformation": transformation.settings(), "description": transformation.describe(), "seed": seed}
     kind = SurvivalRun(system, attacked, run.resolve(), out.resolve(), tuple(records), transformation, seed, settings)
     return drive(kind, engine, progress)

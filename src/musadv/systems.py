@@ -496,17 +496,14 @@ def load_system(spec: str | os.PathLike) -> AudioClassifier:
         weights hold NaN or infinity (:func:`musadv.models.check_finite_weights`).
     """
     if isinstance(spec, str) and MUSICNN.fullmatch(spec):
-        system = load_musicnn_spec(spec)
-    elif Path(spec).is_dir():
+        return load_musicnn_spec(spec)
+    if Path(spec).is_dir():
         arch = read_model_info(spec)["config"].get("arch")
         if arch == "forest":
-            system = ForestSystem.load(spec)
-        elif arch == "mfcc_baseline":
-            system = MFCCBaseline.load(spec)
-        else:
-            system = load_model(spec)
-    elif isinstance(spec, str) and FACTORY.fullmatch(spec):
-        system = load_factory(spec)
-    else:
-        raise ModelError(f"{spec}: no such model directory (nor package.module:factory)")
-    return system
+            return ForestSystem.load(spec)
+        if arch == "mfcc_baseline":
+            return MFCCBaseline.load(spec)
+        return load_model(spec)
+    if isinstance(spec, str) and FACTORY.fullmatch(spec):
+        return load_factory(spec)
+    raise ModelError(f"{spec}: no such model directory (nor package.module:factory)")
