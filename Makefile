@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,ray]'
+	$(BIN)/pip install --quiet -e '.[test,ray,hf]'
 	# musicnn's weights (the musicnn extra): its declared numpy<1.17 and tensorflow pins would break
 	# this environment and musadv never imports its code, so it comes without its dependencies.
 	$(BIN)/pip install --quiet --no-deps musicnn==0.1.0

@@ -237,7 +237,7 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
 
 
 def _load_any_model(spec: str):
-    """A saved model (DNN, CDNN, forest, baseline) or package.module:factory; imported lazily to keep --help fast."""
+    """Any MODEL (see ``_MODEL_HELP``); imported lazily to keep --help fast."""
     from .systems import load_system
 
     return load_system(spec)
@@ -245,7 +245,8 @@ def _load_any_model(spec: str):
 
 _MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline), one of musicnn's taggers "
                "(musicnn:MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg; musicnn:NAME:gtzan or :MAP.json for a genre "
-               "system made from its tags), or package.module:factory, a Python function returning a musadv "
+               "system made from its tags), a Hugging Face audio classifier (hf:DIR or hf:NAME in the local cache; "
+               "hf:DIR@SECONDS sets a waveform model's chunk), or package.module:factory, a Python function returning a musadv "
                "classifier (see the README, 'Bring your own model').")
 
 

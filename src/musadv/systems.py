@@ -486,7 +486,8 @@ def load_musicnn_spec(spec: str) -> AudioClassifier:
 
 def load_system(spec: str | os.PathLike) -> AudioClassifier:
     """Load any model: a saved DNN or CDNN, forest system or MFCC baseline (a directory), one of
-    musicnn's published taggers (``musicnn:NAME[:MAP]``, see :mod:`musadv.musicnn`), or the
+    musicnn's published taggers (``musicnn:NAME[:MAP]``, see :mod:`musadv.musicnn`), a Hugging
+    Face audio classifier (``hf:PATH_OR_NAME[@SECONDS]``, see :mod:`musadv.huggingface`), or the
     classifier a ``package.module:factory`` function returns (see :func:`load_factory`).
 
     Raises
@@ -497,6 +498,10 @@ def load_system(spec: str | os.PathLike) -> AudioClassifier:
     """
     if isinstance(spec, str) and MUSICNN.fullmatch(spec):
         return load_musicnn_spec(spec)
+    if isinstance(spec, str) and spec.startswith("hf:"):
+        from .huggingface import load_hf_spec
+
+        return load_hf_spec(spec)
     if Path(spec).is_dir():
         arch = read_model_info(spec)["config"].get("arch")
         if arch == "forest":
