@@ -367,10 +367,11 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     rec = Recording(np.asarray(signal, np.float32)[None], cfg.sr, cfg.sr) if mono else signal
     if rec.model_sr != cfg.sr:
         raise MusadvError(f"the recording is prepared for {rec.model_sr} Hz; the model analyses {cfg.sr} Hz")
-    space = _FileSpace(rec, config)
+    space = _FileSpace(rec, config, model.device)
     spec0 = stft(space.x, cfg)
     mag0 = complex_abs(spec0)
-    first = None if start is None else torch.as_tensor(np.asarray(start, np.float32).reshape(rec.samples.shape))
+    first = None if start is None else torch.as_tensor(np.asarray(start, np.float32).reshape(rec.samples.shape),
+                                                       device=space.X.device)
     with evaluating(model):
         conf0, _, _ = _judge(model, mag0, _phase(model, spec0), t_idx, need_grad=False, goal=config.goal)
         if config.order == "paper":
@@ -380,7 +381,7 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     heard = space.hear(w)
     mag_adv = complex_abs(stft(heard, cfg))
     return AttackResult(
-        audio=(w[0] if mono else w).numpy().astype(np.float32),
+        audio=(w[0] if mono else w).cpu().numpy().astype(np.float32),
         sr=rec.sr,
         target=target,
         label_before=model.labels[int(conf0.argmax())],
@@ -485,12 +486,15 @@ class _FileSpace:
     the file's rate, added to every channel, projected onto the SNR ball around ``X`` and
     rounded to 16 bits; :meth:`hear` gives what decoding those samples gives the model.
     When the file is mono at the model's rate both are the identity on the samples.
+
+    The samples live on ``device`` (the model's); a file at another rate or with several
+    channels is resampled and mixed on the CPU, as decoding does.
     """
 
-    def __init__(self, rec: Recording, config: AttackConfig):
+    def __init__(self, rec: Recording, config: AttackConfig, device: torch.device = torch.device("cpu")):
         self.rec = rec
-        self.X = torch.from_numpy(rec.samples)
-        self.x = torch.from_numpy(rec.signal)
+        self.X = torch.from_numpy(rec.samples).to(device)
+        self.x = torch.from_numpy(rec.signal).to(device)
         self.quantize = config.quantize
         self.radius = None
         if config.snr_db is not None:
@@ -500,7 +504,9 @@ class _FileSpace:
                 self.radius = max(0.0, self.radius - 0.5 / 32768 * math.sqrt(self.X.numel()))
 
     def hear(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.rec.hear(w.numpy()))
+        if self.rec.at_model_rate:
+            return w[0]
+        return torch.from_numpy(self.rec.hear(w.cpu().numpy())).to(w.device)
 
     def bound(self, w: torch.Tensor) -> torch.Tensor:
         """File samples ``w`` brought inside the SNR ball (their change scaled down) and rounded to 16 bits.
@@ -519,7 +525,7 @@ class _FileSpace:
         if self.rec.at_model_rate:
             w = (y if radius is None else project_ball(y, self.x, radius))[None]
         else:
-            change = torch.from_numpy(self.rec.to_file_rate(torch.sub(y, self.x).numpy()))
+            change = torch.from_numpy(self.rec.to_file_rate(torch.sub(y, self.x).cpu().numpy())).to(y.device)
             if radius is not None:
                 # The same change enters every channel: its norm over the file is sqrt(C) |change|.
                 dist = _norm(change) * math.sqrt(self.rec.n_channels)
@@ -583,7 +589,8 @@ def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, s
     if float(mags.min()) == 0:  # exact zeros occur only in digital silence
         zero, new_mags = mags == 0, torch.add(mags, grad, alpha=-step).clamp_(min=0)
         mags = mags.clamp_min(torch.finfo(mags.dtype).tiny)
-    ratio = torch.addcdiv(torch.ones((), dtype=grad.dtype), grad, mags, value=-step, out=grad).clamp_(min=0)
+    one = torch.ones((), dtype=grad.dtype, device=grad.device)
+    ratio = torch.addcdiv(one, grad, mags, value=-step, out=grad).clamp_(min=0)
     # Scaling the real and imaginary parts as reals avoids promoting ratio to complex.
     parts = torch.view_as_real(spec)
     parts[..., 0].mul_(ratio)

@@ -118,6 +118,19 @@ def _engine_options(f):
     return wrapper
 
 
+def _device_option(f):
+    """``--device``: where the networks, the STFT and the adversary's loop run; given as a checked ``torch.device``."""
+
+    def check(ctx, param, value):
+        from .devices import resolve_device
+
+        return resolve_device(value)  # a MusadvError: one line, before any work
+
+    return click.option("--device", default="cpu", show_default=True, callback=check, expose_value=True,
+                        help="cpu, cuda, cuda:N, mps or auto (the first GPU there is, else the CPU). Written files and "
+                             "their judgement are the same on every device.")(f)
+
+
 def _apply(options):
     def deco(f):
         for opt in reversed(options):
@@ -219,8 +232,9 @@ def _pair(text: str) -> tuple[int, int]:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar (epoch lines are still printed).")
+@_device_option
 def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, kernel2, epochs, batch_size, lr,
-              patience, seed, adversarial, adv_step, adv_fraction, out, resume, quiet):
+              patience, seed, adversarial, adv_step, adv_fraction, out, resume, quiet, device):
     """Train a DNN or CDNN on the train split of a prepared cache (early stopping on valid)."""
     from .training import TrainConfig, train
 
@@ -231,16 +245,17 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
                 "kernel2": list(_pair(kernel2)), "hidden": units or 50, "dropout": dropout}
     config = TrainConfig.reference(arch, max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                    adversarial=adversarial, adv_step=adv_step, adv_fraction=adv_fraction)
-    model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet)
+    model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet, device=device)
     t = model.info["training"]
     click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")
 
 
-def _load_any_model(spec: str):
-    """Any MODEL (see ``_MODEL_HELP``); imported lazily to keep --help fast."""
+def _load_any_model(spec: str, device=None):
+    """Any MODEL (see ``_MODEL_HELP``) on ``device`` (default the CPU); imported lazily to keep --help fast."""
     from .systems import load_system
 
-    return load_system(spec)
+    system = load_system(spec)
+    return system if device is None else system.to(device)
 
 
 _MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline), one of musicnn's taggers "
@@ -258,7 +273,8 @@ _MODEL_HELP = ("MODEL is a model directory (DNN, CDNN, forest, MFCC baseline), o
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of text.")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Print only the N most likely labels (default: all; a tagger's 10 most likely tags).")
-def classify_cmd(model_spec, files, duration, offset, as_json, top):
+@_device_option
+def classify_cmd(model_spec, files, duration, offset, as_json, top, device):
     """Label audio FILES (any format, rate, channels, length) with MODEL.
 
     Prints each file's label and the confidence of every label (mean element posterior; for a
@@ -267,7 +283,7 @@ def classify_cmd(model_spec, files, duration, offset, as_json, top):
     """
     from .classify import classify_file
 
-    model = _load_any_model(model_spec)
+    model = _load_any_model(model_spec, device)
     failed = 0
     for f in files:
         try:
@@ -296,11 +312,12 @@ def classify_cmd(model_spec, files, duration, offset, as_json, top):
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
 @click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Prepared cache (default: the one the model was trained on).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for predictions.csv, metrics.json and metrics.txt (default: MODEL_DIR/test-SPLIT).")
-def test_cmd(model_spec, split, cache_dir, out):
+@_device_option
+def test_cmd(model_spec, split, cache_dir, out, device):
     """Figures of merit of MODEL on a split: confusion matrix, recall, precision, F, binomial test."""
     from .evaluate import evaluate_model, format_table
 
-    model = _load_any_model(model_spec)
+    model = _load_any_model(model_spec, device)
     if out is None and model.path is None:
         raise click.UsageError("give --out for a model made by a factory")
     out = out or Path(model.path) / f"test-{split}"
@@ -342,9 +359,10 @@ def test_cmd(model_spec, split, cache_dir, out):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 @_engine_options
+@_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet,
-               no_report, engine):
+               no_report, engine, device):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -361,7 +379,7 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     policy = f"label:{target}" if target else (policy or ("random" if split else None))
     if policy is None:
         raise click.UsageError("for FILES give --target NAME or --policy")
-    model = _load_any_model(model_spec)
+    model = _load_any_model(model_spec, device)
     if goal != "label" and model.activation != "sigmoid":
         raise click.UsageError(f"--goal {goal} adds or removes a tag: {model_spec} is not a tagger")
     extra = {}
@@ -500,8 +518,9 @@ def rescore_cmd(run_dir, model_spec, out):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
+@_device_option
 def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec, examples_from, step_fraction, max_iter,
-                   limit, seed, out, quiet, engine):
+                   limit, seed, out, quiet, engine, device):
     """Accuracy of MODEL under the adversary and under noise controls at each SNR level.
 
     For each level and recording: the adversarial example within that SNR, white noise, noise
@@ -527,8 +546,8 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
         config = AttackConfig(step_fraction=step_fraction, max_iter=max_iter, patience=CURVE_PATIENCE)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    system = _load_any_model(model_spec)
-    adversary = _load_any_model(adversary_spec) if adversary_spec else None
+    system = _load_any_model(model_spec, device)
+    adversary = _load_any_model(adversary_spec, device) if adversary_spec else None
     # A forest or baseline made outside musadv may not name its cache; its adversary's serves.
     named = system if system.info.get("data") or adversary is None else adversary
     spectra = _model_cache(named, cache_dir)
@@ -584,8 +603,9 @@ def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
+@_device_option
 def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, trials, limit,
-              seed, out, quiet, engine):
+              seed, out, quiet, engine, device):
     """Is MODEL a horse? Its figures of merit under irrelevant transformations of each recording.
 
     Each recording is transformed up to --trials times (a random draw each time); per recording
@@ -599,7 +619,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     from .runs import recordings_from_split
 
     transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
-    system = _load_any_model(model_spec)
+    system = _load_any_model(model_spec, device)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
     recordings = recordings_from_split(spectra, split, limit, system.labels)
@@ -625,7 +645,9 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/survive-<transform>.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
-def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet, engine):
+@_device_option
+def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet, engine,
+                device):
     """Do the adversarial examples of an attack run survive an irrelevant transformation?
 
     Transforms every example and its original alike, writes both, and reports the share of
@@ -636,9 +658,9 @@ def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bi
     from .survival import survive
 
     transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
-    system = _load_any_model(model_spec) if model_spec else None
+    system = _load_any_model(model_spec, device) if model_spec else None
     out = out or run_dir / f"survive-{kind}"
-    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, engine=engine)
+    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, engine=engine, device=device)
     click.echo(f"{out}: {m['n_adversarial']} adversarial examples of {m['n_examples']}, {transformation.describe()}")
     if m["n_adversarial"]:
         click.echo(f"keep the target {m['survived']:.1%}, return to the original's label {m['returned']:.1%}, "
@@ -672,7 +694,8 @@ def report_cmd(run_dir, open_):
 @click.option("--quick", is_flag=True, help="A reduced study: about a minute on the built-in data.")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
 @_engine_options
-def demo_cmd(out, data, partition, quick, quiet, engine):
+@_device_option
+def demo_cmd(out, data, partition, quick, quiet, engine, device):
     """The whole study in one command: train a DNN and a CDNN, test them, train the forest and the
     MFCC baseline, attack the test split (random and all_wrong; every_label on one recording),
     search minimal perturbations, draw robustness curves, run horse tests (EQ and time-stretch) on
@@ -687,7 +710,7 @@ def demo_cmd(out, data, partition, quick, quiet, engine):
 
     t = time.perf_counter()
     s = run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet,
-                 engine=engine)
+                 engine=engine, device=device)
     click.echo("")
     click.echo(f"{'system':16s} {'normalised accuracy':>20s}")
     for name, v in s["systems"].items():

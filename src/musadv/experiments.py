@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import torch
 
 from . import cache as cache_mod
 from . import datasets, partitions, synth
@@ -177,7 +178,7 @@ def _attack_summary(m: dict) -> dict:
 
 def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str | None = None, quick: bool = False,
              progress: bool = True, log: Callable[[str], None] = _log, report: bool = True,
-             engine: Engine | None = None) -> dict:
+             engine: Engine | None = None, device: torch.device | str = "cpu") -> dict:
     """The whole study in one call: train, test, attack, re-score, report (``musadv demo``).
 
     Parameters
@@ -194,6 +195,8 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     engine : Engine, optional
         Where the recordings of the attack, robustness, horse and survival stages are done
         (:mod:`musadv.parallel`; default: this process).
+    device : torch.device or str
+        Where every network trains, is tested and is attacked (see :func:`musadv.devices.resolve_device`).
 
     Returns
     -------
@@ -207,9 +210,12 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                            settings.clip_seconds, settings.seed, progress)
     quiet = dict(progress=progress, log=log)
 
+    def load(path):
+        return load_system(path).to(device)
+
     def fit(name, arch, cfg):
         def run():
-            model = train(spectra, arch, out / "models" / name, cfg, resume=True, **quiet)
+            model = train(spectra, arch, out / "models" / name, cfg, resume=True, device=device, **quiet)
             return _fom_summary(evaluate_model(model, spectra, "test", out / "models" / name / "test-test"))
         return run
 
@@ -223,10 +229,10 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     }
 
     def forest():
-        system = train_forest(load_system(out / "models" / "dnn"), spectra, "all", n_trees=settings.trees,
+        system = train_forest(load(out / "models" / "dnn"), spectra, "all", n_trees=settings.trees,
                               seed=settings.seed, progress=progress)
         system.save(out / "models" / "dnn_forest")
-        return _fom_summary(evaluate_model(load_system(out / "models" / "dnn_forest"), spectra, "test",
+        return _fom_summary(evaluate_model(load(out / "models" / "dnn_forest"), spectra, "test",
                                            out / "models" / "dnn_forest" / "test-test"))
 
     def baseline():
@@ -242,7 +248,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     for model_name, prefix, limit in (("dnn", "", None), ("cdnn", "cdnn_", settings.cdnn_attack_limit)):
         for policy in ("random", "all_wrong"):
             def run(model_name=model_name, policy=policy, limit=limit, prefix=prefix):
-                model = load_system(out / "models" / model_name)
+                model = load(out / "models" / model_name)
                 cfg = settings.attack
                 # ViSQOL costs about as much as a DNN attack: the full study measures it for the
                 # DNN's always-wrong and every-label runs, whose examples the report shows.
@@ -254,7 +260,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
             attacks[f"{prefix}{policy}"] = st(f"attack-{prefix}{policy}", run)
 
     def every_label():
-        model = load_system(out / "models" / "dnn")
+        model = load(out / "models" / "dnn")
         m = run_attacks(model, recordings_from_split(spectra, "test")[:1], "every_label", out / "attacks" / "every_label",
                         settings.attack, seed=settings.seed, progress=progress, visqol=not quick, engine=engine)
         return _attack_summary(m)
@@ -263,7 +269,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     minimal = {}
     for model_name, limit in (("dnn", None), ("cdnn", settings.cdnn_search_limit)):
         def run_minimal(model_name=model_name, limit=limit):
-            m = run_attacks(load_system(out / "models" / model_name), recordings_from_split(spectra, "test", limit), "all_wrong",
+            m = run_attacks(load(out / "models" / model_name), recordings_from_split(spectra, "test", limit), "all_wrong",
                             out / "attacks" / f"{model_name}_minimal", settings.attack, seed=settings.seed,
                             progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
                             minimal=True, engine=engine)
@@ -274,7 +280,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     for name, limit, source in (("dnn", None, None), ("cdnn", settings.cdnn_search_limit, None),
                                 ("dnn_forest", None, "dnn"), ("mfcc_baseline", None, "dnn")):
         def run_curve(name=name, limit=limit, source=source):
-            m = robustness_curve(load_system(out / "models" / name), recordings_from_split(spectra, "test", limit),
+            m = robustness_curve(load(out / "models" / name), recordings_from_split(spectra, "test", limit),
                                  out / "robustness" / name, settings.curve_levels, "all_wrong", curve_config,
                                  seed=settings.seed, examples_from=out / "robustness" / source if source else None,
                                  progress=progress, extra={"cache": str((out / "cache").resolve()), "split": "test"},
@@ -288,7 +294,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     for kind in HORSE_TRANSFORMS:
         def run_horse(kind=kind):
             transformation = Transformation(kind)
-            runs = [(load_system(out / "models" / name), out / "horse" / f"{name}-{kind}") for name in system_names]
+            runs = [(load(out / "models" / name), out / "horse" / f"{name}-{kind}") for name in system_names]
             results = horse_tests(runs, recordings_from_split(spectra, "test"), transformation, settings.horse_trials,
                                   seed=settings.seed, progress=progress,
                                   extra={"cache": str((out / "cache").resolve()), "split": "test"}, engine=engine)
@@ -304,12 +310,12 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         def run_survive(kind=kind):
             transformation = Transformation(kind)
             m = survive(out / "attacks" / "all_wrong", transformation, out / "survive" / f"all_wrong-{kind}",
-                        seed=settings.seed, progress=progress, engine=engine)
+                        seed=settings.seed, progress=progress, engine=engine, device=device)
             return {"run": "all_wrong", "kind": kind, "description": transformation.describe(), **m}
         survival[f"all_wrong-{kind}"] = st(f"survive-{kind}", run_survive)
     for policy in ("random", "all_wrong"):
         def rescored(policy=policy):
-            m = rescore(load_system(out / "models" / "dnn_forest"), out / "attacks" / policy, progress=progress)
+            m = rescore(load(out / "models" / "dnn_forest"), out / "attacks" / policy, progress=progress)
             return {"normalised_accuracy": m.get("normalised_accuracy"),
                     "normalised_accuracy_before": m.get("normalised_accuracy_before"), "success_rate": m["success_rate"]}
         attacks[f"forest_{policy}"] = st(f"rescore-forest-{policy}", rescored)

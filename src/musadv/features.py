@@ -96,14 +96,14 @@ def dnn_activations(model, frames, layers: str = "all", batch_size: int = 8192) 
     """
     if layers not in LAYER_CHOICES:
         raise ValueError(f"layers must be one of {LAYER_CHOICES}, not {layers!r}")
-    x = torch.from_numpy(np.array(frames, dtype=np.float32))
+    x = torch.from_numpy(np.array(frames, dtype=np.float32)).to(model.device)
     out = []
     with evaluating(model), torch.no_grad():
         for i in range(0, len(x), batch_size):
             acts = model.activations(model.elements(x[i : i + batch_size]))
             chosen = acts if layers == "all" else [acts[int(layers) - 1]]
             out.append(torch.cat(chosen, dim=1))
-    return torch.cat(out).numpy()
+    return torch.cat(out).cpu().numpy()
 
 
 class TextureFeatures(TransformerMixin, BaseEstimator):

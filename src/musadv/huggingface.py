@@ -172,7 +172,7 @@ class HuggingFaceClassifier(nn.Module, DifferentiableClassifier):
         full = [self.features(signal[a:b]) for a, b in bounds if b - a == self.chunk_samples]
         out = [self(torch.stack(full[i : i + batch])) for i in range(0, len(full), batch)]
         out += [self(self.features(signal[a:b])[None]) for a, b in bounds if b - a != self.chunk_samples]
-        return torch.cat(out) if out else torch.zeros((0, len(self.labels)), dtype=signal.dtype)
+        return torch.cat(out) if out else torch.zeros((0, len(self.labels)), dtype=signal.dtype, device=signal.device)
 
     def logits(self, mags: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
         """Chunk logits ``(n_chunks, n_labels)`` of the waveform ``istft(mags * phase)``, differentiable in ``mags``."""
@@ -190,7 +190,7 @@ class HuggingFaceClassifier(nn.Module, DifferentiableClassifier):
             raise MusadvError("a Hugging Face model hears the waveform: give the signal, not only magnitudes")
         heard = np.asarray(signal, np.float32)[: len(signal) // self.stft.hop * self.stft.hop]
         with evaluating(self), torch.no_grad():
-            return self.probabilities(self.signal_logits(torch.from_numpy(heard))).numpy()
+            return self.probabilities(self.signal_logits(torch.from_numpy(heard).to(self.device))).cpu().numpy()
 
 
 def _rebuild(config, state: dict, settings: dict, info: dict, path) -> HuggingFaceClassifier:

@@ -18,6 +18,7 @@ Two abstract bases, in the spirit of ART's estimators and foolbox's models:
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,6 +150,14 @@ class AudioClassifier(ABC):
     activation: str = "softmax"
     uncovered_labels: tuple[str, ...] = ()
 
+    def to(self, device: torch.device | str) -> "AudioClassifier":
+        """Move the system's networks to ``device`` (see :func:`musadv.devices.resolve_device`); returns it.
+
+        Networks (:class:`torch.nn.Module`) move with ``Module.to``; a system with no network
+        (the MFCC baseline) computes with NumPy on the CPU and stays there.
+        """
+        return self
+
     @abstractmethod
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
         """Label one recording.
@@ -181,6 +190,14 @@ class DifferentiableClassifier(AudioClassifier):
 
     element_frames: int = 1
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (``model.to(device)`` moves them): its inputs are brought
+        there, what it says comes back to the CPU."""
+        for t in itertools.chain(self.parameters(), self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Element probabilities ``(n_elements, n_labels)`` from logits, by :attr:`~AudioClassifier.activation`."""
         return torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, -1)
@@ -206,12 +223,13 @@ class DifferentiableClassifier(AudioClassifier):
         Elements do not overlap, so chunks of whole elements give the posteriors of the whole
         recording; systems that hear the waveform (``needs_signal``) override this.
         """
-        mags = torch.from_numpy(np.array(frames, dtype=np.float32))  # copies: cached arrays are read-only maps
+        # A copy (cached arrays are read-only maps), on the model's device.
+        mags = torch.from_numpy(np.array(frames, dtype=np.float32)).to(self.device)
         step = max(1, chunk_frames // self.element_frames) * self.element_frames
         n = len(mags) // self.element_frames * self.element_frames
         with evaluating(self), torch.no_grad():
             out = [self.probabilities(self.logits(mags[i : i + step])) for i in range(0, n, step)]
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(self.labels)), np.float32)
 
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
         """Eq. 3-4: the mean element posterior of every label; the label is its argmax."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__, audio
 from .attack import goal_reached, snr_db
@@ -57,6 +58,7 @@ def survive(
     seed: int = 0,
     progress: bool = True,
     engine: Engine | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Transform every example of an attack run and its original, and judge both again.
 
@@ -78,6 +80,8 @@ def survive(
     engine : Engine, optional
         Where the examples are done (:mod:`musadv.parallel`; default: this process, one after
         another). With the same threads, every engine writes the same files.
+    device : torch.device or str
+        Where the model the run names is loaded (a ``system`` given stays where it is).
 
     Returns
     -------
@@ -95,7 +99,7 @@ def survive(
     if from_run:
         if not meta.get("model"):
             raise MusadvError(f"{run}: does not say which model it attacked; give the system")
-        system = load_system(meta["model"])
+        system = load_system(meta["model"]).to(device)
     sha = system_sha256(system)
     if from_run and sha != meta["model_sha256"]:
         raise MusadvError(f"{meta['model']}: its weights have changed since the run attacked it; give the system")

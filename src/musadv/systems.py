@@ -216,6 +216,11 @@ class ForestSystem(TextureSystem):
         super().__init__(dnn.labels, dnn.stft, pipeline, {"data": dnn.info.get("data", {}), **(info or {})})
         self.dnn, self.layers = dnn, layers
 
+    def to(self, device) -> "ForestSystem":
+        """The DNN that gives the features to ``device``; the forest votes on the CPU."""
+        self.dnn.to(device)
+        return self
+
     def frame_features(self, frames: np.ndarray, signal: np.ndarray | None = None) -> np.ndarray:
         """The DNN's hidden activations ``(n_frames, n_units)`` of a recording's magnitude frames."""
         return dnn_activations(self.dnn, frames, self.layers)

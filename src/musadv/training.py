@@ -205,7 +205,7 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.
         The wrong labels aimed at.
     """
     k = len(model.labels)
-    targets = (y + torch.randint(1, k, y.shape, generator=generator)) % k
+    targets = (y + torch.randint(1, k, y.shape, generator=generator).to(y.device)) % k
     x = x.detach().requires_grad_(True)
     logits = model(x, standardized=True) if standardized else model(x)  # any element model takes raw input
     loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
@@ -231,7 +231,7 @@ def fgsm_reference(model, z: torch.Tensor, y: torch.Tensor, step: float, snr_db:
         Standardised, same shape as ``z``, no gradient attached.
     targets : torch.Tensor
     """
-    targets = torch.randint(0, len(model.labels), y.shape, generator=generator)
+    targets = torch.randint(0, len(model.labels), y.shape, generator=generator).to(y.device)
     z = z.detach().requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(model(z, standardized=True), targets, reduction="sum")
     (grad,) = torch.autograd.grad(loss, z)
@@ -254,8 +254,9 @@ def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
     with evaluating(model), torch.no_grad():
         for i in range(0, len(data), batch):
             x, _ = data.batch(torch.arange(i, min(i + batch, len(data))))
+            x = x.to(model.device)
             logits = model(x, standardized=True) if data.standardized else model(x)
-            post.append(torch.softmax(logits, -1))
+            post.append(torch.softmax(logits, -1).cpu())
     post = torch.cat(post)
     element_err = (post.argmax(1) != data.labels).double().mean().item()
     n_rec = int(data.recording.max()) + 1
@@ -283,11 +284,11 @@ def _with_adversaries(model, x, y, config: TrainConfig):
 
 
 def _save_checkpoint(out: Path, model, optimizer, best_state, meta: dict) -> None:
-    tensors = {f"model/{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    tensors.update({f"best/{k}": v.clone() for k, v in best_state.items()})
+    tensors = {f"model/{k}": v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    tensors.update({f"best/{k}": v.to("cpu", copy=True) for k, v in best_state.items()})
     for i, st in optimizer.state_dict()["state"].items():
         if "momentum_buffer" in st and st["momentum_buffer"] is not None:
-            tensors[f"momentum/{i}"] = st["momentum_buffer"].clone()
+            tensors[f"momentum/{i}"] = st["momentum_buffer"].to("cpu", copy=True)
     with atomic_path(out / "checkpoint.safetensors", ".safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     write_json_atomic(out / "checkpoint.json", meta)
@@ -317,6 +318,7 @@ def train(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     log: Callable[[str], None] = _log,
+    device: torch.device | str = "cpu",
 ):
     """Train a network on the ``train`` split of a cache, early-stopping on ``valid``.
 
@@ -340,12 +342,15 @@ def train(
         Called with each epoch's history record after its checkpoint is written.
     log : callable
         Receives one line per epoch (epoch, train loss, validation error, time).
+    device : torch.device or str
+        Where the network and each batch are (see :func:`musadv.devices.resolve_device`); the
+        elements stay in CPU memory and go over a batch at a time.
 
     Returns
     -------
     model
-        The best model on validation as saved in ``out_dir`` (reloaded from there), in
-        evaluation mode.
+        The best model on validation as saved in ``out_dir`` (reloaded from there, on
+        ``device``), in evaluation mode.
     """
     out = Path(out_dir)
     config = config or TrainConfig.reference(arch["arch"])
@@ -359,6 +364,7 @@ def train(
     model.standardize.fit(mean, std)
     for data in (train_data, valid_data):
         data.standardize_(model.standardize.mean, model.standardize.std)
+    model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum_start)
     run = {"arch": model.config(), "train": asdict(config), "cache": str(Path(cache.path).resolve())}
     history: list[dict] = []
@@ -395,6 +401,7 @@ def train(
         for i in progress_bar(batches, desc=f"epoch {epoch}", leave=False, enabled=progress, unit="batch"):
             # The buffer is free again: the previous step's graph was released by backward().
             x, y = train_data.batch(order[i : i + config.batch_size], out=buffer)
+            x, y = x.to(device), y.to(device)
             if config.adversarial:
                 x, y = _with_adversaries(model, x, y, config)
             loss = loss_fn(model(x, standardized=True), y)
@@ -405,7 +412,7 @@ def train(
             sizes.append(len(y))
         train_seconds = time.perf_counter() - t0
         valid_err, valid_rec_err = _error_rate(model, valid_data, eval_batch)
-        record = {"epoch": epoch, "train_loss": float(torch.stack(losses).double() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes), "valid_error": valid_err,
+        record = {"epoch": epoch, "train_loss": float(torch.stack(losses).double().cpu() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes), "valid_error": valid_err,
                   "valid_recording_error": valid_rec_err, "lr": lr, "momentum": mom,
                   "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
         history.append(record)
@@ -434,4 +441,4 @@ def train(
         "partition": json.loads((Path(cache.path) / "partition.json").read_text()),
     }
     save_model(model, out, info)
-    return load_model(out)
+    return load_model(out).to(device)

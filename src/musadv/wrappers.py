@@ -150,8 +150,8 @@ class TorchClassifier(nn.Module, DifferentiableClassifier):
             return super().posteriors(frames, signal, chunk_frames)
         if signal is None:
             raise MusadvError("this model hears the waveform: give the signal, not only magnitudes")
-        x = self.signal_inputs(torch.from_numpy(np.asarray(signal, np.float32)))
+        x = self.signal_inputs(torch.from_numpy(np.asarray(signal, np.float32)).to(self.device))
         step = max(1, chunk_frames // self.element_frames)
         with evaluating(self), torch.no_grad():
             out = [self.probabilities(self.module(x[i : i + step])) for i in range(0, len(x), step)]
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(self.labels)), np.float32)
