@@ -192,7 +192,7 @@ def test_fine_tuned_models_are_tested_attacked_classified_and_curved(kind, check
 
     out = tmp_path / "attack"
     cli.main(["attack", spec, "--split", "test", "--cache", str(hf_cache.path), "--policy", "random",
-              "--snr", str(snr), "--out", str(out), "--quiet", "--no-report"])
+              "--snr", str(snr), "--out", str(out), "--quiet", "--no-report", "--device", "cpu"])
     m = json.loads((out / "metrics.json").read_text())
     assert json.loads((out / "run.json").read_text())["model"] == spec
     assert m["n_examples"] == len(hf_cache.split("test"))
@@ -200,7 +200,7 @@ def test_fine_tuned_models_are_tested_attacked_classified_and_curved(kind, check
     assert m["snr_wave_db"]["min"] >= snr - 1e-6
     capsys.readouterr()
     first = json.loads(sorted((out / "examples").glob("*.json"))[0].read_text())
-    cli.main(["classify", spec, str(out / first["wav"]), "--json"])
+    cli.main(["classify", spec, str(out / first["wav"]), "--json", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)["label"] == first["decoded_label"]
 
     curve_dir = tmp_path / "curve"
