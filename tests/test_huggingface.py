@@ -240,3 +240,18 @@ def test_without_transformers_the_error_says_what_to_install(monkeypatch, tmp_pa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
     assert _run("classify", f"hf:{tmp_path}", str(tmp_path / "x.wav")) == 1
     assert "musadv[hf]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["hubert", "ast"])
+def test_several_recordings_are_judged_in_one_pass_as_each_alone(kind, checkpoints, hf_cache):
+    """attack --batch: the whole chunks of every recording go through the model together."""
+    system = load_system(checkpoints[kind])
+    ys = [torch.from_numpy(hf_cache.signal(e)) for e in hf_cache.split("test")[:3]]
+    ys[1] = ys[1][: int(5.2 * SR)]  # other chunks: two whole and a 1.2 s tail
+    specs = [stft(y, system.stft) for y in ys]
+    with torch.no_grad():
+        many = system.logits_many([s.abs() for s in specs], [unit_phase(s) for s in specs])
+        alone = [system.logits(s.abs(), unit_phase(s)) for s in specs]
+    assert [len(m) for m in many] == [len(a) for a in alone] == [3, 3, 3]
+    for m, a in zip(many, alone):
+        assert float((m - a).abs().max()) < 1e-4

@@ -44,7 +44,7 @@ from .recording import Recording, edge_samples
 from .spectral import complex_abs, istft, stft
 from .taggers import TAG_THRESHOLD
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
+__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
            "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
@@ -292,9 +292,14 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
     return diff.mul_(radius / dist).add_(center)
 
 
-def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Tensor | None, target: int, need_grad: bool,
-           scale_free: bool = False, goal: str = "label"):
-    """Eq. 3-4 confidences, summed cross-entropy towards ``target`` (and its gradient in ``mags``) at ``mags``.
+def _judge_many(model: DifferentiableClassifier, mags: list, phases: list, targets: list[int], need_grad: bool,
+                scale_free: bool = False, goal: str = "label") -> list[tuple]:
+    """Eq. 3-4 confidences, summed cross-entropy towards each target (and its gradient in ``mags``), for
+    several recordings in one pass of the network (:meth:`~DifferentiableClassifier.logits_many`).
+
+    Returns one ``(confidences, loss, gradient or None)`` per recording. Elements are judged
+    independently (the network is in evaluation mode), so the gradient of the summed losses in
+    one recording's magnitudes is that recording's own.
 
     ``scale_free``: the cross-entropy of each element's logits standardised over the labels
     (zero mean, unit standard deviation), so that a model whose logits are ``c`` times larger
@@ -304,24 +309,32 @@ def _judge(model: DifferentiableClassifier, mags: torch.Tensor, phase: torch.Ten
     likelihoods). Goals ``'add'`` and ``'remove'`` take the target tag's binary cross-entropy,
     summed over elements, towards 1 or 0.
     """
-    mags = mags.detach().requires_grad_(need_grad)
+    mags = [m.detach().requires_grad_(need_grad) for m in mags]
     with torch.set_grad_enabled(need_grad):
-        logits = model.logits(mags, phase)
-        if logits.shape[0] == 0:
-            raise MusadvError(f"recording too short for this model ({mags.shape[0]} frames; one element is "
-                              f"{model.element_frames})")
-        if goal != "label":
-            sign = 1.0 if goal == "add" else -1.0
-            loss = -torch.nn.functional.logsigmoid(sign * logits[:, target]).sum()
-        elif scale_free:
-            centred = logits - logits.mean(-1, keepdim=True)
-            spread = centred.detach().square().mean(-1, keepdim=True).sqrt().clamp_min(torch.finfo(logits.dtype).tiny)
-            loss = -torch.log_softmax(centred / spread, -1)[:, target].sum()
-        else:
-            loss = -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
-        conf = recording_confidence(model.probabilities(logits.detach()))
-    grad = torch.autograd.grad(loss, mags)[0] if need_grad else None
-    return conf, float(loss.detach()), grad
+        all_logits = model.logits_many(mags, phases)
+        losses, confs = [], []
+        for m, logits, target in zip(mags, all_logits, targets):
+            if logits.shape[0] == 0:
+                raise MusadvError(f"recording too short for this model ({m.shape[0]} frames; one element is "
+                                  f"{model.element_frames})")
+            if goal != "label":
+                sign = 1.0 if goal == "add" else -1.0
+                loss = -torch.nn.functional.logsigmoid(sign * logits[:, target]).sum()
+            elif scale_free:
+                centred = logits - logits.mean(-1, keepdim=True)
+                spread = centred.detach().square().mean(-1, keepdim=True).sqrt().clamp_min(torch.finfo(logits.dtype).tiny)
+                loss = -torch.log_softmax(centred / spread, -1)[:, target].sum()
+            else:
+                loss = -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
+            losses.append(loss)
+            confs.append(recording_confidence(model.probabilities(logits.detach())))
+    grads = torch.autograd.grad(torch.stack(losses).sum(), mags) if need_grad else [None] * len(mags)
+    return [(conf, float(loss.detach()), grad) for conf, loss, grad in zip(confs, losses, grads)]
+
+
+def _judge(model, mags, phase, target: int, need_grad: bool, scale_free: bool = False, goal: str = "label"):
+    """:func:`_judge_many` of one recording."""
+    return _judge_many(model, [mags], [phase], [target], need_grad, scale_free, goal)[0]
 
 
 def _confidence_dict(model, conf: torch.Tensor) -> dict:
@@ -353,50 +366,82 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     -------
     AttackResult
     """
+    return attack_many(model, [signal], [target], config, None if start is None else [start])[0]
+
+
+def attack_many(model: DifferentiableClassifier, signals: list, targets: list[str], config: AttackConfig = AttackConfig(),
+                starts: list | None = None) -> list[AttackResult]:
+    """:func:`attack` of several recordings at once: in the ``'consistent'`` order their iterations go
+    in lockstep, each judged in one pass of the network over the elements of every recording
+    still running (:meth:`~musadv.interface.DifferentiableClassifier.logits_many`), which is what
+    makes a GPU pay. Each recording keeps its own ball, step, momentum and stopping, so each
+    result is the one :func:`attack` gives it, to within float rounding.
+
+    Parameters
+    ----------
+    model : DifferentiableClassifier
+    signals : list of np.ndarray or Recording
+        As ``signal`` of :func:`attack`; any lengths and rates.
+    targets : list of str
+        One per recording.
+    config : AttackConfig
+    starts : list of np.ndarray or None, optional
+        As ``start`` of :func:`attack`, one per recording (``None`` for the original).
+
+    Returns
+    -------
+    list of AttackResult
+        In the order of ``signals``; ``seconds`` is each one's share of the batch's time.
+    """
     if not isinstance(model, DifferentiableClassifier):
         raise MusadvError(f"{type(model).__name__} gives no gradient: the adversary attacks networks "
                           "(feature systems are judged on a network's adversaries with rescore)")
-    if target not in model.labels:
-        raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
+    if len(targets) != len(signals) or (starts is not None and len(starts) != len(signals)):
+        raise ValueError(f"{len(signals)} recordings need as many targets (and starts), not {len(targets)}")
     if config.goal != "label" and model.activation != "sigmoid":
         raise MusadvError(f"goal {config.goal!r} is for taggers (independent tag likelihoods); this model's "
                           "labels exclude each other: use goal 'label'")
-    cfg, t_idx = model.stft, model.labels.index(target)
+    for target in targets:
+        if target not in model.labels:
+            raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
     t0 = time.perf_counter()
-    mono = not isinstance(signal, Recording)
-    rec = Recording(np.asarray(signal, np.float32)[None], cfg.sr, cfg.sr) if mono else signal
-    if rec.model_sr != cfg.sr:
-        raise MusadvError(f"the recording is prepared for {rec.model_sr} Hz; the model analyses {cfg.sr} Hz")
-    space = _FileSpace(rec, config, model.device)
-    spec0 = stft(space.x, cfg)
-    mag0 = complex_abs(spec0)
-    first = None if start is None else torch.as_tensor(np.asarray(start, np.float32).reshape(rec.samples.shape),
-                                                       device=space.X.device)
+    cfg = model.stft
+    states = [_Iterate(model, signal, model.labels.index(target), config, None if starts is None else starts[k])
+              for k, (signal, target) in enumerate(zip(signals, targets))]
     with evaluating(model):
-        conf0, _, _ = _judge(model, mag0, _phase(model, spec0), t_idx, need_grad=False, goal=config.goal)
+        judged = _judge_many(model, [st.mag0 for st in states], [_phase(model, st.spec0) for st in states],
+                             [st.t_idx for st in states], need_grad=False, goal=config.goal)
+        for st, (conf0, _, _) in zip(states, judged):
+            st.conf0 = conf0
         if config.order == "paper":
-            w, conf, it, trace, reached = _paper_order(model, space, spec0, mag0, t_idx, config)
+            for st in states:
+                st.w, st.conf, st.iterations, st.trace, st.reached = _paper_order(model, st.space, st.spec0, st.mag0,
+                                                                                  st.t_idx, config)
         else:
-            w, conf, it, trace, reached = _consistent_order(model, space, mag0, t_idx, config, first)
-    heard = space.hear(w)
-    mag_adv = complex_abs(stft(heard, cfg))
-    return AttackResult(
-        audio=(w[0] if mono else w).cpu().numpy().astype(np.float32),
-        sr=rec.sr,
-        target=target,
-        label_before=model.labels[int(conf0.argmax())],
-        confidence_before=_confidence_dict(model, conf0),
-        label_after=model.labels[int(conf.argmax())],
-        confidence_after=_confidence_dict(model, conf),
-        reached=reached,
-        iterations=it,
-        snr_wave_db=snr_db(space.X, w),
-        snr_trim_db=snr_db(space.X, w, trim=edge_samples(rec.sr)),
-        snr_mag_db=snr_db(mag0, mag_adv),
-        seconds=time.perf_counter() - t0,
-        trace=trace,
-        goal=config.goal,
-    )
+            _consistent_order(model, states, config)
+    seconds = (time.perf_counter() - t0) / len(states)
+    results = []
+    for st, target in zip(states, targets):
+        rec, w = st.space.rec, st.w
+        mag_adv = complex_abs(stft(st.space.hear(w), cfg))
+        results.append(AttackResult(
+            audio=(w[0] if st.mono else w).cpu().numpy().astype(np.float32),
+            sr=rec.sr,
+            target=target,
+            label_before=model.labels[int(st.conf0.argmax())],
+            confidence_before=_confidence_dict(model, st.conf0),
+            label_after=model.labels[int(st.conf.argmax())],
+            confidence_after=_confidence_dict(model, st.conf),
+            reached=st.reached,
+            iterations=st.iterations,
+            snr_wave_db=snr_db(st.space.X, w),
+            snr_trim_db=snr_db(st.space.X, w, trim=edge_samples(rec.sr)),
+            snr_mag_db=snr_db(st.mag0, mag_adv),
+            seconds=seconds,
+            trace=st.trace,
+            goal=config.goal,
+        ))
+    return results
 
 
 #: Above this SNR a change is below the 16-bit rounding of most recordings: the search stops there.
@@ -600,38 +645,71 @@ def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, s
     return spec
 
 
-def _consistent_order(model, space: _FileSpace, mag0, t_idx, config, first):
-    """Iterate on file samples: every judged iterate is what decoding its (16-bit) file gives, inside the SNR ball."""
-    cfg, n, mag0_norm = model.stft, space.x.shape[-1], _norm(mag0)
-    X_norm = _norm(space.X)
-    w = space.write(space.x) if first is None else space.bound(first)
-    z = space.hear(w)
-    z_prev, t_prev = z, 1.0
-    trace, reached, conf = [], False, None
+class _Iterate:
+    """One recording's state in the adversary's loop: its file space, the current file samples ``w``
+    and what the model hears of them ``z``, momentum, trace and outcome."""
+
+    def __init__(self, model: DifferentiableClassifier, signal, t_idx: int, config: AttackConfig, start=None):
+        cfg = model.stft
+        self.mono = not isinstance(signal, Recording)
+        rec = Recording(np.asarray(signal, np.float32)[None], cfg.sr, cfg.sr) if self.mono else signal
+        if rec.model_sr != cfg.sr:
+            raise MusadvError(f"the recording is prepared for {rec.model_sr} Hz; the model analyses {cfg.sr} Hz")
+        self.space = space = _FileSpace(rec, config, model.device)
+        self.spec0 = stft(space.x, cfg)
+        self.mag0 = complex_abs(self.spec0)
+        self.t_idx = t_idx
+        self.first = None if start is None else torch.as_tensor(
+            np.asarray(start, np.float32).reshape(rec.samples.shape), device=space.X.device)
+        self.trace, self.reached, self.iterations = [], False, 0
+        self.conf0 = self.conf = self.w = None
+
+
+def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> None:
+    """Iterate on file samples: every judged iterate is what decoding its (16-bit) file gives, inside the SNR ball.
+
+    The recordings go in lockstep, one network pass per iteration for all still running.
+    """
+    cfg = model.stft
+    for st in states:
+        st.mag0_norm, st.X_norm = _norm(st.mag0), _norm(st.space.X)
+        st.w = st.space.write(st.space.x) if st.first is None else st.space.bound(st.first)
+        st.z = st.space.hear(st.w)
+        st.z_prev, st.t_prev, st.running = st.z, 1.0, True
     for it in range(config.max_iter + 1):
-        spec = stft(z, cfg)
-        mags = complex_abs(spec)
+        running = [st for st in states if st.running]
+        if not running:
+            break
+        specs = [stft(st.z, cfg) for st in running]
+        mags = [complex_abs(spec) for spec in specs]
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, mags, _phase(model, spec), t_idx, need_grad=need_grad,
-                                  scale_free=config.step is None, goal=config.goal)
-        dist = _distance(w, space.X)
-        snr = 20 * math.log10(X_norm / dist) if dist > 0 else math.inf
-        trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr})
-        if _stops(config, conf, t_idx):
-            reached = True
-            break
-        if not need_grad or _stalled(config, trace):
-            break
-        # The current iterate anchors the resynthesis where the windows barely cover the edges.
-        y = istft(_gradient_step(spec, mags, grad, _step_size(config, grad, mag0_norm)), cfg, length=n, prior=z)
-        if config.momentum:
-            t_now, alpha = _fista_weight(t_prev)
-            y.add_(z, alpha=alpha).sub_(z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
-            t_prev = t_now
-        w = None  # free the previous file samples before the next are made: they are no longer needed
-        w = space.write(y)
-        z_prev, z = z, space.hear(w)
-    return w, conf, len(trace) - 1, trace, reached
+        judged = _judge_many(model, mags, [_phase(model, spec) for spec in specs], [st.t_idx for st in running],
+                             need_grad=need_grad, scale_free=config.step is None, goal=config.goal)
+        for st, spec, m, (conf, loss, grad) in zip(running, specs, mags, judged):
+            st.conf = conf
+            dist = _distance(st.w, st.space.X)
+            snr = 20 * math.log10(st.X_norm / dist) if dist > 0 else math.inf
+            st.trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[st.t_idx]), "snr_db": snr})
+            if _stops(config, conf, st.t_idx):
+                st.reached, st.running = True, False
+                continue
+            if not need_grad or _stalled(config, st.trace):
+                st.running = False
+                continue
+            # The current iterate anchors the resynthesis where the windows barely cover the edges.
+            y = istft(_gradient_step(spec, m, grad, _step_size(config, grad, st.mag0_norm)), cfg,
+                      length=st.z.shape[-1], prior=st.z)
+            if config.momentum:
+                t_now, alpha = _fista_weight(st.t_prev)
+                y.add_(st.z, alpha=alpha).sub_(st.z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
+                st.t_prev = t_now
+            st.w = None  # free the previous file samples before the next are made: they are no longer needed
+            st.w = st.space.write(y)
+            st.z_prev, st.z = st.z, st.space.hear(st.w)
+        del specs, mags, judged
+    for st in states:
+        st.iterations = len(st.trace) - 1
+        st.z = st.z_prev = None
 
 
 def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):

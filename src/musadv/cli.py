@@ -358,11 +358,14 @@ def test_cmd(model_spec, split, cache_dir, out, device):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Attack this many examples at once, one network pass per iteration for all (what makes a GPU pay); "
+                   "the examples are those of --batch 1 to within float rounding. Not with --minimize.")
 @_engine_options
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet,
-               no_report, engine, device):
+               no_report, batch, engine, device):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -401,8 +404,11 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     if minimize and (order != "consistent" or no_snr_limit):
         raise click.UsageError("--minimize searches in the consistent order above the --snr floor "
                                "(not with --order paper or --no-snr-limit)")
+    if batch > 1 and minimize:
+        raise click.UsageError("--minimize searches one example at a time; leave out --batch")
     metrics = run_attacks(model, recordings, policy, out, config, seed=seed, progress=not quiet, extra=extra,
-                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize, engine=engine)
+                          model_rate=model_rate, repairs=repairs, visqol=visqol, minimal=minimize, engine=engine,
+                          batch=batch)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report

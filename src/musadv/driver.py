@@ -168,9 +168,41 @@ class RunKind(ABC):
         """Progress steps one piece counts for."""
         return 1
 
+    #: Pending pieces given to :meth:`do_many` together (1: each to :meth:`do` alone).
+    batch: int = 1
+
+    def do_many(self, pieces: list) -> list[tuple[list | None, str | None]]:
+        """Do several pending pieces together (when :attr:`batch` > 1): per piece, its records or its error.
+
+        Kinds whose pieces gain from being done at once (attacks on a GPU) override this;
+        by default each piece is done alone.
+        """
+        outcomes = []
+        for piece in pieces:
+            try:
+                outcomes.append((self.do(piece), None))
+            except MusadvError as exc:
+                outcomes.append((None, str(exc)))
+        return outcomes
+
 
 def _do(kind: RunKind, piece):
     return kind.do(piece)
+
+
+def _do_group(kind: RunKind, group: list):
+    return kind.do_many(group)
+
+
+def _outcomes(kind: RunKind, engine: Engine, lefts: list, shared):
+    """``(left, records, error)`` of every pending piece, done alone or in groups of ``kind.batch``."""
+    if kind.batch <= 1:
+        yield from engine.map(_do, kind, lefts, shared=shared)
+        return
+    groups = [lefts[i : i + kind.batch] for i in range(0, len(lefts), kind.batch)]
+    for group, results, error in engine.map(_do_group, kind, groups, shared=shared):
+        for k, left in enumerate(group):
+            yield (left, None, error) if error else (left, *results[k])
 
 
 def drive(kind: RunKind, engine: Engine | None = None, progress: bool = True) -> Any:
@@ -202,7 +234,7 @@ def drive(kind: RunKind, engine: Engine | None = None, progress: bool = True) ->
     errors: dict[Path, list[dict]] = {out: [] for out in runs}
     shared = [out / kind.settings_name for out in runs]
     try:
-        for left, records, error in (engine or LocalEngine()).map(_do, kind, [left for _, left in pending], shared=shared):
+        for left, records, error in _outcomes(kind, engine or LocalEngine(), [left for _, left in pending], shared):
             if error:
                 for out in kind.error_dirs(left) or runs:
                     errors[out].append({kind.error_key: kind.name(left), "error": error})

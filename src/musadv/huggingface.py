@@ -168,17 +168,36 @@ class HuggingFaceClassifier(nn.Module, DifferentiableClassifier):
 
     def signal_logits(self, signal: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Logits ``(n_chunks, n_labels)`` of a mono signal at ``stft.sr`` Hz, differentiable in it."""
-        bounds = [(a, b) for a, b in chunk_bounds(signal.shape[-1], self.chunk_samples) if b - a >= self.min_samples]
-        full = [self.features(signal[a:b]) for a, b in bounds if b - a == self.chunk_samples]
-        out = [self(torch.stack(full[i : i + batch])) for i in range(0, len(full), batch)]
-        out += [self(self.features(signal[a:b])[None]) for a, b in bounds if b - a != self.chunk_samples]
-        return torch.cat(out) if out else torch.zeros((0, len(self.labels)), dtype=signal.dtype, device=signal.device)
+        return self._signals_logits([signal], batch)[0]
+
+    def _signals_logits(self, signals: list[torch.Tensor], batch: int = 8) -> list[torch.Tensor]:
+        """:meth:`signal_logits` of several signals: their whole chunks go through the model
+        ``batch`` at a time together, each shorter last chunk alone."""
+        chunks = [[sig[a:b] for a, b in chunk_bounds(sig.shape[-1], self.chunk_samples) if b - a >= self.min_samples]
+                  for sig in signals]
+        whole = [(r, k) for r, cs in enumerate(chunks) for k, c in enumerate(cs) if len(c) == self.chunk_samples]
+        logits = {}
+        for i in range(0, len(whole), batch):
+            keys = whole[i : i + batch]
+            out = self(torch.stack([self.features(chunks[r][k]) for r, k in keys]))
+            logits.update(zip(keys, out))
+        for r, cs in enumerate(chunks):
+            for k, c in enumerate(cs):
+                if (r, k) not in logits:
+                    logits[r, k] = self(self.features(c)[None])[0]
+        empty = lambda sig: torch.zeros((0, len(self.labels)), dtype=sig.dtype, device=sig.device)  # noqa: E731
+        return [torch.stack([logits[r, k] for k in range(len(cs))]) if cs else empty(sig)
+                for r, (cs, sig) in enumerate(zip(chunks, signals))]
 
     def logits(self, mags: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
         """Chunk logits ``(n_chunks, n_labels)`` of the waveform ``istft(mags * phase)``, differentiable in ``mags``."""
-        if phase is None:
+        return self.logits_many([mags], [phase])[0]
+
+    def logits_many(self, mags: list[torch.Tensor], phases: list) -> list[torch.Tensor]:
+        """:meth:`logits` of several recordings, their whole chunks batched together."""
+        if any(p is None for p in phases):
             raise MusadvError("a Hugging Face model hears the waveform: give the phase with the magnitudes")
-        return self.signal_logits(istft(mags * phase, self.stft))
+        return self._signals_logits([istft(m * p, self.stft) for m, p in zip(mags, phases)])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """The model's logits for a batch of :meth:`features`."""

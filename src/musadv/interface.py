@@ -217,6 +217,15 @@ class DifferentiableClassifier(AudioClassifier):
             others ignore it.
         """
 
+    def logits_many(self, mags: list[torch.Tensor], phases: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        """:meth:`logits` of several recordings, each ``(n_elements_i, n_labels)``.
+
+        Networks whose elements are independent override this with one pass over the elements
+        of all recordings (what makes attacking several recordings at once pay on a GPU); the
+        logits are those of :meth:`logits` to within float rounding.
+        """
+        return [self.logits(m, p) for m, p in zip(mags, phases)]
+
     def posteriors(self, frames: np.ndarray, signal: np.ndarray | None = None, chunk_frames: int = 4096) -> np.ndarray:
         """Element probabilities ``(n_elements, n_labels)`` of one recording, a chunk of frames at a time.
 

@@ -97,6 +97,11 @@ class _ElementModel(nn.Module, DifferentiableClassifier):
         """Logits ``(n_elements, n_labels)`` of a recording's magnitudes ``(n_frames, n_bins)`` (``phase`` unused)."""
         return self(self.elements(mags))
 
+    def logits_many(self, mags: list[torch.Tensor], phases: list) -> list[torch.Tensor]:
+        """:meth:`logits` of several recordings from one pass over all their elements."""
+        elements = [self.elements(m) for m in mags]
+        return list(self(torch.cat(elements)).split([len(e) for e in elements]))
+
     def config(self) -> dict:
         raise NotImplementedError
 

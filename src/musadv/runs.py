@@ -37,12 +37,13 @@ import re
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import __version__, audio
-from .attack import AttackConfig, attack, check_policy, choose_targets, goal_candidates, goal_reached, minimize, snr_db
+from .attack import AttackConfig, AttackResult, attack, attack_many, check_policy, choose_targets, goal_candidates, goal_reached, minimize, snr_db
 from .cache import SpectraCache, analyse_file
 from .classify import classify_frames
 from .errors import MusadvError
@@ -138,9 +139,12 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
 
 
 def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
-             repairs: int, quality, minimal: bool) -> tuple[Path, dict]:
+             repairs: int, quality, minimal: bool, result: AttackResult | None = None) -> tuple[Path, dict]:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
-    WAV, judge the decoded file, repair it if it misses the target; the example's record and its path."""
+    WAV, judge the decoded file, repair it if it misses the target; the example's record and its path.
+
+    ``result``: the attack already made (by a batch of attacks), to be written and judged.
+    """
     ex_id = f"{stem}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
     if minimal:
@@ -149,7 +153,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         succeeded = [lv["snr_bound_db"] for lv in result.levels if lv["success"]]
         repair_config = replace(config, snr_db=max(succeeded, default=config.snr_db), stop="label")
     else:
-        result = first = attack(model, rec, target, config)
+        result = first = attack(model, rec, target, config) if result is None else result
         repair_config = config
     iterations, seconds, trace, rounds = result.iterations, result.seconds, list(result.trace), 0
     while True:
@@ -236,6 +240,7 @@ class AttackRun(RunKind):
     visqol: bool
     minimal: bool
     extra: dict
+    batch: int = 1
 
     settings_name = "run.json"
     record_dir = "examples"
@@ -294,12 +299,70 @@ class AttackRun(RunKind):
     def do(self, ref):
         return _attack_recording(self, ref)
 
+    def do_many(self, refs):
+        if self.minimal:  # each search is its own sequence of attacks
+            return super().do_many(refs)
+        return _attack_recordings(self, refs)
+
     def summarise(self):
         return summarise(self.out, self.model.labels)
 
 
 def _attack_recording(c: AttackRun, ref: RecordingRef) -> list[tuple[Path, dict]]:
     """Every unfinished example of one recording: their records."""
+    job = _recording_job(c, ref)
+    return [_example(c.model, ref, job.rec, job.mag_x, target, c.config, c.out, job.stem, c.repairs, job.quality,
+                     c.minimal) for target in job.targets]
+
+
+@dataclass
+class _RecordingJob:
+    """One recording made ready to attack: its samples, magnitudes and unfinished targets."""
+
+    rec: Recording
+    mag_x: np.ndarray
+    stem: str
+    targets: list[str]
+    quality: Callable | None
+
+
+def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[list | None, str | None]]:
+    """Every unfinished example of several recordings, attacked ``c.batch`` at a time (:func:`attack_many`);
+    per recording its records, or the error that stopped it."""
+    jobs: dict[int, _RecordingJob] = {}
+    errors: dict[int, str] = {}
+    for k, ref in enumerate(refs):
+        try:
+            jobs[k] = _recording_job(c, ref)
+        except MusadvError as exc:
+            errors[k] = str(exc)
+    pairs = [(k, target) for k, job in jobs.items() for target in job.targets]
+    records: dict[int, list] = {k: [] for k in jobs}
+    for i in range(0, len(pairs), c.batch):
+        group = [(k, t) for k, t in pairs[i : i + c.batch] if k not in errors]
+        try:
+            results = attack_many(c.model, [jobs[k].rec for k, _ in group], [t for _, t in group], c.config)
+        except MusadvError:  # one recording the model cannot judge (too short): each alone, to know which
+            results = [None] * len(group)
+            for n, (k, t) in enumerate(group):
+                try:
+                    results[n] = attack(c.model, jobs[k].rec, t, c.config)
+                except MusadvError as exc:
+                    errors.setdefault(k, str(exc))
+        for (k, target), result in zip(group, results):
+            if k in errors or result is None:
+                continue
+            job = jobs[k]
+            try:
+                records[k].append(_example(c.model, refs[k], job.rec, job.mag_x, target, c.config, c.out, job.stem,
+                                           c.repairs, job.quality, False, result))
+            except MusadvError as exc:
+                errors[k] = str(exc)
+    return [(None, errors[k]) if k in errors else (records[k], None) for k in range(len(refs))]
+
+
+def _recording_job(c: AttackRun, ref: RecordingRef) -> _RecordingJob:
+    """Decode a recording, classify it, choose its targets and write its original."""
     stem = slug(ref.name)
     rec = Recording.from_file(ref.source, c.model.stft.sr, ref.offset, ref.duration, model_rate=c.model_rate)
     audio.check_signal(rec.signal, c.model.stft.sr, c.model.stft.n_fft, ref.source)
@@ -321,8 +384,8 @@ def _attack_recording(c: AttackRun, ref: RecordingRef) -> list[tuple[Path, dict]
     # Written every time: a redone example may be redone because its original was damaged.
     audio.save(c.out / "originals" / f"{stem}.wav", rec.samples, rec.sr, float_wav=not c.config.quantize, on_clip="clip")
     # Asked of the disk: a task run again after its worker died skips what the driver wrote.
-    return [_example(c.model, ref, rec, mag_x, target, c.config, c.out, stem, c.repairs, quality, c.minimal)
-            for target in targets if not (c.out / "examples" / f"{stem}--{target}.json").exists()]
+    return _RecordingJob(rec, mag_x, stem, [t for t in targets if not (c.out / "examples" / f"{stem}--{t}.json").exists()],
+                         quality)
 
 
 def run_attacks(
@@ -339,6 +402,7 @@ def run_attacks(
     visqol: bool = False,
     minimal: bool = False,
     engine: Engine | None = None,
+    batch: int = 1,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -377,6 +441,11 @@ def run_attacks(
     engine : Engine, optional
         Where the recordings are done (:mod:`musadv.parallel`; default: this process, one after
         another). With the same threads, every engine writes the same files.
+    batch : int
+        Examples attacked at once (:func:`musadv.attack.attack_many`: one network pass per
+        iteration for all of them), which is what makes a GPU pay; each example is the one a
+        batch of 1 makes, to within float rounding, so a run may resume with another batch.
+        ``minimal`` searches go one example at a time.
 
     Returns
     -------
@@ -389,8 +458,10 @@ def run_attacks(
     check_policy(policy, model.labels, all(j.true_label for j in recordings))
     if repairs < 0:
         raise MusadvError(f"repairs must be >= 0, not {repairs}")
+    if not (isinstance(batch, int) and batch >= 1):
+        raise MusadvError(f"batch must be an integer >= 1, not {batch!r}")
     kind = AttackRun(model, tuple(recordings), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
-                     minimal, dict(extra or {}))
+                     minimal, dict(extra or {}), batch)
     return drive(kind, engine, progress)
 
 

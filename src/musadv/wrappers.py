@@ -140,6 +140,11 @@ class TorchClassifier(nn.Module, DifferentiableClassifier):
         """Logits ``(n_elements, n_labels)``, differentiable in ``mags``."""
         return self.module(self.inputs(mags, phase))
 
+    def logits_many(self, mags: list[torch.Tensor], phases: list) -> list[torch.Tensor]:
+        """:meth:`logits` of several recordings from one pass of the module over all their elements."""
+        inputs = [self.inputs(m, p) for m, p in zip(mags, phases)]
+        return list(self.module(torch.cat(inputs)).split([len(x) for x in inputs]))
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """The module's logits for inputs made by :meth:`inputs` or :meth:`signal_inputs`."""
         return self.module(inputs)
