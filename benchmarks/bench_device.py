@@ -7,9 +7,10 @@ weights learned), it times one iteration of the adversary on a 30 s clip (a real
 ../shared/gtzan-mini, else synthesized music): an attack of N iterations that never stops early,
 less the same attack with none, over N. On each device the model, the STFT and the loop are
 there (``model.to(device)``); the table gives each device's time and its ratio to the CPU's,
-measured in this process one after another.
+measured in this process one after another, at batch 1 and at batch 16 (``attack --batch``: 16
+examples whose iterations share one network pass), with the time per example.
 
-    python benchmarks/bench_device.py [--iters 10] [--reps 3] [--devices cpu,cuda]
+    python benchmarks/bench_device.py [--iters 10] [--reps 3] [--devices cpu,cuda] [--batches 1,16] [--models CDNN]
 """
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from musadv import audio, datasets, synth
-from musadv.attack import AttackConfig, attack
+from musadv.attack import AttackConfig, attack_many
 from musadv.devices import resolve_device
 from musadv.models import build
 from musadv.spectral import STFTConfig, magnitude
@@ -56,10 +57,12 @@ def small_hubert():
                                  chunk_samples=160000, min_samples=400).eval()
 
 
-def iteration_seconds(model, y, target: str, iters: int, reps: int, device: torch.device) -> float:
-    """(attack of ``iters`` iterations - attack of none) / ``iters``, best of ``reps``."""
+def iteration_seconds(model, y, target: str, batch: int, iters: int, reps: int, device: torch.device) -> float:
+    """Seconds of one iteration of a batch of ``batch`` copies of the clip (``attack_many``):
+    (attack of ``iters`` iterations - attack of none) / ``iters``, best of ``reps``."""
     never = AttackConfig(snr_db=15.0, threshold=1.0, max_iter=iters)
     none = AttackConfig(snr_db=15.0, threshold=1.0, max_iter=0)
+    signals, targets = [y] * batch, [target] * batch
 
     def best(config):
         times = []
@@ -67,13 +70,13 @@ def iteration_seconds(model, y, target: str, iters: int, reps: int, device: torc
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t = time.perf_counter()
-            attack(model, y, target, config)
+            attack_many(model, signals, targets, config)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t)
         return min(times)
 
-    attack(model, y, target, AttackConfig(snr_db=15.0, threshold=1.0, max_iter=1))  # warm-up
+    attack_many(model, signals, targets, AttackConfig(snr_db=15.0, threshold=1.0, max_iter=1))  # warm-up
     return (best(never) - best(none)) / iters
 
 
@@ -82,6 +85,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10, help="iterations per timed attack")
     ap.add_argument("--reps", type=int, default=3, help="rounds (best time)")
     ap.add_argument("--devices", default=None, help="comma-separated (default: cpu and every CUDA GPU or MPS there is)")
+    ap.add_argument("--batches", default="1,16", help="batch sizes (attack --batch), comma-separated")
+    ap.add_argument("--models", default=None, help="only these (DNN-500, CDNN, MSD_musicnn, HuBERT-small), comma-separated")
     args = ap.parse_args()
     names = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
         ["mps"] if torch.backends.mps.is_available() else [])
@@ -98,18 +103,26 @@ def main():
         models.append(("MSD_musicnn", lambda: load_musicnn("MSD_musicnn"), clip_at(16000)))
     if importlib.util.find_spec("transformers") is not None:
         models.append(("HuBERT-small", small_hubert, clip_at(16000)))
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.models:
+        models = [m for m in models if m[0] in args.models.split(",")]
     print(f"{'model':12s} {'batch':>5s} " + " ".join(f"{str(d):>10s}" for d in devices)
-          + "".join(f" {'cpu/' + str(d):>10s}" for d in devices[1:]) + "   (s per iteration)")
+          + "".join(f" {'cpu/' + str(d):>10s}" for d in devices[1:])
+          + " " + " ".join(f"{str(d) + '/example':>14s}" for d in devices) + "   (s per iteration of the batch)")
     for name, make, y in models:
         model = make()
         target = model.labels[3]
-        row = []
-        for device in devices:
-            model.to(device)
-            row.append(iteration_seconds(model, y, target, args.iters, args.reps, device))
-        model.to("cpu")
-        print(f"{name:12s} {1:5d} " + " ".join(f"{s:10.3f}" for s in row)
-              + "".join(f" {row[0] / s:10.1f}x" for s in row[1:]))
+        for batch in batches:
+            # A batch of 16 on the CPU takes 16 times as long: fewer iterations give the same mean.
+            iters = args.iters if batch == 1 else max(2, args.iters // 4)
+            row = []
+            for device in devices:
+                model.to(device)
+                row.append(iteration_seconds(model, y, target, batch, iters, args.reps, device))
+            model.to("cpu")
+            print(f"{name:12s} {batch:5d} " + " ".join(f"{s:10.3f}" for s in row)
+                  + "".join(f" {row[0] / s:9.1f}x" for s in row[1:])
+                  + " " + " ".join(f"{s / batch:14.3f}" for s in row), flush=True)
 
 
 if __name__ == "__main__":

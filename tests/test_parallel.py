@@ -172,6 +172,17 @@ def test_a_ray_worker_that_cannot_see_the_run_directory_stops_the_run(ray_instan
         list(RayEngine(threads=1).map(_square_or_fail, 0, [1], shared=[tmp_path / "nowhere" / "run.json"]))
 
 
+def test_tasks_that_ask_for_more_gpus_than_the_cluster_has_stop_in_one_line_instead_of_waiting(ray_instance):
+    """A local instance of two CPUs has no GPU: Ray would hold such tasks pending for ever."""
+    with pytest.raises(MusadvError, match="has 0 GPUs; a task asks for 0.5 \\(--gpus-per-task\\)"):
+        list(RayEngine(threads=1, gpus=0.5).map(_square_or_fail, 0, [1]))
+
+
+def test_gpus_per_task_is_for_ray():
+    with pytest.raises(MusadvError, match="--gpus-per-task is for Ray tasks"):
+        engine_from_options(gpus_per_task=1)
+
+
 def test_an_attack_run_and_a_robustness_curve_on_ray_write_what_one_process_writes(ray_instance, trained_dnn, learn_cache,
                                                                                   tmp_path):
     from musadv.robustness import robustness_curve

@@ -109,11 +109,13 @@ def _engine_options(f):
                   help="One task per recording on a Ray cluster: auto (the cluster this machine joined), HOST:PORT, "
                        "ray://HOST:10001, or local (start one here). Needs pip install 'musadv[ray]' and the run "
                        "directory and audio on storage every node sees at the same path.")
+    @click.option("--gpus-per-task", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="With --ray and --device cuda: GPUs each task takes (a fraction shares one).")
     @functools.wraps(f)
-    def wrapper(*args, n_jobs, threads, ray_address, **kwargs):
+    def wrapper(*args, n_jobs, threads, ray_address, gpus_per_task, **kwargs):
         from .parallel import engine_from_options
 
-        return f(*args, engine=engine_from_options(n_jobs, threads, ray_address), **kwargs)
+        return f(*args, engine=engine_from_options(n_jobs, threads, ray_address, gpus_per_task), **kwargs)
 
     return wrapper
 

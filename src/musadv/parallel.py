@@ -236,16 +236,22 @@ class RayEngine(Engine):
         PyTorch threads (and Ray CPUs) each task takes.
     retries : int
         Times Ray runs a task again whose worker process or node died.
+    gpus : float
+        GPUs each task takes (Ray's ``num_gpus``; a fraction shares one). Ray makes a task's
+        GPUs its only visible ones, so a model sent on ``cuda:0`` runs on the task's own GPU.
     """
 
-    def __init__(self, address: str = "auto", threads: int = 1, retries: int = 3):
+    def __init__(self, address: str = "auto", threads: int = 1, retries: int = 3, gpus: float = 0.0):
         if not address:
             raise ValueError("address must name a Ray cluster, 'auto' or 'local'")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, not {retries}")
+        if not gpus >= 0:
+            raise ValueError(f"gpus must be >= 0, not {gpus}")
         self.address = address
         self.threads = _check_threads(threads)
         self.retries = int(retries)
+        self.gpus = float(gpus)
         if importlib.util.find_spec("ray") is None:
             raise MusadvError("Ray is not installed: pip install 'musadv[ray]'")
 
@@ -265,7 +271,11 @@ class RayEngine(Engine):
         if not pieces:
             return
         ray = self._connect()
-        task = ray.remote(_run_ray_task).options(num_cpus=self.threads, max_retries=self.retries)
+        if self.gpus and ray.cluster_resources().get("GPU", 0) < self.gpus:
+            # Ray would wait for ever for a GPU no node has.
+            raise MusadvError(f"Ray cluster {self.address!r}: has {ray.cluster_resources().get('GPU', 0):g} GPUs; "
+                              f"a task asks for {self.gpus:g} (--gpus-per-task)")
+        task = ray.remote(_run_ray_task).options(num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.retries)
         # One copy in the object store; passed inside a list so that Ray hands the worker the
         # reference, which each worker process resolves once (see _run_ray_task).
         context_ref = ray.put((work, context, tuple(str(Path(p).resolve()) for p in shared)))
@@ -304,16 +314,20 @@ def _run_ray_task(context_ref: list, piece: Any, threads: int) -> tuple[Any, str
     return _outcome(_worker["work"], _worker["context"], piece)
 
 
-def engine_from_options(jobs: int | None = None, threads: int | None = None, ray: str | None = None) -> Engine:
-    """The engine the command-line options ``--jobs``, ``--threads`` and ``--ray`` name.
+def engine_from_options(jobs: int | None = None, threads: int | None = None, ray: str | None = None,
+                        gpus_per_task: float | None = None) -> Engine:
+    """The engine the command-line options ``--jobs``, ``--threads``, ``--ray`` and ``--gpus-per-task`` name.
 
     Raises
     ------
     MusadvError
-        If both ``jobs`` and ``ray`` are given (a Ray cluster decides how many tasks run at once).
+        If both ``jobs`` and ``ray`` are given (a Ray cluster decides how many tasks run at once),
+        or ``gpus_per_task`` without ``ray``.
     """
     if ray is None:
+        if gpus_per_task is not None:
+            raise MusadvError("--gpus-per-task is for Ray tasks (--ray); on this machine --device names the GPU")
         return LocalEngine(jobs, threads)
     if jobs is not None:
         raise MusadvError("--jobs and --ray exclude each other: on Ray, the cluster's CPUs decide how many tasks run at once")
-    return RayEngine(ray, 1 if threads is None else threads)
+    return RayEngine(ray, 1 if threads is None else threads, gpus=gpus_per_task or 0.0)
