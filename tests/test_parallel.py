@@ -178,6 +178,24 @@ def test_tasks_that_ask_for_more_gpus_than_the_cluster_has_stop_in_one_line_inst
         list(RayEngine(threads=1, gpus=0.5).map(_square_or_fail, 0, [1]))
 
 
+def _visible_gpu(_, piece):
+    time.sleep(0.5)  # long enough that both workers take pieces
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()
+
+
+def test_worker_processes_take_the_gpus_in_turn():
+    """Each worker sees one GPU as its cuda:0 (set before CUDA starts), the workers all of them."""
+    engine = LocalEngine(2, threads=1, gpus=[0, 1])
+    try:
+        seen = {result for _, result, _ in engine.map(_visible_gpu, None, list(range(6)))}
+    finally:
+        engine.close()
+    by_worker = {}
+    for gpu, pid in seen:
+        by_worker.setdefault(pid, set()).add(gpu)
+    assert len(by_worker) == 2 and sorted(g for gs in by_worker.values() for g in gs) == ["0", "1"]
+
+
 def test_gpus_per_task_is_for_ray():
     with pytest.raises(MusadvError, match="--gpus-per-task is for Ray tasks"):
         engine_from_options(gpus_per_task=1)

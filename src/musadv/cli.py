@@ -115,7 +115,9 @@ def _engine_options(f):
     def wrapper(*args, n_jobs, threads, ray_address, gpus_per_task, **kwargs):
         from .parallel import engine_from_options
 
-        return f(*args, engine=engine_from_options(n_jobs, threads, ray_address, gpus_per_task), **kwargs)
+        # With --device cuda on a machine of several GPUs, the --jobs workers take them in turn.
+        engine = engine_from_options(n_jobs, threads, ray_address, gpus_per_task, kwargs.get("device"))
+        return f(*args, engine=engine, **kwargs)
 
     return wrapper
 

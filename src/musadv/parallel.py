@@ -142,18 +142,23 @@ class LocalEngine(Engine):
         Worker processes; 1 does the work in this process; ``None`` is every core.
     threads : int, optional
         PyTorch threads for each piece (default: the cores shared among ``jobs``).
+    gpus : sequence of int, optional
+        CUDA GPUs the worker processes take in turn (worker ``i`` sees only ``gpus[i % len(gpus)]``,
+        as its ``cuda:0``), so that a model sent on ``cuda:0`` runs on each worker's own GPU.
     """
 
-    def __init__(self, jobs: int | None = 1, threads: int | None = None):
+    def __init__(self, jobs: int | None = 1, threads: int | None = None, gpus: Sequence[int] | None = None):
         self.jobs = check_jobs(jobs)
         self.threads = default_threads(self.jobs) if threads is None else _check_threads(threads)
+        self.gpus = tuple(int(g) for g in gpus or ())
         self._pool: ProcessPoolExecutor | None = None
         self._stop_pool = None
 
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_end_with_parent, initargs=(os.getpid(),))
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_start_worker,
+                                             initargs=(os.getpid(), self.gpus, ctx.Value("i", 0)))
             self._stop_pool = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
@@ -197,6 +202,15 @@ class LocalEngine(Engine):
             finally:
                 if not finished:
                     self.close()
+
+
+def _start_worker(parent: int, gpus: tuple[int, ...], started) -> None:
+    """In a new worker process: take its GPU (before CUDA starts), and end with the driver."""
+    if gpus:
+        with started.get_lock():
+            rank, started.value = started.value, started.value + 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[rank % len(gpus)])
+    _end_with_parent(parent)
 
 
 def _end_with_parent(parent: int) -> None:
@@ -315,8 +329,11 @@ def _run_ray_task(context_ref: list, piece: Any, threads: int) -> tuple[Any, str
 
 
 def engine_from_options(jobs: int | None = None, threads: int | None = None, ray: str | None = None,
-                        gpus_per_task: float | None = None) -> Engine:
+                        gpus_per_task: float | None = None, device: torch.device | None = None) -> Engine:
     """The engine the command-line options ``--jobs``, ``--threads``, ``--ray`` and ``--gpus-per-task`` name.
+
+    With ``device`` a CUDA GPU (``cuda:0``) and several GPUs on this machine, the ``jobs``
+    worker processes take every GPU in turn.
 
     Raises
     ------
@@ -327,7 +344,9 @@ def engine_from_options(jobs: int | None = None, threads: int | None = None, ray
     if ray is None:
         if gpus_per_task is not None:
             raise MusadvError("--gpus-per-task is for Ray tasks (--ray); on this machine --device names the GPU")
-        return LocalEngine(jobs, threads)
+        spread = device is not None and device.type == "cuda" and device.index in (0, None) and \
+            torch.cuda.device_count() > 1
+        return LocalEngine(jobs, threads, gpus=range(torch.cuda.device_count()) if spread else None)
     if jobs is not None:
         raise MusadvError("--jobs and --ray exclude each other: on Ray, the cluster's CPUs decide how many tasks run at once")
     return RayEngine(ray, 1 if threads is None else threads, gpus=gpus_per_task or 0.0)
