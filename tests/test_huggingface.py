@@ -255,3 +255,17 @@ def test_several_recordings_are_judged_in_one_pass_as_each_alone(kind, checkpoin
     assert [len(m) for m in many] == [len(a) for a in alone] == [3, 3, 3]
     for m, a in zip(many, alone):
         assert float((m - a).abs().max()) < 1e-4
+
+
+def test_a_model_whose_features_musadv_cannot_differentiate_is_refused_in_one_line(tmp_path, capsys):
+    """Whisper's feature extractor computes its log-mel in NumPy: no gradient would reach the audio."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
+
+    config = WhisperConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_labels=3)
+    WhisperForAudioClassification(config).save_pretrained(tmp_path / "whisper")
+    WhisperFeatureExtractor().save_pretrained(tmp_path / "whisper")
+    capsys.readouterr()
+    assert _run("classify", f"hf:{tmp_path / 'whisper'}", str(tmp_path / "x.wav")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "WhisperFeatureExtractor is not one musadv can differentiate" in err[0]
