@@ -1,0 +1,164 @@
+"""What a listener cannot hear: the frequency-masking threshold of the MPEG-1 psychoacoustic model 1.
+
+Per STFT frame, the global masking threshold (ISO/IEC 11172-3, model 1, as formulated by Painter
+& Spanias, "Perceptual coding of digital audio", Proc. IEEE 2000, and used by Qin et al., ICML
+2019, to bound an imperceptible adversary):
+
+1. The power spectral density in dB SPL, calibrated so that a full-scale sinusoid (amplitude 1)
+   reads ``level_db`` (default 96 dB: the 16-bit range mapped onto a loud playback).
+2. Tonal maskers: local maxima that stand 7 dB above their neighbours within 172 Hz (below
+   5.5 kHz), 258 Hz (below 11 kHz) or 517 Hz (above); each the power sum of its bin and the two
+   beside it. Noise maskers: per critical band, the power of every bin that is not near a tonal
+   masker, placed at the band's geometric-mean frequency.
+3. Maskers under the absolute threshold of hearing are dropped, and of two within 0.5 Bark the
+   weaker.
+4. Each masker's threshold at every bin: its level, its masking index (tonal
+   ``-6.025 - 0.275 z``, noise ``-2.025 - 0.175 z``, ``z`` its Bark) and the spreading function
+   of the Bark distance (:func:`spreading_db`); the global threshold is the power sum of all of
+   them and the absolute threshold of hearing (:func:`absolute_threshold_db`).
+
+A change whose power stays under the threshold in every bin of every frame is masked by the
+music itself (simultaneous masking only: the model has no temporal masking).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .spectral import STFTConfig, stft, window
+
+__all__ = ["bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "frame_threshold",
+           "DEFAULT_LEVEL_DB"]
+
+#: SPL (dB) of a full-scale sinusoid: where a recording's digital level is put for the model.
+DEFAULT_LEVEL_DB = 96.0
+#: Neighbourhoods of the tonal-masker test (Hz), below 5.5 kHz, below 11 kHz, above: the model's
+#: 2, 3 and 6 bins of a 512-point FFT at 44.1 kHz.
+TONAL_NEIGHBOURHOOD_HZ = ((5500.0, 172.0), (11000.0, 258.0), (np.inf, 517.0))
+TONAL_EXCESS_DB = 7.0
+#: Critical band edges (Hz) of the model (Zwicker's 25 bands).
+BAND_EDGES_HZ = np.array([0, 100, 200, 300, 400, 510, 630, 770, 920, 1080, 1270, 1480, 1720, 2000, 2320, 2700, 3150,
+                          3700, 4400, 5300, 6400, 7700, 9500, 12000, 15500, 1e9])
+
+
+def bark(freqs) -> np.ndarray:
+    """Critical-band rate ``z`` (Bark) of frequencies in Hz: ``13 atan(0.00076 f) + 3.5 atan((f / 7500)^2)``."""
+    f = np.asarray(freqs, dtype=np.float64)
+    return 13.0 * np.arctan(0.00076 * f) + 3.5 * np.arctan((f / 7500.0) ** 2)
+
+
+def absolute_threshold_db(freqs) -> np.ndarray:
+    """Absolute threshold of hearing (dB SPL) at frequencies in Hz (Terhardt's approximation).
+
+    ``3.64 (f/1000)^-0.8 - 6.5 exp(-0.6 (f/1000 - 3.3)^2) + 10^-3 (f/1000)^4``; below 20 Hz it
+    is held at its 20 Hz value (the formula diverges at 0 Hz).
+    """
+    k = np.maximum(np.asarray(freqs, dtype=np.float64), 20.0) / 1000.0
+    return 3.64 * k ** -0.8 - 6.5 * np.exp(-0.6 * (k - 3.3) ** 2) + 1e-3 * k ** 4
+
+
+def spreading_db(dz, masker_db) -> np.ndarray:
+    """The model's spreading function (dB) at Bark distance ``dz = z_maskee - z_masker`` from a masker of ``masker_db`` SPL.
+
+    ``17 dz - 0.4 P + 11`` for ``-3 <= dz < -1``; ``(0.4 P + 6) dz`` for ``-1 <= dz < 0``;
+    ``-17 dz`` for ``0 <= dz < 1``; ``(0.15 P - 17) dz - 0.15 P`` for ``1 <= dz < 8``; ``-inf``
+    (no masking) elsewhere. Broadcasts over both arguments.
+    """
+    dz, p = np.broadcast_arrays(np.asarray(dz, dtype=np.float64), np.asarray(masker_db, dtype=np.float64))
+    sf = np.full(dz.shape, -np.inf)
+    for lo, hi, value in ((-3, -1, lambda d, q: 17 * d - 0.4 * q + 11), (-1, 0, lambda d, q: (0.4 * q + 6) * d),
+                          (0, 1, lambda d, q: -17 * d), (1, 8, lambda d, q: (0.15 * q - 17) * d - 0.15 * q)):
+        sel = (dz >= lo) & (dz < hi)
+        sf[sel] = value(dz[sel], p[sel])
+    return sf
+
+
+def psd_db(spec: np.ndarray, config: STFTConfig, level_db: float = DEFAULT_LEVEL_DB) -> np.ndarray:
+    """Power spectral density (dB SPL) ``(n_frames, n_bins)`` of an STFT made with ``config``.
+
+    Calibrated so that a full-scale sinusoid centred on a bin reads ``level_db`` there: the
+    magnitude is divided by half the window's sum.
+    """
+    scale = float(window(config).sum()) / 2.0
+    power = np.abs(np.asarray(spec)) ** 2 / scale**2
+    return level_db + 10.0 * np.log10(np.maximum(power, 1e-30))
+
+
+def _tonal_neighbourhood(freqs: np.ndarray, bin_hz: float) -> np.ndarray:
+    """Bins on each side that a tonal masker must exceed by 7 dB (at least 2)."""
+    width = np.select([freqs < edge for edge, _ in TONAL_NEIGHBOURHOOD_HZ], [hz for _, hz in TONAL_NEIGHBOURHOOD_HZ])
+    return np.maximum(2, np.round(width / bin_hz)).astype(int)
+
+
+def frame_threshold(psd: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Global masking threshold (dB SPL) ``(n_bins,)`` of one frame's PSD ``(n_bins,)`` in dB SPL at ``freqs`` Hz."""
+    n = len(psd)
+    z = bark(freqs)
+    ath = absolute_threshold_db(freqs)
+    bin_hz = float(freqs[1] - freqs[0])
+    reach = _tonal_neighbourhood(freqs, bin_hz)
+    power = 10.0 ** (psd / 10.0)
+
+    # Tonal maskers: local maxima standing TONAL_EXCESS_DB above every neighbour within reach.
+    tonal = []
+    for k in range(1, n - 1):
+        if not (psd[k] > psd[k - 1] and psd[k] >= psd[k + 1]):
+            continue
+        lo, hi = max(0, k - reach[k]), min(n, k + reach[k] + 1)
+        near = np.r_[psd[lo : max(lo, k - 1)], psd[min(hi, k + 2) : hi]]
+        if near.size and np.all(psd[k] - near >= TONAL_EXCESS_DB):
+            tonal.append(k)
+    maskers = []  # (bin, level dB, is tonal)
+    near_tonal = np.zeros(n, dtype=bool)
+    for k in tonal:
+        maskers.append((k, 10.0 * np.log10(power[max(0, k - 1) : k + 2].sum()), True))
+        near_tonal[max(0, k - reach[k]) : k + reach[k] + 1] = True
+    # Noise maskers: what is left in each critical band, at its geometric-mean frequency.
+    for lo_hz, hi_hz in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:]):
+        band = np.flatnonzero((freqs >= lo_hz) & (freqs < hi_hz) & ~near_tonal)
+        if band.size == 0:
+            continue
+        rest = power[band].sum()
+        if rest <= 0:
+            continue
+        centre = np.exp(np.mean(np.log(np.maximum(freqs[band], bin_hz / 2))))
+        maskers.append((int(np.argmin(np.abs(freqs - centre))), 10.0 * np.log10(rest), False))
+    # Decimation: audible maskers only, and of two within 0.5 Bark the stronger.
+    maskers = sorted((m for m in maskers if m[1] >= ath[m[0]]), key=lambda m: z[m[0]])
+    kept: list[tuple[int, float, bool]] = []
+    for m in maskers:
+        if kept and z[m[0]] - z[kept[-1][0]] < 0.5:
+            if m[1] > kept[-1][1]:
+                kept[-1] = m
+            continue
+        kept.append(m)
+    total = 10.0 ** (ath / 10.0)
+    for k, level, is_tonal in kept:
+        index = -6.025 - 0.275 * z[k] if is_tonal else -2.025 - 0.175 * z[k]
+        total = total + 10.0 ** ((level + index + spreading_db(z - z[k], level)) / 10.0)
+    return 10.0 * np.log10(total)
+
+
+def masking_threshold(signal, config: STFTConfig = STFTConfig(), level_db: float = DEFAULT_LEVEL_DB) -> np.ndarray:
+    """Global masking threshold (dB SPL) ``(n_frames, n_bins)`` of a mono signal, frame by frame of ``config``'s STFT.
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        ``(n_samples,)`` at ``config.sr`` Hz (the model's rate or the file's: the threshold is
+        made at whatever rate and framing ``config`` states).
+    config : STFTConfig
+    level_db : float
+        SPL of a full-scale sinusoid: the playback level the threshold assumes.
+
+    Returns
+    -------
+    np.ndarray
+        float64; compare with :func:`psd_db` of a change's STFT in the same ``config``.
+    """
+    with torch.no_grad():
+        spec = stft(torch.as_tensor(np.asarray(signal, dtype=np.float32)), config).numpy()
+    psd = psd_db(spec, config, level_db)
+    freqs = np.arange(config.n_bins) * config.sr / config.n_fft
+    return np.stack([frame_threshold(p, freqs) for p in psd]) if len(psd) else np.zeros((0, config.n_bins))
