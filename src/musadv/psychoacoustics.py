@@ -28,7 +28,7 @@ import torch
 
 from .spectral import STFTConfig, stft, window
 
-__all__ = ["bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "frame_threshold",
+__all__ = ["bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "thresholds",
            "DEFAULT_LEVEL_DB"]
 
 #: SPL (dB) of a full-scale sinusoid: where a recording's digital level is put for the model.
@@ -91,53 +91,80 @@ def _tonal_neighbourhood(freqs: np.ndarray, bin_hz: float) -> np.ndarray:
     return np.maximum(2, np.round(width / bin_hz)).astype(int)
 
 
-def frame_threshold(psd: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-    """Global masking threshold (dB SPL) ``(n_bins,)`` of one frame's PSD ``(n_bins,)`` in dB SPL at ``freqs`` Hz."""
-    n = len(psd)
-    z = bark(freqs)
-    ath = absolute_threshold_db(freqs)
+def _shift(a: np.ndarray, j: int, fill) -> np.ndarray:
+    """``a`` moved ``j`` bins up the last axis (down for negative ``j``), ``fill`` where nothing came."""
+    out = np.full_like(a, fill)
+    if j > 0:
+        out[..., j:] = a[..., :-j]
+    elif j < 0:
+        out[..., :j] = a[..., -j:]
+    else:
+        out[...] = a
+    return out
+
+
+def _tonal(psd: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Which bins of each frame ``(n_frames, n_bins)`` are tonal maskers: local maxima standing
+    TONAL_EXCESS_DB above every bin from 2 to ``reach`` away on both sides."""
+    tonal = (psd > _shift(psd, 1, np.inf)) & (psd >= _shift(psd, -1, np.inf))
+    tonal[:, [0, -1]] = False
+    for j in range(2, int(reach.max()) + 1):
+        stands = (psd - _shift(psd, j, -np.inf) >= TONAL_EXCESS_DB) & (psd - _shift(psd, -j, -np.inf) >= TONAL_EXCESS_DB)
+        tonal &= stands | (reach < j)
+    return tonal
+
+
+def thresholds(psd: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Global masking threshold (dB SPL) ``(n_frames, n_bins)`` of frames' PSD ``(n_frames, n_bins)`` in dB SPL at ``freqs`` Hz."""
+    psd = np.atleast_2d(np.asarray(psd, dtype=np.float64))
+    n = psd.shape[1]
+    z, ath = bark(freqs), absolute_threshold_db(freqs)
     bin_hz = float(freqs[1] - freqs[0])
     reach = _tonal_neighbourhood(freqs, bin_hz)
     power = 10.0 ** (psd / 10.0)
-
-    # Tonal maskers: local maxima standing TONAL_EXCESS_DB above every neighbour within reach.
-    tonal = []
-    for k in range(1, n - 1):
-        if not (psd[k] > psd[k - 1] and psd[k] >= psd[k + 1]):
-            continue
-        lo, hi = max(0, k - reach[k]), min(n, k + reach[k] + 1)
-        near = np.r_[psd[lo : max(lo, k - 1)], psd[min(hi, k + 2) : hi]]
-        if near.size and np.all(psd[k] - near >= TONAL_EXCESS_DB):
-            tonal.append(k)
-    maskers = []  # (bin, level dB, is tonal)
-    near_tonal = np.zeros(n, dtype=bool)
-    for k in tonal:
-        maskers.append((k, 10.0 * np.log10(power[max(0, k - 1) : k + 2].sum()), True))
-        near_tonal[max(0, k - reach[k]) : k + reach[k] + 1] = True
+    tonal = _tonal(psd, reach)
+    tonal_db = 10.0 * np.log10(_shift(power, 1, 0.0) + power + _shift(power, -1, 0.0))
+    near = np.zeros_like(tonal)
+    for j in range(-int(reach.max()), int(reach.max()) + 1):
+        near |= _shift(tonal & (reach >= abs(j)), j, False)
     # Noise maskers: what is left in each critical band, at its geometric-mean frequency.
-    for lo_hz, hi_hz in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:]):
-        band = np.flatnonzero((freqs >= lo_hz) & (freqs < hi_hz) & ~near_tonal)
-        if band.size == 0:
-            continue
-        rest = power[band].sum()
-        if rest <= 0:
-            continue
-        centre = np.exp(np.mean(np.log(np.maximum(freqs[band], bin_hz / 2))))
-        maskers.append((int(np.argmin(np.abs(freqs - centre))), 10.0 * np.log10(rest), False))
-    # Decimation: audible maskers only, and of two within 0.5 Bark the stronger.
-    maskers = sorted((m for m in maskers if m[1] >= ath[m[0]]), key=lambda m: z[m[0]])
-    kept: list[tuple[int, float, bool]] = []
-    for m in maskers:
-        if kept and z[m[0]] - z[kept[-1][0]] < 0.5:
-            if m[1] > kept[-1][1]:
-                kept[-1] = m
-            continue
-        kept.append(m)
-    total = 10.0 ** (ath / 10.0)
-    for k, level, is_tonal in kept:
-        index = -6.025 - 0.275 * z[k] if is_tonal else -2.025 - 0.175 * z[k]
-        total = total + 10.0 ** ((level + index + spreading_db(z - z[k], level)) / 10.0)
-    return 10.0 * np.log10(total)
+    bands = [np.flatnonzero((freqs >= lo) & (freqs < hi)) for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])]
+    bands = [b for b in bands if b.size]
+    log_f = np.log(np.maximum(freqs, bin_hz / 2))
+    noise_bins, noise_db = [], []
+    for b in bands:
+        left = ~near[:, b]
+        rest = (power[:, b] * left).sum(1)
+        count = left.sum(1)
+        centre = np.exp((log_f[b] * left).sum(1) / np.maximum(count, 1))
+        above = np.clip(np.searchsorted(freqs, centre), 1, n - 1)
+        nearest = np.where(freqs[above] - centre < centre - freqs[above - 1], above, above - 1)
+        noise_bins.append(nearest)
+        noise_db.append(np.where((count > 0) & (rest > 0), 10.0 * np.log10(np.maximum(rest, 1e-300)), -np.inf))
+    noise_bins, noise_db = np.stack(noise_bins, 1), np.stack(noise_db, 1)
+    out = np.empty_like(psd)
+    ath_power = 10.0 ** (ath / 10.0)
+    for f in range(len(psd)):
+        tk = np.flatnonzero(tonal[f])
+        bins = np.r_[tk, noise_bins[f]]
+        levels = np.r_[tonal_db[f, tk], noise_db[f]]
+        is_tonal = np.r_[np.ones(len(tk), bool), np.zeros(noise_bins.shape[1], bool)]
+        # Decimation: audible maskers only, and of two within 0.5 Bark the stronger.
+        audible = levels >= ath[bins]
+        bins, levels, is_tonal = bins[audible], levels[audible], is_tonal[audible]
+        order = np.argsort(z[bins], kind="stable")
+        keep: list[int] = []
+        for m in order:
+            if keep and z[bins[m]] - z[bins[keep[-1]]] < 0.5:
+                if levels[m] > levels[keep[-1]]:
+                    keep[-1] = m
+                continue
+            keep.append(m)
+        bins, levels, is_tonal = bins[keep], levels[keep], is_tonal[keep]
+        index = np.where(is_tonal, -6.025 - 0.275 * z[bins], -2.025 - 0.175 * z[bins])
+        spread = spreading_db(z[None, :] - z[bins][:, None], levels[:, None])
+        out[f] = 10.0 * np.log10(ath_power + (10.0 ** (((levels + index)[:, None] + spread) / 10.0)).sum(0))
+    return out
 
 
 def masking_threshold(signal, config: STFTConfig = STFTConfig(), level_db: float = DEFAULT_LEVEL_DB) -> np.ndarray:
@@ -161,4 +188,4 @@ def masking_threshold(signal, config: STFTConfig = STFTConfig(), level_db: float
         spec = stft(torch.as_tensor(np.asarray(signal, dtype=np.float32)), config).numpy()
     psd = psd_db(spec, config, level_db)
     freqs = np.arange(config.n_bins) * config.sr / config.n_fft
-    return np.stack([frame_threshold(p, freqs) for p in psd]) if len(psd) else np.zeros((0, config.n_bins))
+    return thresholds(psd, freqs) if len(psd) else np.zeros((0, config.n_bins))
