@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from musadv.psychoacoustics import absolute_threshold_db, bark, masking_threshold, psd_db
+from musadv.psychoacoustics import absolute_threshold_db, bark, masking_threshold, noise_to_mask, psd_db
 from musadv.spectral import STFTConfig, stft
 
 CONFIG = STFTConfig()  # 22050 Hz, 1024-point frames
@@ -95,3 +95,33 @@ def test_the_threshold_of_a_tone_is_the_same_at_another_rate_and_framing(config)
     k1 = int(np.argmin(np.abs(bark(np.arange(config.n_bins) * config.sr / config.n_fft) - above)))
     r1 = int(np.argmin(np.abs(bark(FREQS) - above)))
     assert th[k1] == pytest.approx(ref[r1], abs=1.0)
+
+
+def test_noise_to_mask_of_no_change_is_minus_infinity():
+    x = _tone(FREQS[K0], 0.5)
+    assert noise_to_mask(x, x, CONFIG.sr) == {"nmr_db": -np.inf, "above_share": 0.0}
+
+
+def test_a_change_ten_times_larger_has_a_noise_to_mask_ratio_20_db_higher():
+    """The NMR is a power ratio against the original's threshold: linear in the change's power."""
+    x = _tone(FREQS[K0], 0.5)
+    noise = np.random.default_rng(0).standard_normal(len(x)).astype(np.float32) * 1e-4
+    a = noise_to_mask(x, x + noise, CONFIG.sr)["nmr_db"]
+    b = noise_to_mask(x, x + 10 * noise, CONFIG.sr)["nmr_db"]
+    assert b - a == pytest.approx(20.0, abs=0.05)
+
+
+def test_a_masked_change_has_no_bin_above_the_threshold_and_an_unmasked_one_has():
+    masker = _tone(FREQS[K0], 0.5)
+    for dz, masked in ((0.5, True), (4.0, False)):
+        weak = _tone(FREQS[_bin_at(dz)], 0.05)
+        share = noise_to_mask(masker, masker + weak, CONFIG.sr, config=CONFIG)["above_share"]
+        assert (share == 0) if masked else (share > 0.005), (dz, share)
+
+
+def test_a_channel_left_alone_halves_the_noise_to_mask_ratio():
+    x = _tone(FREQS[K0], 0.5)
+    noise = np.random.default_rng(1).standard_normal(len(x)).astype(np.float32) * 1e-3
+    mono = noise_to_mask(x, x + noise, CONFIG.sr)["nmr_db"]
+    stereo = noise_to_mask(np.stack([x, x]), np.stack([x + noise, x]), CONFIG.sr)["nmr_db"]
+    assert stereo == pytest.approx(mono - 10 * np.log10(2), abs=0.01)

@@ -214,3 +214,29 @@ def test_a_batch_of_8_gives_the_examples_of_one_at_a_time(which, trained_dnn, cd
             assert many[key] == one[key], (name, key)
         for key in ("snr_wave_db", "snr_trim_db"):  # empty: unchanged (already the target), SNR inf
             assert (many[key] == one[key] == "") or abs(float(many[key]) - float(one[key])) <= 0.1, (name, key)
+
+
+def test_a_change_kept_under_the_masking_threshold_is_measured_under_it_on_the_written_files(trained_dnn, learn_cache,
+                                                                                             tmp_path):
+    """``--masking 3``: every written file's change stays about 3 dB under its original's masking
+    threshold (NMR measured at the file's rate and framing), where the plain adversary's rises above it."""
+    from musadv import cli
+
+    files = [str(learn_cache.source(e)) for e in learn_cache.split("test")[::6]]  # one per style
+    rows = {}
+    for name, extra in (("plain", []), ("masked", ["--masking", "3"])):
+        out = tmp_path / name
+        cli.main(["attack", str(trained_dnn.path), *files, "--policy", "all_wrong", "--snr", "15", "--max-iter", "30",
+                  "--out", str(out), "--quiet", "--no-report", "--jobs", "1", *extra])
+        rows[name] = _rows(out)
+    assert all(r["nmr_db"] == "" for r in rows["plain"])  # measured only where it was bounded
+    masked = [r for r in rows["masked"] if r["snr_wave_db"]]
+    assert len(masked) == len(files)
+    for r in masked:
+        assert float(r["nmr_db"]) <= -2.0 and float(r["above_mask_share"]) <= 0.01, r["example"]
+        assert float(r["snr_wave_db"]) >= 15 - 1e-6
+    from musadv.psychoacoustics import noise_to_mask
+
+    plain = [noise_to_mask(*(audio.decode(tmp_path / "plain" / r[k])[0] for k in ("original_wav", "wav")),
+                           int(r["sr"]))["nmr_db"] for r in rows["plain"]]
+    assert max(plain) > 0

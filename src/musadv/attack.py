@@ -41,10 +41,10 @@ from .audio import quantize_pcm16
 from .errors import MusadvError
 from .interface import DifferentiableClassifier, evaluating, recording_confidence, unit_phase
 from .recording import Recording, edge_samples
-from .spectral import complex_abs, istft, stft
+from .spectral import STFTConfig, complex_abs, istft, stft, window
 from .taggers import TAG_THRESHOLD
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
+__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "masked_magnitudes", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
            "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
@@ -102,6 +102,12 @@ class AttackConfig:
         tag (its mean likelihood reaches :data:`TAG_THRESHOLD`) or ``'remove'`` it (below it),
         whatever the other tags do; the attack stops as soon as it has (``threshold`` and
         ``stop`` apply to ``'label'``), and its step follows the tag's binary cross-entropy.
+    masking_db : float or None
+        Keep the change under the music's own masking: after every step the change's STFT is
+        scaled down, bin by bin, to this many dB under the masking threshold of the original
+        (:func:`musadv.psychoacoustics.masking_threshold`, at the model's rate and framing, a
+        full-scale sinusoid at :data:`~musadv.psychoacoustics.DEFAULT_LEVEL_DB` SPL); the SNR
+        bound still holds. ``None`` (default): no masking bound. ``'consistent'`` order only.
     """
 
     snr_db: float | None = 15.0
@@ -115,6 +121,7 @@ class AttackConfig:
     order: str = "consistent"
     quantize: bool = True
     goal: str = "label"
+    masking_db: float | None = None
 
     def __post_init__(self):
         if self.goal not in GOALS:
@@ -133,6 +140,10 @@ class AttackConfig:
             raise ValueError(f"max_iter must be >= 0, not {self.max_iter}")
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
+        if self.masking_db is not None and self.order != "consistent":
+            raise ValueError("the masking bound holds on the written change: 'consistent' order only")
+        if self.masking_db is not None and not math.isfinite(self.masking_db):
+            raise ValueError(f"masking_db must be a finite number of dB (or None), not {self.masking_db}")
 
 
 @dataclass
@@ -663,6 +674,27 @@ class _Iterate:
             np.asarray(start, np.float32).reshape(rec.samples.shape), device=space.X.device)
         self.trace, self.reached, self.iterations = [], False, 0
         self.conf0 = self.conf = self.w = None
+        self.allowed = None if config.masking_db is None else masked_magnitudes(space.x, cfg, config.masking_db)
+
+
+def masked_magnitudes(x: torch.Tensor, config: STFTConfig, margin_db: float) -> torch.Tensor:
+    """The largest STFT magnitude ``(n_frames, n_bins)`` a change to ``x`` may have in each bin to stay
+    ``margin_db`` under ``x``'s masking threshold (the inverse of :func:`~musadv.psychoacoustics.psd_db`)."""
+    from .psychoacoustics import DEFAULT_LEVEL_DB, masking_threshold
+
+    threshold = masking_threshold(x.cpu().numpy(), config)
+    scale = float(window(config).sum()) / 2.0
+    allowed = scale * 10.0 ** ((threshold - margin_db - DEFAULT_LEVEL_DB) / 20.0)
+    return torch.from_numpy(allowed.astype(np.float32)).to(x.device)
+
+
+def _under_mask(y: torch.Tensor, x: torch.Tensor, allowed: torch.Tensor, config: STFTConfig) -> torch.Tensor:
+    """``y`` whose change from ``x`` has each STFT bin scaled down to at most ``allowed`` (phase kept)."""
+    change = stft(y - x, config)
+    mags = complex_abs(change)
+    scale = (allowed / mags.clamp_min(torch.finfo(mags.dtype).tiny)).clamp_(max=1.0)
+    # Where the windows barely cover the ends, the change is drawn to none rather than amplified.
+    return x + istft(change * scale, config, length=x.shape[-1], prior=torch.zeros_like(x))
 
 
 def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> None:
@@ -703,6 +735,8 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
                 t_now, alpha = _fista_weight(st.t_prev)
                 y.add_(st.z, alpha=alpha).sub_(st.z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
                 st.t_prev = t_now
+            if st.allowed is not None:
+                y = _under_mask(y, st.space.x, st.allowed, cfg)
             st.w = None  # free the previous file samples before the next are made: they are no longer needed
             st.w = st.space.write(y)
             st.z_prev, st.z = st.z, st.space.hear(st.w)

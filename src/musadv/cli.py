@@ -362,6 +362,9 @@ def test_cmd(model_spec, split, cache_dir, out, device):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
+@click.option("--masking", "masking_db", type=FINITE, default=None,
+              help="Keep the change this many dB under the music's masking threshold (MPEG-1 psychoacoustic model 1) "
+                   "in every STFT bin, beside the SNR bound; results.csv then gives each file's noise-to-mask ratio.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Attack this many examples at once, one network pass per iteration for all (what makes a GPU pay); "
                    "the examples are those of --batch 1 to within float rounding. Not with --minimize.")
@@ -369,7 +372,7 @@ def test_cmd(model_spec, split, cache_dir, out, device):
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, minimize, limit, duration, seed, out, quiet,
-               no_report, batch, engine, device):
+               no_report, masking_db, batch, engine, device):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -400,7 +403,7 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
-                              quantize=not float_wav, goal=goal)
+                              quantize=not float_wav, goal=goal, masking_db=masking_db)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if repairs < 0:
@@ -433,6 +436,9 @@ def _print_attack_summary(m: dict, out: Path) -> None:
         line += f", edge-trimmed {trim['mean']:.1f} dB (min {trim['min']:.1f})"
     if m["visqol_mos"]:
         line += f", ViSQOL MOS-LQO {m['visqol_mos']['mean']:.2f} (min {m['visqol_mos']['min']:.2f})"
+    if m.get("nmr_db"):
+        line += (f", NMR median {m['nmr_db']['median']:.1f} dB (max {m['nmr_db']['max']:.1f}), "
+                 f"{m['above_mask_share']['mean']:.2%} of bins above the masking threshold")
     click.echo(line)
     if m.get("minimal"):
         mm = m["minimal"]

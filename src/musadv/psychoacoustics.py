@@ -28,7 +28,8 @@ import torch
 
 from .spectral import STFTConfig, stft, window
 
-__all__ = ["bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "thresholds",
+__all__ = ["bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "thresholds", "noise_to_mask",
+           "measure_config",
            "DEFAULT_LEVEL_DB"]
 
 #: SPL (dB) of a full-scale sinusoid: where a recording's digital level is put for the model.
@@ -189,3 +190,52 @@ def masking_threshold(signal, config: STFTConfig = STFTConfig(), level_db: float
     psd = psd_db(spec, config, level_db)
     freqs = np.arange(config.n_bins) * config.sr / config.n_fft
     return thresholds(psd, freqs) if len(psd) else np.zeros((0, config.n_bins))
+
+
+def measure_config(sr: int) -> STFTConfig:
+    """The framing a file's noise-to-mask ratio is measured in at ``sr`` Hz: Hann frames of the power of
+    two nearest 46 ms (1024 at 22.05 kHz, 2048 at 44.1 kHz, 512 at 11.025 kHz), 50 % overlap."""
+    n_fft = int(2 ** round(np.log2(0.0464 * sr)))
+    return STFTConfig(sr=int(sr), n_fft=n_fft, hop=n_fft // 2)
+
+
+def noise_to_mask(reference: np.ndarray, changed: np.ndarray, sr: int, level_db: float = DEFAULT_LEVEL_DB,
+                  config: STFTConfig | None = None) -> dict:
+    """How far a change rises above the masking threshold of the recording it was made to.
+
+    Parameters
+    ----------
+    reference, changed : np.ndarray
+        ``(n_channels, n_samples)`` (or ``(n_samples,)``) at ``sr`` Hz: the original and the
+        changed recording; each channel is measured against its own threshold.
+    sr : int
+    level_db : float
+        SPL of a full-scale sinusoid (the playback level the threshold assumes).
+    config : STFTConfig, optional
+        The framing (default :func:`measure_config` of ``sr``).
+
+    Returns
+    -------
+    dict
+        ``nmr_db``: ``10 log10`` of the mean over frames, bins and channels of the change's power
+        over the threshold (0 dB: on the threshold on average; -inf for no change; a linear mean,
+        so that an audible stretch is not hidden by unchanged ones); ``above_share``: the share of
+        time-frequency bins where the change's power exceeds the threshold.
+    """
+    reference = np.atleast_2d(np.asarray(reference, dtype=np.float32))
+    changed = np.atleast_2d(np.asarray(changed, dtype=np.float32))
+    if reference.shape != changed.shape:
+        raise ValueError(f"reference and changed differ in shape: {reference.shape} and {changed.shape}")
+    if np.array_equal(reference, changed):
+        return {"nmr_db": -np.inf, "above_share": 0.0}
+    config = config or measure_config(sr)
+    ratios, above, n = 0.0, 0, 0
+    for ref, new in zip(reference, changed):
+        threshold = masking_threshold(ref, config, level_db)
+        with torch.no_grad():
+            spec = stft(torch.from_numpy(new - ref), config).numpy()
+        excess = psd_db(spec, config, level_db) - threshold
+        ratios += float((10.0 ** (excess / 10.0)).sum())
+        above += int((excess > 0).sum())
+        n += excess.size
+    return {"nmr_db": 10.0 * np.log10(ratios / n) if ratios > 0 else -np.inf, "above_share": above / n}

@@ -63,8 +63,8 @@ __all__ = ["RecordingRef", "recordings_from_split", "recordings_from_files", "ru
 RESULT_FIELDS = [
     "example", "file", "true", "goal", "target", "label_before", "conf_before", "label_after", "conf_after",
     "decoded_label", "decoded_conf", "decoded_target_conf", "success", "success_in_memory",
-    "snr_wave_db", "snr_trim_db", "snr_mag_db", "visqol_mos", "sr", "channels", "repairs", "iterations", "seconds",
-    "wav", "original_wav",
+    "snr_wave_db", "snr_trim_db", "snr_mag_db", "visqol_mos", "nmr_db", "above_mask_share", "sr", "channels", "repairs",
+    "iterations", "seconds", "wav", "original_wav",
 ]
 
 
@@ -168,6 +168,11 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         # Its iteration 0 judges the written file again: the trace goes on from there.
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
+    masking = None
+    if config.masking_db is not None:  # what the bound promised, measured on the file written, at its rate
+        from .psychoacoustics import noise_to_mask
+
+        masking = noise_to_mask(rec.samples, written, rec.sr)
     row = {
         "example": ex_id, "file": ref.name, "true": ref.true_label or "", "goal": config.goal, "target": target,
         "label_before": first.label_before, "conf_before": first.confidence_before[first.label_before],
@@ -177,6 +182,8 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         "success": int(success), "success_in_memory": int(result.success),
         "snr_wave_db": finite_or_none(snr_whole), "snr_trim_db": finite_or_none(snr_trim), "snr_mag_db": finite_or_none(snr_mag),
         "visqol_mos": quality(rec, written) if quality else None,
+        "nmr_db": finite_or_none(masking["nmr_db"]) if masking else None,
+        "above_mask_share": masking["above_share"] if masking else None,
         "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
         "iterations": iterations, "seconds": seconds,
         "wav": str(wav.relative_to(out)), "original_wav": f"originals/{stem}.wav",
@@ -469,7 +476,8 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     """Collect the finished examples of a run directory into results.csv, traces.csv and metrics.json."""
     out = Path(out_dir)
     records = read_records(out / "examples")
-    write_csv_atomic(out / "results.csv", [{k: r[k] for k in RESULT_FIELDS} for r in records], RESULT_FIELDS)
+    # Runs made before a column existed have none: it stays empty.
+    write_csv_atomic(out / "results.csv", [{k: r.get(k) for k in RESULT_FIELDS} for r in records], RESULT_FIELDS)
     traces = [{"example": r["example"], **t} for r in records for t in r["trace"]]
     write_csv_atomic(out / "traces.csv", traces, ["example", "iteration", "loss", "target_posterior", "snr_db"])
     known = [r for r in records if r["true"]]
@@ -492,6 +500,8 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
                                                      if r["true"] and r["decoded_label"] != r["true"]], dtype=float)),
         "snr_mag_db": stats(column("snr_mag_db")),
         "visqol_mos": stats(column("visqol_mos")),
+        "nmr_db": stats(column("nmr_db")),
+        "above_mask_share": stats(column("above_mask_share")),
         "repaired": sum(1 for r in records if r.get("repairs") and r["success"]),
         "failed": [r["example"] for r in records if not r["success"]],
         "unchanged_examples": len(records) - len(changed),
