@@ -19,6 +19,27 @@ def tone(freq=440.0, seconds=1.0, sr=22050, amp=0.5, channels=1):
     return y.astype(np.float32)
 
 
+def fit_cross_entropy(network, forward, inputs, targets, epochs, batch=64, lr=3e-3, seed=0):
+    """The researcher's own loop: Adam on the cross-entropy of ``forward(inputs)``, shuffled mini-batches.
+
+    ``network`` (whose parameters are trained) is left in evaluation mode and returned.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(network.parameters(), lr=lr)
+    network.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(targets))
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            loss = torch.nn.functional.cross_entropy(forward(inputs[idx]), targets[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return network.eval()
+
+
 @pytest.fixture
 def write_tone(tmp_path):
     """Write a sine tone to tmp_path/name in the format its extension implies."""

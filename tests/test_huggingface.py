@@ -20,6 +20,8 @@ from musadv.interface import unit_phase  # noqa: E402
 from musadv.spectral import STFTConfig, stft  # noqa: E402
 from musadv.systems import load_system  # noqa: E402
 
+from .conftest import fit_cross_entropy  # noqa: E402
+
 SR = 16000
 CHUNK_S = 2  # the HuBERT's chunk: three per 6 s recording
 AST_FRAMES = 200  # the AST's max_length: 2.015 s
@@ -52,7 +54,7 @@ def _tiny_ast(labels):
 
 
 def _fine_tune(system, cache, epochs=25, lr=3e-3, seed=0):
-    """The researcher's own loop: Adam on the cross-entropy of every whole chunk of the training recordings."""
+    """The researcher's own loop (:func:`fit_cross_entropy`) on every whole chunk of the training recordings."""
     index = {lab: i for i, lab in enumerate(system.labels)}
     xs, ys = [], []
     for e in cache.split("train"):
@@ -61,19 +63,7 @@ def _fine_tune(system, cache, epochs=25, lr=3e-3, seed=0):
             if b - a == system.chunk_samples:
                 xs.append(system.features(signal[a:b]))
                 ys.append(index[e.label])
-    x, y = torch.stack(xs), torch.tensor(ys)
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(system.model.parameters(), lr=lr)
-    system.model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(y))
-        for i in range(0, len(order), 16):
-            idx = order[i : i + 16]
-            loss = torch.nn.functional.cross_entropy(system(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    system.model.eval()
+    fit_cross_entropy(system.model, system, torch.stack(xs), torch.tensor(ys), epochs, batch=16, lr=lr, seed=seed)
 
 
 @pytest.fixture(scope="module")

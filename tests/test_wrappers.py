@@ -20,6 +20,8 @@ from musadv.spectral import STFTConfig, stft
 from musadv.systems import load_system
 from musadv.wrappers import TorchClassifier, logmel, mel_filterbank
 
+from .conftest import fit_cross_entropy
+
 # The researcher's own file: two models and the factories musadv calls. Nothing in it but the
 # wrapper comes from musadv.
 MODELS_PY = textwrap.dedent('''
@@ -97,19 +99,8 @@ MODELS_PY = textwrap.dedent('''
 
 
 def _train(model, inputs, targets, epochs, seed=0):
-    """The researcher's own loop: Adam on cross-entropy, shuffled mini-batches."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.module.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(targets))
-        for i in range(0, len(order), 64):
-            idx = order[i : i + 64]
-            loss = torch.nn.functional.cross_entropy(model(inputs[idx]), targets[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    """The researcher's own loop (:func:`fit_cross_entropy`) on a wrapped module."""
+    return fit_cross_entropy(model, model, inputs, targets, epochs, seed=seed)
 
 
 @pytest.fixture(autouse=True)
