@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from musadv.psychoacoustics import absolute_threshold_db, bark, masking_threshold, noise_to_mask, psd_db
+from musadv.psychoacoustics import LOWEST_HZ, absolute_threshold_db, bark, masking_threshold, noise_to_mask, psd_db
 from musadv.spectral import STFTConfig, stft
 
 CONFIG = STFTConfig()  # 22050 Hz, 1024-point frames
@@ -38,6 +38,17 @@ def test_in_silence_the_threshold_is_the_absolute_threshold_of_hearing():
     assert th.shape[1] == CONFIG.n_bins
     assert np.abs(th - absolute_threshold_db(FREQS)).max() < 1e-9
     assert absolute_threshold_db(3300.0) < absolute_threshold_db(100.0)  # most sensitive near 3.3 kHz
+
+
+def test_below_one_bark_the_threshold_in_quiet_gives_no_more_room_than_at_one_bark():
+    """Terhardt's formula reads 83 dB SPL at 20 Hz (13 dB under full scale): held there, it would let an
+    adversary put a change as loud as the music into the lowest bins and call it inaudible."""
+    assert abs(bark(LOWEST_HZ) - 1.0) < 1e-3
+    th = masking_threshold(np.zeros(CONFIG.sr, np.float32), CONFIG)
+    low = FREQS < LOWEST_HZ
+    assert low.sum() == 5  # 0 to 86 Hz at 21.5 Hz a bin
+    assert np.abs(th[:, low] - absolute_threshold_db(LOWEST_HZ)).max() < 1e-9
+    assert absolute_threshold_db(LOWEST_HZ) < 25.0
 
 
 def test_a_full_scale_sine_reads_the_playback_level():

@@ -703,6 +703,55 @@ def report_cmd(run_dir, open_):
         webbrowser.open(page.resolve().as_uri())
 
 
+@cli.command("listen")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder of the test's page and excerpts.")
+@click.option("--kind", type=click.Choice(["abx", "mushra"]), default="abx", show_default=True,
+              help="abx: is X the original or the adversarial example? mushra: score the adversarial example, a hidden "
+                   "reference and a same-SNR white-noise anchor against the reference.")
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+              help="ABX trials per listener (the examples in turn); MUSHRA: screens, one per example.")
+@click.option("--excerpt", "excerpt_seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds of each example played: where its change is loudest relative to the music.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the anchors' noise.")
+def listen_cmd(run_dir, out, kind, trials, excerpt_seconds, seed):
+    """Write a listening test of the successful examples of the attack run RUN_DIR: a page that needs
+    no server, which listeners open in a browser; each saves their answers as a file for listen-results."""
+    from .listening import write_listening_test
+
+    page = write_listening_test(run_dir, out, kind=kind, trials=trials, excerpt_seconds=excerpt_seconds, seed=seed)
+    click.echo(f"{page}: open it in a browser (file:// works); listeners save their answers as JSON or CSV")
+
+
+@cli.command("listen-results")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--test", "test_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The test's test.json (written by listen): checks the answers belong to it and adds each example's figures.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def listen_results_cmd(files, test_file, out):
+    """Pool the answer FILES of several listeners: ABX detection rates with a binomial test against
+    guessing and MUSHRA scores with 95 % confidence intervals, per example and overall."""
+    from .io import read_tagged_json
+    from .listening import TEST_FORMAT, evaluate, pool_answers, write_results
+
+    manifest = None
+    if test_file:
+        manifest = read_tagged_json(test_file, TEST_FORMAT, MusadvError, "no such test file",
+                                    "not the test.json of musadv listen")
+    summary = evaluate(pool_answers(list(files), manifest), manifest)
+    paths = write_results(summary, out)
+    click.echo(f"{len(summary['listeners'])} listeners, {summary['sessions']} sessions")
+    if "abx" in summary:
+        o = summary["abx"]["overall"]
+        click.echo(f"ABX: {o['correct']} of {o['trials']} trials right ({o['detection_rate']:.0%}), "
+                   f"p = {o['p_value']:.3g} against guessing (one-sided binomial)")
+    if "mushra" in summary:
+        for c, v in summary["mushra"]["overall"].items():
+            click.echo(f"MUSHRA {c.replace('_', ' '):17s} {v['mean']:5.1f} (95 % CI {v['ci_low']:.1f} to {v['ci_high']:.1f}, "
+                       f"{v['n']} scores)")
+    click.echo(", ".join(str(p) for p in paths))
+
+
 @cli.command("demo")
 @click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="A dataset (GTZAN folder, label folders or CSV) instead of the built-in data.")

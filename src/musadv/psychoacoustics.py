@@ -28,7 +28,7 @@ import torch
 
 from .spectral import STFTConfig, stft, window
 
-__all__ = ["bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "thresholds", "noise_to_mask",
+__all__ = ["LOWEST_HZ", "bark", "absolute_threshold_db", "spreading_db", "psd_db", "masking_threshold", "thresholds", "noise_to_mask",
            "measure_config",
            "DEFAULT_LEVEL_DB"]
 
@@ -43,6 +43,10 @@ BAND_EDGES_HZ = np.array([0, 100, 200, 300, 400, 510, 630, 770, 920, 1080, 1270,
                           3700, 4400, 5300, 6400, 7700, 9500, 12000, 15500, 1e9])
 
 
+#: 1 Bark (Hz): below it the threshold in quiet is held at its value here (see :func:`absolute_threshold_db`).
+LOWEST_HZ = 101.35
+
+
 def bark(freqs) -> np.ndarray:
     """Critical-band rate ``z`` (Bark) of frequencies in Hz: ``13 atan(0.00076 f) + 3.5 atan((f / 7500)^2)``."""
     f = np.asarray(freqs, dtype=np.float64)
@@ -52,10 +56,14 @@ def bark(freqs) -> np.ndarray:
 def absolute_threshold_db(freqs) -> np.ndarray:
     """Absolute threshold of hearing (dB SPL) at frequencies in Hz (Terhardt's approximation).
 
-    ``3.64 (f/1000)^-0.8 - 6.5 exp(-0.6 (f/1000 - 3.3)^2) + 10^-3 (f/1000)^4``; below 20 Hz it
-    is held at its 20 Hz value (the formula diverges at 0 Hz).
+    ``3.64 (f/1000)^-0.8 - 6.5 exp(-0.6 (f/1000 - 3.3)^2) + 10^-3 (f/1000)^4``; below 1 Bark
+    (:data:`LOWEST_HZ`) it is held at its value there. The formula climbs steeply below it (83 dB
+    SPL at 20 Hz, near full scale at the calibration) and would let an adversary fill the lowest
+    bins with a change that the formula calls inaudible but that dwarfs the music, drives a
+    loudspeaker and clips; Qin et al. and the Adversarial Robustness Toolbox give the threshold in
+    quiet no say below 1 Bark either.
     """
-    k = np.maximum(np.asarray(freqs, dtype=np.float64), 20.0) / 1000.0
+    k = np.maximum(np.asarray(freqs, dtype=np.float64), LOWEST_HZ) / 1000.0
     return 3.64 * k ** -0.8 - 6.5 * np.exp(-0.6 * (k - 3.3) ** 2) + 1e-3 * k ** 4
 
 
