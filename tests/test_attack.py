@@ -235,3 +235,14 @@ def test_patience_stops_a_stalled_attack_and_label_stops_at_the_decision(trained
     decided = attack(trained_dnn, clip, target, AttackConfig(snr_db=15, stop="label"))
     assert decided.success and decided.confidence_after[target] < 0.9
     assert decided.iterations < attack(trained_dnn, clip, target, AttackConfig(snr_db=15)).iterations
+
+
+def test_the_masking_bound_refuses_settings_it_cannot_keep():
+    """The bound holds on the written change ('consistent' order) and its step is sized in the bound's own
+    units (the scale-free step), so the paper's raw step and order are refused, each with its own message."""
+    with pytest.raises(ValueError, match="scale-free step"):
+        AttackConfig(masking_db=3.0, step=0.1)
+    with pytest.raises(ValueError, match="'consistent' order only"):
+        AttackConfig(masking_db=3.0, order="paper")
+    with pytest.raises(ValueError, match="finite"):
+        AttackConfig(masking_db=float("nan"))

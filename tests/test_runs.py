@@ -242,3 +242,11 @@ def test_a_change_kept_under_the_masking_threshold_is_measured_under_it_on_the_w
     plain = [noise_to_mask(*(audio.decode(tmp_path / "plain" / r[k])[0] for k in ("original_wav", "wav")),
                            int(r["sr"]))["nmr_db"] for r in rows["plain"]]
     assert max(plain) > 0
+    # The report says it beside SNR and ViSQOL: the run's median and every example's own figure.
+    from musadv.report import write_report
+
+    html = write_report(tmp_path / "masked").read_text()
+    median = json.loads((tmp_path / "masked" / "metrics.json").read_text())["nmr_db"]["median"]
+    assert f"median {median:.1f} dB" in html
+    for r in masked:
+        assert f"<td>{float(r['nmr_db']):.1f}\n({100 * float(r['above_mask_share']):.2f} %)</td>" in html, r["example"]

@@ -106,8 +106,10 @@ class AttackConfig:
         Keep the change under the music's own masking: after every step the change's STFT is
         scaled down, bin by bin, to this many dB under the masking threshold of the original
         (:func:`musadv.psychoacoustics.masking_threshold`, at the model's rate and framing, a
-        full-scale sinusoid at :data:`~musadv.psychoacoustics.DEFAULT_LEVEL_DB` SPL); the SNR
-        bound still holds. ``None`` (default): no masking bound. ``'consistent'`` order only.
+        full-scale sinusoid at :data:`~musadv.psychoacoustics.DEFAULT_LEVEL_DB` SPL), and each
+        step weights the gradient by the room the bound leaves in each bin (see
+        ``_masked_step``); the SNR bound still holds (``snr_db=None`` leaves the masking bound
+        alone). ``None`` (default): no masking bound. ``'consistent'`` order, scale-free step only.
     """
 
     snr_db: float | None = 15.0
@@ -142,6 +144,9 @@ class AttackConfig:
             raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
         if self.masking_db is not None and self.order != "consistent":
             raise ValueError("the masking bound holds on the written change: 'consistent' order only")
+        if self.masking_db is not None and self.step is not None:
+            raise ValueError("the masking bound takes the scale-free step (step=None): the paper's raw step "
+                             "has no size in the bound's units")
         if self.masking_db is not None and not math.isfinite(self.masking_db):
             raise ValueError(f"masking_db must be a finite number of dB (or None), not {self.masking_db}")
 
@@ -635,6 +640,24 @@ def _step_size(config: AttackConfig, grad: torch.Tensor, mag0_norm: float) -> fl
     return config.step_fraction * mag0_norm / 10 ** (snr / 20) / g
 
 
+def _masked_step(config: AttackConfig, grad: torch.Tensor, allowed: torch.Tensor) -> float:
+    """The step under a masking bound: ``grad`` is weighted in place by ``allowed`` and the step moves the
+    magnitudes by ``step_fraction`` of ``||allowed||``.
+
+    The plain normalised gradient puts much of its step into bins the gradient favours, often
+    high, quiet ones where the music masks little, and the projection then scales it back; that
+    projection is inexact (the inverse STFT of a scaled change is not exactly that change), so
+    every step that presses on the bound leaks a few bins above the threshold. Weighting each bin
+    by the room the bound leaves there spends the step where the music masks most: the change
+    ends further under the threshold, with fewer bins above it, though larger in energy (a lower
+    SNR). ``allowed ** 2`` would be the steepest step in the bound's own coordinates; it spends
+    the change in loud bins the classifier barely heeds.
+    """
+    grad.mul_(allowed)
+    g = _norm(grad)
+    return 0.0 if g == 0 else config.step_fraction * _norm(allowed) / g
+
+
 def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, step: float) -> torch.Tensor:
     """The spectrum with magnitudes ``max(0, mags - step * grad)`` and the phase of ``spec``.
 
@@ -728,9 +751,9 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
             if not need_grad or _stalled(config, st.trace):
                 st.running = False
                 continue
+            step = _step_size(config, grad, st.mag0_norm) if st.allowed is None else _masked_step(config, grad, st.allowed)
             # The current iterate anchors the resynthesis where the windows barely cover the edges.
-            y = istft(_gradient_step(spec, m, grad, _step_size(config, grad, st.mag0_norm)), cfg,
-                      length=st.z.shape[-1], prior=st.z)
+            y = istft(_gradient_step(spec, m, grad, step), cfg, length=st.z.shape[-1], prior=st.z)
             if config.momentum:
                 t_now, alpha = _fista_weight(st.t_prev)
                 y.add_(st.z, alpha=alpha).sub_(st.z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary

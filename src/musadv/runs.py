@@ -139,11 +139,12 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
 
 
 def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
-             repairs: int, quality, minimal: bool, result: AttackResult | None = None) -> tuple[Path, dict]:
+             repairs: int, quality, minimal: bool, result: AttackResult | None = None, nmr: bool = False) -> tuple[Path, dict]:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
     WAV, judge the decoded file, repair it if it misses the target; the example's record and its path.
 
-    ``result``: the attack already made (by a batch of attacks), to be written and judged.
+    ``result``: the attack already made (by a batch of attacks), to be written and judged. ``nmr``:
+    measure the noise-to-mask ratio of the written file (always measured under a masking bound).
     """
     ex_id = f"{stem}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
@@ -169,7 +170,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
     masking = None
-    if config.masking_db is not None:  # what the bound promised, measured on the file written, at its rate
+    if nmr or config.masking_db is not None:  # measured on the file written, at its rate
         from .psychoacoustics import noise_to_mask
 
         masking = noise_to_mask(rec.samples, written, rec.sr)
@@ -228,6 +229,7 @@ _RUN_CHECKS = [
     ("output", "examples written {old}, not {new}"),
     ("repairs", "{old} repair rounds, not {new}"),
     ("visqol", "ViSQOL {old}, not {new}"),
+    ("nmr", "noise-to-mask ratios {old}, not {new}"),
     ("minimal", "minimal perturbations {old}, not {new}"),
 ]
 
@@ -248,6 +250,7 @@ class AttackRun(RunKind):
     minimal: bool
     extra: dict
     batch: int = 1
+    nmr: bool = False
 
     settings_name = "run.json"
     record_dir = "examples"
@@ -261,12 +264,13 @@ class AttackRun(RunKind):
             "model_sha256": weights_sha256(m), "labels": m.labels, "stft": m.stft.to_dict(),
             "policy": self.policy, "seed": self.seed, "attack": asdict(self.config),
             "output": "at the model's rate" if self.model_rate else "at each file's rate and channels",
-            "repairs": self.repairs, "visqol": self.visqol, "minimal": self.minimal,
+            "repairs": self.repairs, "visqol": self.visqol, "nmr": self.nmr, "minimal": self.minimal,
             "recordings": [asdict(j) for j in self.recordings], **self.extra}}
 
     def check_same(self, out, old, new):
         for key, what in _RUN_CHECKS:
-            if old.get(key) != new[key]:
+            # A run made before a setting existed had it off.
+            if old.get(key, False if key == "nmr" else None) != new[key]:
                 raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
                                   "choose another --out")
         check_same_recordings(out, old, new, "run")
@@ -319,7 +323,7 @@ def _attack_recording(c: AttackRun, ref: RecordingRef) -> list[tuple[Path, dict]
     """Every unfinished example of one recording: their records."""
     job = _recording_job(c, ref)
     return [_example(c.model, ref, job.rec, job.mag_x, target, c.config, c.out, job.stem, c.repairs, job.quality,
-                     c.minimal) for target in job.targets]
+                     c.minimal, nmr=c.nmr) for target in job.targets]
 
 
 @dataclass
@@ -362,7 +366,7 @@ def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[lis
             job = jobs[k]
             try:
                 records[k].append(_example(c.model, refs[k], job.rec, job.mag_x, target, c.config, c.out, job.stem,
-                                           c.repairs, job.quality, False, result))
+                                           c.repairs, job.quality, False, result, nmr=c.nmr))
             except MusadvError as exc:
                 errors[k] = str(exc)
     return [(None, errors[k]) if k in errors else (records[k], None) for k in range(len(refs))]
@@ -410,6 +414,7 @@ def run_attacks(
     minimal: bool = False,
     engine: Engine | None = None,
     batch: int = 1,
+    nmr: bool = False,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -453,6 +458,9 @@ def run_attacks(
         iteration for all of them), which is what makes a GPU pay; each example is the one a
         batch of 1 makes, to within float rounding, so a run may resume with another batch.
         ``minimal`` searches go one example at a time.
+    nmr : bool
+        Measure each written file's noise-to-mask ratio against its original's masking threshold
+        (:func:`musadv.psychoacoustics.noise_to_mask`; always measured under ``config.masking_db``).
 
     Returns
     -------
@@ -468,7 +476,7 @@ def run_attacks(
     if not (isinstance(batch, int) and batch >= 1):
         raise MusadvError(f"batch must be an integer >= 1, not {batch!r}")
     kind = AttackRun(model, tuple(recordings), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
-                     minimal, dict(extra or {}), batch)
+                     minimal, dict(extra or {}), batch, nmr)
     return drive(kind, engine, progress)
 
 
