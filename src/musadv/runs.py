@@ -308,22 +308,16 @@ class AttackRun(RunKind):
         return len(self.model.labels) if self.policy == "every_label" else 1
 
     def do(self, ref):
-        return _attack_recording(self, ref)
+        ((records, error),) = _attack_recordings(self, [ref])
+        if error is not None:
+            raise MusadvError(error)
+        return records
 
     def do_many(self, refs):
-        if self.minimal:  # each search is its own sequence of attacks
-            return super().do_many(refs)
         return _attack_recordings(self, refs)
 
     def summarise(self):
         return summarise(self.out, self.model.labels)
-
-
-def _attack_recording(c: AttackRun, ref: RecordingRef) -> list[tuple[Path, dict]]:
-    """Every unfinished example of one recording: their records."""
-    job = _recording_job(c, ref)
-    return [_example(c.model, ref, job.rec, job.mag_x, target, c.config, c.out, job.stem, c.repairs, job.quality,
-                     c.minimal, nmr=c.nmr) for target in job.targets]
 
 
 @dataclass
@@ -338,8 +332,9 @@ class _RecordingJob:
 
 
 def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[list | None, str | None]]:
-    """Every unfinished example of several recordings, attacked ``c.batch`` at a time (:func:`attack_many`);
-    per recording its records, or the error that stopped it."""
+    """Every unfinished example of several recordings (one, done alone), attacked ``c.batch`` at a time
+    (:func:`attack_many`; a minimal-perturbation search, one example at a time); per recording its
+    records, or the error that stopped it."""
     jobs: dict[int, _RecordingJob] = {}
     errors: dict[int, str] = {}
     for k, ref in enumerate(refs):
@@ -349,10 +344,13 @@ def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[lis
             errors[k] = str(exc)
     pairs = [(k, target) for k, job in jobs.items() for target in job.targets]
     records: dict[int, list] = {k: [] for k in jobs}
-    for i in range(0, len(pairs), c.batch):
-        group = [(k, t) for k, t in pairs[i : i + c.batch] if k not in errors]
+    size = 1 if c.minimal else c.batch
+    for i in range(0, len(pairs), size):
+        group = [(k, t) for k, t in pairs[i : i + size] if k not in errors]
         try:
-            results = attack_many(c.model, [jobs[k].rec for k, _ in group], [t for _, t in group], c.config)
+            # A search makes its own attacks (_example); a plain attack is made here, for the whole group.
+            results = [None] * len(group) if c.minimal else attack_many(c.model, [jobs[k].rec for k, _ in group],
+                                                                       [t for _, t in group], c.config)
         except MusadvError:  # one recording the model cannot judge (too short): each alone, to know which
             results = [None] * len(group)
             for n, (k, t) in enumerate(group):
@@ -361,12 +359,12 @@ def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[lis
                 except MusadvError as exc:
                     errors.setdefault(k, str(exc))
         for (k, target), result in zip(group, results):
-            if k in errors or result is None:
+            if k in errors or (result is None and not c.minimal):
                 continue
             job = jobs[k]
             try:
                 records[k].append(_example(c.model, refs[k], job.rec, job.mag_x, target, c.config, c.out, job.stem,
-                                           c.repairs, job.quality, False, result, nmr=c.nmr))
+                                           c.repairs, job.quality, c.minimal, result, nmr=c.nmr))
             except MusadvError as exc:
                 errors[k] = str(exc)
     return [(None, errors[k]) if k in errors else (records[k], None) for k in range(len(refs))]
