@@ -148,3 +148,36 @@ def test_a_transformation_that_is_not_random_is_drawn_once_and_a_stretch_has_no_
 def test_recordings_without_true_labels_are_refused(horse, noise_jobs, tmp_path):
     with pytest.raises(MusadvError, match="true label"):
         horse_test(horse, [RecordingRef(noise_jobs[0].source, "x.wav")], tmp_path, Transformation("eq"), progress=False)
+
+
+
+def test_a_room_is_a_horse_test_whose_draws_are_recorded_and_whose_files_get_the_labels_reported(horse, noise_jobs,
+                                                                                                 tmp_path):
+    m = horse_test(horse, noise_jobs[:2], tmp_path / "room", Transformation("room", rt60_s=(0.3, 0.6)), trials=3,
+                   progress=False)
+    rows = _rows(tmp_path / "room" / "horse.csv")
+    assert m["n_recordings"] == 2 and len(rows) == 6
+    assert all(0.3 <= float(r["rt60_s"]) <= 0.6 for r in rows) and len({r["rt60_s"] for r in rows}) == 6
+    assert all(len(r["dims_m"].split()) == 3 and r["snr_db"] for r in rows)
+    assert m["written_disagree"] == 0
+    for job in noise_jobs[:2]:
+        record = json.loads(next((tmp_path / "room" / "recordings").glob(f"{job.name[:-4]}-*.json")).read_text())
+        for kept in (record["right"], record["wrong"]):
+            if kept:
+                assert classify_file(horse, tmp_path / "room" / kept["wav"]).label == kept["label"]
+        # The file holds that draw: the original in its room, rounded to 16 bits.
+        kept = record["right"] or record["wrong"]
+        original, _ = audio.decode(tmp_path / "room" / record["original_wav"])
+        written, _ = audio.decode(tmp_path / "room" / kept["wav"])
+        params = record["trials"][kept["trial"]]["params"]
+        np.testing.assert_array_equal(written, audio.quantize_pcm16(Transformation("room").apply(original, SR, params)))
+
+
+def test_the_command_line_runs_a_room_horse_test_on_a_network(trained_dnn, tmp_path):
+    from musadv import cli
+
+    cli.main(["horse", str(trained_dnn.path), "--transform", "room", "--rt60", "0.2,0.4", "--trials", "2", "--limit", "2",
+              "--out", str(tmp_path / "room"), "--quiet"])
+    settings = json.loads((tmp_path / "room" / "horse.json").read_text())
+    assert settings["transformation"] == {"kind": "room", "rt60_s": [0.2, 0.4]}
+    assert len(_rows(tmp_path / "room" / "horse.csv")) == 4

@@ -5,7 +5,7 @@ import pytest
 
 from musadv.attack import snr_db
 from musadv import audio, synth
-from musadv.transforms import (EQ_BANDS_HZ, Transformation, eq, eq_curve, gain, lowpass, mp3, mp3_available, mp3_bitrate,
+from musadv.transforms import (EQ_BANDS_HZ, Transformation, eq, room, room_impulse_response, rt60_schroeder, eq_curve, gain, lowpass, mp3, mp3_available, mp3_bitrate,
                                random_eq_gains, stretch)
 
 SR = 44100
@@ -153,3 +153,38 @@ def test_a_transformation_applies_the_function_of_its_kind_with_the_drawn_parame
         Transformation("reverb")
     with pytest.raises(ValueError, match="max_rate_change"):
         Transformation("stretch", max_rate_change=1.5)
+
+
+@pytest.mark.parametrize("rt60", [0.3, 1.0])
+def test_schroeder_integration_reads_the_reverberation_time_of_an_exponential_decay(rt60):
+    """Noise whose envelope falls 60 dB in ``rt60`` seconds (the definition), read back to 3 %."""
+    sr, rng = 16000, np.random.default_rng(0)
+    t = np.arange(int(3 * rt60 * sr)) / sr
+    h = rng.standard_normal(t.shape) * 10 ** (-3 * t / rt60)
+    assert abs(rt60_schroeder(h, sr) / rt60 - 1) < 0.03
+    with pytest.raises(ValueError, match="decay"):
+        rt60_schroeder(np.ones(10), sr)  # its energy decay curve ends at -10 dB
+
+
+def test_a_room_draw_has_the_reverberation_time_asked_for_and_keeps_the_signals_level_and_timing():
+    t = Transformation("room", rt60_s=(0.25, 0.7))
+    sr = 16000
+    for seed in range(3):
+        params = t.draw(np.random.default_rng(seed))
+        assert 0.25 <= params["rt60_s"] <= 0.7
+        dims, src, mic = (np.array(params[k]) for k in ("dims_m", "source_m", "mic_m"))
+        assert np.all(src >= 0.5) and np.all(src <= dims - 0.5) and np.linalg.norm(src - mic) >= 1.0
+        h = room_impulse_response(sr, params["rt60_s"], dims, src, mic)
+        assert abs(rt60_schroeder(h, sr) / params["rt60_s"] - 1) < 0.10
+        assert abs(np.square(h).sum() - 1) < 1e-9 and np.argmax(np.abs(h)) == 0  # unit energy, the direct sound first
+    assert t.random and t.draw(np.random.default_rng(5)) == t.draw(np.random.default_rng(5))
+    # A click played in the room arrives at once (no delay) and rings on for the tail.
+    click = np.zeros((2, sr), np.float32)
+    click[:, 100] = 1.0
+    out = t.apply(click, sr, params)
+    assert out.shape == click.shape and np.argmax(np.abs(out[0])) == 100
+    np.testing.assert_allclose(out[0], out[1])
+    np.testing.assert_allclose(out[0, 100:], h[: sr - 100].astype(np.float32), atol=1e-6)
+    np.testing.assert_allclose(room(click[0], sr, h), out[0], atol=1e-6)
+    with pytest.raises(ValueError, match="rt60_s"):
+        Transformation("room", rt60_s=(0.8, 0.2))

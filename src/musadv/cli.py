@@ -588,24 +588,31 @@ def _num(v) -> str:
 
 
 _transform_options = [
-    click.option("--transform", "kind", required=True, type=click.Choice(["eq", "stretch", "lowpass", "gain", "mp3"]),
-                 help="eq: random smooth EQ; stretch: pitch-preserving tempo change; lowpass: Butterworth; gain: level; mp3: MP3 round-trip."),
+    click.option("--transform", "kind", required=True, type=click.Choice(["eq", "stretch", "lowpass", "gain", "mp3", "room"]),
+                 help="eq: random smooth EQ; stretch: pitch-preserving tempo change; lowpass: Butterworth; gain: level; mp3: MP3 "
+                      "round-trip; room: a random simulated room (pyroomacoustics)."),
     click.option("--max-db", type=FINITE, default=None, help="eq: each band's gain within +-dB (default 3); gain: within +-dB (default 6)."),
     click.option("--max-rate-change", type=FINITE, default=0.06, show_default=True, help="stretch: tempo factor within 1 +- this."),
     click.option("--cutoff", type=FINITE, default=9000.0, show_default=True, help="lowpass: cut-off in Hz."),
     click.option("--order", "filter_order", type=int, default=4, show_default=True, help="lowpass: Butterworth order."),
     click.option("--bitrate", type=int, default=128, show_default=True, help="mp3: constant bitrate in kbit/s (32-320)."),
+    click.option("--rt60", default="0.2,0.8", show_default=True, help="room: the reverberation time's range in seconds, LOW,HIGH."),
 ]
 
 
-def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate):
+def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60):
     from .transforms import Transformation, mp3_available
+
+    try:
+        rt60_s = tuple(float(v) for v in rt60.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{rt60!r} is not LOW,HIGH seconds", param_hint="--rt60") from None
 
     if kind == "mp3" and not mp3_available():
         raise click.UsageError("this libsndfile cannot encode MP3 (1.1.0 or later can)")
     try:
         return Transformation(kind, max_db=max_db, max_rate_change=max_rate_change, cutoff_hz=cutoff, order=filter_order,
-                              bitrate_kbps=bitrate)
+                              bitrate_kbps=bitrate, rt60_s=rt60_s)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -622,7 +629,7 @@ def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
 @_device_option
-def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, trials, limit,
+def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60, trials, limit,
               seed, out, quiet, engine, device):
     """Is MODEL a horse? Its figures of merit under irrelevant transformations of each recording.
 
@@ -636,7 +643,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     from .report import write_report
     from .runs import recordings_from_split
 
-    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
+    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60)
     system = _load_any_model(model_spec, device)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
@@ -664,7 +671,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
 @_device_option
-def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, model_spec, seed, out, quiet, engine,
+def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60, model_spec, seed, out, quiet, engine,
                 device):
     """Do the adversarial examples of an attack run survive an irrelevant transformation?
 
@@ -675,7 +682,7 @@ def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bi
     from .report import write_report
     from .survival import survive
 
-    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate)
+    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60)
     system = _load_any_model(model_spec, device) if model_spec else None
     out = out or run_dir / f"survive-{kind}"
     m = survive(run_dir, transformation, out, system, seed, progress=not quiet, engine=engine, device=device)

@@ -23,6 +23,12 @@ size of the change is measured by the caller (``musadv.attack.snr_db`` against t
 ``mp3``
     An MP3 round-trip through libsndfile (LAME to encode, mpg123 to decode) at a constant
     bitrate: the signal rounded to 16 bits, encoded, decoded and aligned with the original.
+``room``
+    Playing the recording in a room: a shoebox room's impulse response from ``pyroomacoustics``
+    (image sources), its size, absorption and the source's and microphone's places drawn at
+    random, its reverberation time (RT60, Schroeder integration of the response) the one drawn
+    to within a few per cent; convolved with every channel, aligned on the direct sound and
+    scaled to the response's unit energy, so that the room is neither a delay nor a gain.
 
 :class:`Transformation` holds one kind with its settings and draws the parameters of random
 trials (``eq``, ``stretch`` and ``gain`` are random; ``lowpass`` and ``mp3`` are not), so that
@@ -43,11 +49,11 @@ from scipy import signal as sps
 from . import audio
 from .errors import MusadvError
 
-__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
+__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "room", "room_impulse_response", "rt60_schroeder", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
            "Transformation", "KINDS", "MP3_RATES"]
 
 #: The kinds of :class:`Transformation`.
-KINDS = ("eq", "stretch", "lowpass", "gain", "mp3")
+KINDS = ("eq", "stretch", "lowpass", "gain", "mp3", "room")
 #: Sampling rates (Hz) MPEG-1, 2 and 2.5 layer III can hold.
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -248,6 +254,88 @@ def mp3(y, sr: int, bitrate_kbps: int = 128) -> np.ndarray:
     return z[0] if mono else z
 
 
+def rt60_schroeder(h, sr: int, from_db: float = -5.0, to_db: float = -25.0) -> float:
+    """Reverberation time (s) of an impulse response by Schroeder's backward integration.
+
+    The energy decay curve ``10 log10`` of the backward-integrated squared response, normalised
+    to 0 dB; a straight line fitted (least squares) between ``from_db`` and ``to_db`` (T20 by
+    default) and extrapolated to a 60 dB decay.
+
+    Raises
+    ------
+    ValueError
+        If the response never decays to ``to_db``.
+    """
+    h = np.asarray(h, dtype=np.float64)
+    edc = np.cumsum(np.square(h)[::-1])[::-1]
+    if edc[0] <= 0:
+        raise ValueError("a silent impulse response has no reverberation time")
+    with np.errstate(divide="ignore"):
+        edc_db = 10 * np.log10(edc / edc[0])
+    fit = np.flatnonzero((edc_db <= from_db) & (edc_db >= to_db))
+    if len(fit) < 2 or edc_db[-1] > to_db:
+        raise ValueError(f"the impulse response does not decay by {-to_db:g} dB")
+    slope = np.polyfit(fit / sr, edc_db[fit], 1)[0]  # dB per second, negative
+    return float(-60.0 / slope)
+
+
+#: Tries at absorption per room draw before its RT60 is accepted (see :func:`room_impulse_response`).
+ROOM_FITS = 4
+#: How close (relative) a room's measured RT60 must come to the one asked for.
+ROOM_RT60_TOLERANCE = 0.03
+
+
+def room_impulse_response(sr: int, rt60_s: float, dims_m, source_m, mic_m) -> np.ndarray:
+    """The impulse response of a shoebox room with the RT60 asked for, from ``pyroomacoustics``.
+
+    The walls' absorption starts at Sabine's (``pyroomacoustics.inverse_sabine``); image sources
+    of a finite order make a response that decays otherwise than Sabine says, so the absorption
+    is scaled by the ratio of measured (:func:`rt60_schroeder`) to asked RT60 until they agree
+    within :data:`ROOM_RT60_TOLERANCE` (at most :data:`ROOM_FITS` responses).
+
+    Parameters
+    ----------
+    sr : int
+        Rate of the response (Hz).
+    rt60_s : float
+    dims_m, source_m, mic_m : sequence of 3 floats
+        The room's size and the places of the source and microphone inside it (m).
+
+    Returns
+    -------
+    np.ndarray
+        float64, starting at the direct sound, of unit energy.
+    """
+    try:
+        import pyroomacoustics as pra
+    except ImportError:  # pragma: no cover - a dependency of musadv
+        raise MusadvError("the room transformation needs pyroomacoustics (pip install pyroomacoustics)") from None
+
+    absorption, max_order = pra.inverse_sabine(rt60_s, list(dims_m))
+    h = None
+    for _ in range(ROOM_FITS):
+        room = pra.ShoeBox(list(dims_m), fs=sr, materials=pra.Material(float(absorption)), max_order=max_order)
+        room.add_source(list(source_m))
+        room.add_microphone(list(mic_m))
+        room.compute_rir()
+        h = np.asarray(room.rir[0][0], dtype=np.float64)
+        measured = rt60_schroeder(h, sr)
+        if abs(measured / rt60_s - 1) <= ROOM_RT60_TOLERANCE:
+            break
+        absorption = min(1.0, absorption * measured / rt60_s)  # Sabine: RT60 is inversely proportional to it
+    h = h[int(np.argmax(np.abs(h))):]
+    return h / np.sqrt(np.square(h).sum())
+
+
+def room(y, sr: int, rir) -> np.ndarray:
+    """``y`` (``(n_samples,)`` or ``(n_channels, n_samples)``) convolved with the impulse response ``rir``
+    (every channel; as long as ``y``: the reverberant tail after its end is dropped)."""
+    x, mono = _as_2d(y)
+    out = sps.fftconvolve(x.astype(np.float64), np.asarray(rir, dtype=np.float64)[None], axes=-1)[:, : x.shape[-1]]
+    out = out.astype(np.float32)
+    return out[0] if mono else out
+
+
 def _align(z: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
     """``z`` (n_channels, m) shifted to line up with ``x`` and cut or padded to ``n`` samples."""
     lag = 0
@@ -286,6 +374,10 @@ class Transformation:
         ``lowpass``: filter order (default 4).
     bitrate_kbps : int
         ``mp3``: constant bitrate in kbit/s (default 128).
+    rt60_s : tuple of float
+        ``room``: the reverberation time (s) uniform in this range (default 0.2 to 0.8 s); the
+        room 4-10 x 3-8 x 2.5-4 m, source and microphone at least 0.5 m from every wall and
+        1 m apart.
     """
 
     kind: str
@@ -294,6 +386,7 @@ class Transformation:
     cutoff_hz: float = 9000.0
     order: int = 4
     bitrate_kbps: int = 128
+    rt60_s: tuple = (0.2, 0.8)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -306,13 +399,15 @@ class Transformation:
             raise ValueError(f"cutoff_hz must be > 0, not {self.cutoff_hz}")
         if self.order < 1:
             raise ValueError(f"order must be >= 1, not {self.order}")
+        if not (len(self.rt60_s) == 2 and 0 < self.rt60_s[0] <= self.rt60_s[1] <= 3.0):
+            raise ValueError(f"rt60_s must be (low, high) seconds with 0 < low <= high <= 3, not {self.rt60_s}")
         if not 32 <= self.bitrate_kbps <= 320:
             raise ValueError(f"bitrate_kbps must be between 32 and 320, not {self.bitrate_kbps}")
 
     @property
     def random(self) -> bool:
         """Whether trials differ: ``lowpass`` and ``mp3`` make the same change every time."""
-        return self.kind in ("eq", "stretch", "gain")
+        return self.kind in ("eq", "stretch", "gain", "room")
 
     @property
     def db(self) -> float:
@@ -324,7 +419,7 @@ class Transformation:
         keys = {"eq": {"max_db": self.db}, "gain": {"max_db": self.db},
                 "stretch": {"max_rate_change": self.max_rate_change},
                 "lowpass": {"cutoff_hz": self.cutoff_hz, "order": self.order},
-                "mp3": {"bitrate_kbps": self.bitrate_kbps}}[self.kind]
+                "mp3": {"bitrate_kbps": self.bitrate_kbps}, "room": {"rt60_s": list(self.rt60_s)}}[self.kind]
         return {"kind": self.kind, **keys}
 
     def describe(self) -> str:
@@ -334,7 +429,8 @@ class Transformation:
                 "stretch": f"pitch-preserving time-stretch by a factor in [{1 - self.max_rate_change:g}, "
                            f"{1 + self.max_rate_change:g}] (Rubber Band)",
                 "lowpass": f"order-{self.order} Butterworth low-pass at {self.cutoff_hz:g} Hz",
-                "mp3": f"16-bit MP3 round-trip at {self.bitrate_kbps} kbps (constant bitrate)"}[self.kind]
+                "mp3": f"16-bit MP3 round-trip at {self.bitrate_kbps} kbps (constant bitrate)",
+                "room": f"a random shoebox room, RT60 {self.rt60_s[0]:g} to {self.rt60_s[1]:g} s (pyroomacoustics)"}[self.kind]
 
     def draw(self, rng: np.random.Generator) -> dict:
         """The parameters of one trial (JSON-ready; the same for every trial of a kind that is not random)."""
@@ -346,6 +442,8 @@ class Transformation:
             return {"rate": round(float(rng.uniform(1 - self.max_rate_change, 1 + self.max_rate_change)), 6)}
         if self.kind == "lowpass":
             return {"cutoff_hz": self.cutoff_hz, "order": self.order}
+        if self.kind == "room":
+            return _draw_room(rng, self.rt60_s)
         return {"bitrate_kbps": self.bitrate_kbps}
 
     def apply(self, y, sr: int, params: dict) -> np.ndarray:
@@ -361,4 +459,19 @@ class Transformation:
             return stretch(y, sr, params["rate"])
         if self.kind == "lowpass":
             return lowpass(y, sr, params["cutoff_hz"], params["order"])
+        if self.kind == "room":
+            return room(y, sr, room_impulse_response(sr, params["rt60_s"], params["dims_m"], params["source_m"],
+                                                     params["mic_m"]))
         return mp3(y, sr, params["bitrate_kbps"])
+
+
+def _draw_room(rng: np.random.Generator, rt60_range: tuple) -> dict:
+    """A room draw: RT60, size, and source and microphone places (see :class:`Transformation`)."""
+    dims = np.array([rng.uniform(4, 10), rng.uniform(3, 8), rng.uniform(2.5, 4)])
+    place = lambda: rng.uniform(0.5, dims - 0.5)  # noqa: E731
+    source = place()
+    mic = place()
+    while np.linalg.norm(mic - source) < 1.0:
+        mic = place()
+    r = lambda v: [round(float(c), 3) for c in v]  # noqa: E731
+    return {"rt60_s": round(float(rng.uniform(*rt60_range)), 4), "dims_m": r(dims), "source_m": r(source), "mic_m": r(mic)}
