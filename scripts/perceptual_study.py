@@ -30,6 +30,46 @@ RUNS = (("snr", "SNR adversary (15 dB, threshold 0.9)", []),
         ("masked", "`--minimize --masking {masking}` (perceptual)", ["--minimize", "--masking", "{masking}"]))
 
 
+COMMAND = "python scripts/perceptual_study.py DEMO_DIR OUT_DIR --page docs/results-gtzan-mini.md"
+SECTION = """## Can a listener hear it? The perceptual adversary
+
+Made by `{command}` (DEMO_DIR: the demo run above). Always-wrong targets on the test split (the
+CDNN: its first 10 recordings); success judged on the written files; every figure measured on
+them. What each measure says:
+
+- **SNR** weighs every frequency alike: how much was changed, not whether it can be heard.
+- **NMR** (noise-to-mask ratio, `--nmr`): the change's power over the original's masking threshold
+  (MPEG-1 psychoacoustic model 1, a full-scale sine at 96 dB SPL), a linear mean over frames and
+  bins of the file at its own rate; under 0 dB the change is masked on average, and the share of
+  time-frequency bins above the threshold says where it is not. The model has no temporal masking.
+- **ViSQOL** MOS-LQO (v3, audio mode, 1 to 5): an objective predictor of a listener's quality
+  score for the adversarial file against its original.
+- None of them replaces listeners: `musadv listen` writes the ABX or MUSHRA test that does.
+"""
+def reading(out: Path) -> list[str]:
+    """A sentence per network comparing the masked adversary with the plain smallest change, from the files."""
+    lines = []
+    for net in ("dnn", "cdnn"):
+        runs = {}
+        for name in ("minimize", "masked"):
+            results = out / f"{net}-{name}" / "results.csv"
+            if results.exists():
+                runs[name] = list(csv.DictReader(open(results)))
+        if len(runs) < 2:
+            continue
+        m = {name: {k: _median(rows, k) for k in ("snr_wave_db", "nmr_db", "visqol_mos")} for name, rows in runs.items()}
+        if None in (*m["minimize"].values(), *m["masked"].values()):
+            continue
+        word = lambda a, b: "higher" if a > b else "lower" if a < b else "the same"  # noqa: E731
+        lines.append(
+            f"{net.upper()}: the masked adversary's median SNR is {m['masked']['snr_wave_db']:.1f} dB against "
+            f"{m['minimize']['snr_wave_db']:.1f} dB for the plain smallest change ({word(m['masked']['snr_wave_db'], m['minimize']['snr_wave_db'])}), "
+            f"its median NMR {m['masked']['nmr_db']:.1f} against {m['minimize']['nmr_db']:.1f} dB, and its median ViSQOL "
+            f"{m['masked']['visqol_mos']:.2f} against {m['minimize']['visqol_mos']:.2f} "
+            f"({word(m['masked']['visqol_mos'], m['minimize']['visqol_mos'])}).")
+    return lines
+
+
 def _median(rows, key):
     v = [float(r[key]) for r in rows if r.get(key) not in ("", None)]
     return statistics.median(v) if v else None
@@ -78,6 +118,7 @@ def main():
                     print(f"{net}-{name}: exit {exc.code}")
     lines = table(args.out, args.masking)
     print("\n".join(lines))
+    lines = SECTION.format(command=COMMAND).splitlines() + lines + [""] + reading(args.out)
     if args.page:
         text = args.page.read_text()
         block = "<!-- perceptual -->\n" + "\n".join(lines) + "\n<!-- /perceptual -->"

@@ -129,3 +129,30 @@ def test_a_system_without_gradient_is_judged_on_a_networks_examples(curve_run, l
     assert t["clean_accuracy"] is not None and len(t["curve"]) == len(LEVELS)
     settings = json.loads((tmp_path / "transfer" / "robustness.json").read_text())
     assert settings["examples_from"] == str(out.resolve())
+
+
+def test_the_perceptual_adversarys_curve_gives_the_noise_to_mask_ratio_of_its_written_examples(trained_dnn, tmp_path):
+    from musadv import cli
+    from musadv.psychoacoustics import noise_to_mask
+
+    out = tmp_path / "masked"
+    cli.main(["robustness", str(trained_dnn.path), "--snr", "30,15", "--masking", "3", "--max-iter", "20", "--limit", "2",
+              "--out", str(out), "--quiet", "--jobs", "1"])
+    results = _rows(out / "results.csv")
+    assert len(results) == 4
+    by_level = {}
+    for row in results:
+        original, sr = audio.decode(out / "originals" / (row["wav"].split("/")[1].rsplit("--", 1)[0] + ".wav"))
+        written, _ = audio.decode(out / row["wav"])
+        measured = noise_to_mask(original, written, sr)
+        if row["nmr_db"]:
+            assert float(row["nmr_db"]) == pytest.approx(measured["nmr_db"], abs=1e-9) and float(row["nmr_db"]) <= -2.0
+        else:  # an unchanged example
+            assert measured["nmr_db"] == -np.inf
+        by_level.setdefault(float(row["snr_db"]), []).append(measured["nmr_db"])
+    curve = {float(r["snr_db"]): r for r in _rows(out / "curve.csv")}
+    for level, values in by_level.items():
+        median = float(np.median(values))
+        assert (curve[level]["adversary_nmr_db_median"] == "") if median == -np.inf else (
+            float(curve[level]["adversary_nmr_db_median"]) == pytest.approx(median))
+    assert "adversary's median NMR (dB)" in (out / "report.html").read_text()

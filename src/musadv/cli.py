@@ -531,6 +531,9 @@ def rescore_cmd(run_dir, model_spec, out):
               help="Judge the examples of this robustness run of a network instead of attacking again (same recordings, levels, policy, seed).")
 @click.option("--step-fraction", type=FINITE, default=0.1, show_default=True, help="The adversary's scale-free step.")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Most iterations per level.")
+@click.option("--masking", "masking_db", type=FINITE, default=None,
+              help="The perceptual adversary: its change kept this many dB under the music's masking threshold (see attack).")
+@click.option("--nmr", is_flag=True, help="Also measure each level's example's noise-to-mask ratio (about 1 s per 30 s).")
 @click.option("--limit", type=int, default=None, help="Only the first N recordings of the split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the targets and the noise.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
@@ -538,7 +541,7 @@ def rescore_cmd(run_dir, model_spec, out):
 @_engine_options
 @_device_option
 def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec, examples_from, step_fraction, max_iter,
-                   limit, seed, out, quiet, engine, device):
+                   masking_db, nmr, limit, seed, out, quiet, engine, device):
     """Accuracy of MODEL under the adversary and under noise controls at each SNR level.
 
     For each level and recording: the adversarial example within that SNR, white noise, noise
@@ -561,7 +564,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     if adversary_spec and examples_from:
         raise click.UsageError("give --adversary or --examples-from, not both")
     try:
-        config = AttackConfig(step_fraction=step_fraction, max_iter=max_iter, patience=CURVE_PATIENCE)
+        config = AttackConfig(step_fraction=step_fraction, max_iter=max_iter, patience=CURVE_PATIENCE, masking_db=masking_db)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     system = _load_any_model(model_spec, device)
@@ -573,12 +576,16 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     recordings = recordings_from_split(spectra, split, limit, system.labels)
     m = robustness_curve(system, recordings, out, snrs, policy, config, seed=seed,
                          adversary=adversary, examples_from=examples_from, progress=not quiet,
-                         extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine)
+                         extra={"cache": str(spectra.path.resolve()), "split": split}, engine=engine,
+                         nmr=nmr or masking_db is not None)
     click.echo(f"{out}: {m['n_recordings']} recordings; clean normalised accuracy {_num(m['clean_accuracy'])}")
-    click.echo("   SNR  adversary  white  shaped  random-phase  success")
+    measured = any(row.get("adversary_nmr_db_median") is not None for row in m["curve"])
+    click.echo("   SNR  adversary  white  shaped  random-phase  success" + ("  adversary's median NMR dB" if measured else ""))
     for row in m["curve"]:
+        nmr_db = row.get("adversary_nmr_db_median")
         click.echo(f"{row['snr_db']:6.1f}  {_num(row['adversary_accuracy']):>9s}  {_num(row['white_noise_accuracy']):>5s}  "
-                   f"{_num(row['shaped_noise_accuracy']):>6s}  {_num(row['random_phase_accuracy']):>12s}  {row['success_rate']:6.1%}")
+                   f"{_num(row['shaped_noise_accuracy']):>6s}  {_num(row['random_phase_accuracy']):>12s}  {row['success_rate']:6.1%}"
+                   + (f"  {'-inf' if nmr_db is None else f'{nmr_db:.1f}':>26s}" if measured else ""))
     click.echo(f"report: {write_report(out)}")
     _exit_if_skipped(m["n_skipped"], len(recordings), "recording", "judged", out)
 

@@ -209,9 +209,9 @@ median {{ c.metrics.median_highest_success }}{% if c.metrics.no_level_succeeded 
 An adversary curve far below the noise curves at the same SNR means the system is steered by changes that noise of that size does not make;
 noise curves that fall early mean the system is fragile to any change.</p>
 {% if c.figure %}<div class="figs"><img src="{{ c.figure }}" alt="robustness curve"></div>{% endif %}
-<table><tr><th>SNR (dB)</th><th>adversary</th><th>white noise</th><th>shaped noise</th><th>random phase</th><th>target reached</th><th>adversary's median SNR (dB)</th></tr>
+<table><tr><th>SNR (dB)</th><th>adversary</th><th>white noise</th><th>shaped noise</th><th>random phase</th><th>target reached</th><th>adversary's median SNR (dB)</th>{% if c.nmr %}<th>adversary's median NMR (dB)</th>{% endif %}</tr>
 {% for r in c.metrics.curve %}<tr><td>{{ r.snr_db }}</td><td>{{ fmt(r.adversary_accuracy) }}</td><td>{{ fmt(r.white_noise_accuracy) }}</td>
-<td>{{ fmt(r.shaped_noise_accuracy) }}</td><td>{{ fmt(r.random_phase_accuracy) }}</td><td>{{ pct(r.success_rate) }}</td><td>{{ fmt(r.adversary_snr_db_median, 1) }}</td></tr>{% endfor %}</table>
+<td>{{ fmt(r.shaped_noise_accuracy) }}</td><td>{{ fmt(r.random_phase_accuracy) }}</td><td>{{ pct(r.success_rate) }}</td><td>{{ fmt(r.adversary_snr_db_median, 1) }}</td>{% if c.nmr %}<td>{{ fmt(r.adversary_nmr_db_median, 1) if r.adversary_nmr_db_median is not none else "-inf (unchanged)" }}</td>{% endif %}</tr>{% endfor %}</table>
 {% endfor %}
 {% for h in horses %}
 <h2>Horse test: {{ h.name }}</h2>
@@ -286,7 +286,8 @@ def _curve_section(run: Path, base: Path) -> dict:
     settings = json.loads((run / "robustness.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     return {"name": run.resolve().name if run == base else run.name, "settings": settings, "metrics": metrics,
-            "figure": _rel(run / "curve.png", base) if (run / "curve.png").exists() else None}
+            "figure": _rel(run / "curve.png", base) if (run / "curve.png").exists() else None,
+            "nmr": bool(settings.get("nmr"))}
 
 
 def _horse_section(run: Path, base: Path, media: Path) -> dict:

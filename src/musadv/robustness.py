@@ -56,7 +56,7 @@ __all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise
 DEFAULT_LEVELS = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
 CONTROLS = ("white_noise", "shaped_noise", "random_phase")
 CURVE_FIELDS = ["snr_db", "adversary_accuracy", "white_noise_accuracy", "shaped_noise_accuracy",
-                "random_phase_accuracy", "success_rate", "adversary_snr_db_median", "n"]
+                "random_phase_accuracy", "success_rate", "adversary_snr_db_median", "adversary_nmr_db_median", "n"]
 #: A level's attack gives up when the target's posterior has not risen for this many iterations.
 CURVE_PATIENCE = 20
 FORMAT = "musadv-robustness-run"
@@ -142,6 +142,7 @@ def robustness_curve(
     progress: bool = True,
     extra: dict | None = None,
     engine: Engine | None = None,
+    nmr: bool = False,
 ) -> dict:
     """Accuracy of ``system`` under the adversary and three noise controls at each SNR level.
 
@@ -219,9 +220,9 @@ def robustness_curve(
            "adversary_sha256": adversary_sha, "labels": system.labels, "stft": system.stft.to_dict(),
            "levels": levels, "policy": policy, "seed": seed, "attack": asdict(config),
            "examples_from": str(source.resolve()) if source else None,
-           "recordings": [asdict(j) for j in recordings], **(extra or {})}
+           "nmr": nmr, "recordings": [asdict(j) for j in recordings], **(extra or {})}
     kind = CurveRun(system, None if source else adversary, tuple(recordings), Path(out_dir).resolve(),
-                    source.resolve() if source else None, tuple(levels), policy, config, seed, run)
+                    source.resolve() if source else None, tuple(levels), policy, config, seed, run, nmr)
     return drive(kind, engine, progress)
 
 
@@ -239,6 +240,7 @@ class CurveRun(RunKind):
     config: AttackConfig
     seed: int
     run: dict
+    nmr: bool = False
 
     settings_name = "robustness.json"
     record_dir = "recordings"
@@ -249,7 +251,7 @@ class CurveRun(RunKind):
 
     def check_same(self, out, old, new):
         check_same_settings(out, old, new, ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy",
-                                            "seed", "attack", "examples_from"), "robustness run")
+                                            "seed", "attack", "examples_from", "nmr"), "robustness run")
         check_same_recordings(out, old, new, "robustness run")
 
     def pieces(self):
@@ -263,15 +265,17 @@ class CurveRun(RunKind):
 
     def do(self, ref):
         record = _recording(self.system, self.adversary, ref, self.out, self.source, self.levels, self.policy,
-                            self.config, self.seed)
+                            self.config, self.seed, self.nmr)
         return [(self.out / "recordings" / f"{slug(ref.name)}.json", record)]
 
     def summarise(self):
         return summarise_curve(self.out, self.system.labels)
 
 
-def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | None, levels, policy, config, seed) -> dict:
-    """Every level of one recording: the adversarial example (made or read) and the three controls, judged."""
+def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | None, levels, policy, config, seed,
+               nmr: bool = False) -> dict:
+    """Every level of one recording: the adversarial example (made or read) and the three controls, judged
+    (and, with ``nmr``, the example's noise-to-mask ratio)."""
     name = slug(ref.name)
     rec = Recording.from_file(ref.source, system.stft.sr, ref.offset, ref.duration)
     audio.check_signal(rec.signal, system.stft.sr, system.stft.n_fft, ref.source)
@@ -294,8 +298,13 @@ def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | N
             samples, sr = audio.decode(base / ex["wav"])
             if samples.shape != rec.samples.shape or sr != rec.sr:
                 raise MusadvError(f"{base / ex['wav']}: decoded as {samples.shape} at {sr} Hz, not as its original")
-            decoded[ex["wav"]] = samples, classify_samples(system, samples, rec.sr, ex["wav"])
-        samples, judged = decoded[ex["wav"]]
+            masking = None
+            if nmr:
+                from .psychoacoustics import noise_to_mask
+
+                masking = noise_to_mask(rec.samples, samples, rec.sr)
+            decoded[ex["wav"]] = samples, classify_samples(system, samples, rec.sr, ex["wav"]), masking
+        samples, judged, masking = decoded[ex["wav"]]
         rng = recording_rng(seed, ref.name, i)
         change = samples - rec.samples
         noises = {"white_noise": white_noise(rec.samples, rng), "shaped_noise": shaped_noise(rec.samples, rng),
@@ -308,7 +317,8 @@ def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | N
         rows.append({"snr_db": level, "wav": ex["wav"], "adversary_success": ex["adversary_success"],
                      "label": judged.label, "target_conf": judged.confidence.get(target, 0.0),
                      "snr_wave_db": finite_or_none(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
-                     "controls": controls})
+                     "nmr_db": finite_or_none(masking["nmr_db"]) if masking else None,
+                     "above_mask_share": masking["above_share"] if masking else None, "controls": controls})
     own = [] if source is not None else [out / "originals" / f"{name}.wav", *(out / w for w in decoded)]
     return {"file": ref.name, "true": ref.true_label or "", "target": target, "clean_label": clean.label,
             "original_wav": f"originals/{name}.wav" if source is None else None, "examples_from": str(source) if source else None,
@@ -343,6 +353,7 @@ def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
             results.append({"file": r["file"], "true": r["true"], "target": r["target"], "clean_label": r["clean_label"],
                             "snr_db": lv["snr_db"], "label": lv["label"], "success": int(lv["label"] == r["target"]),
                             "adversary_success": int(lv["adversary_success"]), "snr_wave_db": lv["snr_wave_db"],
+                            "nmr_db": lv.get("nmr_db"), "above_mask_share": lv.get("above_mask_share"),
                             "iterations": lv["iterations"], "wav": lv["wav"],
                             **{f"{k}_label": lv["controls"][k]["label"] for k in CONTROLS},
                             **{f"{k}_snr_db": lv["controls"][k]["snr_db"] for k in CONTROLS}})
@@ -354,12 +365,16 @@ def summarise_curve(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     for i, level in enumerate(levels):
         at = lambda r: next(lv for lv in r["levels"] if lv["snr_db"] == level)  # noqa: E731
         snrs = [at(r)["snr_wave_db"] for r in records]
+        # An unchanged example's NMR is -inf (stored as None where its SNR is inf too).
+        nmrs = [-math.inf if at(r).get("nmr_db") is None else at(r)["nmr_db"] for r in records
+                if at(r).get("above_mask_share") is not None]
         curve.append({
             "snr_db": level,
             "adversary_accuracy": accuracy([at(r)["label"] for r in known]),
             **{f"{k}_accuracy": accuracy([at(r)["controls"][k]["label"] for r in known]) for k in CONTROLS},
             "success_rate": float(np.mean([at(r)["label"] == r["target"] for r in records])),
             "adversary_snr_db_median": finite_or_none(float(np.median([math.inf if s is None else s for s in snrs]))),
+            "adversary_nmr_db_median": finite_or_none(float(np.median(nmrs))) if nmrs else None,
             "n": len(records),
         })
     write_csv_atomic(out / "curve.csv", curve, CURVE_FIELDS)
