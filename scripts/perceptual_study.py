@@ -33,9 +33,10 @@ RUNS = (("snr", "SNR adversary (15 dB, threshold 0.9)", []),
 COMMAND = "python scripts/perceptual_study.py DEMO_DIR OUT_DIR --page docs/results-gtzan-mini.md"
 SECTION = """## Can a listener hear it? The perceptual adversary
 
-Made by `{command}` (DEMO_DIR: the demo run above). Always-wrong targets on the test split (the
-CDNN: its first 10 recordings); success judged on the written files; every figure measured on
-them. What each measure says:
+Made by `{command}` (DEMO_DIR: `musadv demo` on the same data and partition; its networks are
+those of the tables above, trained with the same seed). Always-wrong targets on the test split
+(the CDNN: its first 10 recordings); success judged on the written files; every figure measured
+on them. What each measure says:
 
 - **SNR** weighs every frequency alike: how much was changed, not whether it can be heard.
 - **NMR** (noise-to-mask ratio, `--nmr`): the change's power over the original's masking threshold

@@ -356,7 +356,7 @@ def test_cmd(model_spec, split, cache_dir, out, device):
 @click.option("--repairs", type=int, default=1, show_default=True, help="Rounds of more iterations for a written file that misses its target.")
 @click.option("--visqol", is_flag=True, help="Also measure each example's ViSQOL MOS-LQO against its original (about 3 s per 30 s).")
 @click.option("--nmr", is_flag=True, help="Also measure each example's noise-to-mask ratio against its original's masking "
-              "threshold (MPEG-1 psychoacoustic model 1; about 1 s per 30 s; always with --masking).")
+              "threshold (MPEG-1 psychoacoustic model 1; about 2 s per 30 s; always with --masking).")
 @click.option("--minimize", is_flag=True, help="Write each example at the highest SNR (to 0.5 dB, --snr the floor) at which the model says the target: a warm-started search; the SNR columns are then minimal-perturbation SNRs.")
 @click.option("--limit", type=int, default=None, help="Attack only the first N recordings of the split.")
 @click.option("--duration", type=FINITE, default=None, help="FILES: use only this many seconds.")
@@ -533,7 +533,7 @@ def rescore_cmd(run_dir, model_spec, out):
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Most iterations per level.")
 @click.option("--masking", "masking_db", type=FINITE, default=None,
               help="The perceptual adversary: its change kept this many dB under the music's masking threshold (see attack).")
-@click.option("--nmr", is_flag=True, help="Also measure each level's example's noise-to-mask ratio (about 1 s per 30 s).")
+@click.option("--nmr", is_flag=True, help="Also measure each level's example's noise-to-mask ratio (about 2 s per 30 s).")
 @click.option("--limit", type=int, default=None, help="Only the first N recordings of the split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the targets and the noise.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory (rerun to resume).")
