@@ -71,6 +71,22 @@ def reading(out: Path) -> list[str]:
     return lines
 
 
+def missed(out: Path) -> list[str]:
+    """A line per example whose written file missed its target: how far it stayed (the target's confidence)."""
+    lines = []
+    for net in ("dnn", "cdnn"):
+        for name, title, _ in RUNS:
+            results = out / f"{net}-{name}" / "results.csv"
+            for r in (csv.DictReader(open(results)) if results.exists() else []):
+                if r["success"] != "1":
+                    lines.append(f"Missed ({net.upper()}, {name}): {r['file']} towards {r['target']}: labelled "
+                                 f"{r['decoded_label']} ({float(r['decoded_conf']):.2f}), the target at "
+                                 f"{float(r['decoded_target_conf']):.2f}, SNR {float(r['snr_wave_db']):.1f} dB"
+                                 f"{' (the 15 dB floor held it, not the mask)' if abs(float(r['snr_wave_db']) - 15.0) < 0.1 else ''}, "
+                                 f"NMR {float(r['nmr_db']):.1f} dB.")
+    return lines
+
+
 def _median(rows, key):
     v = [float(r[key]) for r in rows if r.get(key) not in ("", None)]
     return statistics.median(v) if v else None
@@ -119,7 +135,7 @@ def main():
                     print(f"{net}-{name}: exit {exc.code}")
     lines = table(args.out, args.masking)
     print("\n".join(lines))
-    lines = SECTION.format(command=COMMAND).splitlines() + lines + [""] + reading(args.out)
+    lines = SECTION.format(command=COMMAND).splitlines() + [""] + lines + [line for text in reading(args.out) + missed(args.out) for line in ("", text)]
     if args.page:
         text = args.page.read_text()
         block = "<!-- perceptual -->\n" + "\n".join(lines) + "\n<!-- /perceptual -->"
