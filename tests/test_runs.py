@@ -191,7 +191,7 @@ def cdnn_model(learn_cache, tmp_path_factory):
 @pytest.mark.parametrize("which", ["dnn", "cdnn"])
 def test_a_batch_of_8_gives_the_examples_of_one_at_a_time(which, trained_dnn, cdnn_model, learn_cache, tmp_path):
     """``attack --batch 8`` on 8 recordings of different lengths (one cut to 2.3 s, one a stereo
-    44.1 kHz file): the same decoded labels, successes, iterations and SNRs (to 0.1 dB) as one at a time."""
+    44.1 kHz file): the same decoded labels, successes and SNRs (to 0.1 dB) as one at a time."""
     from musadv import cli
 
     model = trained_dnn if which == "dnn" else cdnn_model
@@ -210,7 +210,10 @@ def test_a_batch_of_8_gives_the_examples_of_one_at_a_time(which, trained_dnn, cd
     assert len(runs[1]) == 8 and runs[1].keys() == runs[8].keys()
     for name, one in runs[1].items():
         many = runs[8][name]
-        for key in ("decoded_label", "success", "label_after", "iterations"):
+        # Not the iterations: a batch sums in another order, and the 16-bit rounding inside the loop makes
+        # such differences grow (a CDNN trace on a 44.1 kHz stereo file: 1e-8 apart at iteration 1, 0.05 at
+        # iteration 10), so an example may cross the threshold an iteration earlier or later.
+        for key in ("decoded_label", "success", "label_after"):
             assert many[key] == one[key], (name, key)
         for key in ("snr_wave_db", "snr_trim_db"):  # empty: unchanged (already the target), SNR inf
             assert (many[key] == one[key] == "") or abs(float(many[key]) - float(one[key])) <= 0.1, (name, key)

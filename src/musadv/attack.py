@@ -391,7 +391,8 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
     in lockstep, each judged in one pass of the network over the elements of every recording
     still running (:meth:`~musadv.interface.DifferentiableClassifier.logits_many`), which is what
     makes a GPU pay. Each recording keeps its own ball, step, momentum and stopping, so each
-    result is the one :func:`attack` gives it, to within float rounding.
+    result is the one :func:`attack` gives it up to float rounding (which the 16-bit rounding
+    inside the loop can grow until an example stops an iteration earlier or later).
 
     Parameters
     ----------

@@ -369,7 +369,7 @@ def test_cmd(model_spec, split, cache_dir, out, device):
                    "in every STFT bin, beside the SNR bound; results.csv then gives each file's noise-to-mask ratio.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Attack this many examples at once, one network pass per iteration for all (what makes a GPU pay); "
-                   "the examples are those of --batch 1 to within float rounding. Not with --minimize.")
+                   "the examples get the labels, successes and SNRs of --batch 1. Not with --minimize.")
 @_engine_options
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,

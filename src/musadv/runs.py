@@ -453,8 +453,9 @@ def run_attacks(
         another). With the same threads, every engine writes the same files.
     batch : int
         Examples attacked at once (:func:`musadv.attack.attack_many`: one network pass per
-        iteration for all of them), which is what makes a GPU pay; each example is the one a
-        batch of 1 makes, to within float rounding, so a run may resume with another batch.
+        iteration for all of them), which is what makes a GPU pay; each example gets the label,
+        success and SNR a batch of 1 gives it (up to float rounding, which may move the iteration
+        it stops at), so a run may resume with another batch.
         ``minimal`` searches go one example at a time.
     nmr : bool
         Measure each written file's noise-to-mask ratio against its original's masking threshold
