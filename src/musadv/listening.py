@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audio
+from .attack import snr_db
 from .errors import MusadvError
 from .io import read_tagged_json, write_bytes_atomic, write_csv_atomic, write_json_atomic
 
@@ -83,11 +84,6 @@ def loudest_change(original: np.ndarray, changed: np.ndarray, sr: int, seconds: 
         ratio = np.where(em > 0, ec / np.where(em > 0, em, 1.0), np.where(ec > 0, np.inf, 0.0))
     start = int(starts[int(np.argmax(ratio))])
     return start, start + length
-
-
-def _snr_db(reference: np.ndarray, changed: np.ndarray) -> float:
-    dist = np.linalg.norm(changed.astype(np.float64) - reference)
-    return math.inf if dist == 0 else 20 * math.log10(np.linalg.norm(reference.astype(np.float64)) / dist)
 
 
 def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike, kind: str = "abx", trials: int = 20,
@@ -144,7 +140,7 @@ def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
         if kind == "mushra":
             from .robustness import at_snr, white_noise
 
-            stimuli["anchor"] = at_snr(o, white_noise(o, rng), _snr_db(o, a))
+            stimuli["anchor"] = at_snr(o, white_noise(o, rng), snr_db(o, a))
         files = {}
         for name, y in stimuli.items():
             path = audio.save(out / "audio" / f"{stem}-{name[0]}.wav", y, sr, on_clip="clip")
@@ -152,7 +148,7 @@ def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
             digest.update(path.read_bytes())
         examples.append({"id": stem, "example": row["example"], "file": row["file"], "target": row["target"],
                          "label_before": row["label_before"], "decoded_label": row["decoded_label"],
-                         "snr_wave_db": float(row["snr_wave_db"]), "excerpt_snr_db": _snr_db(o, a),
+                         "snr_wave_db": float(row["snr_wave_db"]), "excerpt_snr_db": snr_db(o, a),
                          "nmr_db": float(row["nmr_db"]) if row.get("nmr_db") else None,
                          "visqol_mos": float(row["visqol_mos"]) if row.get("visqol_mos") else None,
                          "start_seconds": start / sr, "seconds": (stop - start) / sr, "sr": sr, "files": files})
