@@ -9,6 +9,10 @@ table shows the best of --reps rounds and the median of the rounds' ratios. "cha
 nothing else: the floor for an iteration whose data no longer sit in cache between the parts. Then (unless --no-extrapolate) it trains a DNN-500 on gtzan-mini, attacks a sample of
 its test split with the Table II settings and extrapolates to a GTZAN test split of 250 clips.
 
+It also prices the robust adversary (``--robust-to lowpass,mp3,eq,room``, 2 draws of each random
+kind): per iteration and per example against the plain one on the same clips and targets, side
+by side (``--robust-only MODEL_DIR`` for this part alone, on the test split of the model's cache).
+
 When musicnn's weights are installed it also times an attack iteration of musicnn's published
 MSD_musicnn and MSD_vgg on the clip at 16 kHz, beside its parts and beside a floor: the
 floating-point operations of the network's forward pass and input gradient (counted by
@@ -16,6 +20,7 @@ PyTorch's FlopCounterMode) divided by this machine's matrix-multiply rate, measu
 process on 2048 x 2048 float32 matrices (``--musicnn-only`` for this part alone).
 
     python benchmarks/bench_attack.py [--iters 20] [--sample 10] [--no-extrapolate] [--profile] [--musicnn-only]
+                                      [--robust-only MODEL_DIR]
 """
 
 import argparse
@@ -226,6 +231,54 @@ def musicnn_section(clip: Path | None, iters: int, reps: int) -> None:
           f"{torch.get_num_threads()} threads)")
 
 
+ROBUST_KINDS = ("lowpass", "mp3", "eq", "room")
+
+
+def robust_cost(model, jobs, iters: int, reps: int) -> None:
+    """The robust adversary's price: an iteration and a whole example against the plain adversary's.
+
+    Per clip (a wrong target each), the plain and the robust attacks run one after the other, so
+    each ratio compares timings taken close together; the robust one's set-up (its pool of
+    simulated rooms) is timed apart from its iterations.
+    """
+    from musadv.transforms import Transformation
+
+    robust = tuple(Transformation(k) for k in ROBUST_KINDS)
+    rng = np.random.default_rng(0)
+    rec0 = Recording.from_file(jobs[0].source, model.stft.sr, jobs[0].offset, jobs[0].duration)
+    never = lambda **kw: AttackConfig(threshold=1.0, **kw)  # noqa: E731
+    rounds = []
+    for _ in range(reps):
+        per_iter = []
+        for kw in ({}, {"robust_to": robust}):
+            full = best_time(lambda: attack(model, rec0, LABELS[3], never(max_iter=iters, **kw)), 1)
+            setup = best_time(lambda: attack(model, rec0, LABELS[3], never(max_iter=0, **kw)), 1)
+            per_iter.append(((full - setup) / iters, setup))
+        rounds.append(per_iter)
+    plain_it = min(r[0][0] for r in rounds)
+    robust_it, robust_setup = min(r[1][0] for r in rounds), min(r[1][1] for r in rounds)
+    ratio_it = statistics.median(r[1][0] / r[0][0] for r in rounds)
+    print(f"\nrobust adversary ({', '.join(ROBUST_KINDS)}; 2 draws of each random kind: 7 judgements per iteration), "
+          f"{rec0.samples.shape[-1] / rec0.sr:.0f} s clip: iteration {robust_it * 1e3:.0f} ms against {plain_it * 1e3:.0f} ms plain "
+          f"({ratio_it:.1f}x, median of {reps} rounds side by side); set-up {robust_setup:.1f} s (its rooms)")
+    plain_s = robust_s = 0.0
+    plain_iters = robust_iters = 0
+    ratios = []
+    for job in jobs:
+        rec = Recording.from_file(job.source, model.stft.sr, job.offset, job.duration)
+        others = [lab for lab in model.labels if lab != job.true_label]
+        target = others[rng.integers(len(others))]
+        a = attack(model, rec, target, AttackConfig())
+        b = attack(model, rec, target, AttackConfig(robust_to=robust), rng=np.random.default_rng(1))
+        plain_s, robust_s = plain_s + a.seconds, robust_s + b.seconds
+        plain_iters, robust_iters = plain_iters + a.iterations, robust_iters + b.iterations
+        ratios.append(b.seconds / a.seconds)
+    n = len(jobs)
+    print(f"per example on {n} test clips (Table II settings, the same targets): robust {robust_s / n:.1f} s and "
+          f"{robust_iters / n:.1f} iterations, plain {plain_s / n:.2f} s and {plain_iters / n:.1f} iterations; "
+          f"robust / plain {robust_s / plain_s:.0f}x in all (median per clip {statistics.median(ratios):.0f}x)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=20, help="iterations per timed attack (CDNN: a quarter)")
@@ -233,6 +286,8 @@ def main():
     ap.add_argument("--sample", type=int, default=10, help="test clips attacked for the extrapolation")
     ap.add_argument("--no-extrapolate", action="store_true")
     ap.add_argument("--musicnn-only", action="store_true", help="only the musicnn part")
+    ap.add_argument("--robust-only", type=Path, metavar="MODEL_DIR",
+                    help="only the robust adversary's price, on a trained model's test split")
     ap.add_argument("--profile", action="store_true",
                     help="only print PyTorch's profile of DNN-50 attack iterations (which operations the time goes to)")
     args = ap.parse_args()
@@ -248,6 +303,13 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.profile:
         profile_iterations(y, mags, args.iters)
+        return
+    if args.robust_only:
+        from musadv.cache import SpectraCache
+
+        model = load_system(args.robust_only)
+        cache = SpectraCache(model.info["data"]["cache"])
+        robust_cost(model, recordings_from_split(cache, "test", args.sample), max(2, args.iters // 4), args.reps)
         return
     if args.musicnn_only:
         musicnn_section(clip if clip.exists() else None, max(2, args.iters // 4), args.reps)
@@ -300,6 +362,7 @@ def main():
               f"success {m['success_rate']:.0%}")
         print(f"extrapolated to a GTZAN test split of 250 clips: {dt / m['n_examples'] * 250 / 60:.1f} min")
         minimize_cost(model, recordings_from_split(cache, "test", args.sample))
+        robust_cost(model, recordings_from_split(cache, "test", args.sample), max(2, args.iters // 4), args.reps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -118,3 +118,27 @@ def test_judged_by_another_system_every_before_is_that_systems_own(attack_run, t
         # An unchanging transformation: every transformed file gets the label its untransformed file got.
         assert row["label"] == judged_example and row["original_label"] == row["label_before"]
     assert m["n_adversarial"] == sum(r["attack_success"] == "True" and r["label_before"] != r["target"] for r in rows)
+
+
+def test_several_draws_of_a_random_transformation_judge_each_example_and_the_shares_are_over_draws(attack_run):
+    one = attack_run / "eq-one"
+    survive(attack_run, Transformation("eq"), one, seed=4, progress=False)
+    out = attack_run / "eq-three"
+    m = survive(attack_run, Transformation("eq"), out, seed=4, progress=False, draws=3)
+    rows = _rows(out / "survive.csv")
+    assert len(rows) == 12 and m["n_examples"] == 4 and m["n_draws"] == 3
+    for example in {r["example"] for r in rows}:
+        mine = sorted((r for r in rows if r["example"] == example), key=lambda r: r["draw"])
+        assert [r["draw"] for r in mine] == ["0", "1", "2"]
+        assert len({r["gains_db"] for r in mine}) == 3  # three draws
+        # The first draw is the one a run of one draw makes.
+        first = json.loads((one / "examples" / f"{example}.json").read_text())
+        assert json.loads((out / "examples" / f"{example}.json").read_text())["params"] == first["params"]
+    adversarial = [r for r in rows if r["adversarial"] == "True"]
+    assert m["survived"] == pytest.approx(np.mean([r["survived"] == "True" for r in adversarial]))
+    assert m["original_kept"] == pytest.approx(np.mean([r["original_label"] == r["label_before"] for r in rows]))
+    with pytest.raises(MusadvError, match="draws"):
+        survive(attack_run, Transformation("eq"), out, seed=4, progress=False, draws=2)
+    # A transformation that is not random is the same every time: one draw.
+    fixed = survive(attack_run, Transformation("lowpass"), attack_run / "lp-five", progress=False, draws=5)
+    assert fixed["n_draws"] == 1 and len(_rows(attack_run / "lp-five" / "survive.csv")) == 4

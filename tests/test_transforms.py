@@ -6,7 +6,7 @@ import pytest
 from musadv.attack import snr_db
 from musadv import audio, synth
 from musadv.transforms import (EQ_BANDS_HZ, Transformation, eq, room, room_impulse_response, rt60_schroeder, eq_curve, gain, lowpass, mp3, mp3_available, mp3_bitrate,
-                               random_eq_gains, stretch)
+                               noise, random_eq_gains, resample, stretch)
 
 SR = 44100
 
@@ -188,3 +188,34 @@ def test_a_room_draw_has_the_reverberation_time_asked_for_and_keeps_the_signals_
     np.testing.assert_allclose(room(click[0], sr, h), out[0], atol=1e-6)
     with pytest.raises(ValueError, match="rt60_s"):
         Transformation("room", rt60_s=(0.8, 0.2))
+
+
+def test_noise_is_added_at_exactly_its_snr_over_every_channel_and_repeats_from_its_seed():
+    x = _music(22050, seconds=2.0, channels=2)
+    y = noise(x, 20.0, seed=3)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert snr_db(x, y) == pytest.approx(20.0, abs=1e-3)
+    np.testing.assert_array_equal(y, noise(x, 20.0, seed=3))
+    assert not np.array_equal(y, noise(x, 20.0, seed=4))
+    t = Transformation("noise", snr_db=10.0)
+    params = t.draw(np.random.default_rng(0))
+    assert t.random and params["snr_db"] == 10.0 and params != t.draw(np.random.default_rng(1))
+    assert snr_db(x, t.apply(x, 22050, params)) == pytest.approx(10.0, abs=1e-3)
+    np.testing.assert_array_equal(noise(np.zeros(100, np.float32), 20.0, 0), np.zeros(100, np.float32))  # silence stays silent
+
+
+def test_resampling_down_and_back_removes_what_lies_above_half_the_lower_rate_and_keeps_the_rest():
+    x = _tone(1000.0, sr=22050) + _tone(9000.0, sr=22050)
+    y = resample(x, 22050, 16000)
+    assert y.shape == x.shape
+    spectrum = lambda v: np.abs(np.fft.rfft(v[2000:-2000] * np.hanning(len(v) - 4000)))  # noqa: E731
+    freqs = np.fft.rfftfreq(len(x) - 4000, 1 / 22050)
+    at = lambda s, f: s[np.argmin(np.abs(freqs - f))]  # noqa: E731
+    before, after = spectrum(x), spectrum(y)
+    assert 20 * np.log10(at(after, 1000.0) / at(before, 1000.0)) == pytest.approx(0.0, abs=0.1)
+    assert 20 * np.log10(at(after, 9000.0) / at(before, 9000.0)) < -60  # beyond the 8 kHz of 16 kHz
+    stereo = np.stack([x, 0.5 * x])
+    np.testing.assert_allclose(resample(stereo, 22050, 16000)[1], 0.5 * y, atol=1e-6)
+    np.testing.assert_array_equal(resample(x, 22050, 44100), x)  # a higher rate keeps everything
+    t = Transformation("resample", resample_sr=11025)
+    assert not t.random and t.settings() == {"kind": "resample", "resample_sr": 11025}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from .interface import DifferentiableClassifier, evaluating, recording_confidenc
 from .recording import Recording, edge_samples
 from .spectral import STFTConfig, complex_abs, istft, stft, window
 from .taggers import TAG_THRESHOLD
+from .transforms import Transformation
 
 __all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "masked_magnitudes", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
            "GOALS", "goal_reached", "goal_candidates"]
@@ -110,6 +111,14 @@ class AttackConfig:
         step weights the gradient by the room the bound leaves in each bin (see
         ``_masked_step``); the SNR bound still holds (``snr_db=None`` leaves the masking bound
         alone). ``None`` (default): no masking bound. ``'consistent'`` order, scale-free step only.
+    robust_to : tuple of Transformation
+        Expectation over transformation (:mod:`musadv.robust`): every iteration also judges
+        transformed copies of the iterate (``draws`` of each random kind, one of each fixed
+        one), follows the gradient of the mean loss over the iterate and its copies, and stops
+        only when the iterate and every copy reach what it stops at. ``()`` (default): the
+        plain adversary. ``'consistent'`` order only.
+    draws : int
+        Copies per iteration of each random transformation in ``robust_to``.
     """
 
     snr_db: float | None = 15.0
@@ -124,6 +133,8 @@ class AttackConfig:
     quantize: bool = True
     goal: str = "label"
     masking_db: float | None = None
+    robust_to: tuple = ()
+    draws: int = 2
 
     def __post_init__(self):
         if self.goal not in GOALS:
@@ -149,6 +160,18 @@ class AttackConfig:
                              "has no size in the bound's units")
         if self.masking_db is not None and not math.isfinite(self.masking_db):
             raise ValueError(f"masking_db must be a finite number of dB (or None), not {self.masking_db}")
+        if not all(isinstance(t, Transformation) for t in self.robust_to):
+            raise ValueError("robust_to must be a tuple of musadv.transforms.Transformation")
+        if len({t.kind for t in self.robust_to}) != len(self.robust_to):
+            raise ValueError(f"robust_to names a kind twice: {', '.join(t.kind for t in self.robust_to)}")
+        if self.robust_to and self.order != "consistent":
+            raise ValueError("a robust adversary judges the copies of what it writes: 'consistent' order only")
+        if self.draws < 1:
+            raise ValueError(f"draws must be >= 1, not {self.draws}")
+
+    def to_dict(self) -> dict:
+        """The settings, JSON-ready (what a run records and compares on resuming)."""
+        return {**asdict(self), "robust_to": [t.settings() for t in self.robust_to]}
 
 
 @dataclass
@@ -330,22 +353,64 @@ def _judge_many(model: DifferentiableClassifier, mags: list, phases: list, targe
         all_logits = model.logits_many(mags, phases)
         losses, confs = [], []
         for m, logits, target in zip(mags, all_logits, targets):
-            if logits.shape[0] == 0:
-                raise MusadvError(f"recording too short for this model ({m.shape[0]} frames; one element is "
-                                  f"{model.element_frames})")
-            if goal != "label":
-                sign = 1.0 if goal == "add" else -1.0
-                loss = -torch.nn.functional.logsigmoid(sign * logits[:, target]).sum()
-            elif scale_free:
-                centred = logits - logits.mean(-1, keepdim=True)
-                spread = centred.detach().square().mean(-1, keepdim=True).sqrt().clamp_min(torch.finfo(logits.dtype).tiny)
-                loss = -torch.log_softmax(centred / spread, -1)[:, target].sum()
-            else:
-                loss = -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
-            losses.append(loss)
+            losses.append(_loss(model, m, logits, target, scale_free, goal))
             confs.append(recording_confidence(model.probabilities(logits.detach())))
     grads = torch.autograd.grad(torch.stack(losses).sum(), mags) if need_grad else [None] * len(mags)
     return [(conf, float(loss.detach()), grad) for conf, loss, grad in zip(confs, losses, grads)]
+
+
+def _loss(model, mags: torch.Tensor, logits: torch.Tensor, target: int, scale_free: bool, goal: str) -> torch.Tensor:
+    """The adversary's loss of one recording's element logits (see :func:`_judge_many`)."""
+    if logits.shape[0] == 0:
+        raise MusadvError(f"recording too short for this model ({mags.shape[0]} frames; one element is "
+                          f"{model.element_frames})")
+    if goal != "label":
+        sign = 1.0 if goal == "add" else -1.0
+        return -torch.nn.functional.logsigmoid(sign * logits[:, target]).sum()
+    if scale_free:
+        centred = logits - logits.mean(-1, keepdim=True)
+        spread = centred.detach().square().mean(-1, keepdim=True).sqrt().clamp_min(torch.finfo(logits.dtype).tiny)
+        return -torch.log_softmax(centred / spread, -1)[:, target].sum()
+    return -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
+
+
+def _judge_robust(model: DifferentiableClassifier, states: list, specs: list, mags: list, need_grad: bool,
+                  scale_free: bool, goal: str) -> list[tuple]:
+    """:func:`_judge_many` of several recordings and of transformed copies of each (expectation over
+    transformation), all in one pass of the network.
+
+    Each copy is made from the recording's magnitudes by the inverse STFT (with the iterate's
+    phase, which gives the iterate back), a draw of its transformations in PyTorch
+    (:func:`musadv.robust.differentiable`) and the STFT, so that its loss has a gradient in
+    those magnitudes. Returns one ``(confidences, mean loss, gradient of the mean loss or None,
+    the copies' confidences)`` per recording.
+    """
+    from .robust import differentiable
+
+    cfg = model.stft
+    leaves, inputs, phases, owners = [], [], [], []
+    with torch.set_grad_enabled(need_grad):
+        for k, (st, spec, m) in enumerate(zip(states, specs, mags)):
+            leaf = m.detach().requires_grad_(need_grad)
+            leaves.append(leaf)
+            inputs.append(leaf)
+            phases.append(_phase(model, spec))
+            owners.append(k)
+            z = istft(leaf * unit_phase(spec), cfg, length=st.z.shape[-1], prior=st.z)
+            for draw in st.draws.sample():
+                copy = stft(differentiable(draw, z, cfg.sr), cfg)
+                inputs.append(complex_abs(copy))
+                phases.append(_phase(model, copy.detach()))
+                owners.append(k)
+        all_logits = model.logits_many(inputs, phases)
+        losses = [[] for _ in states]
+        confs = [[] for _ in states]
+        for k, m, logits in zip(owners, inputs, all_logits):
+            losses[k].append(_loss(model, m, logits, states[k].t_idx, scale_free, goal))
+            confs[k].append(recording_confidence(model.probabilities(logits.detach())))
+        means = [torch.stack(ls).mean() for ls in losses]
+    grads = torch.autograd.grad(torch.stack(means).sum(), leaves) if need_grad else [None] * len(states)
+    return [(c[0], float(loss.detach()), grad, c[1:]) for c, loss, grad in zip(confs, means, grads)]
 
 
 def _judge(model, mags, phase, target: int, need_grad: bool, scale_free: bool = False, goal: str = "label"):
@@ -358,7 +423,7 @@ def _confidence_dict(model, conf: torch.Tensor) -> dict:
 
 
 def attack(model: DifferentiableClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
-           start: np.ndarray | None = None) -> AttackResult:
+           start: np.ndarray | None = None, rng: np.random.Generator | None = None) -> AttackResult:
     """Find an adversarial example for one recording.
 
     Parameters
@@ -377,16 +442,20 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
     start : np.ndarray, optional
         Samples shaped like the recording to start from instead of the original (e.g. a
         written example that missed its target after decoding, to repair it).
+    rng : np.random.Generator, optional
+        The draws of a robust adversary's transformations (``config.robust_to``); default a
+        generator seeded with 0.
 
     Returns
     -------
     AttackResult
     """
-    return attack_many(model, [signal], [target], config, None if start is None else [start])[0]
+    return attack_many(model, [signal], [target], config, None if start is None else [start],
+                       None if rng is None else [rng])[0]
 
 
 def attack_many(model: DifferentiableClassifier, signals: list, targets: list[str], config: AttackConfig = AttackConfig(),
-                starts: list | None = None) -> list[AttackResult]:
+                starts: list | None = None, rngs: list | None = None) -> list[AttackResult]:
     """:func:`attack` of several recordings at once: in the ``'consistent'`` order their iterations go
     in lockstep, each judged in one pass of the network over the elements of every recording
     still running (:meth:`~musadv.interface.DifferentiableClassifier.logits_many`), which is what
@@ -404,6 +473,8 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
     config : AttackConfig
     starts : list of np.ndarray or None, optional
         As ``start`` of :func:`attack`, one per recording (``None`` for the original).
+    rngs : list of np.random.Generator, optional
+        As ``rng`` of :func:`attack`, one per recording.
 
     Returns
     -------
@@ -413,8 +484,8 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
     if not isinstance(model, DifferentiableClassifier):
         raise MusadvError(f"{type(model).__name__} gives no gradient: the adversary attacks networks "
                           "(feature systems are judged on a network's adversaries with rescore)")
-    if len(targets) != len(signals) or (starts is not None and len(starts) != len(signals)):
-        raise ValueError(f"{len(signals)} recordings need as many targets (and starts), not {len(targets)}")
+    if len(targets) != len(signals) or any(v is not None and len(v) != len(signals) for v in (starts, rngs)):
+        raise ValueError(f"{len(signals)} recordings need as many targets (and starts and generators), not {len(targets)}")
     if config.goal != "label" and model.activation != "sigmoid":
         raise MusadvError(f"goal {config.goal!r} is for taggers (independent tag likelihoods); this model's "
                           "labels exclude each other: use goal 'label'")
@@ -423,7 +494,8 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
             raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
     t0 = time.perf_counter()
     cfg = model.stft
-    states = [_Iterate(model, signal, model.labels.index(target), config, None if starts is None else starts[k])
+    states = [_Iterate(model, signal, model.labels.index(target), config, None if starts is None else starts[k],
+                       None if rngs is None else rngs[k])
               for k, (signal, target) in enumerate(zip(signals, targets))]
     with evaluating(model):
         judged = _judge_many(model, [st.mag0 for st in states], [_phase(model, st.spec0) for st in states],
@@ -509,6 +581,9 @@ def minimize(model: DifferentiableClassifier, signal, target: str, config: Attac
         raise ValueError("minimize searches in the 'consistent' order (its written files are what was judged)")
     if config.snr_db is None:
         raise ValueError("minimize needs a floor snr_db")
+    if config.robust_to:
+        raise ValueError("minimize seeks where the model's label changes; a robust adversary's success is judged on "
+                         "transformed copies too: not both")
     if not resolution_db > 0:
         raise ValueError(f"resolution_db must be > 0, not {resolution_db}")
     levels, trace = [], []
@@ -621,8 +696,9 @@ def _stalled(config: AttackConfig, trace: list[dict]) -> bool:
     if config.patience is None or len(trace) <= config.patience:
         return False
     sign = -1.0 if config.goal == "remove" else 1.0
-    best_before = max(sign * t["target_posterior"] for t in trace[:-config.patience])
-    return max(sign * t["target_posterior"] for t in trace[-config.patience:]) <= best_before
+    key = "worst_posterior" if config.robust_to else "target_posterior"
+    best_before = max(sign * t[key] for t in trace[:-config.patience])
+    return max(sign * t[key] for t in trace[-config.patience:]) <= best_before
 
 
 def _fista_weight(t_prev: float) -> tuple[float, float]:
@@ -684,7 +760,8 @@ class _Iterate:
     """One recording's state in the adversary's loop: its file space, the current file samples ``w``
     and what the model hears of them ``z``, momentum, trace and outcome."""
 
-    def __init__(self, model: DifferentiableClassifier, signal, t_idx: int, config: AttackConfig, start=None):
+    def __init__(self, model: DifferentiableClassifier, signal, t_idx: int, config: AttackConfig, start=None,
+                 rng: np.random.Generator | None = None):
         cfg = model.stft
         self.mono = not isinstance(signal, Recording)
         rec = Recording(np.asarray(signal, np.float32)[None], cfg.sr, cfg.sr) if self.mono else signal
@@ -699,6 +776,11 @@ class _Iterate:
         self.trace, self.reached, self.iterations = [], False, 0
         self.conf0 = self.conf = self.w = None
         self.allowed = None if config.masking_db is None else masked_magnitudes(space.x, cfg, config.masking_db)
+        self.draws = None
+        if config.robust_to:
+            from .robust import Draws
+
+            self.draws = Draws(config.robust_to, config.draws, np.random.default_rng(0) if rng is None else rng, cfg.sr)
 
 
 def masked_magnitudes(x: torch.Tensor, config: STFTConfig, margin_db: float) -> torch.Tensor:
@@ -739,14 +821,23 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
         specs = [stft(st.z, cfg) for st in running]
         mags = [complex_abs(spec) for spec in specs]
         need_grad = it < config.max_iter
-        judged = _judge_many(model, mags, [_phase(model, spec) for spec in specs], [st.t_idx for st in running],
-                             need_grad=need_grad, scale_free=config.step is None, goal=config.goal)
-        for st, spec, m, (conf, loss, grad) in zip(running, specs, mags, judged):
+        if config.robust_to:
+            judged = _judge_robust(model, running, specs, mags, need_grad, config.step is None, config.goal)
+        else:
+            judged = [(*j, []) for j in _judge_many(model, mags, [_phase(model, spec) for spec in specs],
+                                                    [st.t_idx for st in running], need_grad=need_grad,
+                                                    scale_free=config.step is None, goal=config.goal)]
+        for st, spec, m, (conf, loss, grad, copies) in zip(running, specs, mags, judged):
             st.conf = conf
             dist = _distance(st.w, st.space.X)
             snr = 20 * math.log10(st.X_norm / dist) if dist > 0 else math.inf
-            st.trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[st.t_idx]), "snr_db": snr})
-            if _stops(config, conf, st.t_idx):
+            entry = {"iteration": it, "loss": loss, "target_posterior": float(conf[st.t_idx]), "snr_db": snr}
+            if config.robust_to:
+                # The copy furthest from the goal: what a robust adversary's progress is.
+                worst = max if config.goal == "remove" else min
+                entry["worst_posterior"] = worst(float(c[st.t_idx]) for c in [conf, *copies])
+            st.trace.append(entry)
+            if _stops(config, conf, st.t_idx) and all(_stops(config, c, st.t_idx) for c in copies):
                 st.reached, st.running = True, False
                 continue
             if not need_grad or _stalled(config, st.trace):

@@ -330,6 +330,17 @@ def test_cmd(model_spec, split, cache_dir, out, device):
     click.echo(f"written to {out}")
 
 
+_TRANSFORM_KINDS = ["eq", "stretch", "lowpass", "gain", "mp3", "noise", "resample", "room"]
+# The settings every transformation command shares (the attack's robust adversary takes those
+# that do not clash with its own options: its EQ, gain and stretch ranges are the defaults).
+_shared_transform_settings = [
+    click.option("--cutoff", type=FINITE, default=9000.0, show_default=True, help="lowpass: cut-off in Hz."),
+    click.option("--bitrate", type=int, default=128, show_default=True, help="mp3: constant bitrate in kbit/s (32-320)."),
+    click.option("--rt60", default="0.2,0.8", show_default=True, help="room: the reverberation time's range in seconds, LOW,HIGH."),
+    click.option("--noise-snr", type=FINITE, default=30.0, show_default=True, help="noise: SNR of the added white noise in dB."),
+    click.option("--resample-sr", type=int, default=16000, show_default=True, help="resample: the lower rate in Hz."),
+]
+
 @cli.command("attack", epilog=_MODEL_HELP)
 @click.argument("model_spec", metavar="MODEL")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
@@ -370,11 +381,19 @@ def test_cmd(model_spec, split, cache_dir, out, device):
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Attack this many examples at once, one network pass per iteration for all (what makes a GPU pay); "
                    "the examples get the labels, successes and SNRs of --batch 1. Not with --minimize.")
+@click.option("--robust-to", default=None, metavar="KIND[,KIND...]",
+              help="Make each example survive these transformations (" + ", ".join(_TRANSFORM_KINDS) + "): every "
+                   "iteration also judges transformed copies (expectation over transformation); results.csv gives the "
+                   "share of 10 fresh draws of each that keep the target. Settings as for survive (EQ +-3 dB, gain "
+                   "+-6 dB, stretch +-6 %, order-4 low-pass). Not with --minimize.")
+@click.option("--draws", type=click.IntRange(min=1), default=2, show_default=True,
+              help="--robust-to: copies per iteration of each random transformation.")
+@_apply(_shared_transform_settings)
 @_engine_options
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, nmr, minimize, limit, duration, seed, out, quiet,
-               no_report, masking_db, batch, engine, device):
+               no_report, masking_db, batch, robust_to, draws, engine, device, **settings):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -402,10 +421,21 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         extra = {"cache": str(spectra.path.resolve()), "split": split}
     else:
         recordings = recordings_from_files(files, duration=duration)
+    robust = ()
+    if robust_to:
+        kinds = [k.strip() for k in robust_to.split(",")]
+        unknown = [k for k in kinds if k not in _TRANSFORM_KINDS]
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)}: not a transformation ({', '.join(_TRANSFORM_KINDS)})",
+                                     param_hint="--robust-to")
+        robust = tuple(_transformation(k, **settings) for k in kinds)
+        if minimize:
+            raise click.UsageError("--minimize seeks where the label changes; --robust-to is judged on transformed copies "
+                                   "too: not both")
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
-                              quantize=not float_wav, goal=goal, masking_db=masking_db)
+                              quantize=not float_wav, goal=goal, masking_db=masking_db, robust_to=robust, draws=draws)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if repairs < 0:
@@ -442,6 +472,9 @@ def _print_attack_summary(m: dict, out: Path) -> None:
         line += (f", NMR median {m['nmr_db']['median']:.1f} dB (max {m['nmr_db']['max']:.1f}), "
                  f"{m['above_mask_share']['mean']:.2%} of bins above the masking threshold")
     click.echo(line)
+    if m.get("held_out"):
+        shares = ", ".join(f"{kind} {'-' if v is None else f'{v:.1%}'}" for kind, v in m["held_out"].items())
+        click.echo(f"held-out transformed copies that keep the target (over the successful examples): {shares}")
     if m.get("minimal"):
         mm = m["minimal"]
         median = "inf" if mm["median_snr_db"] is None else f"{mm['median_snr_db']:.1f} dB"
@@ -595,19 +628,19 @@ def _num(v) -> str:
 
 
 _transform_options = [
-    click.option("--transform", "kind", required=True, type=click.Choice(["eq", "stretch", "lowpass", "gain", "mp3", "room"]),
+    click.option("--transform", "kind", required=True, type=click.Choice(_TRANSFORM_KINDS),
                  help="eq: random smooth EQ; stretch: pitch-preserving tempo change; lowpass: Butterworth; gain: level; mp3: MP3 "
-                      "round-trip; room: a random simulated room (pyroomacoustics)."),
+                      "round-trip; noise: white noise; resample: to a lower rate and back; room: a random simulated room "
+                      "(pyroomacoustics)."),
     click.option("--max-db", type=FINITE, default=None, help="eq: each band's gain within +-dB (default 3); gain: within +-dB (default 6)."),
     click.option("--max-rate-change", type=FINITE, default=0.06, show_default=True, help="stretch: tempo factor within 1 +- this."),
-    click.option("--cutoff", type=FINITE, default=9000.0, show_default=True, help="lowpass: cut-off in Hz."),
     click.option("--order", "filter_order", type=int, default=4, show_default=True, help="lowpass: Butterworth order."),
-    click.option("--bitrate", type=int, default=128, show_default=True, help="mp3: constant bitrate in kbit/s (32-320)."),
-    click.option("--rt60", default="0.2,0.8", show_default=True, help="room: the reverberation time's range in seconds, LOW,HIGH."),
+    *_shared_transform_settings,
 ]
 
 
-def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60):
+def _transformation(kind, max_db=None, max_rate_change=0.06, cutoff=9000.0, filter_order=4, bitrate=128, rt60="0.2,0.8",
+                    noise_snr=30.0, resample_sr=16000):
     from .transforms import Transformation, mp3_available
 
     try:
@@ -619,7 +652,7 @@ def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate
         raise click.UsageError("this libsndfile cannot encode MP3 (1.1.0 or later can)")
     try:
         return Transformation(kind, max_db=max_db, max_rate_change=max_rate_change, cutoff_hz=cutoff, order=filter_order,
-                              bitrate_kbps=bitrate, rt60_s=rt60_s)
+                              bitrate_kbps=bitrate, rt60_s=rt60_s, snr_db=noise_snr, resample_sr=resample_sr)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -636,8 +669,7 @@ def _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
 @_device_option
-def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60, trials, limit,
-              seed, out, quiet, engine, device):
+def horse_cmd(model_spec, split, cache_dir, kind, trials, limit, seed, out, quiet, engine, device, **settings):
     """Is MODEL a horse? Its figures of merit under irrelevant transformations of each recording.
 
     Each recording is transformed up to --trials times (a random draw each time); per recording
@@ -650,7 +682,7 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
     from .report import write_report
     from .runs import recordings_from_split
 
-    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60)
+    transformation = _transformation(kind, **settings)
     system = _load_any_model(model_spec, device)
     spectra = _model_cache(system, cache_dir)
     check_compatible(system, spectra.config, spectra.labels, str(spectra.path))
@@ -673,13 +705,14 @@ def horse_cmd(model_spec, split, cache_dir, kind, max_db, max_rate_change, cutof
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_apply(_transform_options)
 @click.option("--model", "model_spec", default=None, help="The system that judges (default: the model the run attacked).")
+@click.option("--draws", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Draws of a random transformation per example (and its original); the shares are over all draws.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws of a random transformation.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: RUN_DIR/survive-<transform>.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_engine_options
 @_device_option
-def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60, model_spec, seed, out, quiet, engine,
-                device):
+def survive_cmd(run_dir, kind, model_spec, draws, seed, out, quiet, engine, device, **settings):
     """Do the adversarial examples of an attack run survive an irrelevant transformation?
 
     Transforms every example and its original alike, writes both, and reports the share of
@@ -689,11 +722,13 @@ def survive_cmd(run_dir, kind, max_db, max_rate_change, cutoff, filter_order, bi
     from .report import write_report
     from .survival import survive
 
-    transformation = _transformation(kind, max_db, max_rate_change, cutoff, filter_order, bitrate, rt60)
+    transformation = _transformation(kind, **settings)
     system = _load_any_model(model_spec, device) if model_spec else None
     out = out or run_dir / f"survive-{kind}"
-    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, engine=engine, device=device)
-    click.echo(f"{out}: {m['n_adversarial']} adversarial examples of {m['n_examples']}, {transformation.describe()}")
+    m = survive(run_dir, transformation, out, system, seed, progress=not quiet, engine=engine, device=device, draws=draws)
+    n = m["n_draws"]
+    click.echo(f"{out}: {m['n_adversarial']} adversarial examples of {m['n_examples']}, {transformation.describe()}"
+               + (f", {n} draws each" if n > 1 else ""))
     if m["n_adversarial"]:
         click.echo(f"keep the target {m['survived']:.1%}, return to the original's label {m['returned']:.1%}, "
                    f"other {m['other']:.1%}; transformed originals keep their label {m['original_kept']:.1%}")

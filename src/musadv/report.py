@@ -234,12 +234,12 @@ of {{ h.settings.get("split", "the split") }}, seed {{ h.settings.seed }}. Each 
 {% for v in survivals %}
 <h2>Survival: {{ v.name }}</h2>
 <p>The examples of {{ v.settings.run }} and their originals, {{ v.settings.description }}, judged by {{ v.settings.system }}.
-Of {{ v.results.n_adversarial }} adversarial examples, {{ pct(v.results.survived) }} keep the adversary's target,
+Of {{ v.results.n_adversarial }} adversarial examples{% if v.results.n_draws|default(1) > 1 %}, each transformed {{ v.results.n_draws }} times (the shares are over draws){% endif %}, {{ pct(v.results.survived) }} keep the adversary's target,
 {{ pct(v.results.returned) }} return to the original's label, {{ pct(v.results.other) }} get another label;
 {{ pct(v.results.original_kept) }} of the transformed originals keep their label. Median SNR of the example against its original
 {{ fmt(v.results.median_snr_db_before, 1) }} dB, of the transformed example against the transformed original {{ fmt(v.results.median_snr_db_after, 1) }} dB.</p>
 <table><tr><th>example</th><th>true</th><th>before</th><th>target</th><th>transformed original</th><th>transformed example</th><th>SNR before / after (dB)</th></tr>
-{% for r in v.rows %}<tr><td>{{ r.example }}</td><td>{{ r.true }}</td><td>{{ r.label_before }}</td><td>{{ r.target }}</td>
+{% for r in v.rows %}<tr><td>{{ r.example }}{% if r.draw and r.draw != "0" %} (draw {{ r.draw }}){% endif %}</td><td>{{ r.true }}</td><td>{{ r.label_before }}</td><td>{{ r.target }}</td>
 <td><audio controls preload="metadata" src="{{ r.original_src }}"></audio><br>{{ r.original_label }}</td>
 <td><audio controls preload="metadata" src="{{ r.wav_src }}"></audio><br><span class="{{ 'bad' if r.survived == 'True' else 'ok' }}">{{ r.label }}</span></td>
 <td>{{ fmt(r.snr_db_before, 1) }} / {{ fmt(r.snr_db, 1) }}</td></tr>{% endfor %}</table>

@@ -47,7 +47,7 @@ from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .driver import RunKind, drive, finished_record, read_errors, read_records, record_files
 from .parallel import Engine
 from .recording import Recording
-from .runs import RecordingRef, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
+from .runs import RecordingRef, attack_settings, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
 
 __all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
@@ -218,7 +218,7 @@ def robustness_curve(
     run = {"format": FORMAT, "musadv": __version__, "system": model_name(system),
            "system_sha256": system_sha256(system), "adversary": None if source else model_name(adversary),
            "adversary_sha256": adversary_sha, "labels": system.labels, "stft": system.stft.to_dict(),
-           "levels": levels, "policy": policy, "seed": seed, "attack": asdict(config),
+           "levels": levels, "policy": policy, "seed": seed, "attack": config.to_dict(),
            "examples_from": str(source.resolve()) if source else None,
            "nmr": nmr, "recordings": [asdict(j) for j in recordings], **(extra or {})}
     kind = CurveRun(system, None if source else adversary, tuple(recordings), Path(out_dir).resolve(),
@@ -250,6 +250,7 @@ class CurveRun(RunKind):
         return {self.out: self.run}
 
     def check_same(self, out, old, new):
+        old = {**old, "attack": attack_settings(old)}
         check_same_settings(out, old, new, ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy",
                                             "seed", "attack", "examples_from", "nmr"), "robustness run")
         check_same_recordings(out, old, new, "robustness run")

@@ -58,7 +58,7 @@ from .recording import Recording, edge_samples
 from .spectral import magnitude
 
 __all__ = ["RecordingRef", "recordings_from_split", "recordings_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
-           "slug", "system_sha256", "check_same_settings", "check_same_recordings", "recording_rng"]
+           "slug", "system_sha256", "check_same_settings", "check_same_recordings", "recording_rng", "example_rng", "attack_settings"]
 
 RESULT_FIELDS = [
     "example", "file", "true", "goal", "target", "label_before", "conf_before", "label_after", "conf_after",
@@ -139,12 +139,16 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
 
 
 def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
-             repairs: int, quality, minimal: bool, result: AttackResult | None = None, nmr: bool = False) -> tuple[Path, dict]:
+             repairs: int, quality, minimal: bool, seed: int, result: AttackResult | None = None,
+             nmr: bool = False) -> tuple[Path, dict]:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
     WAV, judge the decoded file, repair it if it misses the target; the example's record and its path.
 
     ``result``: the attack already made (by a batch of attacks), to be written and judged. ``nmr``:
     measure the noise-to-mask ratio of the written file (always measured under a masking bound).
+    A robust adversary's file is then judged on fresh draws of its transformations
+    (:func:`musadv.robust.held_out`, from a generator of ``seed`` and the example that its
+    attack never used).
     """
     ex_id = f"{stem}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
@@ -154,7 +158,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         succeeded = [lv["snr_bound_db"] for lv in result.levels if lv["success"]]
         repair_config = replace(config, snr_db=max(succeeded, default=config.snr_db), stop="label")
     else:
-        result = first = attack(model, rec, target, config) if result is None else result
+        result = first = attack(model, rec, target, config, rng=example_rng(seed, ex_id)) if result is None else result
         repair_config = config
     iterations, seconds, trace, rounds = result.iterations, result.seconds, list(result.trace), 0
     while True:
@@ -165,7 +169,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
             break
         # Start again from what the file holds: more iterations, same bound, same original.
         rounds += 1
-        result = attack(model, rec, target, repair_config, start=written)
+        result = attack(model, rec, target, repair_config, start=written, rng=example_rng(seed, ex_id, rounds))
         # Its iteration 0 judges the written file again: the trace goes on from there.
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
@@ -174,6 +178,12 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         from .psychoacoustics import noise_to_mask
 
         masking = noise_to_mask(rec.samples, written, rec.sr)
+    kept = {}
+    if config.robust_to:
+        from .robust import held_out
+
+        kept = held_out(model, written, rec.sr, str(wav), config.goal, target, config.robust_to,
+                        recording_rng(seed, ex_id, HELD_OUT_STREAM))
     row = {
         "example": ex_id, "file": ref.name, "true": ref.true_label or "", "goal": config.goal, "target": target,
         "label_before": first.label_before, "conf_before": first.confidence_before[first.label_before],
@@ -188,10 +198,13 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
         "iterations": iterations, "seconds": seconds,
         "wav": str(wav.relative_to(out)), "original_wav": f"originals/{stem}.wav",
+        **{f"held_out_{kind}": v["kept"] for kind, v in kept.items()},
     }
     record = {**row, "reached_threshold": result.reached, "confidence_before": first.confidence_before,
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
               "trace": trace, "files": record_files(out, [wav, out / row["original_wav"]])}
+    if kept:
+        record["held_out"] = kept
     if minimal:
         record["levels"] = [{**lv, "snr_wave_db": finite_or_none(lv["snr_wave_db"])} for lv in first.levels]
     return out / "examples" / f"{ex_id}.json", record
@@ -218,6 +231,21 @@ def recording_rng(seed: int, name: str, *more: int) -> np.random.Generator:
     """The generator of one recording's random choices: from the seed and its name alone, so that
     resumed and partial runs draw what a whole run draws."""
     return np.random.default_rng([seed, zlib.crc32(name.encode()), *more])
+
+
+#: Streams of :func:`recording_rng` for an example's robust adversary: its loop's draws (one per
+#: attack, a repair's its own) and the held-out draws that judge its file.
+LOOP_STREAM, HELD_OUT_STREAM = 1, 2
+
+
+def example_rng(seed: int, example: str, repair: int = 0) -> np.random.Generator:
+    """The generator of the draws a robust adversary's loop makes for ``example`` (round ``repair``)."""
+    return recording_rng(seed, example, LOOP_STREAM, repair)
+
+
+def attack_settings(settings: dict) -> dict:
+    """A run's recorded attack settings, a setting added since it was made at its default (off)."""
+    return {**AttackConfig().to_dict(), **(settings.get("attack") or {})}
 
 
 _RUN_CHECKS = [
@@ -262,7 +290,7 @@ class AttackRun(RunKind):
         return {self.out: {
             "format": "musadv-attack-run", "musadv": __version__, "model": model_name(m),
             "model_sha256": weights_sha256(m), "labels": m.labels, "stft": m.stft.to_dict(),
-            "policy": self.policy, "seed": self.seed, "attack": asdict(self.config),
+            "policy": self.policy, "seed": self.seed, "attack": self.config.to_dict(),
             "output": "at the model's rate" if self.model_rate else "at each file's rate and channels",
             "repairs": self.repairs, "visqol": self.visqol, "nmr": self.nmr, "minimal": self.minimal,
             "recordings": [asdict(j) for j in self.recordings], **self.extra}}
@@ -274,9 +302,10 @@ class AttackRun(RunKind):
                 raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
                                   "choose another --out")
         check_same_recordings(out, old, new, "run")
+        recorded = attack_settings(old)
         for key, value in new["attack"].items():
-            if (old.get("attack") or {}).get(key) != value:
-                raise MusadvError(f"{out}: holds a run with attack setting {key} = {(old.get('attack') or {}).get(key)}, "
+            if recorded.get(key) != value:
+                raise MusadvError(f"{out}: holds a run with attack setting {key} = {recorded.get(key)}, "
                                   f"not {value}; choose another --out")
 
     def pieces(self):
@@ -349,13 +378,14 @@ def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[lis
         group = [(k, t) for k, t in pairs[i : i + size] if k not in errors]
         try:
             # A search makes its own attacks (_example); a plain attack is made here, for the whole group.
-            results = [None] * len(group) if c.minimal else attack_many(c.model, [jobs[k].rec for k, _ in group],
-                                                                       [t for _, t in group], c.config)
+            results = [None] * len(group) if c.minimal else attack_many(
+                c.model, [jobs[k].rec for k, _ in group], [t for _, t in group], c.config,
+                rngs=[example_rng(c.seed, f"{jobs[k].stem}--{t}") for k, t in group])
         except MusadvError:  # one recording the model cannot judge (too short): each alone, to know which
             results = [None] * len(group)
             for n, (k, t) in enumerate(group):
                 try:
-                    results[n] = attack(c.model, jobs[k].rec, t, c.config)
+                    results[n] = attack(c.model, jobs[k].rec, t, c.config, rng=example_rng(c.seed, f"{jobs[k].stem}--{t}"))
                 except MusadvError as exc:
                     errors.setdefault(k, str(exc))
         for (k, target), result in zip(group, results):
@@ -364,7 +394,7 @@ def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[lis
             job = jobs[k]
             try:
                 records[k].append(_example(c.model, refs[k], job.rec, job.mag_x, target, c.config, c.out, job.stem,
-                                           c.repairs, job.quality, c.minimal, result, nmr=c.nmr))
+                                           c.repairs, job.quality, c.minimal, c.seed, result, nmr=c.nmr))
             except MusadvError as exc:
                 errors[k] = str(exc)
     return [(None, errors[k]) if k in errors else (records[k], None) for k in range(len(refs))]
@@ -472,6 +502,9 @@ def run_attacks(
     check_policy(policy, model.labels, all(j.true_label for j in recordings))
     if repairs < 0:
         raise MusadvError(f"repairs must be >= 0, not {repairs}")
+    if minimal and config.robust_to:
+        raise MusadvError("a minimal perturbation is where the model's label changes; a robust adversary is judged on "
+                          "transformed copies too: not both")
     if not (isinstance(batch, int) and batch >= 1):
         raise MusadvError(f"batch must be an integer >= 1, not {batch!r}")
     kind = AttackRun(model, tuple(recordings), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
@@ -483,10 +516,14 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     """Collect the finished examples of a run directory into results.csv, traces.csv and metrics.json."""
     out = Path(out_dir)
     records = read_records(out / "examples")
+    # A robust adversary's held-out shares, one column per transformation.
+    kinds = sorted({kind for r in records for kind in r.get("held_out", {})})
+    fields = RESULT_FIELDS + [f"held_out_{kind}" for kind in kinds]
     # Runs made before a column existed have none: it stays empty.
-    write_csv_atomic(out / "results.csv", [{k: r.get(k) for k in RESULT_FIELDS} for r in records], RESULT_FIELDS)
+    write_csv_atomic(out / "results.csv", [{k: r.get(k) for k in fields} for r in records], fields)
     traces = [{"example": r["example"], **t} for r in records for t in r["trace"]]
-    write_csv_atomic(out / "traces.csv", traces, ["example", "iteration", "loss", "target_posterior", "snr_db"])
+    trace_fields = ["example", "iteration", "loss", "target_posterior", "snr_db"]
+    write_csv_atomic(out / "traces.csv", traces, trace_fields + (["worst_posterior"] if kinds else []))
     known = [r for r in records if r["true"]]
     changed = [r for r in records if r["snr_wave_db"] is not None]
     column = lambda key: np.array([r[key] for r in changed if r.get(key) is not None], dtype=float)  # noqa: E731
@@ -514,6 +551,10 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         "unchanged_examples": len(records) - len(changed),
         "mean_iterations": float(np.mean([r["iterations"] for r in records])) if records else None,
         "mean_seconds": float(np.mean([r["seconds"] for r in records])) if records else None,
+        # Over the examples whose written file reached its goal: the share of held-out copies that keep it.
+        "held_out": {kind: finite_or_none(float(np.mean([r["held_out"][kind]["kept"] for r in records
+                                                         if r["success"] and kind in r.get("held_out", {})] or [np.nan])))
+                     for kind in kinds},
     }
     minimal = [r for r in records if "levels" in r]
     if minimal:

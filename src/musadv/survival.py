@@ -59,6 +59,7 @@ def survive(
     progress: bool = True,
     engine: Engine | None = None,
     device: torch.device | str = "cpu",
+    draws: int = 1,
 ) -> dict:
     """Transform every example of an attack run and its original, and judge both again.
 
@@ -82,6 +83,10 @@ def survive(
         another). With the same threads, every engine writes the same files.
     device : torch.device or str
         Where the model the run names is loaded (a ``system`` given stays where it is).
+    draws : int
+        Draws of a random transformation per example, each applied to the example and its
+        original alike (a fixed transformation is applied once); the shares are over all draws.
+        The first draw is the one a run of one draw makes.
 
     Returns
     -------
@@ -95,6 +100,9 @@ def survive(
     records = read_records(run / "examples")
     if not records:
         raise MusadvError(f"{run}: no finished attack examples")
+    if not (isinstance(draws, int) and draws >= 1):
+        raise MusadvError(f"draws must be an integer >= 1, not {draws!r}")
+    draws = draws if transformation.random else 1
     from_run = system is None  # the model the run names, which must still be the one it attacked
     if from_run:
         if not meta.get("model"):
@@ -107,14 +115,16 @@ def survive(
     out = Path(out_dir) if out_dir else run / f"survive-{transformation.kind}"
     settings = {"format": FORMAT, "musadv": __version__, "run": str(run.resolve()), "system": model_name(system),
                 "system_sha256": sha, "attacked_model": meta.get("model"),
-                "transformation": transformation.settings(), "description": transformation.describe(), "seed": seed}
-    kind = SurvivalRun(system, attacked, run.resolve(), out.resolve(), tuple(records), transformation, seed, settings)
+                "transformation": transformation.settings(), "description": transformation.describe(), "seed": seed,
+                "draws": draws}
+    pieces = tuple((r, d) for r in records for d in range(draws))
+    kind = SurvivalRun(system, attacked, run.resolve(), out.resolve(), pieces, transformation, seed, settings)
     return drive(kind, engine, progress)
 
 
 @dataclass(frozen=True)
 class SurvivalRun(RunKind):
-    """A survival run, as the run driver sees it: one piece and one record per attack example."""
+    """A survival run, as the run driver sees it: one piece and one record per attack example and draw."""
 
     system: AudioClassifier
     attacked: bool  # the system is the model the run attacked
@@ -138,39 +148,49 @@ class SurvivalRun(RunKind):
         return {self.out: self.run_settings}
 
     def check_same(self, out, old, new):
-        check_same_settings(out, old, new, ("run", "system_sha256", "transformation", "seed"), "survival run")
+        # A run made before draws existed made one.
+        check_same_settings(out, {"draws": 1, **old}, new, ("run", "system_sha256", "transformation", "seed", "draws"),
+                            "survival run")
 
     def pieces(self):
         return list(self.examples)
 
-    def pending(self, r):
-        return None if (self.out / "examples" / f"{r['example']}.json").exists() else r
+    def pending(self, piece):
+        return None if (self.out / "examples" / f"{self.name(piece)}.json").exists() else piece
 
-    def name(self, r):
-        return r["example"]
+    def name(self, piece):
+        r, draw = piece
+        return _draw_name(r["example"], draw)
 
-    def do(self, r):
-        record = _example(self.system, self.attacked, self.run, r, self.out, self.transformation, self.seed)
-        return [(self.out / "examples" / f"{r['example']}.json", record)]
+    def do(self, piece):
+        r, draw = piece
+        record = _example(self.system, self.attacked, self.run, r, self.out, self.transformation, self.seed, draw)
+        return [(self.out / "examples" / f"{self.name(piece)}.json", record)]
 
     def summarise(self):
         return summarise_survival(self.out)
 
 
+def _draw_name(example: str, draw: int) -> str:
+    """The name of an example's draw in a survival run (the first draw's is the example's own)."""
+    return example if draw == 0 else f"{example}--draw{draw}"
+
+
 def _example(system: AudioClassifier, attacked: bool, run: Path, r: dict, out: Path, transformation: Transformation,
-             seed: int) -> dict:
-    """One example and its original, transformed alike, written, and judged from the written files.
+             seed: int, draw: int = 0) -> dict:
+    """One example and its original, transformed alike (draw number ``draw``), written, and judged from the written files.
 
     What the system said before the change is the attack's record where the system is the model
     the run attacked (``attacked``), else the system's own judgement of the run's files.
     """
-    params = transformation.draw(recording_rng(seed, r["example"]))
+    params = transformation.draw(recording_rng(seed, r["example"], *([draw] if draw else [])))
+    name = _draw_name(r["example"], draw)
     judged, written, unchanged = {}, {}, {}
     for kind, rel in (("original", r["original_wav"]), ("example", r["wav"])):
         samples, sr = audio.decode(run / rel)
         if not attacked:
             unchanged[kind] = classify_samples(system, samples, sr, str(run / rel))
-        wav = out / "transformed" / f"{r['example']}--{kind}.wav"
+        wav = out / "transformed" / f"{name}--{kind}.wav"
         audio.save(wav, transformation.apply(samples, sr, params), sr, on_clip="clip")
         written[kind], wsr = audio.decode(wav)
         judged[kind] = classify_samples(system, written[kind], wsr, str(wav))
@@ -186,8 +206,8 @@ def _example(system: AudioClassifier, attacked: bool, run: Path, r: dict, out: P
     survived = goal_reached(goal, r["target"], after.label, after.confidence)
     # A tagger's likelihoods of the example before and after the change: what the change turns on and off.
     tags = {"likelihoods_before": example_conf, "likelihoods": after.confidence} if system.activation == "sigmoid" else {}
-    wavs = [out / "transformed" / f"{r['example']}--{kind}.wav" for kind in ("example", "original")]
-    return {"example": r["example"], "file": r["file"], "true": r["true"], "goal": goal, "target": r["target"],
+    wavs = [out / "transformed" / f"{name}--{kind}.wav" for kind in ("example", "original")]
+    return {"example": r["example"], "draw": draw, "file": r["file"], "true": r["true"], "goal": goal, "target": r["target"],
             "label_before": before, "attack_success": success,
             # An original that already met the goal changed nothing: not an adversary.
             "already_met": goal_reached(goal, r["target"], before, before_conf),
@@ -231,9 +251,11 @@ def summarise_survival(out_dir: str | os.PathLike) -> dict:
     median = lambda key: (finite_or_none(float(np.median([np.inf if r[key] is None else r[key] for r in adversarial])))  # noqa: E731
                           if adversarial else None)
     results = {
-        "n_examples": len(records),
+        # Each record is one draw of one example; the shares are over draws.
+        "n_examples": len({r["example"] for r in records}),
+        "n_draws": settings.get("draws", 1),
         "n_skipped": len(read_errors(out)),  # examples that could not be judged (errors.csv)
-        "n_adversarial": len(adversarial),
+        "n_adversarial": len({r["example"] for r in adversarial}),
         "survived": share(adversarial, "survived"),
         "returned": share(adversarial, "returned"),
         "other": (float(np.mean([not (r["survived"] or r["returned"]) for r in adversarial])) if adversarial else None),

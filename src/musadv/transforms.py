@@ -23,6 +23,12 @@ size of the change is measured by the caller (``musadv.attack.snr_db`` against t
 ``mp3``
     An MP3 round-trip through libsndfile (LAME to encode, mpg123 to decode) at a constant
     bitrate: the signal rounded to 16 bits, encoded, decoded and aligned with the original.
+``noise``
+    White Gaussian noise added at a set SNR (dB, against the whole signal, every channel): a
+    hiss, a noisy channel.
+``resample``
+    Resampling to a lower rate (SoX's resampler, as every file is resampled here) and back: what
+    a system or a channel working at that rate keeps of the music (nothing above half the rate).
 ``room``
     Playing the recording in a room: a shoebox room's impulse response from ``pyroomacoustics``
     (image sources), its size, absorption and the source's and microphone's places drawn at
@@ -31,7 +37,8 @@ size of the change is measured by the caller (``musadv.attack.snr_db`` against t
     scaled to the response's unit energy, so that the room is neither a delay nor a gain.
 
 :class:`Transformation` holds one kind with its settings and draws the parameters of random
-trials (``eq``, ``stretch`` and ``gain`` are random; ``lowpass`` and ``mp3`` are not), so that
+trials (``eq``, ``stretch``, ``gain``, ``noise`` and ``room`` are random; ``lowpass``, ``mp3`` and
+``resample`` are not), so that
 the horse tests (:mod:`musadv.horse`) and the survival of adversaries
 (:mod:`musadv.survival`) apply every kind the same way.
 
@@ -49,11 +56,11 @@ from scipy import signal as sps
 from . import audio
 from .errors import MusadvError
 
-__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "room", "room_impulse_response", "rt60_schroeder", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
+__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "noise", "resample", "room", "room_impulse_response", "rt60_schroeder", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
            "Transformation", "KINDS", "MP3_RATES"]
 
 #: The kinds of :class:`Transformation`.
-KINDS = ("eq", "stretch", "lowpass", "gain", "mp3", "room")
+KINDS = ("eq", "stretch", "lowpass", "gain", "mp3", "noise", "resample", "room")
 #: Sampling rates (Hz) MPEG-1, 2 and 2.5 layer III can hold.
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -167,6 +174,39 @@ def gain(y, gain_db: float) -> np.ndarray:
     """``y`` scaled by ``gain_db`` dB (float32; clipping is for whoever writes it to decide)."""
     x = np.asarray(y, dtype=np.float32)
     return (x * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+
+
+def noise(y, snr_db: float, seed: int) -> np.ndarray:
+    """``y`` plus white Gaussian noise (drawn from ``seed``) whose energy is ``snr_db`` dB under ``y``'s.
+
+    The noise is scaled so that ``musadv.attack.snr_db(y, noise(y, ...))`` is ``snr_db``
+    exactly (before any rounding); a silent ``y`` is returned unchanged.
+    """
+    x = np.asarray(y, dtype=np.float32)
+    n = np.random.default_rng(seed).standard_normal(x.shape)
+    energy = float(np.square(x, dtype=np.float64).sum())
+    if energy == 0:
+        return x.copy()
+    n *= np.sqrt(energy / float(np.square(n).sum())) / 10 ** (snr_db / 20)
+    return (x + n).astype(np.float32)
+
+
+def resample(y, sr: int, resample_sr: int) -> np.ndarray:
+    """``y`` resampled to ``resample_sr`` Hz and back to ``sr`` Hz (SoX 'HQ'); unchanged when ``resample_sr >= sr``.
+
+    Returns
+    -------
+    np.ndarray
+        Float32, shaped like ``y``.
+    """
+    x, mono = _as_2d(y)
+    if resample_sr >= sr:
+        return np.array(y, dtype=np.float32)
+    out = audio.resample(audio.resample(x, sr, resample_sr), resample_sr, sr)
+    n = x.shape[-1]
+    out = out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    return out[0] if mono else out
 
 
 def mp3_available() -> bool:
@@ -361,7 +401,7 @@ class Transformation:
 
     Parameters
     ----------
-    kind : {'eq', 'stretch', 'lowpass', 'gain', 'mp3'}
+    kind : {'eq', 'stretch', 'lowpass', 'gain', 'mp3', 'noise', 'resample', 'room'}
     max_db : float, optional
         ``eq``: every band's gain uniform in +-``max_db`` dB (default 3); ``gain``: the level
         change uniform in +-``max_db`` dB (default 6).
@@ -374,6 +414,10 @@ class Transformation:
         ``lowpass``: filter order (default 4).
     bitrate_kbps : int
         ``mp3``: constant bitrate in kbit/s (default 128).
+    snr_db : float
+        ``noise``: the SNR of the added white noise in dB (default 30).
+    resample_sr : int
+        ``resample``: the lower rate in Hz (default 16000).
     rt60_s : tuple of float
         ``room``: the reverberation time (s) uniform in this range (default 0.2 to 0.8 s); the
         room 4-10 x 3-8 x 2.5-4 m, source and microphone at least 0.5 m from every wall and
@@ -386,6 +430,8 @@ class Transformation:
     cutoff_hz: float = 9000.0
     order: int = 4
     bitrate_kbps: int = 128
+    snr_db: float = 30.0
+    resample_sr: int = 16000
     rt60_s: tuple = (0.2, 0.8)
 
     def __post_init__(self):
@@ -403,11 +449,15 @@ class Transformation:
             raise ValueError(f"rt60_s must be (low, high) seconds with 0 < low <= high <= 3, not {self.rt60_s}")
         if not 32 <= self.bitrate_kbps <= 320:
             raise ValueError(f"bitrate_kbps must be between 32 and 320, not {self.bitrate_kbps}")
+        if not np.isfinite(self.snr_db):
+            raise ValueError(f"snr_db must be a finite number of dB, not {self.snr_db}")
+        if not self.resample_sr >= 1000:
+            raise ValueError(f"resample_sr must be at least 1000 Hz, not {self.resample_sr}")
 
     @property
     def random(self) -> bool:
-        """Whether trials differ: ``lowpass`` and ``mp3`` make the same change every time."""
-        return self.kind in ("eq", "stretch", "gain", "room")
+        """Whether trials differ: ``lowpass``, ``mp3`` and ``resample`` make the same change every time."""
+        return self.kind in ("eq", "stretch", "gain", "noise", "room")
 
     @property
     def db(self) -> float:
@@ -419,7 +469,8 @@ class Transformation:
         keys = {"eq": {"max_db": self.db}, "gain": {"max_db": self.db},
                 "stretch": {"max_rate_change": self.max_rate_change},
                 "lowpass": {"cutoff_hz": self.cutoff_hz, "order": self.order},
-                "mp3": {"bitrate_kbps": self.bitrate_kbps}, "room": {"rt60_s": list(self.rt60_s)}}[self.kind]
+                "mp3": {"bitrate_kbps": self.bitrate_kbps}, "noise": {"snr_db": self.snr_db},
+                "resample": {"resample_sr": self.resample_sr}, "room": {"rt60_s": list(self.rt60_s)}}[self.kind]
         return {"kind": self.kind, **keys}
 
     def describe(self) -> str:
@@ -430,6 +481,8 @@ class Transformation:
                            f"{1 + self.max_rate_change:g}] (Rubber Band)",
                 "lowpass": f"order-{self.order} Butterworth low-pass at {self.cutoff_hz:g} Hz",
                 "mp3": f"16-bit MP3 round-trip at {self.bitrate_kbps} kbps (constant bitrate)",
+                "noise": f"white noise at {self.snr_db:g} dB SNR",
+                "resample": f"resampled to {self.resample_sr} Hz and back (SoX)",
                 "room": f"a random shoebox room, RT60 {self.rt60_s[0]:g} to {self.rt60_s[1]:g} s (pyroomacoustics)"}[self.kind]
 
     def draw(self, rng: np.random.Generator) -> dict:
@@ -444,6 +497,10 @@ class Transformation:
             return {"cutoff_hz": self.cutoff_hz, "order": self.order}
         if self.kind == "room":
             return _draw_room(rng, self.rt60_s)
+        if self.kind == "noise":
+            return {"snr_db": self.snr_db, "noise_seed": int(rng.integers(2**31))}
+        if self.kind == "resample":
+            return {"resample_sr": self.resample_sr}
         return {"bitrate_kbps": self.bitrate_kbps}
 
     def apply(self, y, sr: int, params: dict) -> np.ndarray:
@@ -462,6 +519,10 @@ class Transformation:
         if self.kind == "room":
             return room(y, sr, room_impulse_response(sr, params["rt60_s"], params["dims_m"], params["source_m"],
                                                      params["mic_m"]))
+        if self.kind == "noise":
+            return noise(y, params["snr_db"], params["noise_seed"])
+        if self.kind == "resample":
+            return resample(y, sr, params["resample_sr"])
         return mp3(y, sr, params["bitrate_kbps"])
 
 
