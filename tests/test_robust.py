@@ -191,6 +191,11 @@ def test_a_robust_run_gives_each_example_the_share_of_held_out_copies_its_writte
     successes = [r for r in rows if r["success"] == "1"]
     assert successes
     assert m["held_out"]["lowpass"] == pytest.approx(np.mean([float(r["held_out_lowpass"]) for r in successes]))
+    from musadv.report import write_report
+
+    page = write_report(tmp_path / "run").read_text()
+    assert "made robust to lowpass, gain" in page
+    assert f"gain {100 * m['held_out']['gain']:.1f} %, lowpass {100 * m['held_out']['lowpass']:.1f} %." in page
     with pytest.raises(MusadvError, match="robust_to"):
         run_attacks(trained_dnn, refs, "all_wrong", tmp_path / "run", AttackConfig(max_iter=30), progress=False)
     with pytest.raises(MusadvError, match="not both"):

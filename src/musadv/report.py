@@ -148,6 +148,7 @@ def _attack_section(run: Path, base: Path, media: Path, name: str) -> dict:
             "snr_trim": metrics.get("snr_trim_db") or {}, "visqol": metrics.get("visqol_mos") or {},
             "nmr": metrics.get("nmr_db") or {}, "above": metrics.get("above_mask_share") or {},
             "output": meta.get("output", "at the model's rate"),
+            "robust": [t["kind"] for t in meta["attack"].get("robust_to", [])],
             "figures": figures, "examples": examples, "grid": grid, "n_detailed": min(len(rows), MAX_DETAILED)}
 
 
@@ -248,7 +249,9 @@ Of {{ v.results.n_adversarial }} adversarial examples{% if v.results.n_draws|def
 <h2>Attack: {{ sec.name }} (policy {{ sec.policy }})</h2>
 <p>SNR limit {{ sec.attack.snr_db if sec.attack.snr_db is not none else "none" }} dB, step {{ sec.attack.step }}, threshold {{ sec.attack.threshold }},
 at most {{ sec.attack.max_iter }} iterations, order {{ sec.attack.order }}{% if sec.attack.get("masking_db") is not none %},
-every bin of the change kept {{ sec.attack.masking_db }} dB under the original's masking threshold{% endif %}. {{ sec.metrics.n_examples }} examples;
+every bin of the change kept {{ sec.attack.masking_db }} dB under the original's masking threshold{% endif %}{% if sec.robust %},
+made robust to {{ sec.robust|join(", ") }} (expectation over transformation: every iteration also judged {{ sec.attack.draws }} transformed copies of
+each random kind, one of each fixed one, and stopped when all reached the threshold){% endif %}. {{ sec.metrics.n_examples }} examples;
 success on the decoded files {{ pct(sec.metrics.success_rate) }}{% if sec.snr %}; waveform SNR {{ "%.1f"|format(sec.snr.mean) }} &plusmn; {{ "%.1f"|format(sec.snr.std) }} dB
 (min {{ "%.1f"|format(sec.snr.min) }}, max {{ "%.1f"|format(sec.snr.max) }}){% endif %}{% if sec.snr_trim %};
 leaving out 93 ms at each edge (the reference code's measure) {{ "%.1f"|format(sec.snr_trim.mean) }} &plusmn; {{ "%.1f"|format(sec.snr_trim.std) }} dB
@@ -256,6 +259,9 @@ leaving out 93 ms at each edge (the reference code's measure) {{ "%.1f"|format(s
 (min {{ "%.2f"|format(sec.visqol.min) }}, of 5){% endif %}{% if sec.nmr %}; noise-to-mask ratio (the change's power over
 the original's masking threshold, MPEG-1 psychoacoustic model 1; under 0 dB: masked on average) median {{ "%.1f"|format(sec.nmr.median) }} dB
 (max {{ "%.1f"|format(sec.nmr.max) }}), {{ "%.2f"|format(100 * sec.above.mean) }} % of time-frequency bins above the threshold{% endif %}. Examples written {{ sec.output }}.
+{% if sec.robust %}Fresh transformed copies of the written files (10 draws of each random transformation, never seen by the adversary, one
+of a fixed one; each judged as its 16-bit file) keep the target, over the examples that reached it:
+{% for kind, v in sec.metrics.held_out.items() %}{{ kind }} {{ pct(v) }}{{ ", " if not loop.last else "." }}{% endfor %}{% endif %}
 {% if sec.metrics.failed %}<b class="bad">{{ sec.metrics.failed|length }} written files miss their target.</b>{% endif %}
 {% if sec.metrics.lost_when_written %}<b class="bad">{{ sec.metrics.lost_when_written|length }} examples lost their target when written as 16-bit WAV.</b>{% endif %}</p>
 <div class="figs">{% for f in sec.figures %}<img src="{{ f }}" alt="confusion matrix">{% endfor %}</div>
@@ -266,14 +272,14 @@ the original's masking threshold, MPEG-1 psychoacoustic model 1; under 0 dB: mas
 <span class="{{ 'ok' if c.success == '1' else 'bad' }}">{{ c.decoded_label }}</span> {{ "%.2f"|format(c.decoded_target_conf|float) }},
 {{ fmt(c.snr_wave_db, 1) }} dB{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 <table><tr><th>#</th><th>recording</th><th>original</th><th>adversarial</th><th>true</th><th>target</th><th>before</th><th>after (decoded)</th>
-<th>confidence</th><th>SNR wave / edge-trimmed / mag (dB)</th><th>ViSQOL MOS</th><th>NMR dB (bins above)</th><th>iterations</th><th>spectrum (Fig. 5) and trace</th></tr>
+<th>confidence</th><th>SNR wave / edge-trimmed / mag (dB)</th><th>ViSQOL MOS</th><th>NMR dB (bins above)</th>{% if sec.robust %}<th>held-out copies that keep the target</th>{% endif %}<th>iterations</th><th>spectrum (Fig. 5) and trace</th></tr>
 {% for ex in sec.examples %}<tr><td>{{ loop.index }}</td><td>{{ ex.file }}</td>
 <td><audio controls preload="metadata" src="{{ ex.original_src }}"></audio></td><td><audio controls preload="metadata" src="{{ ex.wav_src }}"></audio></td>
 <td>{{ ex.true }}</td><td>{{ ex.target }}</td><td>{{ ex.label_before }} ({{ "%.2f"|format(ex.conf_before|float) }})</td>
 <td class="{{ 'ok' if ex.success == '1' else 'bad' }}">{{ ex.decoded_label }}</td><td>{{ "%.2f"|format(ex.decoded_conf|float) }}</td>
 <td>{{ fmt(ex.snr_wave_db, 1) }} / {{ fmt(ex.get("snr_trim_db"), 1) }} / {{ fmt(ex.snr_mag_db, 1) }}</td>
 <td>{{ fmt(ex.get("visqol_mos"), 2) }}</td><td>{{ fmt(ex.get("nmr_db"), 1) }}{% if ex.get("above_mask_share") not in (none, "") %}
-({{ "%.2f"|format(100 * ex.above_mask_share|float) }} %){% endif %}</td><td>{{ ex.iterations }}{% if ex.get("repairs") not in (none, "", "0") %} ({{ ex.repairs }} repair){% endif %}</td>
+({{ "%.2f"|format(100 * ex.above_mask_share|float) }} %){% endif %}</td>{% if sec.robust %}<td>{% for kind in sec.robust %}{{ kind }} {{ pct(ex.get("held_out_" ~ kind)|float) }}{{ ", " if not loop.last }}{% endfor %}</td>{% endif %}<td>{{ ex.iterations }}{% if ex.get("repairs") not in (none, "", "0") %} ({{ ex.repairs }} repair){% endif %}</td>
 <td>{% if ex.spectrum %}<img src="{{ ex.spectrum }}" alt="spectra" width="480"><img src="{{ ex.trace }}" alt="trace" width="260">{% endif %}</td></tr>{% endfor %}</table>
 {% if sec.examples|length > sec.n_detailed %}<p class="small">Figures for the first {{ sec.n_detailed }} examples.</p>{% endif %}
 {% endfor %}
