@@ -220,3 +220,17 @@ def test_the_command_line_makes_robust_adversaries_and_says_what_survived(traine
     assert r.returncode == 2 and "reverb: not a transformation" in r.stderr
     r = run("--robust-to", "lowpass", "--minimize", "--out", tmp_path / "three")
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_a_batch_of_robust_attacks_gives_each_recording_what_it_gets_alone(trained_dnn):
+    from musadv.attack import attack_many
+
+    lp = Transformation("lowpass", cutoff_hz=4000.0)
+    config = AttackConfig(max_iter=40, robust_to=(lp, Transformation("eq")), draws=2)
+    clips = [synth.render("folk", seed=123, duration=4.0), synth.render("rock", seed=123, duration=3.0)]
+    targets = ["jazz", "chiptune"]
+    together = attack_many(trained_dnn, clips, targets, config, rngs=[np.random.default_rng(k) for k in range(2)])
+    for k, (clip, target) in enumerate(zip(clips, targets)):
+        alone = attack(trained_dnn, clip, target, config, rng=np.random.default_rng(k))
+        assert together[k].label_after == alone.label_after and together[k].reached == alone.reached
+        assert together[k].snr_wave_db == pytest.approx(alone.snr_wave_db, abs=0.1)
