@@ -19,11 +19,10 @@ page between its ``<!-- perceptual -->`` markers.
 
 import argparse
 import csv
-import re
 import statistics
 from pathlib import Path
 
-from musadv import cli
+from study_page import run_cli, write_section
 
 RUNS = (("snr", "SNR adversary (15 dB, threshold 0.9)", []),
         ("minimize", "`--minimize` (15 dB floor)", ["--minimize"]),
@@ -128,19 +127,12 @@ def main():
                         "--out", str(args.out / f"{net}-{name}"), *[e.format(masking=args.masking) for e in extra]]
             if limit:
                 cli_args += ["--limit", str(limit)]
-            try:
-                cli.main(cli_args)
-            except SystemExit as exc:  # some examples missed their target: the table says how many
-                if exc.code not in (0, None):
-                    print(f"{net}-{name}: exit {exc.code}")
+            run_cli(cli_args)
     lines = table(args.out, args.masking)
     print("\n".join(lines))
     lines = SECTION.format(command=COMMAND).splitlines() + [""] + lines + [line for text in reading(args.out) + missed(args.out) for line in ("", text)]
     if args.page:
-        text = args.page.read_text()
-        block = "<!-- perceptual -->\n" + "\n".join(lines) + "\n<!-- /perceptual -->"
-        pattern = re.compile(r"<!-- perceptual -->.*?<!-- /perceptual -->", re.S)
-        args.page.write_text(pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n")
+        write_section(args.page, "perceptual", lines)
 
 
 if __name__ == "__main__":

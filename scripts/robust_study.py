@@ -19,11 +19,10 @@ into the page between its ``<!-- robust -->`` markers.
 import argparse
 import csv
 import json
-import re
 import statistics
 from pathlib import Path
 
-from musadv import cli
+from study_page import run_cli, write_section
 
 COMMAND = "python scripts/robust_study.py DEMO_DIR OUT_DIR --page docs/results-gtzan-mini.md"
 SECTION = """## Adversaries that survive the world: expectation over transformation
@@ -103,19 +102,12 @@ def main():
     args = ap.parse_args()
     kinds = args.kinds.split(",")
 
-    def run(cli_args):
-        try:
-            cli.main(cli_args)
-        except SystemExit as exc:  # some examples missed their target: the table says how many
-            if exc.code not in (0, None):
-                print(f"{' '.join(cli_args[:3])}: exit {exc.code}")
-
     for name, extra in (("dnn-plain", []), ("dnn-robust", ["--robust-to", args.kinds, "--draws", str(args.draws)])):
-        run(["attack", str(args.demo / "models" / "dnn"), "--split", "test", "--cache", str(args.demo / "cache"),
+        run_cli(["attack", str(args.demo / "models" / "dnn"), "--split", "test", "--cache", str(args.demo / "cache"),
              "--policy", "all_wrong", "--visqol", "--quiet", "--no-report", "--jobs", str(args.jobs),
              "--out", str(args.out / name), *extra])
         for kind in kinds:
-            run(["survive", str(args.out / name), "--transform", kind, "--draws", str(args.held_out), "--quiet",
+            run_cli(["survive", str(args.out / name), "--transform", kind, "--draws", str(args.held_out), "--quiet",
                  "--jobs", str(args.jobs)])
     lines = table(args.out, kinds)
     print("\n".join(lines))
@@ -123,10 +115,7 @@ def main():
     lines = (SECTION.format(command=COMMAND, kinds=args.kinds, draws=args.draws, held_out=args.held_out).splitlines()
              + [""] + lines + ([""] + [extra] if extra else []))
     if args.page:
-        text = args.page.read_text()
-        block = "<!-- robust -->\n" + "\n".join(lines) + "\n<!-- /robust -->"
-        pattern = re.compile(r"<!-- robust -->.*?<!-- /robust -->", re.S)
-        args.page.write_text(pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n")
+        write_section(args.page, "robust", lines)
 
 
 if __name__ == "__main__":
