@@ -26,6 +26,10 @@ Unlike textbook FISTA, the gradient is taken at the current iterate rather than 
 extrapolated point (heavy-ball form): one network pass per iteration then serves both the
 stopping rule and the step. On the built-in data both forms needed the same number of
 iterations and reached the same success rate.
+
+A robust adversary (``AttackConfig.robust_to``) judges, in the same pass of the network,
+transformed copies of each iterate (:mod:`musadv.robust`), steps along the gradient of their
+mean loss and stops only when the iterate and every copy reach what it stops at.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ from .audio import quantize_pcm16
 from .errors import MusadvError
 from .interface import DifferentiableClassifier, evaluating, recording_confidence, unit_phase
 from .recording import Recording, edge_samples
+from .robust import Draws, differentiable
 from .spectral import STFTConfig, complex_abs, istft, stft, window
+from .goals import GOALS, goal_candidates, goal_reached
 from .taggers import TAG_THRESHOLD
 from .transforms import Transformation
 
@@ -50,7 +56,6 @@ __all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "masked_magn
 
 ORDERS = ("consistent", "paper")
 STOPS = ("threshold", "label")
-GOALS = ("label", "add", "remove")
 #: Samples per channel that :func:`snr_db` sums at a time.
 SNR_CHUNK = 1 << 18
 #: The SNR whose ball radius scales the scale-free step when the attack has no SNR limit.
@@ -236,37 +241,6 @@ class AttackResult:
         return goal_reached(self.goal, self.target, self.label_after, self.confidence_after)
 
 
-def goal_reached(goal: str, target: str, label: str, confidence: dict) -> bool:
-    """Whether a recording's prediction meets an attack's goal: the one judgement of success.
-
-    Parameters
-    ----------
-    goal : {'label', 'add', 'remove'}
-        See :class:`AttackConfig`.
-    target : str
-    label : str
-        The system's label for the recording.
-    confidence : dict
-        Its confidence (mean likelihood, for a tagger) of every label. A system without the
-        target (another system judging the example) cannot meet the goal.
-    """
-    if target not in confidence:
-        return False
-    if goal == "add":
-        return confidence[target] >= TAG_THRESHOLD
-    if goal == "remove":
-        return confidence[target] < TAG_THRESHOLD
-    return label == target
-
-
-def goal_candidates(goal: str, labels: list[str], confidence: dict) -> list[str]:
-    """The labels an attack with ``goal`` can go for: all for ``'label'``; the tags a recording
-    lacks for ``'add'``, those it has for ``'remove'``."""
-    if goal == "label":
-        return list(labels)
-    return [lab for lab in labels if not goal_reached(goal, lab, "", confidence)]
-
-
 def _norm(v: torch.Tensor) -> float:
     """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast)."""
     return math.sqrt(float(v.square().sum()))
@@ -385,8 +359,6 @@ def _judge_robust(model: DifferentiableClassifier, states: list, specs: list, ma
     those magnitudes. Returns one ``(confidences, mean loss, gradient of the mean loss or None,
     the copies' confidences)`` per recording.
     """
-    from .robust import differentiable
-
     cfg = model.stft
     leaves, inputs, phases, owners = [], [], [], []
     with torch.set_grad_enabled(need_grad):
@@ -778,8 +750,6 @@ class _Iterate:
         self.allowed = None if config.masking_db is None else masked_magnitudes(space.x, cfg, config.masking_db)
         self.draws = None
         if config.robust_to:
-            from .robust import Draws
-
             self.draws = Draws(config.robust_to, config.draws, np.random.default_rng(0) if rng is None else rng, cfg.sr)
 
 

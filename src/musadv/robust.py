@@ -41,6 +41,7 @@ from scipy import signal as sps
 from . import transforms
 from .audio import quantize_pcm16
 from .classify import classify_samples
+from .goals import goal_reached
 from .interface import AudioClassifier
 from .transforms import Transformation
 
@@ -163,8 +164,6 @@ def held_out(system: AudioClassifier, samples: np.ndarray, sr: int, name: str, g
         Per kind: ``{"kept": share of the copies that meet the goal, "draws": how many}``
         (``draws`` copies of a random kind, one of a fixed one).
     """
-    from .attack import goal_reached  # the adversary's loop imports this module
-
     out = {}
     for t in transformations:
         n = draws if t.random else 1
