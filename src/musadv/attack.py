@@ -306,13 +306,13 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
 
 
 def _judge_many(model: DifferentiableClassifier, mags: list, phases: list, targets: list[int], need_grad: bool,
-                scale_free: bool = False, goal: str = "label") -> list[tuple]:
+                scale_free: bool = False, goal: str = "label", copies=None) -> list[tuple]:
     """Eq. 3-4 confidences, summed cross-entropy towards each target (and its gradient in ``mags``), for
     several recordings in one pass of the network (:meth:`~DifferentiableClassifier.logits_many`).
 
-    Returns one ``(confidences, loss, gradient or None)`` per recording. Elements are judged
-    independently (the network is in evaluation mode), so the gradient of the summed losses in
-    one recording's magnitudes is that recording's own.
+    Returns one ``(confidences, loss, gradient or None, the copies' confidences)`` per recording.
+    Elements are judged independently (the network is in evaluation mode), so the gradient of the
+    summed losses in one recording's magnitudes is that recording's own.
 
     ``scale_free``: the cross-entropy of each element's logits standardised over the labels
     (zero mean, unit standard deviation), so that a model whose logits are ``c`` times larger
@@ -321,16 +321,29 @@ def _judge_many(model: DifferentiableClassifier, mags: list, phases: list, targe
     (:meth:`~musadv.interface.DifferentiableClassifier.probabilities`: posteriors, or a tagger's
     likelihoods). Goals ``'add'`` and ``'remove'`` take the target tag's binary cross-entropy,
     summed over elements, towards 1 or 0.
+
+    ``copies``: for a robust adversary, ``copies(k, mags_k)`` gives recording ``k``'s
+    transformed copies as ``(magnitudes, phase)`` pairs made from ``mags_k`` (so that their
+    losses have a gradient in it); they are judged in the same pass, and a recording's loss is
+    the mean of its own and its copies'.
     """
     mags = [m.detach().requires_grad_(need_grad) for m in mags]
     with torch.set_grad_enabled(need_grad):
-        all_logits = model.logits_many(mags, phases)
-        losses, confs = [], []
-        for m, logits, target in zip(mags, all_logits, targets):
-            losses.append(_loss(model, m, logits, target, scale_free, goal))
-            confs.append(recording_confidence(model.probabilities(logits.detach())))
-    grads = torch.autograd.grad(torch.stack(losses).sum(), mags) if need_grad else [None] * len(mags)
-    return [(conf, float(loss.detach()), grad) for conf, loss, grad in zip(confs, losses, grads)]
+        inputs, heard, owners = list(mags), list(phases), list(range(len(mags)))
+        if copies is not None:
+            for k, m in enumerate(mags):
+                for copy_mags, copy_phase in copies(k, m):
+                    inputs.append(copy_mags)
+                    heard.append(copy_phase)
+                    owners.append(k)
+        all_logits = model.logits_many(inputs, heard)
+        losses, confs = [[] for _ in mags], [[] for _ in mags]
+        for k, m, logits in zip(owners, inputs, all_logits):
+            losses[k].append(_loss(model, m, logits, targets[k], scale_free, goal))
+            confs[k].append(recording_confidence(model.probabilities(logits.detach())))
+        means = [ls[0] if len(ls) == 1 else torch.stack(ls).mean() for ls in losses]
+    grads = torch.autograd.grad(torch.stack(means).sum(), mags) if need_grad else [None] * len(mags)
+    return [(c[0], float(loss.detach()), grad, c[1:]) for c, loss, grad in zip(confs, means, grads)]
 
 
 def _loss(model, mags: torch.Tensor, logits: torch.Tensor, target: int, scale_free: bool, goal: str) -> torch.Tensor:
@@ -348,41 +361,25 @@ def _loss(model, mags: torch.Tensor, logits: torch.Tensor, target: int, scale_fr
     return -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
 
 
-def _judge_robust(model: DifferentiableClassifier, states: list, specs: list, mags: list, need_grad: bool,
-                  scale_free: bool, goal: str) -> list[tuple]:
-    """:func:`_judge_many` of several recordings and of transformed copies of each (expectation over
-    transformation), all in one pass of the network.
+def _transformed_copies(model: DifferentiableClassifier, states: list, specs: list):
+    """The ``copies`` of :func:`_judge_many` for a robust adversary's iterates (expectation over transformation).
 
-    Each copy is made from the recording's magnitudes by the inverse STFT (with the iterate's
+    Each copy is made from a recording's magnitudes by the inverse STFT (with the iterate's
     phase, which gives the iterate back), a draw of its transformations in PyTorch
-    (:func:`musadv.robust.differentiable`) and the STFT, so that its loss has a gradient in
-    those magnitudes. Returns one ``(confidences, mean loss, gradient of the mean loss or None,
-    the copies' confidences)`` per recording.
+    (:func:`musadv.robust.differentiable`) and the STFT.
     """
     cfg = model.stft
-    leaves, inputs, phases, owners = [], [], [], []
-    with torch.set_grad_enabled(need_grad):
-        for k, (st, spec, m) in enumerate(zip(states, specs, mags)):
-            leaf = m.detach().requires_grad_(need_grad)
-            leaves.append(leaf)
-            inputs.append(leaf)
-            phases.append(_phase(model, spec))
-            owners.append(k)
-            z = istft(leaf * unit_phase(spec), cfg, length=st.z.shape[-1], prior=st.z)
-            for draw in st.draws.sample():
-                copy = stft(differentiable(draw, z, cfg.sr), cfg)
-                inputs.append(complex_abs(copy))
-                phases.append(_phase(model, copy.detach()))
-                owners.append(k)
-        all_logits = model.logits_many(inputs, phases)
-        losses = [[] for _ in states]
-        confs = [[] for _ in states]
-        for k, m, logits in zip(owners, inputs, all_logits):
-            losses[k].append(_loss(model, m, logits, states[k].t_idx, scale_free, goal))
-            confs[k].append(recording_confidence(model.probabilities(logits.detach())))
-        means = [torch.stack(ls).mean() for ls in losses]
-    grads = torch.autograd.grad(torch.stack(means).sum(), leaves) if need_grad else [None] * len(states)
-    return [(c[0], float(loss.detach()), grad, c[1:]) for c, loss, grad in zip(confs, means, grads)]
+
+    def copies(k: int, mags: torch.Tensor) -> list[tuple]:
+        st, spec = states[k], specs[k]
+        z = istft(mags * unit_phase(spec), cfg, length=st.z.shape[-1], prior=st.z)
+        out = []
+        for draw in st.draws.sample():
+            copy = stft(differentiable(draw, z, cfg.sr), cfg)
+            out.append((complex_abs(copy), _phase(model, copy.detach())))
+        return out
+
+    return copies
 
 
 def _judge(model, mags, phase, target: int, need_grad: bool, scale_free: bool = False, goal: str = "label"):
@@ -472,7 +469,7 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
     with evaluating(model):
         judged = _judge_many(model, [st.mag0 for st in states], [_phase(model, st.spec0) for st in states],
                              [st.t_idx for st in states], need_grad=False, goal=config.goal)
-        for st, (conf0, _, _) in zip(states, judged):
+        for st, (conf0, _, _, _) in zip(states, judged):
             st.conf0 = conf0
         if config.order == "paper":
             for st in states:
@@ -791,12 +788,9 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
         specs = [stft(st.z, cfg) for st in running]
         mags = [complex_abs(spec) for spec in specs]
         need_grad = it < config.max_iter
-        if config.robust_to:
-            judged = _judge_robust(model, running, specs, mags, need_grad, config.step is None, config.goal)
-        else:
-            judged = [(*j, []) for j in _judge_many(model, mags, [_phase(model, spec) for spec in specs],
-                                                    [st.t_idx for st in running], need_grad=need_grad,
-                                                    scale_free=config.step is None, goal=config.goal)]
+        judged = _judge_many(model, mags, [_phase(model, spec) for spec in specs], [st.t_idx for st in running],
+                             need_grad=need_grad, scale_free=config.step is None, goal=config.goal,
+                             copies=_transformed_copies(model, running, specs) if config.robust_to else None)
         for st, spec, m, (conf, loss, grad, copies) in zip(running, specs, mags, judged):
             st.conf = conf
             dist = _distance(st.w, st.space.X)
@@ -842,7 +836,7 @@ def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
     trace, reached = [], False
     for it in range(config.max_iter + 1):
         need_grad = it < config.max_iter
-        conf, loss, grad = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad, scale_free=config.step is None,
+        conf, loss, grad, _ = _judge(model, Y, heard_phase, t_idx, need_grad=need_grad, scale_free=config.step is None,
                                   goal=config.goal)
         trace.append({"iteration": it, "loss": loss, "target_posterior": float(conf[t_idx]), "snr_db": snr_db(mag0, Y)})
         if _stops(config, conf, t_idx):
