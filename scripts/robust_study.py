@@ -36,8 +36,10 @@ every copy reach the threshold. Then `musadv survive RUN --transform KIND --draw
 judges every written example on {held_out} fresh draws of each random transformation (one of a
 fixed one) that no adversary saw, applied alike to the example and its original, each judged as
 its 16-bit file. "kept" is the share of those transformed examples that still get the target
-(over the examples that reached it); "originals" is the share of transformed originals that
-keep the original's label: how much the transformation alone moves the system.
+(over the examples that reached it); the last row, the share of transformed originals that
+keep the original's label: how much the transformation alone moves the system. Seconds per
+example are the attack's own (two examples at a time on this project's 2-core machine, `--jobs 2`;
+`benchmarks/bench_attack.py` prices an iteration on a quiet machine).
 """
 
 
@@ -68,7 +70,7 @@ def table(out: Path, kinds: list[str]) -> list[str]:
         cells = []
         for k in kinds:
             s = _survival(out / name, k)
-            cells.append("" if s is None or s["survived"] is None else f"{s['survived']:.0%}")
+            cells.append("" if s is None or s["survived"] is None else f"{s['survived']:.1%}")
             if s is not None and name == "dnn-plain":
                 originals = originals or {}
                 originals[k] = s["original_kept"]
@@ -76,7 +78,30 @@ def table(out: Path, kinds: list[str]) -> list[str]:
                      f"({min(mos):.2f}) | {seconds:.1f} | " + " | ".join(cells) + " |")
     if originals:
         lines.append("| (transformed originals that keep their label) | | | | | | "
-                     + " | ".join(f"{originals[k]:.0%}" if k in originals else "" for k in kinds) + " |")
+                     + " | ".join(f"{originals[k]:.1%}" if k in originals else "" for k in kinds) + " |")
+    return lines
+
+
+def reading(out: Path, kinds: list[str]) -> list[str]:
+    """What the table says, from the same files: what each transformation undoes, and the price of robustness."""
+    runs = {name: _rows(out / name / "results.csv") for name in ("dnn-plain", "dnn-robust")
+            if (out / name / "results.csv").exists()}
+    if len(runs) < 2:
+        return []
+    lines = []
+    for k in kinds:
+        plain, robust = _survival(out / "dnn-plain", k), _survival(out / "dnn-robust", k)
+        if plain is None or robust is None or plain["survived"] is None or robust["survived"] is None:
+            continue
+        lines.append(f"- `{k}` alone changes the label of {1 - plain['original_kept']:.0%} of the originals; it undoes "
+                     f"{1 - plain['survived']:.1%} of the paper's adversaries and {1 - robust['survived']:.1%} of the "
+                     "robust ones.")
+    med = lambda rows, key: statistics.median(float(r[key]) for r in rows if r[key])  # noqa: E731
+    p, r = runs["dnn-plain"], runs["dnn-robust"]
+    lines.append(f"- The price: the robust adversary's changes are larger (median SNR {med(r, 'snr_wave_db'):.1f} dB "
+                 f"against {med(p, 'snr_wave_db'):.1f}), rated lower by ViSQOL (median {med(r, 'visqol_mos'):.2f} "
+                 f"against {med(p, 'visqol_mos'):.2f}), and take {med(r, 'iterations'):.0f} iterations (median) "
+                 f"against {med(p, 'iterations'):.0f}.")
     return lines
 
 
@@ -113,7 +138,7 @@ def main():
     print("\n".join(lines))
     extra = held_out_in_run(args.out, kinds)
     lines = (SECTION.format(command=COMMAND, kinds=args.kinds, draws=args.draws, held_out=args.held_out).splitlines()
-             + [""] + lines + ([""] + [extra] if extra else []))
+             + [""] + lines + ([""] + [extra] if extra else []) + [""] + reading(args.out, kinds))
     if args.page:
         write_section(args.page, "robust", lines)
 
