@@ -8,8 +8,8 @@ import torch
 
 from musadv import synth
 from musadv.attack import AttackConfig, attack, snr_db
-from musadv.robust import ROOM_POOL, Draw, Draws, differentiable, held_out
-from musadv.transforms import Transformation, mp3_available, room_impulse_response
+from musadv.robust import ROOM_POOL, Draw, Draws, differentiable, held_out, prepare
+from musadv.transforms import Transformation, mp3_available
 
 SR = 8000
 
@@ -19,11 +19,7 @@ def _signal(seconds=0.5, sr=SR):
 
 
 def _draw(t: Transformation, seed=0, sr=SR) -> Draw:
-    params = t.draw(np.random.default_rng(seed))
-    rir = None
-    if t.kind == "room":
-        rir = room_impulse_response(sr, params["rt60_s"], params["dims_m"], params["source_m"], params["mic_m"])
-    return Draw(t, params, rir)
+    return Draw(t, t.draw(np.random.default_rng(seed)))
 
 
 EXACT = [Transformation("gain"), Transformation("eq"), Transformation("lowpass", cutoff_hz=1500.0),
@@ -36,6 +32,19 @@ def test_an_exact_kind_gives_the_numpy_transformation_itself(t):
     out = differentiable(draw, torch.from_numpy(x), SR).numpy()
     expected = t.apply(x, SR, draw.params)
     np.testing.assert_allclose(out, expected, atol=2e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("t", [t for t in EXACT if t.kind in ("lowpass", "room")], ids=lambda t: t.kind)
+def test_a_prepared_draw_filters_as_one_prepared_on_the_spot(t):
+    x, draw = _signal(), _draw(t)
+    ready = prepare(t, draw.params, SR, len(x))
+    assert ready.response is not None and ready.n_samples == len(x)
+    np.testing.assert_array_equal(differentiable(ready, torch.from_numpy(x), SR).numpy(),
+                                  differentiable(draw, torch.from_numpy(x), SR).numpy())
+    # Made for another length, it is made again for this one.
+    other = prepare(t, draw.params, SR, len(x) // 3)
+    np.testing.assert_array_equal(differentiable(other, torch.from_numpy(x), SR).numpy(),
+                                  differentiable(ready, torch.from_numpy(x), SR).numpy())
 
 
 @pytest.mark.parametrize("t", EXACT, ids=lambda t: t.kind)
@@ -113,13 +122,13 @@ def test_the_stretch_forwards_rubber_band_and_back_propagates_a_tape_speed_chang
 
 def test_each_iteration_draws_every_random_kind_as_often_as_asked_and_rooms_from_a_pool_without_repeats():
     ts = (Transformation("lowpass"), Transformation("eq"), Transformation("room", rt60_s=(0.2, 0.3)))
-    draws = Draws(ts, 3, np.random.default_rng(0), SR)
-    assert len(draws.rooms[ts[2]]) == ROOM_POOL
+    draws = Draws(ts, 3, np.random.default_rng(0), SR, 4000)
+    assert len(draws.prepared[ts[2]]) == ROOM_POOL
     first, second = draws.sample(), draws.sample()
     kinds = [d.transformation.kind for d in first]
     assert kinds == ["lowpass", "eq", "eq", "eq", "room", "room", "room"]
     rooms = [id(d) for d in first if d.transformation.kind == "room"]
-    assert len(set(rooms)) == 3 and all(d in draws.rooms[ts[2]] for d in first[4:])
+    assert len(set(rooms)) == 3 and all(d in draws.prepared[ts[2]] for d in first[4:])
     assert first[1].params != second[1].params  # fresh EQs every iteration
 
 

@@ -747,7 +747,8 @@ class _Iterate:
         self.allowed = None if config.masking_db is None else masked_magnitudes(space.x, cfg, config.masking_db)
         self.draws = None
         if config.robust_to:
-            self.draws = Draws(config.robust_to, config.draws, np.random.default_rng(0) if rng is None else rng, cfg.sr)
+            self.draws = Draws(config.robust_to, config.draws, np.random.default_rng(0) if rng is None else rng, cfg.sr,
+                               space.x.shape[-1])
 
 
 def masked_magnitudes(x: torch.Tensor, config: STFTConfig, margin_db: float) -> torch.Tensor:

@@ -45,7 +45,7 @@ from .goals import goal_reached
 from .interface import AudioClassifier
 from .transforms import Transformation
 
-__all__ = ["Draw", "Draws", "differentiable", "held_out", "HELD_OUT_DRAWS", "ROOM_POOL"]
+__all__ = ["Draw", "Draws", "prepare", "differentiable", "held_out", "HELD_OUT_DRAWS", "ROOM_POOL"]
 
 #: Fresh draws of a random transformation that judge a written example (one for a fixed one).
 HELD_OUT_DRAWS = 10
@@ -56,11 +56,34 @@ ROOM_POOL = 8
 
 @dataclass(frozen=True)
 class Draw:
-    """One transformed copy: the transformation, its parameters and, for a room, its impulse response."""
+    """One transformed copy: the transformation and its parameters; for a low-pass or a room, its
+    frequency response on an FFT of ``size`` samples, made once for signals of ``n_samples``
+    (:func:`prepare`: the Butterworth's response and the room's simulation cost more than the copy)."""
 
     transformation: Transformation
     params: dict
-    rir: np.ndarray | None = None
+    response: np.ndarray | None = None
+    size: int = 0
+    n_samples: int = 0
+
+
+def prepare(t: Transformation, params: dict, sr: int, n_samples: int) -> Draw:
+    """A :class:`Draw` of ``t`` with ``params`` for mono signals of ``n_samples`` at ``sr`` Hz.
+
+    A low-pass gets the Butterworth's complex response on the FFT of the signal padded to twice
+    its length; a room, its simulated impulse response's, padded for a linear convolution.
+    """
+    if t.kind == "lowpass" and params["cutoff_hz"] < sr / 2:
+        size = spfft.next_fast_len(2 * n_samples, real=True)
+        _, response = sps.sosfreqz(transforms.lowpass_sos(sr, params["cutoff_hz"], params["order"]),
+                                   worN=np.fft.rfftfreq(size, 1 / sr), fs=sr)
+    elif t.kind == "room":
+        rir = t.room_response(sr, params)
+        size = spfft.next_fast_len(n_samples + len(rir) - 1, real=True)
+        response = np.fft.rfft(rir, n=size)
+    else:
+        return Draw(t, params)
+    return Draw(t, params, response.astype(np.complex64), size, n_samples)
 
 
 def _straight_through(real: np.ndarray, standin: torch.Tensor) -> torch.Tensor:
@@ -71,7 +94,7 @@ def _straight_through(real: np.ndarray, standin: torch.Tensor) -> torch.Tensor:
 
 def _fft_filter(z: torch.Tensor, response: np.ndarray, size: int) -> torch.Tensor:
     """``z`` zero-padded to ``size``, multiplied in the frequency domain by ``response`` (``size // 2 + 1`` bins), cut to its length."""
-    h = torch.from_numpy(response.astype(np.complex64)).to(z.device)
+    h = torch.from_numpy(np.asarray(response, np.complex64)).to(z.device)
     return torch.fft.irfft(torch.fft.rfft(z, n=size) * h, n=size)[: z.shape[-1]]
 
 
@@ -86,21 +109,17 @@ def differentiable(draw: Draw, z: torch.Tensor, sr: int) -> torch.Tensor:
         return z * 10 ** (p["gain_db"] / 20)
     if t.kind == "eq":
         return _fft_filter(z, 10 ** (transforms.eq_curve(np.fft.rfftfreq(n, 1 / sr), p["gains_db"]) / 20), n)
-    if t.kind == "lowpass":
-        if p["cutoff_hz"] >= sr / 2:
+    if t.kind in ("lowpass", "room"):
+        if t.kind == "lowpass" and p["cutoff_hz"] >= sr / 2:
             return z
-        size = spfft.next_fast_len(2 * n, real=True)
-        sos = sps.butter(p["order"], p["cutoff_hz"], btype="low", fs=sr, output="sos")
-        _, response = sps.sosfreqz(sos, worN=np.fft.rfftfreq(size, 1 / sr), fs=sr)
-        return _fft_filter(z, response, size)
+        if draw.response is None or draw.n_samples != n:
+            draw = prepare(t, p, sr, n)
+        return _fft_filter(z, draw.response, draw.size)
     if t.kind == "noise":
         rng = np.random.default_rng(p["noise_seed"])
         noise = torch.from_numpy(rng.standard_normal(n)).to(z.device, z.dtype)
         scale = z.square().sum().sqrt() / noise.square().sum().sqrt() / 10 ** (p["snr_db"] / 20)
         return z + noise * scale
-    if t.kind == "room":
-        size = spfft.next_fast_len(n + len(draw.rir) - 1, real=True)
-        return _fft_filter(z, np.fft.rfft(draw.rir, n=size), size)
     real = t.apply(z.detach().cpu().numpy(), sr, p)
     if t.kind == "resample":
         if p["resample_sr"] >= sr:
@@ -125,28 +144,32 @@ class Draws:
         This recording's generator of the loop's draws (see :func:`held_out` for the others).
     sr : int
         The model's rate in Hz, at which the loop transforms.
+    n_samples : int
+        The length of the signals transformed.
+
+    A fixed kind's one draw and the rooms are prepared (:func:`prepare`) once.
     """
 
-    def __init__(self, transformations, draws: int, rng: np.random.Generator, sr: int):
-        self.transformations, self.draws, self.rng, self.sr = tuple(transformations), draws, rng, sr
-        self.rooms = {}
+    def __init__(self, transformations, draws: int, rng: np.random.Generator, sr: int, n_samples: int):
+        self.transformations, self.draws, self.rng, self.sr, self.n_samples = tuple(transformations), draws, rng, sr, n_samples
+        self.prepared = {}
         for t in self.transformations:
             if t.kind == "room":
-                self.rooms[t] = [self._room(t) for _ in range(max(ROOM_POOL, draws))]
-
-    def _room(self, t: Transformation) -> Draw:
-        p = t.draw(self.rng)
-        return Draw(t, p, transforms.room_impulse_response(self.sr, p["rt60_s"], p["dims_m"], p["source_m"], p["mic_m"]))
+                self.prepared[t] = [prepare(t, t.draw(rng), sr, n_samples) for _ in range(max(ROOM_POOL, draws))]
+            elif not t.random:
+                self.prepared[t] = [prepare(t, t.draw(rng), sr, n_samples)]
 
     def sample(self) -> list[Draw]:
         """This iteration's copies: ``draws`` of each random kind (rooms without repeats from the pool), one of each fixed one."""
         out = []
         for t in self.transformations:
             if t.kind == "room":
-                pool = self.rooms[t]
+                pool = self.prepared[t]
                 out += [pool[i] for i in self.rng.choice(len(pool), size=self.draws, replace=False)]
+            elif t.random:
+                out += [Draw(t, t.draw(self.rng)) for _ in range(self.draws)]
             else:
-                out += [Draw(t, t.draw(self.rng)) for _ in range(self.draws if t.random else 1)]
+                out += self.prepared[t]
         return out
 
 

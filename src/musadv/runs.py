@@ -55,6 +55,7 @@ from .models import weights_sha256
 from .parallel import Engine
 from .progress import progress_bar
 from .recording import Recording, edge_samples
+from .robust import held_out
 from .spectral import magnitude
 
 __all__ = ["RecordingRef", "recordings_from_split", "recordings_from_files", "run_attacks", "summarise", "rescore", "RESULT_FIELDS", "model_name",
@@ -180,8 +181,6 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         masking = noise_to_mask(rec.samples, written, rec.sr)
     kept = {}
     if config.robust_to:
-        from .robust import held_out
-
         kept = held_out(model, written, rec.sr, str(wav), config.goal, target, config.robust_to,
                         recording_rng(seed, ex_id, HELD_OUT_STREAM))
     row = {

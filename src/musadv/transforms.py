@@ -56,7 +56,7 @@ from scipy import signal as sps
 from . import audio
 from .errors import MusadvError
 
-__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "noise", "resample", "room", "room_impulse_response", "rt60_schroeder", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
+__all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "noise", "resample", "room", "room_impulse_response", "lowpass_sos", "rt60_schroeder", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
            "Transformation", "KINDS", "MP3_RATES"]
 
 #: The kinds of :class:`Transformation`.
@@ -138,9 +138,13 @@ def lowpass(y, sr: int, cutoff_hz: float = 9000.0, order: int = 4) -> np.ndarray
     x, mono = _as_2d(y)
     if cutoff_hz >= sr / 2:
         return np.array(y, dtype=np.float32)
-    sos = sps.butter(order, cutoff_hz, btype="low", fs=sr, output="sos")
-    out = sps.sosfilt(sos, x.astype(np.float64), axis=-1).astype(np.float32)
+    out = sps.sosfilt(lowpass_sos(sr, cutoff_hz, order), x.astype(np.float64), axis=-1).astype(np.float32)
     return out[0] if mono else out
+
+
+def lowpass_sos(sr: int, cutoff_hz: float, order: int) -> np.ndarray:
+    """The second-order sections of :func:`lowpass`'s digital Butterworth (cut-off below ``sr / 2``)."""
+    return sps.butter(order, cutoff_hz, btype="low", fs=sr, output="sos")
 
 
 def stretch(y, sr: int, rate: float) -> np.ndarray:
@@ -503,6 +507,10 @@ class Transformation:
             return {"resample_sr": self.resample_sr}
         return {"bitrate_kbps": self.bitrate_kbps}
 
+    def room_response(self, sr: int, params: dict) -> np.ndarray:
+        """The impulse response at ``sr`` Hz of a ``room`` draw (:func:`room_impulse_response`)."""
+        return room_impulse_response(sr, params["rt60_s"], params["dims_m"], params["source_m"], params["mic_m"])
+
     def apply(self, y, sr: int, params: dict) -> np.ndarray:
         """``y`` (``(n_samples,)`` or ``(n_channels, n_samples)`` at ``sr`` Hz) transformed with ``params``.
 
@@ -517,8 +525,7 @@ class Transformation:
         if self.kind == "lowpass":
             return lowpass(y, sr, params["cutoff_hz"], params["order"])
         if self.kind == "room":
-            return room(y, sr, room_impulse_response(sr, params["rt60_s"], params["dims_m"], params["source_m"],
-                                                     params["mic_m"]))
+            return room(y, sr, self.room_response(sr, params))
         if self.kind == "noise":
             return noise(y, params["snr_db"], params["noise_seed"])
         if self.kind == "resample":
