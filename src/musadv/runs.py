@@ -247,6 +247,7 @@ def attack_settings(settings: dict) -> dict:
     return {**AttackConfig().to_dict(), **(settings.get("attack") or {})}
 
 
+#: What a resumed run must share with the one on disk, and how to say it differs.
 _RUN_CHECKS = [
     ("model_sha256", "another model (weights' SHA-256 {old:.12} here, {new:.12} now)"),
     ("labels", "other labels"),
@@ -259,6 +260,8 @@ _RUN_CHECKS = [
     ("nmr", "noise-to-mask ratios {old}, not {new}"),
     ("minimal", "minimal perturbations {old}, not {new}"),
 ]
+#: Run settings added since the first runs, at the value a run made before them had.
+_ADDED_LATER = {"nmr": False}
 
 
 @dataclass(frozen=True)
@@ -295,9 +298,10 @@ class AttackRun(RunKind):
             "recordings": [asdict(j) for j in self.recordings], **self.extra}}
 
     def check_same(self, out, old, new):
+        # A run made before a setting existed had it off.
+        old = {**_ADDED_LATER, **old}
         for key, what in _RUN_CHECKS:
-            # A run made before a setting existed had it off.
-            if old.get(key, False if key == "nmr" else None) != new[key]:
+            if old.get(key) != new[key]:
                 raise MusadvError(f"{out}: holds a run with {what.format(old=str(old.get(key)), new=str(new[key]))}; "
                                   "choose another --out")
         check_same_recordings(out, old, new, "run")
