@@ -132,7 +132,7 @@ def test_each_iteration_draws_every_random_kind_as_often_as_asked_and_rooms_from
     assert first[1].params != second[1].params  # fresh EQs every iteration
 
 
-def test_held_out_copies_are_judged_as_their_16_bit_files_would_be(trained_dnn):
+def test_held_out_judges_a_random_kind_on_ten_fresh_draws_and_a_fixed_one_once(trained_dnn):
     y = synth.render("folk", seed=123, duration=4.0)
     lp = Transformation("lowpass", cutoff_hz=4000.0)
     eq = Transformation("eq")
