@@ -117,7 +117,12 @@ def _engine_options(f):
 
         # With --device cuda on a machine of several GPUs, the --jobs workers take them in turn.
         engine = engine_from_options(n_jobs, threads, ray_address, gpus_per_task, kwargs.get("device"))
-        return f(*args, engine=engine, **kwargs)
+        try:
+            return f(*args, engine=engine, **kwargs)
+        finally:
+            # Waits for workers still starting: one left to start after this process exits finds the
+            # pool's shared objects gone and prints a traceback (seen in a fresh-clone CI run).
+            engine.close()
 
     return wrapper
 

@@ -126,6 +126,9 @@ class Engine(ABC):
             engine whose workers may run on other machines checks them before the first piece.
         """
 
+    def close(self) -> None:
+        """Let go of what the engine started (worker processes); a later job starts them again."""
+
 
 class LocalEngine(Engine):
     """Pieces in this process (``jobs=1``) or in ``jobs`` spawned worker processes on this machine.
