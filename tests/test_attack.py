@@ -237,6 +237,40 @@ def test_patience_stops_a_stalled_attack_and_label_stops_at_the_decision(trained
     assert decided.iterations < attack(trained_dnn, clip, target, AttackConfig(snr_db=15)).iterations
 
 
+def _band_noise(lo_hz, hi_hz, seed, n, sr=22050):
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    spec[(f < lo_hz) | (f >= hi_hz)] = 0
+    return torch.from_numpy(np.fft.irfft(spec, n).astype(np.float32))
+
+
+def test_the_masking_bound_grants_a_change_spread_over_a_band_no_more_power_than_the_same_change_in_one_bin():
+    """The bound is on each critical band's power: a tone at 8.5 kHz and noise over its whole band (84 bins)
+    are cut to the same power, and what is left is measured under the threshold. (Bin by bin, the spread
+    change kept 12 times the tone's power.)"""
+    from musadv.attack import _under_mask, masking_bound
+    from musadv.psychoacoustics import noise_to_mask
+    from musadv.spectral import STFTConfig
+
+    config, n = STFTConfig(), 2 * 22050
+    x = _band_noise(50.0, 11000.0, 0, n) * 0.2 + torch.from_numpy(synth_tone(1000.0, n))
+    bound = masking_bound(x, config, margin_db=3.0)
+    tone = torch.from_numpy(synth_tone(8500.0, n, amp=0.3))
+    spread = _band_noise(7750.0, 9450.0, 1, n)
+    spread *= tone.norm() / spread.norm()
+    kept = {}
+    for name, change in (("tone", tone), ("spread", spread)):
+        y = _under_mask(x + change, x, bound, config)
+        kept[name] = float(((y - x) ** 2).sum())
+        measured = noise_to_mask(x.numpy(), y.numpy(), config.sr, config=config)
+        assert measured["nmr_db"] < -2.0 and measured["above_share"] <= 0.02, (name, measured)
+    assert kept["spread"] == pytest.approx(kept["tone"], rel=0.26), kept  # within 1 dB
+
+
+def synth_tone(freq, n, amp=0.3, sr=22050):
+    return (amp * np.sin(2 * np.pi * freq * np.arange(n) / sr)).astype(np.float32)
+
+
 def test_the_masking_bound_refuses_settings_it_cannot_keep():
     """The bound holds on the written change ('consistent' order) and its step is sized in the bound's own
     units (the scale-free step), so the paper's raw step and order are refused, each with its own message."""

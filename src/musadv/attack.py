@@ -46,7 +46,7 @@ from .errors import MusadvError
 from .interface import DifferentiableClassifier, evaluating, recording_confidence, unit_phase
 from .recording import Recording, edge_samples
 from .robust import Draws, differentiable
-from .spectral import STFTConfig, complex_abs, istft, stft, window
+from .spectral import STFTConfig, complex_abs, istft, stft
 from .goals import GOALS, goal_candidates, goal_reached
 from .taggers import TAG_THRESHOLD
 from .transforms import Transformation
@@ -110,10 +110,11 @@ class AttackConfig:
         ``stop`` apply to ``'label'``), and its step follows the tag's binary cross-entropy.
     masking_db : float or None
         Keep the change under the music's own masking: after every step the change's STFT is
-        scaled down, bin by bin, to this many dB under the masking threshold of the original
-        (:func:`musadv.psychoacoustics.masking_threshold`, at the model's rate and framing, a
-        full-scale sinusoid at :data:`~musadv.psychoacoustics.DEFAULT_LEVEL_DB` SPL), and each
-        step weights the gradient by the room the bound leaves in each bin (see
+        scaled down, critical band by critical band, until its power in each band of each frame
+        is this many dB under the original's band threshold
+        (:func:`musadv.psychoacoustics.band_masking_threshold`, at the model's rate and framing,
+        a full-scale sinusoid at :data:`~musadv.psychoacoustics.DEFAULT_LEVEL_DB` SPL), and each
+        step weights the gradient by each bin's share of its band's allowance (see
         ``_masked_step``); the SNR bound still holds (``snr_db=None`` leaves the masking bound
         alone). ``None`` (default): no masking bound. ``'consistent'`` order, scale-free step only.
     robust_to : tuple of Transformation
@@ -744,31 +745,56 @@ class _Iterate:
             np.asarray(start, np.float32).reshape(rec.samples.shape), device=space.X.device)
         self.trace, self.reached, self.iterations = [], False, 0
         self.conf0 = self.conf = self.w = None
-        self.allowed = None if config.masking_db is None else masked_magnitudes(space.x, cfg, config.masking_db)
+        self.bound = None if config.masking_db is None else masking_bound(space.x, cfg, config.masking_db)
         self.draws = None
         if config.robust_to:
             self.draws = Draws(config.robust_to, config.draws, np.random.default_rng(0) if rng is None else rng, cfg.sr,
                                space.x.shape[-1])
 
 
-def masked_magnitudes(x: torch.Tensor, config: STFTConfig, margin_db: float) -> torch.Tensor:
-    """The largest STFT magnitude ``(n_frames, n_bins)`` a change to ``x`` may have in each bin to stay
-    ``margin_db`` under ``x``'s masking threshold (the inverse of :func:`~musadv.psychoacoustics.psd_db`)."""
-    from .psychoacoustics import DEFAULT_LEVEL_DB, masking_threshold
+@dataclass
+class MaskingBound:
+    """How much change each critical band of each frame may hold to stay under the music's masking.
 
-    threshold = masking_threshold(x.cpu().numpy(), config)
-    scale = float(window(config).sum()) / 2.0
-    allowed = scale * 10.0 ** ((threshold - margin_db - DEFAULT_LEVEL_DB) / 20.0)
-    return torch.from_numpy(allowed.astype(np.float32)).to(x.device)
+    Attributes
+    ----------
+    bands : torch.Tensor
+        int64 ``(n_bins,)``: the critical band of each bin (:func:`~musadv.psychoacoustics.critical_bands`).
+    band_power : torch.Tensor
+        ``(n_frames, n_bands)``: the most a change's STFT power ``sum |C|^2`` over a band's bins
+        may be in each frame.
+    per_bin : torch.Tensor
+        ``(n_frames, n_bins)``: each bin's equal share of its band's allowance, as a magnitude
+        (``sqrt(band_power / bins in the band)``): the room the bound leaves in a bin, which
+        weights the masked step (``_masked_step``).
+    """
+
+    bands: torch.Tensor
+    band_power: torch.Tensor
+    per_bin: torch.Tensor
 
 
-def _under_mask(y: torch.Tensor, x: torch.Tensor, allowed: torch.Tensor, config: STFTConfig) -> torch.Tensor:
-    """``y`` whose change from ``x`` has each STFT bin scaled down to at most ``allowed`` (phase kept)."""
+def masking_bound(x: torch.Tensor, config: STFTConfig, margin_db: float) -> MaskingBound:
+    """The change to ``x`` whose power in every critical band of every frame stays ``margin_db`` under the band's
+    masking threshold (:func:`~musadv.psychoacoustics.band_masking_threshold`), in raw STFT units."""
+    from .psychoacoustics import DEFAULT_LEVEL_DB, band_masking_threshold, critical_bands, full_scale_power
+
+    threshold = band_masking_threshold(x.cpu().numpy(), config)
+    # The inverse of psychoacoustics.band_power_db.
+    band_power = torch.from_numpy(full_scale_power(config) * 10.0 ** ((threshold - margin_db - DEFAULT_LEVEL_DB) / 10.0))
+    bands = torch.from_numpy(critical_bands(config))
+    per_bin = (band_power / torch.bincount(bands)).sqrt()[:, bands]
+    return MaskingBound(bands.to(x.device), band_power.float().to(x.device), per_bin.float().to(x.device))
+
+
+def _under_mask(y: torch.Tensor, x: torch.Tensor, bound: MaskingBound, config: STFTConfig) -> torch.Tensor:
+    """``y`` whose change from ``x`` has each critical band of each frame scaled down to at most its allowance
+    (every bin of a band by the same factor: the change's shape within the band and its phase kept)."""
     change = stft(y - x, config)
-    mags = complex_abs(change)
-    scale = (allowed / mags.clamp_min(torch.finfo(mags.dtype).tiny)).clamp_(max=1.0)
+    power = torch.zeros_like(bound.band_power).index_add_(-1, bound.bands, complex_abs(change) ** 2)
+    scale = (bound.band_power / power.clamp_min(torch.finfo(power.dtype).tiny)).clamp_(max=1.0).sqrt_()
     # Where the windows barely cover the ends, the change is drawn to none rather than amplified.
-    return x + istft(change * scale, config, length=x.shape[-1], prior=torch.zeros_like(x))
+    return x + istft(change * scale[..., bound.bands], config, length=x.shape[-1], prior=torch.zeros_like(x))
 
 
 def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> None:
@@ -808,15 +834,15 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
             if not need_grad or _stalled(config, st.trace):
                 st.running = False
                 continue
-            step = _step_size(config, grad, st.mag0_norm) if st.allowed is None else _masked_step(config, grad, st.allowed)
+            step = _step_size(config, grad, st.mag0_norm) if st.bound is None else _masked_step(config, grad, st.bound.per_bin)
             # The current iterate anchors the resynthesis where the windows barely cover the edges.
             y = istft(_gradient_step(spec, m, grad, step), cfg, length=st.z.shape[-1], prior=st.z)
             if config.momentum:
                 t_now, alpha = _fista_weight(st.t_prev)
                 y.add_(st.z, alpha=alpha).sub_(st.z_prev, alpha=alpha)  # y + alpha (z - z_prev), no temporary
                 st.t_prev = t_now
-            if st.allowed is not None:
-                y = _under_mask(y, st.space.x, st.allowed, cfg)
+            if st.bound is not None:
+                y = _under_mask(y, st.space.x, st.bound, cfg)
             st.w = None  # free the previous file samples before the next are made: they are no longer needed
             st.w = st.space.write(y)
             st.z_prev, st.z = st.z, st.space.hear(st.w)

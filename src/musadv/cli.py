@@ -475,7 +475,7 @@ def _print_attack_summary(m: dict, out: Path) -> None:
         line += f", ViSQOL MOS-LQO {m['visqol_mos']['mean']:.2f} (min {m['visqol_mos']['min']:.2f})"
     if m.get("nmr_db"):
         line += (f", NMR median {m['nmr_db']['median']:.1f} dB (max {m['nmr_db']['max']:.1f}), "
-                 f"{m['above_mask_share']['mean']:.2%} of bins above the masking threshold")
+                 f"{m['above_mask_share']['mean']:.2%} of critical bands (per frame) above the masking threshold")
     click.echo(line)
     if m.get("held_out"):
         shares = ", ".join(f"{kind} {'-' if v is None else f'{v:.1%}'}" for kind, v in m["held_out"].items())

@@ -257,8 +257,8 @@ success on the decoded files {{ pct(sec.metrics.success_rate) }}{% if sec.snr %}
 leaving out 93 ms at each edge (the reference code's measure) {{ "%.1f"|format(sec.snr_trim.mean) }} &plusmn; {{ "%.1f"|format(sec.snr_trim.std) }} dB
 (min {{ "%.1f"|format(sec.snr_trim.min) }}){% endif %}{% if sec.visqol %}; ViSQOL MOS-LQO {{ "%.2f"|format(sec.visqol.mean) }}
 (min {{ "%.2f"|format(sec.visqol.min) }}, of 5){% endif %}{% if sec.nmr %}; noise-to-mask ratio (the change's power over
-the original's masking threshold, MPEG-1 psychoacoustic model 1; under 0 dB: masked on average) median {{ "%.1f"|format(sec.nmr.median) }} dB
-(max {{ "%.1f"|format(sec.nmr.max) }}), {{ "%.2f"|format(100 * sec.above.mean) }} % of time-frequency bins above the threshold{% endif %}. Examples written {{ sec.output }}.
+the original's masking threshold per critical band, MPEG-1 psychoacoustic model 1; under 0 dB: masked on average) median {{ "%.1f"|format(sec.nmr.median) }} dB
+(max {{ "%.1f"|format(sec.nmr.max) }}), {{ "%.2f"|format(100 * sec.above.mean) }} % of critical bands (per frame) above the threshold{% endif %}. Examples written {{ sec.output }}.
 {% if sec.robust %}Fresh transformed copies of the written files (10 draws of each random transformation, never seen by the adversary, one
 of a fixed one; each judged as its 16-bit file) keep the target, over the examples that reached it:
 {% for kind, v in sec.metrics.held_out.items() %}{{ kind }} {{ pct(v) }}{{ ", " if not loop.last else "." }}{% endfor %}{% endif %}
@@ -272,7 +272,7 @@ of a fixed one; each judged as its 16-bit file) keep the target, over the exampl
 <span class="{{ 'ok' if c.success == '1' else 'bad' }}">{{ c.decoded_label }}</span> {{ "%.2f"|format(c.decoded_target_conf|float) }},
 {{ fmt(c.snr_wave_db, 1) }} dB{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 <table><tr><th>#</th><th>recording</th><th>original</th><th>adversarial</th><th>true</th><th>target</th><th>before</th><th>after (decoded)</th>
-<th>confidence</th><th>SNR wave / edge-trimmed / mag (dB)</th><th>ViSQOL MOS</th><th>NMR dB (bins above)</th>{% if sec.robust %}<th>held-out copies that keep the target</th>{% endif %}<th>iterations</th><th>spectrum (Fig. 5) and trace</th></tr>
+<th>confidence</th><th>SNR wave / edge-trimmed / mag (dB)</th><th>ViSQOL MOS</th><th>NMR dB (bands above)</th>{% if sec.robust %}<th>held-out copies that keep the target</th>{% endif %}<th>iterations</th><th>spectrum (Fig. 5) and trace</th></tr>
 {% for ex in sec.examples %}<tr><td>{{ loop.index }}</td><td>{{ ex.file }}</td>
 <td><audio controls preload="metadata" src="{{ ex.original_src }}"></audio></td><td><audio controls preload="metadata" src="{{ ex.wav_src }}"></audio></td>
 <td>{{ ex.true }}</td><td>{{ ex.target }}</td><td>{{ ex.label_before }} ({{ "%.2f"|format(ex.conf_before|float) }})</td>
