@@ -1,9 +1,13 @@
 """musadv.listening: ABX and MUSHRA pages of an attack run, clicked through by a scripted listener in headless
-Chromium; the answers saved are those clicked, and pooled answers give the binomial test and the MUSHRA
-intervals they should."""
+Chromium; every condition is its own file under a name that tells nothing, cut from the run's own files; a
+trial is answered only once each sound has played, and can be undone; the answers saved are those clicked,
+damaged answer files are refused in one line, and pooled answers give the binomial test and the MUSHRA
+intervals over listeners they should."""
 
+import csv
 import json
 import math
+import re
 import time
 
 import numpy as np
@@ -48,6 +52,28 @@ def test_the_binomial_test_is_the_one_sided_test_against_guessing():
     assert binomial_p_value(15, 20) < 0.05 < binomial_p_value(14, 20)
 
 
+@pytest.mark.parametrize("kind", ["abx", "mushra"])
+def test_every_condition_is_its_own_file_named_at_random_and_cut_from_the_runs_own_files(attack_run, tmp_path, kind):
+    write_listening_test(attack_run, tmp_path / kind, kind=kind, excerpt_seconds=2.0)
+    manifest = json.loads((tmp_path / kind / "test.json").read_text())
+    assert len(manifest["examples"]) >= 2
+    every = [f for e in manifest["examples"] for f in e["files"].values()]
+    assert len(set(every)) == len(every) == len(manifest["examples"]) * (3 if kind == "mushra" else 2)
+    assert all(re.fullmatch(r"audio/[0-9a-f]{16}\.wav", f) for f in every), every
+    assert sorted(p.name for p in (tmp_path / kind / "audio").iterdir()) == sorted(f[6:] for f in every)
+    rows = {r["example"]: r for r in csv.DictReader(open(attack_run / "results.csv"))}
+    for e in manifest["examples"]:
+        decoded = {c: audio.decode(tmp_path / kind / f)[0] for c, f in e["files"].items()}
+        contents = [y.tobytes() for y in decoded.values()]
+        assert len(set(contents)) == len(contents)  # no two conditions share audio
+        sr = e["sr"]
+        start = int(round(e["start_seconds"] * sr))
+        stop = start + int(round(e["seconds"] * sr))
+        for condition, column in (("original", "original_wav"), ("adversarial", "wav")):
+            whole, _ = audio.decode(attack_run / rows[e["example"]][column])
+            assert np.array_equal(decoded[condition], whole[:, start:stop]), (e["id"], condition)
+
+
 def test_the_mushra_anchor_is_white_noise_at_the_adversarial_excerpts_own_snr(attack_run, tmp_path):
     write_listening_test(attack_run, tmp_path / "m", kind="mushra", excerpt_seconds=2.0)
     manifest = json.loads((tmp_path / "m" / "test.json").read_text())
@@ -62,6 +88,23 @@ def test_the_mushra_anchor_is_white_noise_at_the_adversarial_excerpts_own_snr(at
         # The anchor's change is white: as much power above half the Nyquist rate as below.
         spec = np.abs(np.fft.rfft(n[0] - o[0])) ** 2
         assert 0.8 < spec[len(spec) // 2:].sum() / spec[:len(spec) // 2].sum() < 1.25
+
+
+PLAY_ALL = """
+    const done = arguments[arguments.length - 1];
+    Promise.all(Array.from(document.querySelectorAll('#stimuli audio')).map(a => new Promise(res => {
+        a.addEventListener('ended', () => res(a.duration)); a.addEventListener('error', () => res(-1));
+        const go = () => { a.playbackRate = 16; a.play().catch(() => res(-2)); };
+        if (a.readyState >= 1) go(); else a.addEventListener('loadedmetadata', go);
+    }))).then(done);"""
+
+
+def _play_all(browser):
+    """Play every sound of the screen to its end (16 times faster); their durations."""
+    browser.set_script_timeout(30)
+    durations = browser.execute_async_script(PLAY_ALL)
+    assert all(d > 0 for d in durations), durations
+    return durations
 
 
 def _serve_downloads(browser, folder):
@@ -87,24 +130,31 @@ def _abx_listener(browser, page, name, right):
     clicked = []
     plan = browser.execute_script("return window.listening.state().plan")
     for k, trial in enumerate(plan):
-        # Every trial's three players hold decodable audio.
-        durations = browser.execute_async_script("""
-            const done = arguments[arguments.length - 1];
-            Promise.all(Array.from(document.querySelectorAll('#stimuli audio')).map(a => new Promise(res => {
-                if (a.readyState >= 1) return res(a.duration);
-                a.addEventListener('loadedmetadata', () => res(a.duration)); a.addEventListener('error', () => res(-1));
-            }))).then(done);""")
-        assert len(durations) == 3 and all(d > 0 for d in durations), durations
+        # Not answerable before every sound has played; every trial's three players hold decodable audio.
+        assert not browser.find_element("id", "answer-A").is_enabled()
+        assert len(_play_all(browser)) == 3
         answer = trial["x"] if right(k) else ("B" if trial["x"] == "A" else "A")
+        if k == 0:  # answered wrongly, then undone: the trial comes back, to be played and answered again
+            browser.find_element("id", f"answer-{'B' if answer == 'A' else 'A'}").click()
+            assert browser.find_element("id", "progress").text == f"Trial 2 of {len(plan)}"
+            browser.find_element("id", "undo").click()
+            assert browser.find_element("id", "progress").text == f"Trial 1 of {len(plan)}"
+            assert browser.execute_script("return window.listening.state().abx.length") == 0
+            assert not browser.find_element("id", "answer-A").is_enabled()
+            _play_all(browser)
         browser.find_element("id", f"answer-{answer}").click()
         clicked.append((trial["example"], trial["a"], trial["x"], answer))
     return clicked
 
 
 def test_an_abx_listener_clicks_through_and_the_saved_answers_are_those_clicked(attack_run, tmp_path):
-    page = write_listening_test(attack_run, tmp_path / "abx", kind="abx", trials=20, excerpt_seconds=2.0)
+    page = write_listening_test(attack_run, tmp_path / "abx", kind="abx", trials=20, excerpt_seconds=1.0)
     browser = _browser()
     try:
+        browser.get(page.as_uri())
+        browser.find_element("id", "start").click()  # no name: it says so and does not start
+        assert browser.find_element("id", "name-needed").is_displayed()
+        assert not browser.find_element("id", "trial").is_displayed()
         saved = {}
         for name, right in (("always right", lambda k: True), ("half right", lambda k: k % 2 == 0)):
             folder = tmp_path / name.replace(" ", "_")
@@ -114,6 +164,8 @@ def test_an_abx_listener_clicks_through_and_the_saved_answers_are_those_clicked(
             browser.find_element("id", "export-json").click()
             browser.find_element("id", "export-csv").click()
             saved[name] = (clicked, _wait_for(folder, ".json"), _wait_for(folder, ".csv"))
+            # The end page names the file the answers went to.
+            assert saved[name][2].name in browser.find_element("id", "saved-as").text
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
@@ -152,6 +204,7 @@ def test_a_reloaded_page_resumes_the_listeners_test(attack_run, tmp_path):
         browser.find_element("id", "listener").send_keys("ann")
         browser.find_element("id", "start").click()
         for _ in range(3):
+            _play_all(browser)
             browser.find_element("id", "answer-A").click()
         before = browser.execute_script("return window.listening.state()")
         browser.get(page.as_uri())
@@ -165,7 +218,7 @@ def test_a_reloaded_page_resumes_the_listeners_test(attack_run, tmp_path):
 
 
 def test_a_mushra_listener_scores_every_screen_and_the_scores_are_pooled_with_intervals(attack_run, tmp_path):
-    page = write_listening_test(attack_run, tmp_path / "m", kind="mushra", excerpt_seconds=1.0)
+    page = write_listening_test(attack_run, tmp_path / "m", kind="mushra", excerpt_seconds=0.5)
     manifest = json.loads((tmp_path / "m" / "test.json").read_text())
     want = {"hidden_reference": 100, "adversarial": 80, "anchor": 20}
     browser = _browser()
@@ -179,6 +232,13 @@ def test_a_mushra_listener_scores_every_screen_and_the_scores_are_pooled_with_in
             browser.find_element("id", "start").click()
             for screen in browser.execute_script("return window.listening.state().plan"):
                 assert not browser.find_element("id", "next").is_enabled()  # every sound must be scored first
+                sliders = browser.find_elements("css selector", "#stimuli input[type=range]")
+                assert len(sliders) == 3 and not any(r.is_enabled() for r in sliders)  # nor scored before it played
+                scales = [e.text.split() for e in browser.find_elements("css selector", "#stimuli .scale span")]
+                assert scales == [["Bad", "0-20"], ["Poor", "20-40"], ["Fair", "40-60"], ["Good", "60-80"],
+                                  ["Excellent", "80-100"]] * 3
+                _play_all(browser)
+                assert all(r.is_enabled() for r in sliders)
                 for i, condition in enumerate(screen["order"]):
                     browser.execute_script(
                         "const r = document.getElementById(arguments[0]); r.value = arguments[1];"
@@ -192,9 +252,8 @@ def test_a_mushra_listener_scores_every_screen_and_the_scores_are_pooled_with_in
     n = len(manifest["examples"])
     for condition, score in want.items():
         got = summary["overall"][condition]
-        assert got["n"] == 2 * n and got["mean"] == pytest.approx(score - 5)
+        assert got["n"] == 2 * n and got["listeners"] == 2 and got["mean"] == pytest.approx(score - 5)
         assert got["ci_low"] < score - 5 < got["ci_high"]
-        assert got["ci_high"] - got["ci_low"] < 15  # 2n scores, half at s and half at s - 10
 
 
 def test_answers_of_another_test_are_refused_naming_the_file(tmp_path):
@@ -209,3 +268,76 @@ def test_answers_of_another_test_are_refused_naming_the_file(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(MusadvError, match="bad.csv: not a CSV of listening-test answers"):
         read_answers(tmp_path / "bad.csv")
+
+
+def _mushra_answers(listener, scores_by_screen):
+    return {"format": "musadv-listening-answers", "test_id": "t", "kind": "mushra", "listener": listener,
+            "session": listener, "abx": [],
+            "mushra": [{"screen": k + 1, "example": f"e{k}", "scores": sc} for k, sc in enumerate(scores_by_screen)]}
+
+
+def test_mushra_intervals_are_over_listeners_not_over_pooled_scores():
+    """Four screens from each of three listeners are three observations, not twelve: the interval is Student's t
+    over the listeners' means, clipped to the 0-100 scale."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    answers = []
+    for k, bias in enumerate((10.0, 30.0, 20.0)):
+        screens = [{c: float(np.clip(bias + 30 * j + rng.normal(0, 5), 0, 100)) for j, c in
+                    enumerate(("anchor", "adversarial", "hidden_reference"))} for _ in range(4)]
+        answers.append(_mushra_answers(f"l{k}", screens))
+    summary = evaluate(answers)["mushra"]
+    for c in ("anchor", "adversarial", "hidden_reference"):
+        means = [np.mean([s["scores"][c] for s in a["mushra"]]) for a in answers]
+        lo, hi = stats.t.interval(0.95, len(means) - 1, loc=np.mean(means), scale=stats.sem(means))
+        got = summary["overall"][c]
+        assert got["listeners"] == 3 and got["n"] == 12
+        assert got["mean"] == pytest.approx(np.mean(means))
+        assert got["ci_low"] == pytest.approx(max(0.0, lo)) and got["ci_high"] == pytest.approx(min(100.0, hi))
+    # One example, each listener scoring it once: two listeners leave an interval the scale clips.
+    one = evaluate(answers[:2])["mushra"]["examples"][0]["scores"]["adversarial"]
+    assert one["listeners"] == 2 and 0.0 <= one["ci_low"] <= one["ci_high"] <= 100.0
+    assert evaluate(answers[:1])["mushra"]["overall"]["anchor"]["ci_low"] is None  # one listener: no interval
+
+
+ABX_CSV = "test_id,listener,session,trial,example,a,x,answer,correct,seconds\n"
+
+
+def _abx_rows(n=4, correct="true"):
+    return "".join(f"t,ann,s1,{k + 1},e00{k % 2},original,{'AB'[k % 2]},{'AB'[k % 2]},{correct},1.5\n" for k in range(n))
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("cut.csv", ABX_CSV + _abx_rows(3) + "t,ann,s1,4,e001,original,B\n", "cut.csv: row 5: cut short"),
+    ("answer.csv", ABX_CSV + _abx_rows(3) + "t,ann,s1,4,e001,original,B,C,false,1\n", "answer.csv: row 5: answer 'C' is not one of A, B"),
+    ("score.csv", "test_id,listener,session,screen,example,condition,score\nt,ann,s1,1,e000,anchor,abc\n",
+     "score.csv: row 2: score 'abc' is not a number"),
+    ("range.csv", "test_id,listener,session,screen,example,condition,score\n" + "".join(
+        f"t,ann,s1,1,e000,{c},{v}\n" for c, v in (("anchor", 5), ("adversarial", 140), ("hidden_reference", 100))),
+     "range.csv: row 3: the score of adversarial is 140, outside 0 to 100"),
+    ("short.csv", "test_id,listener,session,screen,example,condition,score\nt,ann,s1,1,e000,anchor,5\n",
+     "short.csv: row 2: screen 1 scores anchor, not hidden_reference, adversarial, anchor"),
+    ("nosession.json", json.dumps({"format": "musadv-listening-answers", "test_id": "t", "kind": "abx", "listener": "a",
+                                   "abx": [], "mushra": []}), "nosession.json: header: no 'session'"),
+    ("mscore.json", json.dumps(_mushra_answers("a", [{"anchor": "abc", "adversarial": 50, "hidden_reference": 90}])),
+     "mscore.json: mushra answer 1: anchor 'abc' is not a number"),
+])
+def test_listen_results_refuses_a_damaged_answer_file_in_one_line_naming_file_and_row(tmp_path, capsys, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["listen-results", str(tmp_path / name), "--out", str(tmp_path / "out")])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / message}", err
+    assert not (tmp_path / "out").exists()
+
+
+def test_abx_correctness_is_recomputed_from_the_answer_and_x_not_read_from_the_file(tmp_path):
+    """A spreadsheet re-save writes TRUE for true; a hand-made file may have no such column at all."""
+    (tmp_path / "resaved.csv").write_text(ABX_CSV + _abx_rows(4, correct="TRUE"))
+    (tmp_path / "bare.json").write_text(json.dumps({
+        "format": "musadv-listening-answers", "test_id": "t", "kind": "abx", "listener": "bo", "session": "s2", "mushra": [],
+        "abx": [{"trial": k + 1, "example": "e000", "a": "adversarial", "x": "A", "answer": "AB"[k % 2]} for k in range(4)]}))
+    summary = evaluate(pool_answers([tmp_path / "resaved.csv", tmp_path / "bare.json"]))["abx"]
+    assert {li["listener"]: li["correct"] for li in summary["listeners"]} == {"ann": 4, "bo": 2}

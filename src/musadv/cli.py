@@ -803,8 +803,9 @@ def listen_results_cmd(files, test_file, out):
                    f"p = {o['p_value']:.3g} against guessing (one-sided binomial)")
     if "mushra" in summary:
         for c, v in summary["mushra"]["overall"].items():
-            click.echo(f"MUSHRA {c.replace('_', ' '):17s} {v['mean']:5.1f} (95 % CI {v['ci_low']:.1f} to {v['ci_high']:.1f}, "
-                       f"{v['n']} scores)")
+            ci = (f"95 % CI over listeners {v['ci_low']:.1f} to {v['ci_high']:.1f}" if v["ci_low"] is not None
+                  else "one listener: no interval")
+            click.echo(f"MUSHRA {c.replace('_', ' '):17s} {v['mean']:5.1f} ({ci}; {v['listeners']} listeners, {v['n']} scores)")
     click.echo(", ".join(str(p) for p in paths))
 
 

@@ -13,11 +13,18 @@ needs nothing else (no server, no network): ``index.html`` and the excerpts it p
     anchor, white noise at the adversarial example's own SNR over the excerpt; the listener
     scores each from 0 (bad) to 100 (excellent).
 
-The order of trials, of A and B, of X and of the screens' stimuli is drawn afresh for every
-listener in the page; answers are kept in the browser while the test runs (a reload resumes
-it) and exported as a JSON or CSV file. :func:`pool_answers` reads such files from several
-listeners and :func:`evaluate` gives, per example and overall, the ABX detection rate with a
-one-sided binomial test against guessing, and the MUSHRA scores with 95 % confidence intervals.
+Every stimulus is its own file under a random name drawn for the test (nothing in a name or a
+player's menu tells the condition). The order of trials, of A and B, of X and of the screens'
+stimuli is drawn afresh for every listener in the page; a trial can be answered only once each
+of its sounds has been played to the end, and the last answer can be undone. Answers are kept
+in the browser while the test runs (a reload resumes it) and exported as a JSON or CSV file,
+whose name the end page gives. :func:`pool_answers` reads such files from several listeners,
+validating every field (one line naming the file and the row for anything damaged; an ABX
+answer's correctness is recomputed from the answer and X, never read from the file), and
+:func:`evaluate` gives, per example and overall, the ABX detection rate with a one-sided
+binomial test against guessing, and the MUSHRA scores with 95 % confidence intervals over
+listeners (each listener's mean is one observation: scores of one listener are not
+independent).
 
 Excerpts are cut where the change is loudest relative to the music (the largest ratio of the
 change's energy to the original's over the excerpt): the hardest place for the adversary to
@@ -127,6 +134,7 @@ def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise MusadvError(f"{results}: no successful adversarial example with a change to listen to")
     rows = rows[:trials] if kind == "mushra" else rows
     rng = np.random.default_rng(seed)
+    names = _file_names(np.random.default_rng([seed, 1]), len(rows) * (3 if kind == "mushra" else 2))
     examples, digest = [], hashlib.sha256(f"{kind}:{trials}:{excerpt_seconds}:{seed}".encode())
     for k, row in enumerate(rows):
         original, sr = audio.decode(run / row["original_wav"])
@@ -143,7 +151,8 @@ def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
             stimuli["anchor"] = at_snr(o, white_noise(o, rng), snr_db(o, a))
         files = {}
         for name, y in stimuli.items():
-            path = audio.save(out / "audio" / f"{stem}-{name[0]}.wav", y, sr, on_clip="clip")
+            # A name drawn for the file: nothing in it (or in a player's menu) tells the condition.
+            path = audio.save(out / "audio" / f"{names.pop()}.wav", y, sr, on_clip="clip")
             files[name] = f"audio/{path.name}"
             digest.update(path.read_bytes())
         examples.append({"id": stem, "example": row["example"], "file": row["file"], "target": row["target"],
@@ -157,7 +166,20 @@ def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 "excerpt_seconds": excerpt_seconds, "run": str(run.resolve()), "examples": examples,
                 "title": title or f"Listening test ({kind.upper()}) of {run.name}"}
     write_json_atomic(out / "test.json", manifest)
+    # Files of an earlier test written here would be played by nobody and mistaken for this one's.
+    kept = {f for e in examples for f in e["files"].values()}
+    for stale in (out / "audio").glob("*.wav"):
+        if f"audio/{stale.name}" not in kept:
+            stale.unlink()
     return write_bytes_atomic(out / "index.html", _page(manifest).encode())
+
+
+def _file_names(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct random names (16 hex digits) for a test's audio files."""
+    names: set[str] = set()
+    while len(names) < n:
+        names.add(f"{int(rng.integers(0, 2**63)):016x}")
+    return sorted(names, key=lambda _: rng.random())
 
 
 def _page(manifest: dict) -> str:
@@ -179,6 +201,9 @@ PAGE = r"""<!doctype html>
 body{font-family:sans-serif;max-width:46em;margin:2em auto;padding:0 1em;line-height:1.4}
 button{font-size:1em;padding:.4em 1em;margin:.2em}audio{width:100%;margin:.2em 0}
 .stim{border:1px solid #ccc;padding:.5em;margin:.5em 0}.hidden{display:none}input[type=range]{width:100%}
+.scale{display:flex;font-size:.8em;color:#555}.scale span{flex:1;text-align:center;border-left:1px solid #bbb}
+.scale span:last-child{border-right:1px solid #bbb}.played{color:#070;font-size:.85em;margin-left:.5em}
+.warn{color:#a00}
 </style></head><body>
 <h1>__TITLE__</h1>
 <div id="intro"><p>Use headphones in a quiet room. Play the sounds as often as you like.</p>
@@ -186,12 +211,17 @@ button{font-size:1em;padding:.4em 1em;margin:.2em}audio{width:100%;margin:.2em 0
 Say which. If you cannot hear a difference, guess.</p>
 <p id="how-mushra" class="hidden">Each screen has a reference and three sounds. Score how close each sound is to the
 reference, from 0 (bad) to 100 (excellent, no difference). One of them is the reference itself.</p>
-<label>Your name or code: <input id="listener" autocomplete="off"></label> <button id="start">Start</button></div>
+<p>Every sound must be played to the end once before you can answer.</p>
+<label>Your name or code: <input id="listener" autocomplete="off"></label> <button id="start">Start</button>
+<p id="name-needed" class="warn hidden">Enter your name or code first.</p></div>
 <div id="trial" class="hidden"><h2 id="progress"></h2><div id="stimuli"></div>
-<div id="abx-answer" class="hidden"><button id="answer-A">X is A</button><button id="answer-B">X is B</button></div>
-<button id="next" class="hidden" disabled>Next</button></div>
+<p id="play-all" class="warn">Play every sound to the end to answer.</p>
+<div id="abx-answer" class="hidden"><button id="answer-A" disabled>X is A</button><button id="answer-B" disabled>X is B</button></div>
+<button id="next" class="hidden" disabled>Next</button> <button id="undo" class="hidden">Undo the last answer</button></div>
 <div id="done" class="hidden"><h2>Thank you</h2><p>Save your answers and send the file to the experimenter.</p>
-<button id="export-json">Save answers (JSON)</button><button id="export-csv">Save answers (CSV)</button></div>
+<button id="export-json">Save answers (JSON)</button><button id="export-csv">Save answers (CSV)</button>
+<button id="undo-done">Undo the last answer</button>
+<p id="saved-as"></p></div>
 <script id="test-data" type="application/json">__DATA__</script>
 <script>
 "use strict";
@@ -218,16 +248,45 @@ function plan(listener) {
   return s;
 }
 
-function player(label, src) {
+const played = new Set();
+// A sound counts as heard once it has played to its end; the answer waits for every sound of the trial.
+function player(label, src, onPlayed) {
   const d = document.createElement("div"); d.className = "stim";
   const h = document.createElement("strong"); h.textContent = label; d.appendChild(h);
+  const mark = document.createElement("span"); mark.className = "played"; d.appendChild(mark);
   const a = document.createElement("audio"); a.controls = true; a.preload = "auto"; a.src = src; d.appendChild(a);
+  a.addEventListener("ended", () => { played.add(label); mark.textContent = "played"; if (onPlayed) onPlayed(); refresh(); });
+  return d;
+}
+
+function refresh() {
+  const n = document.querySelectorAll("#stimuli audio").length, all = played.size >= n;
+  $("play-all").classList.toggle("hidden", all);
+  if (state.kind === "abx") { $("answer-A").disabled = !all; $("answer-B").disabled = !all; }
+  else $("next").disabled = !(all && Array.from($("stimuli").querySelectorAll("input")).every(x => x.dataset.touched));
+  $("undo").classList.toggle("hidden", answered() === 0);
+}
+
+const answered = () => state.kind === "abx" ? state.abx.length : state.mushra.length;
+const fileName = format => "answers-" + state.listener.replace(/[^A-Za-z0-9_-]+/g, "_") + "-" + TEST.test_id.slice(0, 8) + "." + format;
+
+function scale() {
+  const d = document.createElement("div"); d.className = "scale";
+  ["Bad 0-20", "Poor 20-40", "Fair 40-60", "Good 60-80", "Excellent 80-100"].forEach(t => {
+    const s = document.createElement("span"); s.textContent = t; d.appendChild(s); });
   return d;
 }
 
 function show() {
-  const k = state.kind === "abx" ? state.abx.length : state.mushra.length;
-  if (k >= state.plan.length) { $("trial").classList.add("hidden"); $("done").classList.remove("hidden"); return; }
+  const k = answered();
+  played.clear();
+  if (k >= state.plan.length) {
+    $("trial").classList.add("hidden"); $("done").classList.remove("hidden");
+    $("saved-as").textContent = "Your answers will be saved in your browser's downloads folder as " + fileName("json") +
+      " (or " + fileName("csv") + ").";
+    return;
+  }
+  $("done").classList.add("hidden"); $("trial").classList.remove("hidden");
   const p = state.plan[k], e = TEST.examples.find(x => x.id === p.example), box = $("stimuli");
   box.innerHTML = ""; shown = performance.now();
   $("progress").textContent = (state.kind === "abx" ? "Trial " : "Screen ") + (k + 1) + " of " + state.plan.length;
@@ -240,16 +299,22 @@ function show() {
     box.appendChild(player("Reference", e.files.original));
     const src = {hidden_reference: e.files.original, adversarial: e.files.adversarial, anchor: e.files.anchor};
     p.order.forEach((c, i) => {
-      const d = player("Sound " + (i + 1), src[c]);
       const r = document.createElement("input"); r.type = "range"; r.min = 0; r.max = 100; r.value = 50;
-      r.id = "score-" + (i + 1); r.dataset.touched = "";
-      const v = document.createElement("span"); v.textContent = " (move the slider)";
-      r.addEventListener("input", () => { r.dataset.touched = "1"; v.textContent = " " + r.value;
-        $("next").disabled = !Array.from(box.querySelectorAll("input")).every(x => x.dataset.touched); });
-      d.appendChild(r); d.appendChild(v); box.appendChild(d);
+      r.id = "score-" + (i + 1); r.dataset.touched = ""; r.disabled = true;
+      const d = player("Sound " + (i + 1), src[c], () => { r.disabled = false; });
+      const v = document.createElement("span"); v.textContent = " (play it, then move the slider)";
+      r.addEventListener("input", () => { r.dataset.touched = "1"; v.textContent = " " + r.value; refresh(); });
+      d.appendChild(r); d.appendChild(scale()); d.appendChild(v); box.appendChild(d);
     });
-    $("next").classList.remove("hidden"); $("next").disabled = true;
+    $("next").classList.remove("hidden");
   }
+  refresh();
+}
+
+function undo() {
+  if (answered() === 0) return;
+  (state.kind === "abx" ? state.abx : state.mushra).pop();
+  save(); show();
 }
 
 function answerAbx(answer) {
@@ -284,13 +349,15 @@ function exportAnswers(format) {
   }
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([text], {type: format === "json" ? "application/json" : "text/csv"}));
-  a.download = "answers-" + state.listener.replace(/[^A-Za-z0-9_-]+/g, "_") + "-" + TEST.test_id.slice(0, 8) + "." + format;
+  a.download = fileName(format);
   document.body.appendChild(a); a.click(); a.remove();
+  $("saved-as").textContent = "Saved as " + a.download + " in your browser's downloads folder: send it to the experimenter.";
 }
 
 $("how-" + TEST.kind).classList.remove("hidden");
 $("start").addEventListener("click", () => {
   const listener = $("listener").value.trim();
+  $("name-needed").classList.toggle("hidden", !!listener);
   if (!listener) { $("listener").focus(); return; }
   const kept = localStorage.getItem("musadv-listening:" + TEST.test_id + ":" + listener);
   state = kept ? JSON.parse(kept) : plan(listener);
@@ -299,6 +366,8 @@ $("start").addEventListener("click", () => {
 $("answer-A").addEventListener("click", () => answerAbx("A"));
 $("answer-B").addEventListener("click", () => answerAbx("B"));
 $("next").addEventListener("click", answerMushra);
+$("undo").addEventListener("click", undo);
+$("undo-done").addEventListener("click", undo);
 $("export-json").addEventListener("click", () => exportAnswers("json"));
 $("export-csv").addEventListener("click", () => exportAnswers("csv"));
 window.listening = {test: TEST, state: () => state};
@@ -307,47 +376,129 @@ window.listening = {test: TEST, state: () => state};
 
 
 def read_answers(path: str | os.PathLike) -> dict:
-    """One listener's answers, from the JSON or CSV file the page saved.
+    """One listener's answers, from the JSON or CSV file the page saved, every field validated.
 
     Returns
     -------
     dict
-        ``test_id``, ``listener``, ``session``, ``kind``, and ``abx`` (trials: ``example``, ``a``,
-        ``x``, ``answer``, ``correct``) or ``mushra`` (screens: ``example``, ``scores`` by condition).
+        ``test_id``, ``listener``, ``session``, ``kind``, and ``abx`` (trials: ``trial``,
+        ``example``, ``a``, ``x``, ``answer`` and ``correct``, recomputed as ``answer == x``) or
+        ``mushra`` (screens: ``screen``, ``example``, ``scores`` by condition, each 0 to 100).
+
+    Raises
+    ------
+    MusadvError
+        One line naming the file and the row (CSV) or answer (JSON) for anything missing,
+        malformed or out of range, a row cut short included.
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        return read_tagged_json(path, ANSWERS_FORMAT, MusadvError, "no such file",
-                                f"not a file of listening-test answers (format {ANSWERS_FORMAT!r})")
+        raw = read_tagged_json(path, ANSWERS_FORMAT, MusadvError, "no such file",
+                               f"not a file of listening-test answers (format {ANSWERS_FORMAT!r})")
+        items = {k: raw.get(k) for k in ("abx", "mushra")}
+        for k, v in items.items():
+            if v is not None and not isinstance(v, list):
+                raise MusadvError(f"{path}: {k!r} is not a list of answers")
+        head = {k: raw.get(k) for k in ("test_id", "listener", "session", "kind")}
+        abx = [(f"abx answer {n + 1}", t) for n, t in enumerate(items["abx"] or [])]
+        mushra = [(f"mushra answer {n + 1}", sc) for n, sc in enumerate(items["mushra"] or [])]
+        return _validated(path, head, abx, mushra)
     try:
         text = path.read_text()
     except UnicodeDecodeError:
         raise MusadvError(f"{path}: not a text file of answers") from None
-    rows = list(csv.DictReader(text.splitlines()))
+    reader = csv.DictReader(text.splitlines())
+    rows = list(reader)
     if not rows:
         raise MusadvError(f"{path}: no answers")
-    fields = set(rows[0])
-    kind = "abx" if set(ABX_FIELDS) <= fields else "mushra" if set(MUSHRA_FIELDS) <= fields else None
+    fields = set(reader.fieldnames or ())
+    kind = "abx" if set(ABX_FIELDS) - {"correct"} <= fields else "mushra" if set(MUSHRA_FIELDS) <= fields else None
     if kind is None:
         raise MusadvError(f"{path}: not a CSV of listening-test answers (columns {', '.join(ABX_FIELDS)} or "
                           f"{', '.join(MUSHRA_FIELDS)})")
+    for line, r in enumerate(rows, start=2):
+        if None in r.values() or None in r:
+            raise MusadvError(f"{path}: row {line}: {'cut short' if None in r.values() else 'more fields than columns'}")
     if len({(r["test_id"], r["listener"], r["session"]) for r in rows}) != 1:
         raise MusadvError(f"{path}: answers of more than one listener or session in one file")
-    head = {"format": ANSWERS_FORMAT, "test_id": rows[0]["test_id"], "listener": rows[0]["listener"],
-            "session": rows[0]["session"], "kind": kind, "abx": [], "mushra": []}
+    head = {"test_id": rows[0]["test_id"], "listener": rows[0]["listener"], "session": rows[0]["session"], "kind": kind}
+    if kind == "abx":
+        return _validated(path, head, [(f"row {line}", r) for line, r in enumerate(rows, start=2)], [])
+    screens: dict = {}
+    for line, r in enumerate(rows, start=2):
+        where = f"row {line}"
+        screen = _field(path, where, r, "screen", int)
+        entry = screens.setdefault(screen, (where, {"screen": screen, "example": r["example"], "scores": {}}))[1]
+        if r["example"] != entry["example"]:
+            raise MusadvError(f"{path}: {where}: screen {screen} is about {entry['example']!r}, not {r['example']!r}")
+        condition = _field(path, where, r, "condition", str, CONDITIONS)
+        if condition in entry["scores"]:
+            raise MusadvError(f"{path}: {where}: a second score of {condition} on screen {screen}")
+        entry["scores"][condition] = _score(path, where, r, "score", condition)
+    return _validated(path, head, [], [screens[k] for k in sorted(screens)])
+
+
+def _field(path: Path, where: str, item: dict, name: str, kind, choices=None):
+    """``item[name]`` as ``kind`` (among ``choices``), or one line naming the file, the row and the problem."""
+    if not isinstance(item, dict) or item.get(name) in (None, ""):
+        raise MusadvError(f"{path}: {where}: no {name!r}")
+    value = item[name]
     try:
-        if kind == "abx":
-            head["abx"] = [{"trial": int(r["trial"]), "example": r["example"], "a": r["a"], "x": r["x"],
-                            "answer": r["answer"], "correct": r["correct"] == "true"} for r in rows]
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            value = int(float(value))
         else:
-            screens = {}
-            for r in rows:
-                screens.setdefault(int(r["screen"]), {"screen": int(r["screen"]), "example": r["example"], "scores": {}})[
-                    "scores"][r["condition"]] = float(r["score"])
-            head["mushra"] = [screens[k] for k in sorted(screens)]
-    except ValueError as exc:
-        raise MusadvError(f"{path}: a malformed answer ({exc})") from None
-    return head
+            value = str(value)
+    except (TypeError, ValueError):
+        raise MusadvError(f"{path}: {where}: {name} {item[name]!r} is not {'a number' if kind is not str else 'text'}") from None
+    if choices is not None and value not in choices:
+        raise MusadvError(f"{path}: {where}: {name} {value!r} is not one of {', '.join(map(str, choices))}")
+    return value
+
+
+def _score(path: Path, where: str, item: dict, name: str, condition: str) -> float:
+    """A MUSHRA score: a number from 0 to 100."""
+    score = _field(path, where, item, name, float)
+    if not 0 <= score <= 100:
+        raise MusadvError(f"{path}: {where}: the score of {condition} is {score:g}, outside 0 to 100")
+    return score
+
+
+def _validated(path: Path, head: dict, abx: list, mushra: list) -> dict:
+    """The answers of one file as :func:`read_answers` returns them; ``abx`` and ``mushra`` are ``(where, item)``."""
+    out = {"format": ANSWERS_FORMAT}
+    for name in ("test_id", "listener", "session"):
+        out[name] = _field(path, "header", head, name, str)
+    out["kind"] = _field(path, "header", head, "kind", str, KINDS)
+    if (abx and out["kind"] != "abx") or (mushra and out["kind"] != "mushra"):
+        raise MusadvError(f"{path}: {'ABX' if abx else 'MUSHRA'} answers in a file of {out['kind']} answers")
+    out["abx"], seen = [], set()
+    for where, t in abx:
+        trial = _field(path, where, t, "trial", int)
+        if trial < 1 or trial in seen:
+            raise MusadvError(f"{path}: {where}: trial {trial} {'given twice' if trial in seen else 'is not 1 or more'}")
+        seen.add(trial)
+        answer, x = _field(path, where, t, "answer", str, ("A", "B")), _field(path, where, t, "x", str, ("A", "B"))
+        out["abx"].append({"trial": trial, "example": _field(path, where, t, "example", str),
+                           "a": _field(path, where, t, "a", str, ("original", "adversarial")), "x": x,
+                           "answer": answer, "correct": answer == x})
+    out["mushra"] = []
+    for where, sc in mushra:
+        screen = {"screen": _field(path, where, sc, "screen", int), "example": _field(path, where, sc, "example", str)}
+        scores = sc.get("scores") if isinstance(sc, dict) else None
+        if not isinstance(scores, dict) or set(scores) != set(CONDITIONS):
+            got = ", ".join(sorted(scores)) if isinstance(scores, dict) else "none"
+            raise MusadvError(f"{path}: {where}: screen {screen['screen']} scores {got}, not {', '.join(CONDITIONS)}")
+        screen["scores"] = {c: _score(path, where, scores, c, c) for c in CONDITIONS}
+        out["mushra"].append(screen)
+    return out
 
 
 def pool_answers(paths: list, manifest: dict | None = None) -> list[dict]:
@@ -389,16 +540,17 @@ def binomial_p_value(correct: int, trials: int) -> float:
     return float(sum(math.comb(trials, k) for k in range(correct, trials + 1)) / 2.0 ** trials)
 
 
-def _mean_ci(scores: list[float]) -> tuple[float, float, float]:
-    """Mean and 95 % confidence interval (Student's t) of scores; the interval is the mean itself for one score."""
+def _mean_ci(scores: list[float]) -> tuple[float, float | None, float | None]:
+    """Mean and 95 % confidence interval (Student's t) of independent scores, the interval clipped to MUSHRA's
+    0-100 scale (no mean can lie outside it); no interval from one score."""
     from scipy import stats
 
     x = np.asarray(scores, dtype=np.float64)
     mean = float(x.mean())
     if len(x) < 2:
-        return mean, mean, mean
+        return mean, None, None
     half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    return mean, max(0.0, mean - half), min(100.0, mean + half)
 
 
 def evaluate(answers: list[dict], manifest: dict | None = None) -> dict:
@@ -416,8 +568,9 @@ def evaluate(answers: list[dict], manifest: dict | None = None) -> dict:
     dict
         ``listeners``; ``abx``: per example and ``overall`` the trials, correct answers,
         detection rate and one-sided binomial p-value against guessing (and per listener);
-        ``mushra``: per example and ``overall``, per condition, the number of scores, their
-        mean and 95 % confidence interval.
+        ``mushra``: per example and ``overall``, per condition, the number of scores ``n``
+        and of ``listeners``, the mean over listeners of each listener's mean score and its
+        95 % confidence interval over listeners (clipped to 0-100; ``None`` for one listener).
     """
     info = {e["id"]: e for e in manifest["examples"]} if manifest else {}
     about = lambda ex: {k: info[ex][k] for k in ("example", "target", "snr_wave_db", "excerpt_snr_db", "nmr_db",  # noqa: E731
@@ -438,20 +591,23 @@ def evaluate(answers: list[dict], manifest: dict | None = None) -> dict:
         out["abx"] = {"examples": [{"id": ex, **about(ex), **tally(g)} for ex, g in sorted(per.items())],
                       "listeners": [{"listener": li, **tally(g)} for li, g in sorted(by_listener.items())],
                       "overall": tally(trials)}
-    screens = [s for a in answers for s in a["mushra"]]
+    screens = [(a["listener"], s) for a in answers for s in a["mushra"]]
     if screens:
         def scores(group):
+            # A listener's scores are not independent of each other: each listener's mean is one observation.
             res = {}
             for c in CONDITIONS:
-                v = [s["scores"][c] for s in group if c in s["scores"]]
-                if v:
-                    mean, lo, hi = _mean_ci(v)
-                    res[c] = {"n": len(v), "mean": mean, "ci_low": lo, "ci_high": hi}
+                by_listener = {}
+                for listener, s in group:
+                    by_listener.setdefault(listener, []).append(s["scores"][c])
+                mean, lo, hi = _mean_ci([float(np.mean(v)) for v in by_listener.values()])
+                res[c] = {"n": sum(map(len, by_listener.values())), "listeners": len(by_listener), "mean": mean,
+                          "ci_low": lo, "ci_high": hi}
             return res
 
         per = {}
-        for s in screens:
-            per.setdefault(s["example"], []).append(s)
+        for listener, s in screens:
+            per.setdefault(s["example"], []).append((listener, s))
         out["mushra"] = {"examples": [{"id": ex, **about(ex), "scores": scores(g)} for ex, g in sorted(per.items())],
                          "overall": scores(screens)}
     return out
@@ -474,9 +630,9 @@ def write_results(summary: dict, out_dir: str | os.PathLike) -> list[Path]:
             for it in items:
                 for c, s in it["scores"].items():
                     rows.append({"test": "mushra", "level": level, "id": it["id"], "example": it.get("example", ""),
-                                 "condition": c, "n": s["n"], "mean_score": s["mean"], "ci_low": s["ci_low"],
-                                 "ci_high": s["ci_high"]})
-    fields = ["test", "level", "id", "example", "condition", "n", "correct", "detection_rate", "p_value", "mean_score",
+                                 "condition": c, "n": s["n"], "listeners": s["listeners"], "mean_score": s["mean"],
+                                 "ci_low": s["ci_low"], "ci_high": s["ci_high"]})
+    fields = ["test", "level", "id", "example", "condition", "n", "listeners", "correct", "detection_rate", "p_value", "mean_score",
               "ci_low", "ci_high"]
     paths = [write_csv_atomic(out / "listening-results.csv", rows, fields),
              write_json_atomic(out / "listening-summary.json", summary)]
@@ -508,12 +664,14 @@ def _figure(summary: dict, path: Path) -> Path:
             overall = summary["mushra"]["overall"]
             conds = [c for c in CONDITIONS if c in overall]
             means = [overall[c]["mean"] for c in conds]
-            err = [[overall[c]["mean"] - overall[c]["ci_low"] for c in conds],
-                   [overall[c]["ci_high"] - overall[c]["mean"] for c in conds]]
+            err = [[overall[c]["mean"] - (overall[c]["ci_low"] if overall[c]["ci_low"] is not None else overall[c]["mean"])
+                    for c in conds],
+                   [(overall[c]["ci_high"] if overall[c]["ci_high"] is not None else overall[c]["mean"]) - overall[c]["mean"]
+                    for c in conds]]
             ax.bar(range(len(conds)), means, yerr=err, capsize=4, color=["C2", "C3", "C7"][:len(conds)])
             ax.set_xticks(range(len(conds)), [c.replace("_", " ") for c in conds])
             ax.set_ylim(0, 100)
-            ax.set_ylabel("MUSHRA score (mean, 95 % CI)")
+            ax.set_ylabel("MUSHRA score (mean over listeners, 95 % CI)")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
