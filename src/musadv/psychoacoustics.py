@@ -222,6 +222,11 @@ def critical_bands(config: STFTConfig) -> np.ndarray:
     return np.unique(np.searchsorted(BAND_EDGES_HZ, freqs, side="right") - 1, return_inverse=True)[1].ravel()
 
 
+def _band_starts(config: STFTConfig) -> np.ndarray:
+    """The first bin of each critical band of :func:`critical_bands`."""
+    return np.flatnonzero(np.r_[True, np.diff(critical_bands(config)) != 0])
+
+
 def full_scale_power(config: STFTConfig) -> float:
     """The STFT power ``sum |S|^2`` over its bins of a full-scale sinusoid in ``config``'s framing: what
     :func:`band_power_db` reads as the playback level.
@@ -241,9 +246,7 @@ def band_power_db(spec, config: STFTConfig, level_db: float = DEFAULT_LEVEL_DB) 
     ``level_db + 20 log10(a)`` and a noise its own power on the same scale, at any resolution.
     """
     power = np.abs(np.asarray(spec)).astype(np.float64) ** 2 / full_scale_power(config)
-    bands = critical_bands(config)
-    starts = np.flatnonzero(np.r_[True, np.diff(bands) != 0])
-    summed = np.add.reduceat(power, starts, axis=-1) if power.shape[-1] else power
+    summed = np.add.reduceat(power, _band_starts(config), axis=-1) if power.shape[-1] else power
     return level_db + 10.0 * np.log10(np.maximum(summed, 1e-30))
 
 
@@ -263,8 +266,7 @@ def band_masking_threshold(signal, config: STFTConfig = STFTConfig(), level_db: 
         SPL of a full-scale sinusoid.
     """
     threshold = masking_threshold(signal, config, level_db)
-    bands = critical_bands(config)
-    starts = np.flatnonzero(np.r_[True, np.diff(bands) != 0])
+    starts = _band_starts(config)
     return np.minimum.reduceat(threshold, starts, axis=-1) if len(threshold) else np.zeros((0, len(starts)))
 
 
