@@ -81,7 +81,15 @@ def reading(out: Path) -> list[str]:
     return lines
 
 
-def missed(out: Path) -> list[str]:
+def _held_by(row: dict, masking: float) -> str:
+    """What bound held a missed example: the SNR floor, the mask (its change within 0.5 dB of the margin), both."""
+    floor = abs(float(row["snr_wave_db"]) - 15.0) < 0.1
+    mask = bool(row["nmr_db"]) and float(row["nmr_db"]) > -masking - 0.5
+    held = " and ".join(name for name, on in (("the 15 dB floor", floor), ("the mask", mask)) if on)
+    return f" (held by {held})" if held else ""
+
+
+def missed(out: Path, masking: float) -> list[str]:
     """A line per example whose written file missed its target: how far it stayed (the target's confidence)."""
     lines = []
     for net in ("dnn", "cdnn"):
@@ -92,8 +100,7 @@ def missed(out: Path) -> list[str]:
                     lines.append(f"Missed ({net.upper()}, {name}): {r['file']} towards {r['target']}: labelled "
                                  f"{r['decoded_label']} ({float(r['decoded_conf']):.2f}), the target at "
                                  f"{float(r['decoded_target_conf']):.2f}, SNR {float(r['snr_wave_db']):.1f} dB"
-                                 f"{' (the 15 dB floor held it, not the mask)' if abs(float(r['snr_wave_db']) - 15.0) < 0.1 else ''}, "
-                                 f"NMR {float(r['nmr_db']):.1f} dB.")
+                                 f"{_held_by(r, masking) if name == 'masked' else ''}, NMR {float(r['nmr_db']):.1f} dB.")
     return lines
 
 
@@ -141,7 +148,7 @@ def main():
             run_cli(cli_args)
     lines = table(args.out, args.masking)
     print("\n".join(lines))
-    lines = SECTION.format(command=COMMAND).splitlines() + [""] + lines + [line for text in reading(args.out) + missed(args.out) for line in ("", text)]
+    lines = SECTION.format(command=COMMAND).splitlines() + [""] + lines + [line for text in reading(args.out) + missed(args.out, args.masking) for line in ("", text)]
     if args.page:
         write_section(args.page, "perceptual", lines)
 
