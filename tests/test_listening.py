@@ -341,3 +341,21 @@ def test_abx_correctness_is_recomputed_from_the_answer_and_x_not_read_from_the_f
         "abx": [{"trial": k + 1, "example": "e000", "a": "adversarial", "x": "A", "answer": "AB"[k % 2]} for k in range(4)]}))
     summary = evaluate(pool_answers([tmp_path / "resaved.csv", tmp_path / "bare.json"]))["abx"]
     assert {li["listener"]: li["correct"] for li in summary["listeners"]} == {"ann": 4, "bo": 2}
+
+
+def test_the_same_seed_writes_the_same_files_under_the_same_names_in_any_process(attack_run, tmp_path):
+    """A test is reproducible: its random names come from the seed alone, not from Python's per-process hashing."""
+    import os
+    import subprocess
+    import sys
+
+    manifests = []
+    for k, hash_seed in enumerate(("1", "2")):
+        out = tmp_path / f"t{k}"
+        code = ("import sys; from musadv.listening import write_listening_test; "
+                "write_listening_test(sys.argv[1], sys.argv[2], kind='mushra', excerpt_seconds=0.5, seed=3)")
+        subprocess.run([sys.executable, "-c", code, str(attack_run), str(out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        manifests.append(json.loads((out / "test.json").read_text()))
+    assert [e["files"] for e in manifests[0]["examples"]] == [e["files"] for e in manifests[1]["examples"]]
+    assert manifests[0]["test_id"] == manifests[1]["test_id"]

@@ -175,11 +175,14 @@ def write_listening_test(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def _file_names(rng: np.random.Generator, n: int) -> list[str]:
-    """``n`` distinct random names (16 hex digits) for a test's audio files."""
-    names: set[str] = set()
+    """``n`` distinct random names (16 hex digits) for a test's audio files, in the order drawn (the same seed,
+    the same names)."""
+    names: list[str] = []
     while len(names) < n:
-        names.add(f"{int(rng.integers(0, 2**63)):016x}")
-    return sorted(names, key=lambda _: rng.random())
+        name = f"{int(rng.integers(0, 2**63)):016x}"
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def _page(manifest: dict) -> str:

@@ -27,8 +27,9 @@ a bin, 17 to 22 dB too much. So a change is measured as the model's SMR measures
 it): per frame and critical band (:func:`critical_bands`), its power (:func:`band_power_db`)
 against the least of the threshold across that band (:func:`band_masking_threshold`). A change
 is masked where no band of any frame exceeds it (simultaneous masking only: the model has no
-temporal masking). Band powers do not depend on the framing's resolution, so neither does the
-noise-to-mask ratio of a noise-like change.
+temporal masking). A noise's band power does not depend on the framing's resolution, so its
+noise-to-mask ratio changes only as far as the model's maskers are resolved differently (little
+between 46 and 93 ms frames; more at 11.6 ms, in the lowest bands).
 """
 
 from __future__ import annotations
