@@ -81,3 +81,21 @@ def trained_dnn(learn_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("dnn") / "model"
     arch = {"arch": "dnn", "hidden": 50, "layers": 3, "dropout": 0.0}
     return train(learn_cache, arch, out, TrainConfig(max_epochs=60, batch_size=256, lr=0.02), progress=False, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def forest(trained_dnn, learn_cache, tmp_path_factory):
+    """The directory of a 100-tree forest on trained_dnn's activations (texture windows of 2 s, hop 1 s)."""
+    from musadv.systems import train_forest
+
+    system = train_forest(trained_dnn, learn_cache, "all", n_trees=100, window=86, hop=43, progress=False)
+    return system.save(tmp_path_factory.mktemp("forest") / "forest")
+
+
+@pytest.fixture(scope="session")
+def baseline(learn_cache, tmp_path_factory):
+    """The directory of an MFCC baseline fitted on learn_cache (texture windows of 2 s, hop 1 s)."""
+    from musadv.systems import train_baseline
+
+    system = train_baseline(learn_cache, window=86, hop=43, progress=False)
+    return system.save(tmp_path_factory.mktemp("baseline") / "baseline")

@@ -19,18 +19,6 @@ from musadv.systems import (ForestSystem, MahalanobisClassifier, MFCCBaseline, W
                             texture_pipeline, train_baseline, train_forest)
 
 
-@pytest.fixture(scope="module")
-def forest(trained_dnn, learn_cache, tmp_path_factory):
-    system = train_forest(trained_dnn, learn_cache, "all", n_trees=100, window=86, hop=43, progress=False)
-    return system.save(tmp_path_factory.mktemp("forest") / "forest")
-
-
-@pytest.fixture(scope="module")
-def baseline(learn_cache, tmp_path_factory):
-    system = train_baseline(learn_cache, window=86, hop=43, progress=False)
-    return system.save(tmp_path_factory.mktemp("baseline") / "baseline")
-
-
 def test_forest_beats_chance_clearly(forest, learn_cache):
     system = load_system(forest)
     assert isinstance(system, ForestSystem) and system.classifier.n_estimators == 100

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -43,7 +44,8 @@ import torch
 
 from .audio import quantize_pcm16
 from .errors import MusadvError
-from .interface import DifferentiableClassifier, evaluating, recording_confidence, unit_phase
+from .interface import AudioClassifier, DifferentiableClassifier, evaluating, recording_confidence, system_name, unit_phase
+from .queries import QueryState, estimate_gradients, tile_grid
 from .recording import Recording, edge_samples
 from .robust import Draws, differentiable
 from .spectral import STFTConfig, complex_abs, istft, stft
@@ -55,6 +57,7 @@ __all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "masked_magn
            "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
+GRADIENTS = ("autograd", "queries")
 STOPS = ("threshold", "label")
 #: Samples per channel that :func:`snr_db` sums at a time.
 SNR_CHUNK = 1 << 18
@@ -125,6 +128,23 @@ class AttackConfig:
         plain adversary. ``'consistent'`` order only.
     draws : int
         Copies per iteration of each random transformation in ``robust_to``.
+    gradient : {'autograd', 'queries'}
+        Where each step comes from. ``'autograd'``: the gradient of the network
+        (a :class:`~musadv.interface.DifferentiableClassifier`). ``'queries'``: an estimate
+        from predictions alone (:mod:`musadv.queries`), for any
+        :class:`~musadv.interface.AudioClassifier`; ``'consistent'`` order and the scale-free
+        step only. Everything else in the loop is the same.
+    max_queries : int or None
+        ``'queries'``: stop an attack before it makes more than this many predictions (every
+        iterate's judgement counts, and each estimate ``2 query_pairs``); ``None``: only
+        ``max_iter`` limits it.
+    query_pairs : int
+        ``'queries'``: antithetic pairs of candidates per estimated step.
+    query_sigma : float
+        ``'queries'``: the smoothing scale the estimate starts at, as the standard deviation of
+        each tile's log-gain (it grows on saturated confidences, see :mod:`musadv.queries`).
+    query_segment_s : float
+        ``'queries'``: seconds of frames per tile (a tile is a critical band of a segment).
     """
 
     snr_db: float | None = 15.0
@@ -141,6 +161,11 @@ class AttackConfig:
     masking_db: float | None = None
     robust_to: tuple = ()
     draws: int = 2
+    gradient: str = "autograd"
+    max_queries: int | None = None
+    query_pairs: int = 10
+    query_sigma: float = 0.1
+    query_segment_s: float = 1.0
 
     def __post_init__(self):
         if self.goal not in GOALS:
@@ -174,6 +199,25 @@ class AttackConfig:
             raise ValueError("a robust adversary judges the copies of what it writes: 'consistent' order only")
         if self.draws < 1:
             raise ValueError(f"draws must be >= 1, not {self.draws}")
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, not {self.gradient!r}")
+        if self.gradient == "queries":
+            if self.order != "consistent":
+                raise ValueError("a query-only attack judges what it writes: 'consistent' order only")
+            if self.step is not None:
+                raise ValueError("a query-only attack takes the scale-free step (step=None): an estimated gradient "
+                                 "has no scale of its own")
+            if self.robust_to:
+                raise ValueError("a query-only attack does not yet make examples robust to transformations: "
+                                 "leave out robust_to")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise ValueError(f"max_queries must be >= 1 (or None), not {self.max_queries}")
+        if self.query_pairs < 1:
+            raise ValueError(f"query_pairs must be >= 1, not {self.query_pairs}")
+        if not (math.isfinite(self.query_sigma) and self.query_sigma > 0):
+            raise ValueError(f"query_sigma must be a finite number > 0, not {self.query_sigma}")
+        if not (math.isfinite(self.query_segment_s) and self.query_segment_s > 0):
+            raise ValueError(f"query_segment_s must be a finite number of seconds > 0, not {self.query_segment_s}")
 
     def to_dict(self) -> dict:
         """The settings, JSON-ready (what a run records and compares on resuming)."""
@@ -216,7 +260,12 @@ class AttackResult:
     levels : list of dict
         :func:`minimize` only: every SNR bound it tried, in order, with ``snr_bound_db``,
         ``success`` (the model said the target), ``snr_wave_db`` (of that level's example),
-        ``iterations`` and ``seconds``.
+        ``iterations``, ``queries`` and ``seconds``.
+    gradient : {'autograd', 'queries'}
+        Where its steps came from (``AttackConfig.gradient``).
+    queries : int or None
+        ``'queries'``: the predictions it made (the original's judgement included); ``None`` for
+        ``'autograd'``.
     """
 
     audio: np.ndarray
@@ -235,6 +284,8 @@ class AttackResult:
     trace: list = field(default_factory=list)
     levels: list = field(default_factory=list)
     goal: str = "label"
+    gradient: str = "autograd"
+    queries: int | None = None
 
     @property
     def success(self) -> bool:
@@ -337,13 +388,27 @@ def _judge_many(model: DifferentiableClassifier, mags: list, phases: list, targe
                     inputs.append(copy_mags)
                     heard.append(copy_phase)
                     owners.append(k)
-        all_logits = model.logits_many(inputs, heard)
+        try:
+            all_logits = model.logits_many(inputs, heard)
+        except MusadvError:
+            raise
+        except Exception as exc:  # the user's own network: one line naming it
+            raise MusadvError(f"{system_name(model)}: raised {type(exc).__name__} in logits: {exc}") from exc
         losses, confs = [[] for _ in mags], [[] for _ in mags]
         for k, m, logits in zip(owners, inputs, all_logits):
             losses[k].append(_loss(model, m, logits, targets[k], scale_free, goal))
             confs[k].append(recording_confidence(model.probabilities(logits.detach())))
         means = [ls[0] if len(ls) == 1 else torch.stack(ls).mean() for ls in losses]
-    grads = torch.autograd.grad(torch.stack(means).sum(), mags) if need_grad else [None] * len(mags)
+    grads = [None] * len(mags)
+    if need_grad:
+        total = torch.stack(means).sum()
+        if not total.requires_grad:
+            raise MusadvError(f"{system_name(model)}: gives no gradient in its input magnitudes (its front end detaches "
+                              "them?); attack it through queries (--black-box)")
+        grads = torch.autograd.grad(total, mags, allow_unused=True)
+        if any(g is None for g in grads):
+            raise MusadvError(f"{system_name(model)}: its logits do not depend on its input magnitudes through "
+                              "autograd; attack it through queries (--black-box)")
     return [(c[0], float(loss.detach()), grad, c[1:]) for c, loss, grad in zip(confs, means, grads)]
 
 
@@ -392,7 +457,7 @@ def _confidence_dict(model, conf: torch.Tensor) -> dict:
     return dict(zip(model.labels, map(float, conf)))
 
 
-def attack(model: DifferentiableClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
+def attack(model: AudioClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
            start: np.ndarray | None = None, rng: np.random.Generator | None = None) -> AttackResult:
     """Find an adversarial example for one recording.
 
@@ -424,7 +489,7 @@ def attack(model: DifferentiableClassifier, signal, target: str, config: AttackC
                        None if rng is None else [rng])[0]
 
 
-def attack_many(model: DifferentiableClassifier, signals: list, targets: list[str], config: AttackConfig = AttackConfig(),
+def attack_many(model: AudioClassifier, signals: list, targets: list[str], config: AttackConfig = AttackConfig(),
                 starts: list | None = None, rngs: list | None = None) -> list[AttackResult]:
     """:func:`attack` of several recordings at once: in the ``'consistent'`` order their iterations go
     in lockstep, each judged in one pass of the network over the elements of every recording
@@ -451,9 +516,8 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
     list of AttackResult
         In the order of ``signals``; ``seconds`` is each one's share of the batch's time.
     """
-    if not isinstance(model, DifferentiableClassifier):
-        raise MusadvError(f"{type(model).__name__} gives no gradient: the adversary attacks networks "
-                          "(feature systems are judged on a network's adversaries with rescore)")
+    if config.gradient == "autograd" and not isinstance(model, DifferentiableClassifier):
+        raise MusadvError(f"{system_name(model)}: gives no gradient; attack it through queries (--black-box)")
     if len(targets) != len(signals) or any(v is not None and len(v) != len(signals) for v in (starts, rngs)):
         raise ValueError(f"{len(signals)} recordings need as many targets (and starts and generators), not {len(targets)}")
     if config.goal != "label" and model.activation != "sigmoid":
@@ -467,9 +531,15 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
     states = [_Iterate(model, signal, model.labels.index(target), config, None if starts is None else starts[k],
                        None if rngs is None else rngs[k])
               for k, (signal, target) in enumerate(zip(signals, targets))]
-    with evaluating(model):
-        judged = _judge_many(model, [st.mag0 for st in states], [_phase(model, st.spec0) for st in states],
-                             [st.t_idx for st in states], need_grad=False, goal=config.goal)
+    with evaluating(model) if isinstance(model, torch.nn.Module) else nullcontext():
+        if config.gradient == "queries":
+            for st in states:
+                st.z = st.space.x
+            judged = _query_judge(model, states, [st.spec0 for st in states], [st.mag0 for st in states],
+                                  [False] * len(states), config)
+        else:
+            judged = _judge_many(model, [st.mag0 for st in states], [_phase(model, st.spec0) for st in states],
+                                 [st.t_idx for st in states], need_grad=False, goal=config.goal)
         for st, (conf0, _, _, _) in zip(states, judged):
             st.conf0 = conf0
         if config.order == "paper":
@@ -499,6 +569,8 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
             seconds=seconds,
             trace=st.trace,
             goal=config.goal,
+            gradient=config.gradient,
+            queries=st.queries if config.gradient == "queries" else None,
         ))
     return results
 
@@ -507,7 +579,7 @@ def attack_many(model: DifferentiableClassifier, signals: list, targets: list[st
 MINIMIZE_CEILING_DB = 100.0
 
 
-def minimize(model: DifferentiableClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
+def minimize(model: AudioClassifier, signal, target: str, config: AttackConfig = AttackConfig(),
              resolution_db: float = 0.5, first_step_db: float = 6.0, patience: int = 20) -> AttackResult:
     """The smallest change found that makes the model say ``target``: the highest SNR within ``resolution_db``.
 
@@ -565,7 +637,7 @@ def minimize(model: DifferentiableClassifier, signal, target: str, config: Attac
         # Every judgement in order; a level's first judges its start.
         trace.extend({**t, "iteration": len(trace) + i} for i, t in enumerate(result.trace))
         levels.append({"snr_bound_db": snr, "success": result.success, "snr_wave_db": result.snr_wave_db,
-                       "iterations": result.iterations, "seconds": result.seconds})
+                       "iterations": result.iterations, "queries": result.queries, "seconds": result.seconds})
         return result
 
     best = level(config.snr_db, None)
@@ -580,6 +652,8 @@ def minimize(model: DifferentiableClassifier, signal, target: str, config: Attac
             else:
                 high, start = snr, result.audio
     best.iterations = sum(lv["iterations"] for lv in levels)
+    if config.gradient == "queries":
+        best.queries = sum(lv["queries"] for lv in levels)
     best.seconds = sum(lv["seconds"] for lv in levels)
     best.trace, best.levels = trace, levels
     return best
@@ -737,19 +811,29 @@ class _Iterate:
         rec = Recording(np.asarray(signal, np.float32)[None], cfg.sr, cfg.sr) if self.mono else signal
         if rec.model_sr != cfg.sr:
             raise MusadvError(f"the recording is prepared for {rec.model_sr} Hz; the model analyses {cfg.sr} Hz")
-        self.space = space = _FileSpace(rec, config, model.device)
+        device = model.device if isinstance(model, DifferentiableClassifier) else torch.device("cpu")
+        self.space = space = _FileSpace(rec, config, device)
         self.spec0 = stft(space.x, cfg)
         self.mag0 = complex_abs(self.spec0)
         self.t_idx = t_idx
         self.first = None if start is None else torch.as_tensor(
             np.asarray(start, np.float32).reshape(rec.samples.shape), device=space.X.device)
-        self.trace, self.reached, self.iterations = [], False, 0
+        self.trace, self.reached, self.iterations, self.queries = [], False, 0, 0
         self.conf0 = self.conf = self.w = None
         self.bound = None if config.masking_db is None else masking_bound(space.x, cfg, config.masking_db)
-        self.draws = None
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.draws = self.query = None
         if config.robust_to:
-            self.draws = Draws(config.robust_to, config.draws, np.random.default_rng(0) if rng is None else rng, cfg.sr,
-                               space.x.shape[-1])
+            self.draws = Draws(config.robust_to, config.draws, rng, cfg.sr, space.x.shape[-1])
+        if config.gradient == "queries":
+            self.query = QueryState(tile_grid(self.mag0.shape[0], cfg, config.query_segment_s, device),
+                                    config.query_sigma, config.query_sigma, rng)
+
+    def affords_step(self, config: AttackConfig) -> bool:
+        """Whether the query budget leaves room for this judgement, a step's estimate and the next judgement."""
+        if config.gradient != "queries" or config.max_queries is None:
+            return True
+        return self.queries + 2 + 2 * config.query_pairs <= config.max_queries
 
 
 @dataclass
@@ -797,6 +881,35 @@ def _under_mask(y: torch.Tensor, x: torch.Tensor, bound: MaskingBound, config: S
     return x + istft(change * scale[..., bound.bands], config, length=x.shape[-1], prior=torch.zeros_like(x))
 
 
+def _query_judge(model: AudioClassifier, states: list[_Iterate], specs: list, mags: list, wants: list[bool],
+                 config: AttackConfig) -> list[tuple]:
+    """:func:`_judge_many`'s answer from queries alone (:func:`musadv.queries.estimate_gradients`); each
+    state counts the predictions made for it."""
+    items = [(spec, m, st.z, st.t_idx, st.query, want, "recording")
+             for st, spec, m, want in zip(states, specs, mags, wants)]
+    try:
+        judged = estimate_gradients(model, config.goal, items, config.query_pairs)
+    except MusadvError:
+        raise
+    except Exception as exc:  # the user's own system: one line naming it
+        raise MusadvError(f"{system_name(model)}: raised {type(exc).__name__} when asked to predict: {exc}") from exc
+    out = []
+    for st, (conf, loss, grad, queries) in zip(states, judged):
+        st.queries += queries
+        out.append((conf, loss, grad, []))
+    return out
+
+
+def _check_gradient(model: DifferentiableClassifier, grad: torch.Tensor) -> None:
+    """Refuse, in one line, a first gradient that cannot move the iterate: a silent 0 % success would read as robustness."""
+    if not bool(torch.isfinite(grad).all()):
+        raise MusadvError(f"{system_name(model)}: its input gradient is not finite on this recording; attack it "
+                          "through queries (--black-box)")
+    if not bool(grad.any()):
+        raise MusadvError(f"{system_name(model)}: its input gradient is zero on this recording (a front end that "
+                          "rounds or thresholds its input?); attack it through queries (--black-box)")
+
+
 def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> None:
     """Iterate on file samples: every judged iterate is what decoding its (16-bit) file gives, inside the SNR ball.
 
@@ -814,11 +927,14 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
             break
         specs = [stft(st.z, cfg) for st in running]
         mags = [complex_abs(spec) for spec in specs]
-        need_grad = it < config.max_iter
-        judged = _judge_many(model, mags, [_phase(model, spec) for spec in specs], [st.t_idx for st in running],
-                             need_grad=need_grad, scale_free=config.step is None, goal=config.goal,
-                             copies=_transformed_copies(model, running, specs) if config.robust_to else None)
-        for st, spec, m, (conf, loss, grad, copies) in zip(running, specs, mags, judged):
+        wants = [it < config.max_iter and st.affords_step(config) for st in running]
+        if config.gradient == "queries":
+            judged = _query_judge(model, running, specs, mags, wants, config)
+        else:
+            judged = _judge_many(model, mags, [_phase(model, spec) for spec in specs], [st.t_idx for st in running],
+                                 need_grad=any(wants), scale_free=config.step is None, goal=config.goal,
+                                 copies=_transformed_copies(model, running, specs) if config.robust_to else None)
+        for st, spec, m, need_grad, (conf, loss, grad, copies) in zip(running, specs, mags, wants, judged):
             st.conf = conf
             dist = _distance(st.w, st.space.X)
             snr = 20 * math.log10(st.X_norm / dist) if dist > 0 else math.inf
@@ -834,6 +950,8 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
             if not need_grad or _stalled(config, st.trace):
                 st.running = False
                 continue
+            if it == 0 and config.gradient == "autograd":
+                _check_gradient(model, grad)
             step = _step_size(config, grad, st.mag0_norm) if st.bound is None else _masked_step(config, grad, st.bound.per_bin)
             # The current iterate anchors the resynthesis where the windows barely cover the edges.
             y = istft(_gradient_step(spec, m, grad, step), cfg, length=st.z.shape[-1], prior=st.z)

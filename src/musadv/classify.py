@@ -17,7 +17,7 @@ import numpy as np
 from . import audio
 from .cache import analyse_file
 from .errors import ModelError
-from .interface import AudioClassifier, Prediction, recording_confidence
+from .interface import AudioClassifier, Prediction, recording_confidence, system_name
 from .spectral import magnitude
 
 __all__ = ["recording_confidence", "Prediction", "classify_frames", "classify_samples", "classify_file"]
@@ -37,8 +37,7 @@ def classify_frames(system: AudioClassifier, frames: np.ndarray, signal: np.ndar
     """
     pred = system.predict(frames, signal, name)
     if not all(math.isfinite(c) for c in pred.confidence.values()):
-        who = system.path or system.info.get("factory") or type(system).__name__
-        raise ModelError(f"{who}: gives confidences that are not finite (NaN or inf) for {name}; is the model broken?")
+        raise ModelError(f"{system_name(system)}: gives confidences that are not finite (NaN or inf) for {name}; is the model broken?")
     return pred
 
 

@@ -393,12 +393,22 @@ _shared_transform_settings = [
                    "+-6 dB, stretch +-6 %, order-4 low-pass). Not with --minimize.")
 @click.option("--draws", type=click.IntRange(min=1), default=2, show_default=True,
               help="--robust-to: copies per iteration of each random transformation.")
+@click.option("--black-box", is_flag=True,
+              help="Attack through queries alone: each step estimated from the model's predictions of changed "
+                   "recordings, nothing else (any MODEL: the forest, the MFCC baseline, a network). Same goals, "
+                   "bounds and files as the gradient attack; results.csv counts each example's queries.")
+@click.option("--gradient", type=click.Choice(["auto", "autograd"]), default="auto", show_default=True,
+              help="Without --black-box: the model is checked first (input gradient missing, zero or not finite; "
+                   "randomness; probabilities for logits). auto: such a model is attacked through queries, and "
+                   "the finding is said in one line; autograd: such a model is refused.")
+@click.option("--max-queries", type=click.IntRange(min=1), default=None,
+              help="Through queries: most predictions per example (the default: as many as --max-iter steps take).")
 @_apply(_shared_transform_settings)
 @_engine_options
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, nmr, minimize, limit, duration, seed, out, quiet,
-               no_report, masking_db, batch, robust_to, draws, engine, device, **settings):
+               no_report, masking_db, batch, robust_to, draws, black_box, gradient, max_queries, engine, device, **settings):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -440,9 +450,12 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
-                              quantize=not float_wav, goal=goal, masking_db=masking_db, robust_to=robust, draws=draws)
+                              quantize=not float_wav, goal=goal, masking_db=masking_db, robust_to=robust, draws=draws,
+                              gradient="queries" if black_box else "autograd", max_queries=max_queries)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if max_queries is not None and not black_box and gradient == "autograd":
+        raise click.UsageError("--max-queries limits an attack through queries: give --black-box (or --gradient auto)")
     if repairs < 0:
         raise click.BadParameter("must be >= 0", param_hint="--repairs")
     if minimize and (order != "consistent" or no_snr_limit):
@@ -452,7 +465,7 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         raise click.UsageError("--minimize searches one example at a time; leave out --batch")
     metrics = run_attacks(model, recordings, policy, out, config, seed=seed, progress=not quiet, extra=extra,
                           model_rate=model_rate, repairs=repairs, visqol=visqol, nmr=nmr, minimal=minimize, engine=engine,
-                          batch=batch)
+                          batch=batch, gradient=gradient)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report
@@ -462,6 +475,10 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
 
 
 def _print_attack_summary(m: dict, out: Path) -> None:
+    check = m.get("gradient_check")
+    if check and (check["problems"] or check["warnings"]):
+        through = " - attacked through queries" if check["attacked_through"] == "queries" and check["problems"] else ""
+        click.echo(f"gradient check: {'; '.join(check['problems'] + check['warnings'])}{through}", err=True)
     if not m["n_examples"]:
         click.echo(f"{out}: no examples")
         return
@@ -480,6 +497,9 @@ def _print_attack_summary(m: dict, out: Path) -> None:
     if m.get("held_out"):
         shares = ", ".join(f"{kind} {'-' if v is None else f'{v:.1%}'}" for kind, v in m["held_out"].items())
         click.echo(f"held-out transformed copies that keep the target (over the successful examples): {shares}")
+    if m.get("queries"):
+        q = m["queries"]
+        click.echo(f"queries per example: median {q['median']:.0f} (mean {q['mean']:.0f}, max {q['max']:.0f})")
     if m.get("minimal"):
         mm = m["minimal"]
         median = "inf" if mm["median_snr_db"] is None else f"{mm['median_snr_db']:.1f} dB"

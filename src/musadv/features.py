@@ -68,11 +68,18 @@ def texture_stats(frames: np.ndarray, win: int, hop: int, spread: str = "std") -
     n = len(frames)
     starts = texture_starts(n, win, hop)
     w = min(win, n)
-    # Windowed sums from cumulative sums: one pass, whatever the number of windows.
-    c1 = np.vstack([np.zeros(frames.shape[1]), np.cumsum(frames, axis=0)])
-    c2 = np.vstack([np.zeros(frames.shape[1]), np.cumsum(frames * frames, axis=0)])
-    s1 = c1[starts + w] - c1[starts]
-    s2 = c2[starts + w] - c2[starts]
+    # Windowed sums from cumulative sums taken only where windows start and end: the stretches
+    # between those points are summed in one pass (reduceat), whatever the number of windows,
+    # without a cumulative sum over every frame (a query-only attack classifies thousands of copies).
+    points = np.unique(np.concatenate([[0], starts, starts + w]))
+    cuts = points[points < n]
+    at = np.append(cuts, n)
+    zero = np.zeros((1, frames.shape[1]))
+    c1 = np.vstack([zero, np.cumsum(np.add.reduceat(frames, cuts, axis=0), axis=0)])
+    c2 = np.vstack([zero, np.cumsum(np.add.reduceat(frames * frames, cuts, axis=0), axis=0)])
+    first, last = np.searchsorted(at, starts), np.searchsorted(at, starts + w)
+    s1 = c1[last] - c1[first]
+    s2 = c2[last] - c2[first]
     mean = s1 / w
     var = np.maximum(s2 / w - mean * mean, 0.0)
     return np.hstack([mean, np.sqrt(var) if spread == "std" else var]).astype(np.float32)

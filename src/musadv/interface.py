@@ -31,7 +31,7 @@ from .errors import AudioError
 from .spectral import STFTConfig
 
 __all__ = ["Prediction", "AudioClassifier", "DifferentiableClassifier", "recording_confidence", "evaluating",
-           "unit_phase"]
+           "unit_phase", "system_name"]
 
 
 @dataclass
@@ -107,6 +107,11 @@ def evaluating(module: torch.nn.Module):
             m.training = mode
 
 
+def system_name(system: "AudioClassifier") -> str:
+    """How messages name a system: the directory it was loaded from, the factory that made it, or its type."""
+    return str(system.path) if system.path else system.info.get("factory") or type(system).__name__
+
+
 def unit_phase(spec: torch.Tensor) -> torch.Tensor:
     """``spec / |spec|`` (1 where ``spec`` is 0): the phase a magnitude change keeps."""
     mags = spec.abs()
@@ -177,6 +182,34 @@ class AudioClassifier(ABC):
             If the recording is too short to be labelled.
         """
 
+    def predict_many(self, frames: list[np.ndarray], signals: list[np.ndarray | None],
+                     names: list[str]) -> list[Prediction]:
+        """:meth:`predict` of several recordings: what a query-only adversary asks at once.
+
+        Parameters
+        ----------
+        frames : list of np.ndarray
+            Each recording's magnitude frames ``(n_frames_i, n_bins)``.
+        signals : list of np.ndarray or None
+            Each one's mono waveform at ``stft.sr`` Hz (required when ``needs_signal``).
+        names : list of str
+            Name each recording in error messages.
+
+        Returns
+        -------
+        list of Prediction
+            What :meth:`predict` gives each, to within float rounding. Systems override this
+            with one pass over all of them (a network over every element, a forest over every
+            texture window); by default each is predicted alone.
+        """
+        return [self.predict(f, s, n) for f, s, n in zip(frames, signals, names)]
+
+
+#: Most magnitude frames of several recordings that :meth:`DifferentiableClassifier.predict_many`
+#: puts through a network in one pass (the chunk of :meth:`DifferentiableClassifier.posteriors`: on a CPU,
+#: larger passes were slower).
+PREDICT_FRAMES = 1 << 12
+
 
 class DifferentiableClassifier(AudioClassifier):
     """An :class:`AudioClassifier` that is a :class:`torch.nn.Module` with element logits
@@ -242,8 +275,34 @@ class DifferentiableClassifier(AudioClassifier):
 
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
         """Eq. 3-4: the mean element posterior of every label; the label is its argmax."""
-        post = self.posteriors(frames, signal)
+        return self._prediction(self.posteriors(frames, signal), len(frames), name)
+
+    def _prediction(self, post: np.ndarray, n_frames: int, name: str) -> Prediction:
         if len(post) == 0:
-            raise AudioError(f"{name}: too short for this model ({len(frames)} frames; one element is {self.element_frames})")
+            raise AudioError(f"{name}: too short for this model ({n_frames} frames; one element is {self.element_frames})")
         conf = recording_confidence(post)
         return Prediction(self.labels[int(np.argmax(conf))], dict(zip(self.labels, map(float, conf))), len(post))
+
+    def predict_many(self, frames: list[np.ndarray], signals: list[np.ndarray | None],
+                     names: list[str]) -> list[Prediction]:
+        """:meth:`predict` of several recordings, their elements through the network together
+        (:meth:`logits_many`, at most :data:`PREDICT_FRAMES` frames a pass); systems that hear the
+        waveform predict each alone."""
+        if self.needs_signal:
+            return super().predict_many(frames, signals, names)
+        groups, group, size = [], [], 0
+        for k, f in enumerate(frames):
+            if group and size + len(f) > PREDICT_FRAMES:
+                groups.append(group)
+                group, size = [], 0
+            group.append(k)
+            size += len(f)
+        groups.append(group)
+        out: list[Prediction] = []
+        with evaluating(self), torch.no_grad():
+            for group in groups:
+                mags = [torch.from_numpy(np.array(frames[k], dtype=np.float32)).to(self.device) for k in group]
+                logits = self.logits_many(mags, [None] * len(mags))
+                out += [self._prediction(self.probabilities(l).cpu().numpy(), len(frames[k]), names[k])
+                        for k, l in zip(group, logits)]
+        return out

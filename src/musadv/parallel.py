@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import pickle
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -182,12 +183,19 @@ class LocalEngine(Engine):
             finally:
                 torch.set_num_threads(before)
             return
-        pool = self._workers()
         # The job's context goes to the workers through a file each reads once, not with every piece.
         with tempfile.TemporaryDirectory(prefix="musadv-job-") as tmp:
             path = os.path.join(tmp, f"context-{uuid.uuid4().hex}.pickle")  # also the job's key in the workers
-            with open(path, "wb") as fh:
-                pickle.dump((work, context), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                with open(path, "wb") as fh:
+                    pickle.dump((work, context), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                # A model a user's factory made may hold what cannot travel (a local function, a lock).
+                print(f"warning: the job cannot be sent to worker processes ({type(exc).__name__}: {exc}); "
+                      "working in this process", file=sys.stderr)
+                yield from LocalEngine(1, self.threads).map(work, context, pieces)
+                return
+            pool = self._workers()
             running = {pool.submit(_run_in_process, path, self.threads, piece): piece for piece in pieces}
             finished = False
             try:
@@ -295,7 +303,11 @@ class RayEngine(Engine):
         task = ray.remote(_run_ray_task).options(num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.retries)
         # One copy in the object store; passed inside a list so that Ray hands the worker the
         # reference, which each worker process resolves once (see _run_ray_task).
-        context_ref = ray.put((work, context, tuple(str(Path(p).resolve()) for p in shared)))
+        try:
+            context_ref = ray.put((work, context, tuple(str(Path(p).resolve()) for p in shared)))
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise MusadvError(f"the job cannot be sent to the Ray cluster ({type(exc).__name__}: {exc}); run it "
+                              "without --ray") from None
         running = {task.remote([context_ref], piece, self.threads): piece for piece in pieces}
         try:
             while running:

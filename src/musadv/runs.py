@@ -31,6 +31,7 @@ or other settings.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -51,6 +52,7 @@ from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier
 from .driver import RunKind, drive, read_errors, read_records, record_files
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
+from .checks import GradientCheck, check_gradient
 from .models import weights_sha256
 from .parallel import Engine
 from .progress import progress_bar
@@ -65,7 +67,7 @@ RESULT_FIELDS = [
     "example", "file", "true", "goal", "target", "label_before", "conf_before", "label_after", "conf_after",
     "decoded_label", "decoded_conf", "decoded_target_conf", "success", "success_in_memory",
     "snr_wave_db", "snr_trim_db", "snr_mag_db", "visqol_mos", "nmr_db", "above_mask_share", "sr", "channels", "repairs",
-    "iterations", "seconds", "wav", "original_wav",
+    "iterations", "gradient", "queries", "seconds", "wav", "original_wav",
 ]
 
 
@@ -162,6 +164,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         result = first = attack(model, rec, target, config, rng=example_rng(seed, ex_id)) if result is None else result
         repair_config = config
     iterations, seconds, trace, rounds = result.iterations, result.seconds, list(result.trace), 0
+    queries = result.queries
     while True:
         audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
         dec, snr_whole, snr_trim, snr_mag, written = _judge_file(model, rec, mag_x, wav)
@@ -174,6 +177,8 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         # Its iteration 0 judges the written file again: the trace goes on from there.
         trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
+        if queries is not None:
+            queries += result.queries
     masking = None
     if nmr or config.masking_db is not None:  # measured on the file written, at its rate
         from .psychoacoustics import noise_to_mask
@@ -195,7 +200,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         "nmr_db": finite_or_none(masking["nmr_db"]) if masking else None,
         "above_mask_share": masking["above_share"] if masking else None,
         "sr": rec.sr, "channels": rec.n_channels, "repairs": rounds,
-        "iterations": iterations, "seconds": seconds,
+        "iterations": iterations, "gradient": config.gradient, "queries": queries, "seconds": seconds,
         "wav": str(wav.relative_to(out)), "original_wav": f"originals/{stem}.wav",
         **{f"held_out_{kind}": v["kept"] for kind, v in kept.items()},
     }
@@ -268,7 +273,7 @@ _ADDED_LATER = {"nmr": False}
 class AttackRun(RunKind):
     """An attack run, as the run driver sees it: one piece per recording, one record per example."""
 
-    model: DifferentiableClassifier
+    model: AudioClassifier
     recordings: tuple[RecordingRef, ...]
     policy: str
     out: Path
@@ -281,21 +286,26 @@ class AttackRun(RunKind):
     extra: dict
     batch: int = 1
     nmr: bool = False
+    check: GradientCheck | None = None
 
     settings_name = "run.json"
     record_dir = "examples"
-    desc = "attack"
+
+    @property
+    def desc(self) -> str:
+        return "attack through queries" if self.config.gradient == "queries" else "attack"
     unit = "example"
 
     def settings(self) -> dict[Path, dict]:
         m = self.model
         return {self.out: {
             "format": "musadv-attack-run", "musadv": __version__, "model": model_name(m),
-            "model_sha256": weights_sha256(m), "labels": m.labels, "stft": m.stft.to_dict(),
+            "model_sha256": system_sha256(m), "labels": m.labels, "stft": m.stft.to_dict(),
             "policy": self.policy, "seed": self.seed, "attack": self.config.to_dict(),
             "output": "at the model's rate" if self.model_rate else "at each file's rate and channels",
             "repairs": self.repairs, "visqol": self.visqol, "nmr": self.nmr, "minimal": self.minimal,
-            "recordings": [asdict(j) for j in self.recordings], **self.extra}}
+            "recordings": [asdict(j) for j in self.recordings],
+            "gradient_check": None if self.check is None else self.check.to_dict(), **self.extra}}
 
     def check_same(self, out, old, new):
         # A run made before a setting existed had it off.
@@ -446,13 +456,15 @@ def run_attacks(
     engine: Engine | None = None,
     batch: int = 1,
     nmr: bool = False,
+    gradient: str = "auto",
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
     Parameters
     ----------
-    model : DifferentiableClassifier
-        A network of :mod:`musadv.models` or a wrapped PyTorch module (:mod:`musadv.wrappers`).
+    model : AudioClassifier
+        A network of :mod:`musadv.models` or a wrapped PyTorch module (:mod:`musadv.wrappers`);
+        any system with ``config.gradient='queries'`` (the forest, the MFCC baseline).
     recordings : list of RecordingRef
         From :func:`recordings_from_split` or :func:`recordings_from_files`.
     policy : str
@@ -493,16 +505,29 @@ def run_attacks(
     nmr : bool
         Measure each written file's noise-to-mask ratio against its original's masking threshold
         (:func:`musadv.psychoacoustics.noise_to_mask`; always measured under ``config.masking_db``).
+    gradient : {'auto', 'autograd'}
+        With ``config.gradient='autograd'``: the model is checked first on the first recording
+        (:func:`musadv.checks.check_gradient`; the finding is in ``run.json`` and the metrics'
+        ``gradient_check``). A gradient that is missing, zero or not finite makes ``'auto'``
+        attack through queries and ``'autograd'`` refuse the run in one line: a gradient attack
+        on such a model fails everywhere and reads as robustness.
 
     Returns
     -------
     dict
-        The contents of ``metrics.json``.
+        The contents of ``metrics.json`` (with ``gradient_check`` when the model was checked).
     """
-    if not isinstance(model, DifferentiableClassifier):
-        raise MusadvError(f"{model_name(model)}: gives no gradient; the adversary attacks networks "
-                          "(judge a network's adversaries with another system by re-scoring the run)")
     check_policy(policy, model.labels, all(j.true_label for j in recordings))
+    if gradient not in ("auto", "autograd"):
+        raise MusadvError(f"gradient must be 'auto' or 'autograd', not {gradient!r}")
+    check = None
+    if config.gradient == "autograd" and recordings:
+        check = _check_first(model, recordings[0])
+        if not check.ok:
+            if gradient == "autograd":
+                raise MusadvError(f"{check.line()}: a gradient attack would read as robustness; attack through "
+                                  "queries (--black-box, or --gradient auto)")
+            config = replace(config, gradient="queries")
     if repairs < 0:
         raise MusadvError(f"repairs must be >= 0, not {repairs}")
     if minimal and config.robust_to:
@@ -511,8 +536,15 @@ def run_attacks(
     if not (isinstance(batch, int) and batch >= 1):
         raise MusadvError(f"batch must be an integer >= 1, not {batch!r}")
     kind = AttackRun(model, tuple(recordings), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
-                     minimal, dict(extra or {}), batch, nmr)
+                     minimal, dict(extra or {}), batch, nmr, check)
     return drive(kind, engine, progress)
+
+
+def _check_first(model: AudioClassifier, ref: RecordingRef) -> GradientCheck:
+    """:func:`musadv.checks.check_gradient` on a run's first recording (at the model's rate)."""
+    rec = Recording.from_file(ref.source, model.stft.sr, ref.offset, ref.duration, model_rate=True)
+    audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, ref.source)
+    return check_gradient(model, rec.signal, ref.name)
 
 
 def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
@@ -553,6 +585,8 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
         "failed": [r["example"] for r in records if not r["success"]],
         "unchanged_examples": len(records) - len(changed),
         "mean_iterations": float(np.mean([r["iterations"] for r in records])) if records else None,
+        # Predictions a query-only attack made per example (the repairs' included).
+        "queries": stats(np.array([r["queries"] for r in records if r.get("queries") is not None], dtype=float)),
         "mean_seconds": float(np.mean([r["seconds"] for r in records])) if records else None,
         # Over the examples whose written file reached its goal: the share of held-out copies that keep it.
         "held_out": {kind: finite_or_none(float(np.mean([r["held_out"][kind]["kept"] for r in records
@@ -570,6 +604,9 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
             "mean_iterations": float(np.mean([r["iterations"] for r in minimal])),
         }
     metrics.update(_before_and_after(known, labels, "label_before", "decoded_label"))
+    settings = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    if settings.get("gradient_check"):
+        metrics["gradient_check"] = {**settings["gradient_check"], "attacked_through": attack_settings(settings)["gradient"]}
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
 

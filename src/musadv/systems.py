@@ -183,14 +183,22 @@ class TextureSystem(AudioClassifier):
 
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
         """Majority vote of the classifier over the recording's texture windows."""
-        frame_features = self.frame_features(frames, signal)
-        share = self.pipeline.predict_proba([frame_features])[0]
+        return self.predict_many([frames], [signal], [name])[0]
+
+    def predict_many(self, frames: list[np.ndarray], signals: list[np.ndarray | None],
+                     names: list[str]) -> list[Prediction]:
+        """:meth:`predict` of several recordings, the windows of all voted on in one call of the classifier."""
+        frame_features = [self.frame_features(f, s) for f, s in zip(frames, signals)]
+        shares = self.pipeline.predict_proba(frame_features)
         classes = self.pipeline["vote"].classes_.astype(int)
-        confidence = dict.fromkeys(self.labels, 0.0)
-        for c, p in zip(classes, share):
-            confidence[self.labels[c]] = float(p)
-        n_windows = len(texture_starts(len(frame_features), self.texture.window, self.texture.hop))
-        return Prediction(self.labels[classes[int(np.argmax(share))]], confidence, n_windows)
+        out = []
+        for features, share in zip(frame_features, shares):
+            confidence = dict.fromkeys(self.labels, 0.0)
+            for c, p in zip(classes, share):
+                confidence[self.labels[c]] = float(p)
+            n_windows = len(texture_starts(len(features), self.texture.window, self.texture.hop))
+            out.append(Prediction(self.labels[classes[int(np.argmax(share))]], confidence, n_windows))
+        return out
 
 
 class ForestSystem(TextureSystem):

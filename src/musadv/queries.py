@@ -1,0 +1,237 @@
+"""The adversary's step from queries alone: the gradient of its loss estimated from predictions of changed recordings.
+
+A query-only adversary sees a system through :meth:`~musadv.interface.AudioClassifier.predict_many`
+and nothing else, so it attacks what has no gradient (a random forest, the MFCC baseline, a
+system behind a service) and what hides its gradient (a front end that rounds, a detached
+input). Its step is an antithetic NES estimate (Ilyas et al. 2018) of the gradient of a margin
+loss on the recording's confidences (:func:`query_loss`), in a space of few dimensions: one
+log-gain per *tile*, a critical band (:func:`musadv.psychoacoustics.critical_bands`) by a
+segment of frames (:class:`TileGrid`). A candidate multiplies the iterate's STFT by
+``exp(+-sigma u)`` tile by tile (``u`` standard normal) and is judged as the waveform its
+inverse STFT gives: every query is a real recording. The estimate ``g`` is a gradient in the
+log-magnitudes; the adversary's loop takes ``mags * g`` where the autograd gradient would be
+(its step ``max(0, 1 - step g)`` then scales each tile as a whole), and everything after it,
+momentum, the masking bound, the SNR ball, the 16-bit rounding, the stopping rule, is the one
+loop of :mod:`musadv.attack`.
+
+Saturated confidences (a forest whose windows all vote for one label, or a system that gives a
+label only) make every candidate's loss the same, and the estimate zero. Then ``sigma`` doubles
+for that recording, up to :data:`MAX_SIGMA`: the gradient of the loss smoothed at a larger
+scale, which reaches the nearest change of vote (what a decision-based attack estimates); once
+candidates differ again it halves back towards its start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .interface import AudioClassifier
+from .spectral import STFTConfig, complex_abs, istft, stft
+
+__all__ = ["TileGrid", "tile_grid", "query_loss", "QueryState", "estimate_gradients", "LOSS_FLOOR", "MAX_SIGMA"]
+
+#: Weight of the last estimate in each new one (Ilyas et al. 2019's time prior): the gradient changes
+#: little from one step to the next, the noise of an estimate from few queries does.
+PRIOR_WEIGHT = 0.9
+#: Added to confidences before their logarithm: a label no window votes for still has a finite loss.
+LOSS_FLOOR = 1e-4
+#: The largest smoothing scale (a candidate's change over the recording's norm) a recording's estimate
+#: may grow to on saturated confidences.
+MAX_SIGMA = 2.0
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles of a recording's STFT: the low-dimensional space the query-only adversary estimates in.
+
+    Attributes
+    ----------
+    segments : torch.Tensor
+        int64 ``(n_frames,)``: each frame's segment (consecutive frames, ``segment_frames`` each).
+    bands : torch.Tensor
+        int64 ``(n_bins,)``: each bin's critical band.
+    n_segments, n_bands : int
+    """
+
+    segments: torch.Tensor
+    bands: torch.Tensor
+    n_segments: int
+    n_bands: int
+
+    def expand(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Per-tile values ``(..., n_segments, n_bands)`` as per-bin values ``(..., n_frames, n_bins)``."""
+        return tiles[..., self.segments, :][..., self.bands]
+
+
+def tile_grid(n_frames: int, config: STFTConfig, segment_s: float, device=None) -> TileGrid:
+    """The tiles of an STFT of ``n_frames`` frames: critical bands by segments of ``segment_s`` seconds
+    (at least one frame; the last segment takes what is left)."""
+    from .psychoacoustics import critical_bands
+
+    if not segment_s > 0:
+        raise ValueError(f"segment_s must be > 0 seconds, not {segment_s}")
+    seg_frames = max(1, round(segment_s * config.sr / config.hop))
+    n_segments = max(1, math.ceil(n_frames / seg_frames))
+    segments = torch.clamp(torch.arange(n_frames, device=device) // seg_frames, max=n_segments - 1)
+    bands = torch.from_numpy(critical_bands(config)).to(device)
+    return TileGrid(segments, bands, n_segments, int(bands.max()) + 1)
+
+
+def query_loss(goal: str, confidence: torch.Tensor, target: int) -> torch.Tensor:
+    """The loss a query-only adversary lowers, from recording confidences alone.
+
+    Parameters
+    ----------
+    goal : {'label', 'add', 'remove'}
+        As :class:`musadv.attack.AttackConfig`.
+    confidence : torch.Tensor
+        ``(..., n_labels)`` confidences in [0, 1] (mean posteriors, shares of votes, a tagger's
+        likelihoods).
+    target : int
+
+    Returns
+    -------
+    torch.Tensor
+        ``(...)``. ``'label'``: the margin ``log(max_other + f) - log(target + f)`` (Carlini and
+        Wagner's, on confidences; ``f`` = :data:`LOSS_FLOOR`), negative once the target leads;
+        ``'add'``: ``-log(p + f)``; ``'remove'``: ``-log(1 - p + f)`` of the target's confidence ``p``.
+    """
+    p = confidence[..., target]
+    if goal == "add":
+        return -torch.log(p + LOSS_FLOOR)
+    if goal == "remove":
+        return -torch.log(1 - p + LOSS_FLOOR)
+    others = confidence.clone()
+    others[..., target] = -math.inf
+    return torch.log(others.max(-1).values + LOSS_FLOOR) - torch.log(p + LOSS_FLOOR)
+
+
+@dataclass
+class QueryState:
+    """One recording's query-only estimator: its tiles, its smoothing scale and its random draws.
+
+    Attributes
+    ----------
+    grid : TileGrid
+    sigma : float
+        The current smoothing scale (log-gain of a tile).
+    sigma0 : float
+        Where ``sigma`` starts and returns to.
+    rng : np.random.Generator
+        The draws of the candidates (an example's own, so runs repeat).
+    """
+
+    grid: TileGrid
+    sigma: float
+    sigma0: float
+    rng: np.random.Generator
+    prior: torch.Tensor | None = None
+
+
+def profile(mags: torch.Tensor) -> torch.Tensor:
+    """How a tile's change spreads over its bins: ``sqrt(mags)``, scaled to the norm of ``mags``.
+
+    A change proportional to the magnitudes (a gain) stays in the loud bins, where a network
+    that standardises its input heeds it least: following the true gradient in that space
+    failed where the plain gradient succeeded on the demo's DNN. A flat change and this one both
+    succeeded; this one keeps the change smaller in the quietest bins.
+    """
+    p = mags.sqrt()
+    return p * (_norm(mags) / max(_norm(p), torch.finfo(p.dtype).tiny))
+
+
+def _norm(v: torch.Tensor) -> float:
+    return math.sqrt(float(v.square().sum()))
+
+
+def candidates(spec: torch.Tensor, mags: torch.Tensor, z: torch.Tensor, state: QueryState, pairs: int,
+               config: STFTConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``2 pairs`` changed recordings of the iterate (waveform ``z``, STFT ``spec``, magnitudes ``mags``).
+
+    Candidate ``+-u`` has the magnitudes ``max(0, mags +- sigma u p)`` (``u`` one draw per tile,
+    ``p`` the :func:`profile`) with the iterate's phase: a change of about ``sigma`` times the
+    recording's norm.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The draws ``u`` ``(pairs, n_segments, n_bands)``, the profile ``(n_frames, n_bins)``, the
+        candidates' waveforms ``(2 pairs, n_samples)`` (the ``+`` half first) and their
+        magnitudes ``(2 pairs, n_frames, n_bins)``.
+    """
+    from .interface import unit_phase
+
+    g = state.grid
+    u = torch.from_numpy(state.rng.standard_normal((pairs, g.n_segments, g.n_bands), dtype=np.float32)).to(spec.device)
+    p = profile(mags)
+    changed = (mags + g.expand(torch.cat([u, -u]) * state.sigma) * p).clamp_(min=0)
+    waves = istft(changed * unit_phase(spec), config, length=z.shape[-1], prior=z)
+    return u, p, waves, complex_abs(stft(waves, config))
+
+
+def estimate_gradients(model: AudioClassifier, goal: str, items: list[tuple], pairs: int) -> list[tuple]:
+    """One round of queries for several recordings: each iterate judged, each gradient estimated, in one
+    :meth:`~musadv.interface.AudioClassifier.predict_many`.
+
+    Parameters
+    ----------
+    model : AudioClassifier
+    goal : str
+    items : list of tuple
+        Per recording ``(spec, mags, z, target, state, need_grad, name)``: the iterate's STFT,
+        magnitudes and waveform, the target's index, its :class:`QueryState`, whether a step is
+        wanted, its name for error messages.
+    pairs : int
+        Antithetic pairs of candidates per estimate.
+
+    Returns
+    -------
+    list of tuple
+        Per recording ``(confidence, loss, gradient or None, queries)``: the iterate's
+        confidences ``(n_labels,)`` and loss, the estimated gradient in the magnitudes
+        ``(n_frames, n_bins)`` (``mags * g`` for the log-magnitude estimate ``g``; zeros when no
+        candidate pair differed, and ``sigma`` then grows), and the predictions made.
+    """
+    cfg = model.stft
+    frames, signals, names, owners, draws = [], [], [], [], {}
+    for k, (spec, mags, z, target, state, need_grad, name) in enumerate(items):
+        frames.append(mags.cpu().numpy())
+        signals.append(z.cpu().numpy())
+        names.append(name)
+        owners.append(k)
+        if need_grad:
+            u, p, waves, cand = candidates(spec, mags, z, state, pairs, cfg)
+            draws[k] = (u, p)
+            frames += list(cand.cpu().numpy())
+            signals += list(waves.cpu().numpy())
+            names += [name] * len(waves)
+            owners += [k] * len(waves)
+    predictions = model.predict_many(frames, signals, names)
+    conf_all = torch.tensor([[p.confidence[lab] for lab in model.labels] for p in predictions], dtype=torch.float64)
+    owners_t = torch.tensor(owners)
+    out = []
+    for k, (spec, mags, z, target, state, need_grad, name) in enumerate(items):
+        rows = torch.nonzero(owners_t == k).ravel()
+        conf = conf_all[rows[0]]
+        loss = float(query_loss(goal, conf, target))
+        grad = None
+        if need_grad:
+            losses = query_loss(goal, conf_all[rows[1:]], target)
+            diff = (losses[:pairs] - losses[pairs:]).float().to(mags.device)
+            if bool((diff == 0).all()):
+                state.sigma = min(2 * state.sigma, MAX_SIGMA)
+            else:
+                state.sigma = max(state.sigma0, state.sigma / 2)
+            u, p = draws[k]
+            g = torch.einsum("p,psb->sb", diff, u) / (2 * pairs)
+            g = g / max(_norm(g), torch.finfo(g.dtype).tiny)
+            if state.prior is not None and PRIOR_WEIGHT > 0:
+                g = PRIOR_WEIGHT * state.prior + (1 - PRIOR_WEIGHT) * g
+            state.prior = g
+            grad = p * state.grid.expand(g)
+        out.append((conf.float(), loss, grad, len(rows)))
+    return out

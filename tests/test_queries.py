@@ -1,0 +1,167 @@
+"""musadv.queries: the query-only adversary's step, and the adversary's loop driven by it."""
+
+import numpy as np
+import pytest
+import torch
+
+from musadv import synth
+from musadv.attack import AttackConfig, attack, attack_many, minimize, snr_db
+from musadv.errors import MusadvError
+from musadv.interface import AudioClassifier, Prediction, recording_confidence
+from musadv.queries import MAX_SIGMA, QueryState, estimate_gradients, query_loss, tile_grid
+from musadv.spectral import STFTConfig, complex_abs, stft
+from musadv.systems import load_system
+
+
+class OnlyPredict(AudioClassifier):
+    """A system seen through its predictions alone (a service): it counts the recordings it is asked about."""
+
+    def __init__(self, inner):
+        self.inner, self.labels, self.stft, self.info, self.path = inner, inner.labels, inner.stft, {}, None
+        self.asked = 0
+
+    def predict(self, frames, signal=None, name="recording"):
+        self.asked += 1
+        return self.inner.predict(frames, signal, name)
+
+
+class Constant(AudioClassifier):
+    """A system that says the same whatever it hears: its confidences are saturated everywhere."""
+
+    def __init__(self, labels):
+        self.labels, self.stft, self.info, self.path = list(labels), STFTConfig(), {}, None
+
+    def predict(self, frames, signal=None, name="recording"):
+        return Prediction(self.labels[0], {lab: float(i == 0) for i, lab in enumerate(self.labels)}, 1)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synth.render("folk", seed=123, duration=4.0)
+
+
+def _wrong(model, y):
+    frames = complex_abs(stft(torch.from_numpy(y), model.stft)).numpy()
+    label = model.predict(frames, y).label
+    return next(lab for lab in model.labels if lab != label)
+
+
+def test_the_margin_loss_is_negative_exactly_when_the_target_leads():
+    conf = torch.tensor([[0.5, 0.3, 0.2], [0.2, 0.7, 0.1], [0.0, 0.0, 1.0]])
+    loss = query_loss("label", conf, 1)
+    assert (loss < 0).tolist() == [False, True, False]
+    # A saturated vote (target 0, another 1) still has a finite loss, the worst.
+    assert torch.isfinite(loss).all() and loss[2] > loss[0]
+    p = torch.tensor([[0.2, 0.6], [0.2, 0.3]])
+    assert query_loss("add", p, 1)[0] < query_loss("add", p, 1)[1]
+    assert query_loss("remove", p, 1)[0] > query_loss("remove", p, 1)[1]
+
+
+def test_tiles_cover_every_frame_and_bin_with_critical_bands_by_segments():
+    cfg = STFTConfig()
+    grid = tile_grid(100, cfg, 1.0)
+    assert grid.n_segments == 3  # 43 frames a second at 22.05 kHz / 512: 43 + 43 + 14
+    assert grid.segments.tolist() == [i // 43 for i in range(100)]
+    assert grid.bands.shape == (cfg.n_bins,) and int(grid.bands[0]) == 0 and int(grid.bands[-1]) == grid.n_bands - 1
+    tiles = torch.arange(grid.n_segments * grid.n_bands, dtype=torch.float32).reshape(grid.n_segments, grid.n_bands)
+    full = grid.expand(tiles)
+    assert full.shape == (100, cfg.n_bins)
+    assert float(full[50, 0]) == float(tiles[1, 0]) and float(full[99, -1]) == float(tiles[2, -1])
+
+
+def test_the_estimate_points_where_the_networks_own_gradient_points(trained_dnn, clip):
+    """Many queries: the estimate's direction approaches the true gradient in the tiles' space."""
+    cfg = trained_dnn.stft
+    x = torch.from_numpy(clip)
+    spec = stft(x, cfg)
+    mags = complex_abs(spec)
+    target = trained_dnn.labels.index(_wrong(trained_dnn, clip))
+    grid = tile_grid(len(mags), cfg, 1.0)
+    tiles = torch.zeros(grid.n_segments, grid.n_bands, requires_grad=True)
+    from musadv.queries import profile
+
+    p = profile(mags)
+    conf = recording_confidence(torch.softmax(trained_dnn.logits(mags + grid.expand(tiles) * p), -1))
+    (true,) = torch.autograd.grad(query_loss("label", conf, target), tiles)
+    state = QueryState(grid, 0.01, 0.01, np.random.default_rng(0))
+    ((conf_q, loss, grad, queries),) = estimate_gradients(trained_dnn, "label", [(spec, mags, x, target, state, True, "c")], 200)
+    assert queries == 401
+    est = grad / p  # the estimate per tile, spread over its bins
+    cos = float((grid.expand(true) * est).sum() / (grid.expand(true).norm() * est.norm()))
+    assert cos > 0.5
+    assert torch.allclose(conf_q, conf.detach().float(), atol=1e-5)
+
+
+def test_saturated_confidences_widen_the_search_and_give_no_step():
+    model = Constant(["a", "b", "c"])
+    y = synth.render("folk", seed=1, duration=2.0)
+    spec = stft(torch.from_numpy(y), model.stft)
+    mags = complex_abs(spec)
+    state = QueryState(tile_grid(len(mags), model.stft, 1.0), 0.1, 0.1, np.random.default_rng(0))
+    sigmas = []
+    for _ in range(6):
+        ((_, _, grad, _),) = estimate_gradients(model, "label", [(spec, mags, torch.from_numpy(y), 1, state, True, "c")], 3)
+        assert not grad.any()
+        sigmas.append(state.sigma)
+    assert sigmas == [0.2, 0.4, 0.8, 1.6, MAX_SIGMA, MAX_SIGMA]
+
+
+def test_a_system_seen_only_through_predictions_is_fooled_inside_the_bound(trained_dnn, clip):
+    service = OnlyPredict(trained_dnn)
+    target = _wrong(trained_dnn, clip)
+    r = attack(service, clip, target, AttackConfig(gradient="queries", snr_db=15, stop="label", max_iter=60))
+    assert r.success and r.label_after == target
+    assert r.snr_wave_db >= 15.0
+    assert r.queries == service.asked  # every prediction counted, the original's included
+    assert r.gradient == "queries" and r.iterations > 0
+    # The 16-bit example the loop judged is what the system says of it.
+    frames = complex_abs(stft(torch.from_numpy(r.audio), trained_dnn.stft)).numpy()
+    assert trained_dnn.predict(frames, r.audio).label == target
+
+
+def test_the_query_budget_stops_an_attack(trained_dnn, clip):
+    target = _wrong(trained_dnn, clip)
+    config = AttackConfig(gradient="queries", snr_db=60, threshold=1.0, max_iter=100, query_pairs=5, max_queries=50)
+    r = attack(trained_dnn, clip, target, config)
+    # Each step costs 10 candidates and the next judgement: 1 + 1 + 4 x 11 = 46 fit, a fifth step does not.
+    assert not r.reached and r.queries == 46 and r.iterations == 4
+
+
+def test_queries_and_batches_give_one_example_each(trained_dnn, clip):
+    other = synth.render("techno", seed=5, duration=3.0)
+    config = AttackConfig(gradient="queries", snr_db=15, stop="label", max_iter=30)
+    targets = [_wrong(trained_dnn, clip), _wrong(trained_dnn, other)]
+    alone = [attack(trained_dnn, y, t, config) for y, t in zip([clip, other], targets)]
+    together = attack_many(trained_dnn, [clip, other], targets, config)
+    for a, b in zip(alone, together):
+        assert a.queries == b.queries and a.label_after == b.label_after
+        assert snr_db(a.audio, b.audio) > 60  # the same draws, the same steps, up to float rounding
+
+
+def test_a_query_only_search_for_the_smallest_change_counts_every_level(trained_dnn, clip):
+    target = _wrong(trained_dnn, clip)
+    r = minimize(OnlyPredict(trained_dnn), clip, target, AttackConfig(gradient="queries", snr_db=10, max_iter=30))
+    assert r.success and r.queries == sum(lv["queries"] for lv in r.levels) and len(r.levels) > 2
+    assert r.snr_wave_db >= max(lv["snr_bound_db"] for lv in r.levels if lv["success"]) - 1e-6
+
+
+def test_the_forest_and_the_baseline_are_attacked_through_queries(forest, baseline, learn_cache):
+    for spec in (forest, baseline):
+        system = load_system(spec)
+        entry = learn_cache.split("test")[0]
+        y = learn_cache.signal(entry)
+        target = _wrong(system, y)
+        r = attack(system, y, target, AttackConfig(gradient="queries", snr_db=15, stop="label", max_iter=40))
+        assert r.success, spec
+        assert r.snr_wave_db >= 15.0
+
+
+def test_settings_a_query_only_attack_cannot_follow_are_refused(trained_dnn):
+    with pytest.raises(ValueError, match="'consistent' order only"):
+        AttackConfig(gradient="queries", order="paper")
+    with pytest.raises(ValueError, match="scale-free step"):
+        AttackConfig(gradient="queries", step=0.1)
+    with pytest.raises(ValueError, match="max_queries"):
+        AttackConfig(gradient="queries", max_queries=0)
+    with pytest.raises(MusadvError, match="gives no gradient; attack it through queries"):
+        attack(Constant(["a", "b"]), np.zeros(22050, np.float32), "b", AttackConfig())
