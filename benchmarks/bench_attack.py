@@ -19,8 +19,11 @@ floating-point operations of the network's forward pass and input gradient (coun
 PyTorch's FlopCounterMode) divided by this machine's matrix-multiply rate, measured in the same
 process on 2048 x 2048 float32 matrices (``--musicnn-only`` for this part alone).
 
+It also counts the query-only adversary's queries per second (``--queries MODEL...``: for each
+system, one prediction alone and one round of the estimate, 21 queries in one ``predict_many``).
+
     python benchmarks/bench_attack.py [--iters 20] [--sample 10] [--no-extrapolate] [--profile] [--musicnn-only]
-                                      [--robust-only MODEL_DIR]
+                                      [--robust-only MODEL_DIR] [--queries MODEL...]
 """
 
 import argparse
@@ -280,6 +283,35 @@ def robust_cost(model, jobs, iters: int, reps: int) -> None:
           f"robust / plain {robust_s / plain_s:.0f}x in all (median per clip {statistics.median(ratios):.0f}x)")
 
 
+def queries_section(y: np.ndarray, specs: list[str], reps: int, pairs: int = 10) -> None:
+    """Queries per second of the query-only adversary on a 30 s recording, for each system of ``specs``.
+
+    "alone": one ``predict`` of the recording, as a loop of predictions would ask; "round": one
+    round of the adversary's estimate (:func:`musadv.queries.estimate_gradients`): the iterate and
+    ``2 pairs`` candidates made (inverse STFT, STFT) and judged in one ``predict_many``. Best of
+    ``reps``, timed side by side.
+    """
+    from musadv.queries import QueryState, estimate_gradients, tile_grid
+
+    print(f"\nqueries per second on a {len(y) / 22050:.0f} s recording ({2 * pairs + 1} queries a round; best of {reps})")
+    print(f"{'system':24s} {'alone':>8s} {'round':>8s} {'ratio':>6s}")
+    for spec in specs:
+        model = load_system(spec)
+        sig = audio.conform(y[None], 22050, model.stft.sr)
+        x = torch.from_numpy(sig)
+        full = stft(x, model.stft)
+        mags = complex_abs(full)
+        frames = mags.numpy()
+        state = QueryState(tile_grid(len(mags), model.stft, 1.0), 0.1, 0.1, np.random.default_rng(0))
+        item = [(full, mags, x, 1, state, True, "clip")]
+        model.predict(frames, sig)  # first calls pay for lazy set-up
+        estimate_gradients(model, "label", item, pairs)
+        alone = best_time(lambda: model.predict(frames, sig), reps, calls=3)
+        round_ = best_time(lambda: estimate_gradients(model, "label", item, pairs), reps)
+        q_alone, q_round = 1 / alone, (2 * pairs + 1) / round_
+        print(f"{Path(spec).name if Path(spec).exists() else spec:24s} {q_alone:8.1f} {q_round:8.1f} {q_round / q_alone:6.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=20, help="iterations per timed attack (CDNN: a quarter)")
@@ -289,6 +321,9 @@ def main():
     ap.add_argument("--musicnn-only", action="store_true", help="only the musicnn part")
     ap.add_argument("--robust-only", type=Path, metavar="MODEL_DIR",
                     help="only the robust adversary's price, on a trained model's test split")
+    ap.add_argument("--queries", nargs="+", metavar="MODEL",
+                    help="only the query-only adversary's queries per second, for these systems (model directories, "
+                         "musicnn:MSD_musicnn, ...)")
     ap.add_argument("--profile", action="store_true",
                     help="only print PyTorch's profile of DNN-50 attack iterations (which operations the time goes to)")
     args = ap.parse_args()
@@ -304,6 +339,9 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.profile:
         profile_iterations(y, mags, args.iters)
+        return
+    if args.queries:
+        queries_section(y, args.queries, args.reps)
         return
     if args.robust_only:
         from musadv.cache import SpectraCache

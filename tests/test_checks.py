@@ -63,6 +63,11 @@ def softmaxed():
 
 def plain():
     return FrontEnd(_net(), lambda mags: mags)
+
+
+def reversed_gradient():
+    # The same values, the gradient turned around: usable-looking, and misleading.
+    return FrontEnd(_net(), lambda mags: 2 * mags.detach() - mags)
 '''
 
 
@@ -162,3 +167,24 @@ def test_the_command_line_attacks_a_model_it_cannot_pickle_or_differentiate(fron
                    "--out", tmp_path / "refused", "--quiet")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "do not depend on the input magnitudes" in refused.stderr
+
+
+def test_queries_that_succeed_where_gradients_failed_flag_a_masked_gradient(front_ends, learn_cache, tmp_path):
+    model = front_ends[1].reversed_gradient()
+    refs = recordings_from_split(learn_cache, "test", limit=2)
+    assert check_gradient(model, learn_cache.signal(learn_cache.split("test")[0]), "clip").ok  # nothing to see beforehand
+    config = AttackConfig(snr_db=15, stop="label", max_iter=20)
+    unchecked = run_attacks(model, refs, "all_wrong", tmp_path / "unchecked", config, progress=False)
+    assert unchecked["success_rate"] == 0 and unchecked["flags"] == [] and unchecked["query_check"] is None
+    m = run_attacks(model, refs, "all_wrong", tmp_path / "checked", config, progress=False, query_check=600)
+    assert m["success_rate"] == 0  # the gradient attack's own figure is not changed by the check
+    assert m["query_check"]["n_tried"] == 2 and m["query_check"]["n_fooled"] >= 1
+    assert m["flags"] == [f"masked gradient: queries reached the goal of {m['query_check']['n_fooled']} of the 2 "
+                          "examples the gradient attack missed"]
+    rows = list(csv.DictReader(open(tmp_path / "checked" / "results.csv")))
+    assert sum(int(r["query_check_success"]) for r in rows) == m["query_check"]["n_fooled"]
+    for r in json.loads((tmp_path / "checked" / "metrics.json").read_text())["query_check"]["fooled"]:
+        record = json.loads((tmp_path / "checked" / "examples" / f"{r}.json").read_text())
+        check = record["query_check"]
+        assert check["queries"] <= 600 and check["snr_wave_db"] >= 15.0
+        assert (tmp_path / "checked" / check["wav"]).exists() and check["wav"] in record["files"]

@@ -403,12 +403,16 @@ _shared_transform_settings = [
                    "the finding is said in one line; autograd: such a model is refused.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None,
               help="Through queries: most predictions per example (the default: as many as --max-iter steps take).")
+@click.option("--query-check", type=click.IntRange(min=0), default=500, show_default=True,
+              help="A gradient attack's example whose file misses its goal is tried again through at most this many "
+                   "queries; queries succeeding where gradients failed flag a masked gradient (0: no check).")
 @_apply(_shared_transform_settings)
 @_engine_options
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, nmr, minimize, limit, duration, seed, out, quiet,
-               no_report, masking_db, batch, robust_to, draws, black_box, gradient, max_queries, engine, device, **settings):
+               no_report, masking_db, batch, robust_to, draws, black_box, gradient, max_queries, query_check, engine, device,
+               **settings):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -465,7 +469,7 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         raise click.UsageError("--minimize searches one example at a time; leave out --batch")
     metrics = run_attacks(model, recordings, policy, out, config, seed=seed, progress=not quiet, extra=extra,
                           model_rate=model_rate, repairs=repairs, visqol=visqol, nmr=nmr, minimal=minimize, engine=engine,
-                          batch=batch, gradient=gradient)
+                          batch=batch, gradient=gradient, query_check=query_check)
     _print_attack_summary(metrics, out)
     if not no_report and metrics["n_examples"]:
         from .report import write_report
@@ -511,6 +515,12 @@ def _print_attack_summary(m: dict, out: Path) -> None:
                    + (" ..." if len(m["failed"]) > 10 else ""))
     if "normalised_accuracy" in m:
         click.echo(f"normalised accuracy {m['normalised_accuracy_before']:.3f} before, {m['normalised_accuracy']:.3f} under attack")
+    if m.get("query_check"):
+        qc = m["query_check"]
+        click.echo(f"query check: {qc['n_fooled']} of the {qc['n_tried']} examples the gradient attack missed were "
+                   "reached through queries")
+    for flag in m.get("flags") or []:
+        click.echo(f"flag: {flag}", err=True)
     if m["lost_when_written"]:
         click.echo(f"warning: {len(m['lost_when_written'])} examples reached their target in memory but not in the "
                    "written 16-bit file; rerun with --float-wav to keep them", err=True)

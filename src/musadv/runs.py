@@ -67,7 +67,7 @@ RESULT_FIELDS = [
     "example", "file", "true", "goal", "target", "label_before", "conf_before", "label_after", "conf_after",
     "decoded_label", "decoded_conf", "decoded_target_conf", "success", "success_in_memory",
     "snr_wave_db", "snr_trim_db", "snr_mag_db", "visqol_mos", "nmr_db", "above_mask_share", "sr", "channels", "repairs",
-    "iterations", "gradient", "queries", "seconds", "wav", "original_wav",
+    "iterations", "gradient", "queries", "query_check_success", "seconds", "wav", "original_wav",
 ]
 
 
@@ -143,7 +143,7 @@ def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:
 
 def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, stem: str,
              repairs: int, quality, minimal: bool, seed: int, result: AttackResult | None = None,
-             nmr: bool = False) -> tuple[Path, dict]:
+             nmr: bool = False, query_check: int = 0) -> tuple[Path, dict]:
     """Attack one recording towards one target (the smallest change found if ``minimal``), write the
     WAV, judge the decoded file, repair it if it misses the target; the example's record and its path.
 
@@ -151,7 +151,8 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
     measure the noise-to-mask ratio of the written file (always measured under a masking bound).
     A robust adversary's file is then judged on fresh draws of its transformations
     (:func:`musadv.robust.held_out`, from a generator of ``seed`` and the example that its
-    attack never used).
+    attack never used). ``query_check``: a gradient attack whose file misses its goal is tried
+    again through at most this many queries (:func:`_query_check`).
     """
     ex_id = f"{stem}--{target}"
     wav = out / "examples" / f"{ex_id}.wav"
@@ -204,14 +205,40 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         "wav": str(wav.relative_to(out)), "original_wav": f"originals/{stem}.wav",
         **{f"held_out_{kind}": v["kept"] for kind, v in kept.items()},
     }
+    checked, files = None, [wav, out / row["original_wav"]]
+    if query_check and not success and config.gradient == "autograd" and not config.robust_to:
+        checked = _query_check(model, rec, mag_x, target, config, out, ex_id, query_check, seed, minimal)
+        row["query_check_success"] = checked["success"]
+        files.append(out / checked["wav"])
     record = {**row, "reached_threshold": result.reached, "confidence_before": first.confidence_before,
               "confidence_after": result.confidence_after, "decoded_confidence": dec.confidence,
-              "trace": trace, "files": record_files(out, [wav, out / row["original_wav"]])}
+              "trace": trace, "files": record_files(out, files)}
+    if checked:
+        record["query_check"] = checked
     if kept:
         record["held_out"] = kept
     if minimal:
         record["levels"] = [{**lv, "snr_wave_db": finite_or_none(lv["snr_wave_db"])} for lv in first.levels]
     return out / "examples" / f"{ex_id}.json", record
+
+
+def _query_check(model, rec: Recording, mag_x: np.ndarray, target: str, config: AttackConfig, out: Path, ex_id: str,
+                 budget: int, seed: int, minimal: bool) -> dict:
+    """Try through queries an example the gradient attack could not make: success there is the sign of a
+    masked gradient (AutoAttack's reason for running a query-only attack beside the gradient ones).
+
+    The query-only attack has the example's bound and goal and at most ``budget`` queries; its
+    file is written beside the example (``...-queries.wav``) and judged by decoding it.
+    """
+    check_config = replace(config, gradient="queries", max_queries=budget, step=None)
+    if minimal:
+        check_config = replace(check_config, stop="label")
+    result = attack(model, rec, target, check_config, rng=example_rng(seed, ex_id, QUERY_CHECK_STREAM))
+    wav = out / "examples" / f"{ex_id}-queries.wav"
+    audio.save(wav, result.audio, rec.sr, float_wav=not config.quantize, on_clip="clip")
+    dec, snr_whole, _, _, _ = _judge_file(model, rec, mag_x, wav)
+    return {"success": int(goal_reached(config.goal, target, dec.label, dec.confidence)), "queries": result.queries,
+            "decoded_label": dec.label, "snr_wave_db": finite_or_none(snr_whole), "wav": str(wav.relative_to(out))}
 
 
 def check_same_settings(out: Path, old: dict, new: dict, keys, kind: str) -> None:
@@ -237,9 +264,9 @@ def recording_rng(seed: int, name: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), *more])
 
 
-#: Streams of :func:`recording_rng` for an example's robust adversary: its loop's draws (one per
-#: attack, a repair's its own) and the held-out draws that judge its file.
-LOOP_STREAM, HELD_OUT_STREAM = 1, 2
+#: Streams of :func:`recording_rng` for an example: its loop's draws (one per attack, a repair's its
+#: own), the held-out draws that judge a robust adversary's file, and a query check's draws.
+LOOP_STREAM, HELD_OUT_STREAM, QUERY_CHECK_STREAM = 1, 2, 3
 
 
 def example_rng(seed: int, example: str, repair: int = 0) -> np.random.Generator:
@@ -264,9 +291,10 @@ _RUN_CHECKS = [
     ("visqol", "ViSQOL {old}, not {new}"),
     ("nmr", "noise-to-mask ratios {old}, not {new}"),
     ("minimal", "minimal perturbations {old}, not {new}"),
+    ("query_check", "a query check of {old} queries, not {new}"),
 ]
 #: Run settings added since the first runs, at the value a run made before them had.
-_ADDED_LATER = {"nmr": False}
+_ADDED_LATER = {"nmr": False, "query_check": 0}
 
 
 @dataclass(frozen=True)
@@ -287,6 +315,7 @@ class AttackRun(RunKind):
     batch: int = 1
     nmr: bool = False
     check: GradientCheck | None = None
+    query_check: int = 0
 
     settings_name = "run.json"
     record_dir = "examples"
@@ -304,6 +333,7 @@ class AttackRun(RunKind):
             "policy": self.policy, "seed": self.seed, "attack": self.config.to_dict(),
             "output": "at the model's rate" if self.model_rate else "at each file's rate and channels",
             "repairs": self.repairs, "visqol": self.visqol, "nmr": self.nmr, "minimal": self.minimal,
+            "query_check": self.query_check,
             "recordings": [asdict(j) for j in self.recordings],
             "gradient_check": None if self.check is None else self.check.to_dict(), **self.extra}}
 
@@ -407,7 +437,8 @@ def _attack_recordings(c: AttackRun, refs: list[RecordingRef]) -> list[tuple[lis
             job = jobs[k]
             try:
                 records[k].append(_example(c.model, refs[k], job.rec, job.mag_x, target, c.config, c.out, job.stem,
-                                           c.repairs, job.quality, c.minimal, c.seed, result, nmr=c.nmr))
+                                           c.repairs, job.quality, c.minimal, c.seed, result, nmr=c.nmr,
+                                           query_check=c.query_check))
             except MusadvError as exc:
                 errors[k] = str(exc)
     return [(None, errors[k]) if k in errors else (records[k], None) for k in range(len(refs))]
@@ -457,6 +488,7 @@ def run_attacks(
     batch: int = 1,
     nmr: bool = False,
     gradient: str = "auto",
+    query_check: int = 0,
 ) -> dict:
     """Attack recordings under a policy and write a run directory (see the module documentation).
 
@@ -512,6 +544,11 @@ def run_attacks(
         attack through queries and ``'autograd'`` refuse the run in one line: a gradient attack
         on such a model fails everywhere and reads as robustness.
 
+    query_check : int
+        A gradient attack's example whose file misses its goal is tried again through at most this
+        many queries (0: not); where queries succeed, the record's ``query_check`` says so and
+        the metrics' ``flags`` name a masked gradient.
+
     Returns
     -------
     dict
@@ -530,13 +567,15 @@ def run_attacks(
             config = replace(config, gradient="queries")
     if repairs < 0:
         raise MusadvError(f"repairs must be >= 0, not {repairs}")
+    if not (isinstance(query_check, int) and query_check >= 0):
+        raise MusadvError(f"query_check must be an integer >= 0 queries, not {query_check!r}")
     if minimal and config.robust_to:
         raise MusadvError("a minimal perturbation is where the model's label changes; a robust adversary is judged on "
                           "transformed copies too: not both")
     if not (isinstance(batch, int) and batch >= 1):
         raise MusadvError(f"batch must be an integer >= 1, not {batch!r}")
     kind = AttackRun(model, tuple(recordings), policy, Path(out_dir).resolve(), config, seed, model_rate, repairs, visqol,
-                     minimal, dict(extra or {}), batch, nmr, check)
+                     minimal, dict(extra or {}), batch, nmr, check, query_check)
     return drive(kind, engine, progress)
 
 
@@ -604,6 +643,13 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
             "mean_iterations": float(np.mean([r["iterations"] for r in minimal])),
         }
     metrics.update(_before_and_after(known, labels, "label_before", "decoded_label"))
+    checked = [r for r in records if r.get("query_check")]
+    fooled = [r["example"] for r in checked if r["query_check"]["success"]]
+    metrics["query_check"] = {"n_tried": len(checked), "n_fooled": len(fooled), "fooled": fooled} if checked else None
+    metrics["flags"] = []
+    if fooled:
+        metrics["flags"].append(f"masked gradient: queries reached the goal of {len(fooled)} of the {len(checked)} "
+                                "examples the gradient attack missed")
     settings = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
     if settings.get("gradient_check"):
         metrics["gradient_check"] = {**settings["gradient_check"], "attacked_through": attack_settings(settings)["gradient"]}
