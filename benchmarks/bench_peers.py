@@ -15,7 +15,14 @@ attack's alone, per example.
 ART (``adversarial-robustness-toolbox``) and foolbox are development extras, never needed to run
 musadv: ``pip install adversarial-robustness-toolbox==1.20.1 foolbox==3.3.4``.
 
+With ``--black-box`` it sets musadv's query-only adversary (``attack --black-box``, stopping at
+the target label) beside ART's SquareAttack (L2, targeted through its loss and criterion; the
+waveform held in a square "image" by a thin 4-D adapter) and HopSkipJump (L2, targeted, started
+from a training recording of the target genre), on any system: the same clips, targets and SNR
+budget, each system's predictions its only view; it counts each attack's queries.
+
     python benchmarks/bench_peers.py --model demo-out/models/dnn [--clips 5] [--snr 30,20,15]
+    python benchmarks/bench_peers.py --black-box --model demo-out/models/dnn_forest [--clips 5] [--snr 15]
 """
 
 import argparse
@@ -32,7 +39,8 @@ from musadv.attack import AttackConfig, attack, minimize, snr_db
 from musadv.classify import classify_file
 from musadv.interface import recording_confidence
 from musadv.models import load_model
-from musadv.spectral import complex_abs, stft
+from musadv.spectral import complex_abs, magnitude, stft
+from musadv.systems import load_system
 
 GTZAN_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "gtzan-mini"
 
@@ -91,13 +99,119 @@ def foolbox_fmn(wrapper, x, t_idx, steps):
     return clipped[0].numpy()
 
 
+class QueryCounter:
+    """A system seen as ART's black box: square images ``(N, 1, side, side)`` holding a waveform (zero-padded)
+    in, each recording's confidences out, through the system's own ``predict_many``; it counts the queries."""
+
+    def __init__(self, system, n_samples: int):
+        self.system, self.n = system, n_samples
+        self.side = int(np.ceil(np.sqrt(n_samples)))
+        self.queries = 0
+
+    def image(self, y: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.side * self.side, np.float32)
+        out[: self.n] = y
+        return out.reshape(1, 1, self.side, self.side)
+
+    def waveform(self, image: np.ndarray) -> np.ndarray:
+        return np.asarray(image, np.float32).reshape(-1)[: self.n]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        waves = [self.waveform(im) for im in images]
+        self.queries += len(waves)
+        preds = self.system.predict_many([magnitude(w, self.system.stft) for w in waves], waves,
+                                         ["query"] * len(waves))
+        return np.array([[p.confidence[k] for k in self.system.labels] for p in preds], np.float32)
+
+
+def art_square(counter: QueryCounter, n_labels: int, x: np.ndarray, t_idx: int, eps: float, max_iter: int):
+    """ART's SquareAttack (L2), targeted through its loss and criterion (ART's is untargeted by default)."""
+    from art.attacks.evasion import SquareAttack
+    from art.estimators.classification import BlackBoxClassifierNeuralNetwork
+
+    clf = BlackBoxClassifierNeuralNetwork(counter, (1, counter.side, counter.side), n_labels, clip_values=(-1.0, 1.0))
+
+    def loss(images, y):  # the margin towards the target, on log confidences (lower is better)
+        conf = np.log(counter(images) + 1e-4)
+        target = conf[:, t_idx].copy()
+        conf[:, t_idx] = -np.inf
+        return conf.max(1) - target
+
+    square = SquareAttack(clf, norm=2, eps=eps, max_iter=max_iter, loss=loss, verbose=False,
+                          adv_criterion=lambda y_pred, y: np.argmax(y_pred, 1) == np.argmax(y, 1))
+    return counter.waveform(square.generate(counter.image(x), y=np.eye(n_labels, dtype=np.float32)[[t_idx]])[0])
+
+
+def art_hopskipjump(counter: QueryCounter, n_labels: int, x: np.ndarray, t_idx: int, start: np.ndarray, max_iter: int):
+    """ART's HopSkipJump (L2, targeted), started from a recording the system already labels with the target."""
+    from art.attacks.evasion import HopSkipJump
+    from art.estimators.classification import BlackBoxClassifierNeuralNetwork
+
+    clf = BlackBoxClassifierNeuralNetwork(counter, (1, counter.side, counter.side), n_labels, clip_values=(-1.0, 1.0))
+    hsj = HopSkipJump(clf, targeted=True, norm=2, max_iter=max_iter, max_eval=1000, init_eval=100, verbose=False)
+    return counter.waveform(hsj.generate(counter.image(x), y=np.eye(n_labels, dtype=np.float32)[[t_idx]],
+                                         x_adv_init=counter.image(start))[0])
+
+
+def black_box(args) -> None:
+    """Query-only attacks side by side: musadv --black-box, ART's SquareAttack and HopSkipJump."""
+    system = load_system(args.model)
+    part = partitions.stratified(datasets.gtzan(GTZAN_MINI), (0.5, 0.25, 0.25), seed=0)
+    test = part.items("test")[: args.clips]
+    rng = np.random.default_rng(0)
+    snr = float(args.snr.split(",")[-1])
+    rows = {}
+    work = Path(tempfile.mkdtemp(prefix="musadv-peers-"))
+    print(f"model {args.model}, {len(test)} test clips of gtzan-mini, {snr:g} dB, always-wrong targets; "
+          f"Square: {args.square_iter} iterations, HopSkipJump: {args.hsj_iter}")
+    for i, entry in enumerate(test):
+        x, _ = audio.load(part.root / entry.path, sr=system.stft.sr, duration=30.0)
+        x = audio.quantize_pcm16(x)
+        others = [lab for lab in system.labels if lab != entry.label]
+        target = others[rng.integers(len(others))]
+        t_idx = system.labels.index(target)
+        eps = float(np.linalg.norm(x.astype(np.float64))) / 10 ** (snr / 20)
+        t = time.perf_counter()
+        r = attack(system, x, target, AttackConfig(snr_db=snr, stop="label", gradient="queries"))
+        runs = [("musadv --black-box", r.audio, r.queries, time.perf_counter() - t)]
+        counter = QueryCounter(system, len(x))
+        t = time.perf_counter()
+        y = art_square(counter, len(system.labels), x, t_idx, eps, args.square_iter)
+        runs.append(("ART SquareAttack", y, counter.queries, time.perf_counter() - t))
+        start = next((e for e in part.items("train") if e.label == target), None)
+        if start is not None:
+            s, _ = audio.load(part.root / start.path, sr=system.stft.sr, duration=30.0)
+            s = np.pad(s, (0, max(0, len(x) - len(s))))[: len(x)]
+            counter = QueryCounter(system, len(x))
+            t = time.perf_counter()
+            y = art_hopskipjump(counter, len(system.labels), x, t_idx, s, args.hsj_iter)
+            runs.append(("ART HopSkipJump", y, counter.queries, time.perf_counter() - t))
+        for name, y, queries, seconds in runs:
+            ok, measured = judged(system, y, x, target, work, f"{i}-{name}".replace(" ", "_"))
+            rows.setdefault(name, []).append((ok and measured >= snr - 0.05, measured, queries, seconds))
+        print(f"clip {i + 1}/{len(test)} done", flush=True)
+    print(f"\n{'method':20s} {'success':>8s} {'SNR dB median':>14s} {'queries median':>15s} {'s / example':>12s}")
+    for name, v in rows.items():
+        print(f"{name:20s} {sum(ok for ok, *_ in v):>4d}/{len(v):<3d} {statistics.median(s for _, s, _, _ in v):14.1f} "
+              f"{statistics.median(q for _, _, q, _ in v):15.0f} {statistics.mean(t for *_, t in v):12.1f}")
+    print(f"\nSuccess: the written 16-bit file, decoded, gets the target at an SNR of at least {snr:g} dB.")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, type=Path, help="a musadv network trained on gtzan-mini's labels")
+    ap.add_argument("--model", required=True, type=Path, help="a musadv network trained on gtzan-mini's labels "
+                    "(any system with --black-box)")
     ap.add_argument("--clips", type=int, default=5)
-    ap.add_argument("--snr", default="30,20,15", help="SNR budgets in dB")
+    ap.add_argument("--snr", default="30,20,15", help="SNR budgets in dB (--black-box: the last)")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--black-box", action="store_true",
+                    help="query-only attacks: musadv --black-box beside ART's SquareAttack and HopSkipJump")
+    ap.add_argument("--square-iter", type=int, default=5000, help="--black-box: SquareAttack's iterations")
+    ap.add_argument("--hsj-iter", type=int, default=10, help="--black-box: HopSkipJump's iterations")
     args = ap.parse_args()
+    if args.black_box:
+        black_box(args)
+        return
     model = load_model(args.model).eval()
     model.requires_grad_(False)
     wrapper = RecordingLogPosterior(model).eval()
