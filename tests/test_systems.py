@@ -14,6 +14,7 @@ from musadv.classify import classify_file
 from musadv.evaluate import evaluate_model
 from musadv.models import ModelError
 from musadv.runs import recordings_from_split, rescore, run_attacks
+from musadv.spectral import magnitude
 from musadv.features import TextureFeatures, texture_stats
 from musadv.systems import (ForestSystem, MahalanobisClassifier, MFCCBaseline, WindowVote, load_system, mfcc_zcr,
                             texture_pipeline, train_baseline, train_forest)
@@ -244,3 +245,18 @@ def test_a_researchers_own_scikit_learn_pipeline_is_tested_through_module_factor
     windows = system.features(None, learn_cache.signal(e))
     votes = np.bincount(pipeline["vote"].estimator_.predict(windows), minlength=len(system.labels))
     assert system.predict(None, learn_cache.signal(e)).label == system.labels[int(votes.argmax())]
+
+
+def test_many_recordings_at_once_get_what_each_gets_alone(forest, baseline, trained_dnn, learn_cache):
+    """predict_many (one vote over every recording's windows, one network pass) is predict, recording by recording."""
+    entries = learn_cache.split("test")[:4]
+    signals = [learn_cache.signal(e) for e in entries]
+    for system in (load_system(forest), load_system(baseline), trained_dnn):
+        frames = [magnitude(y, system.stft) for y in signals]
+        frames[1] = frames[1][:150]  # recordings of other lengths in one call
+        signals_cut = [y if k != 1 else y[: 149 * system.stft.hop] for k, y in enumerate(signals)]
+        many = system.predict_many(frames, signals_cut, [e.path for e in entries])
+        for f, y, p in zip(frames, signals_cut, many):
+            alone = system.predict(f, y)
+            assert p.label == alone.label and p.n_elements == alone.n_elements
+            assert p.confidence == pytest.approx(alone.confidence, abs=1e-6)
