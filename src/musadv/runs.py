@@ -557,9 +557,8 @@ def run_attacks(
     check_policy(policy, model.labels, all(j.true_label for j in recordings))
     if gradient not in ("auto", "autograd"):
         raise MusadvError(f"gradient must be 'auto' or 'autograd', not {gradient!r}")
-    check = None
-    if config.gradient == "autograd" and recordings:
-        check = _check_first(model, recordings[0])
+    check = _check_first(model, recordings) if config.gradient == "autograd" else None
+    if check is not None:
         if not check.ok:
             if gradient == "autograd":
                 raise MusadvError(f"{check.line()}: a gradient attack would read as robustness; attack through "
@@ -579,11 +578,17 @@ def run_attacks(
     return drive(kind, engine, progress)
 
 
-def _check_first(model: AudioClassifier, ref: RecordingRef) -> GradientCheck:
-    """:func:`musadv.checks.check_gradient` on a run's first recording (at the model's rate)."""
-    rec = Recording.from_file(ref.source, model.stft.sr, ref.offset, ref.duration, model_rate=True)
-    audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, ref.source)
-    return check_gradient(model, rec.signal, ref.name)
+def _check_first(model: AudioClassifier, recordings: list[RecordingRef]) -> GradientCheck | None:
+    """:func:`musadv.checks.check_gradient` on a run's first recording that decodes (at the model's rate);
+    None when none does (each then gets its row in errors.csv)."""
+    for ref in recordings:
+        try:
+            rec = Recording.from_file(ref.source, model.stft.sr, ref.offset, ref.duration, model_rate=True)
+            audio.check_signal(rec.signal, model.stft.sr, model.stft.n_fft, ref.source)
+            return check_gradient(model, rec.signal, ref.name)
+        except MusadvError:  # a recording that cannot be read or judged: its row in errors.csv says why
+            continue
+    return None
 
 
 def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
