@@ -26,8 +26,9 @@ def minimal_section(s):
     lines = ["## The smallest change that makes each system wrong", "",
              "Per test recording, the highest SNR at which the system gives its always-wrong target (higher: a smaller "
              "change suffices); the median over recordings. The networks: `attack --minimize` (to 0.5 dB, floor 15 dB, "
-             "judged on the written files). The forest and the baseline give no gradient: the highest level of their "
-             "robustness curve whose (DNN-made) example they label with the target.", "",
+             "judged on the written files). The forest and the baseline give no gradient and are not attacked here: the "
+             "highest level of their robustness curve whose (DNN-made) example they label with the target, a statement "
+             "about transfer, not robustness (`attack --black-box` attacks them directly).", "",
              "| system | median SNR | recordings | measured by | paper |", "|---|---|---|---|---|"]
     for key, v in s["median_minimal_snr_db"].items():
         lines.append(f"| {NAMES[key]} | {v['reading']} | {v['n_examples']} | {v['how']} | {paper.get(key, '—')} |")

@@ -328,7 +328,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                              "n_examples": m["n_examples"]} for name, m in minimal.items()}
     for name in ("dnn_forest", "mfcc_baseline"):
         median_minimal[name] = {"median_snr_db": curves[name]["median_highest_success_snr_db"],
-                                "how": f"highest curve level, examples of the {curves[name]['transfer_from']}",
+                                "how": f"transfer only: highest curve level, examples of the {curves[name]['transfer_from']}",
                                 "reading": curves[name]["median_highest_success"],
                                 "n_examples": curves[name]["curve"][0]["n"] if curves[name]["curve"] else 0}
     summary = {"systems": systems, "attacks": attacks, "minimal": minimal, "robustness": curves,

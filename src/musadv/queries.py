@@ -222,7 +222,9 @@ def estimate_gradients(model: AudioClassifier, goal: str, items: list[tuple], pa
         if need_grad:
             losses = query_loss(goal, conf_all[rows[1:]], target)
             diff = (losses[:pairs] - losses[pairs:]).float().to(mags.device)
-            if bool((diff == 0).all()):
+            # The target's own confidence is what must move: where no candidate moves it (a forest
+            # whose windows never vote for the target nearby), look further.
+            if bool((conf_all[rows[1:], target] == conf_all[rows[1], target]).all()):
                 state.sigma = min(2 * state.sigma, MAX_SIGMA)
             else:
                 state.sigma = max(state.sigma0, state.sigma / 2)
