@@ -275,11 +275,13 @@ class DifferentiableClassifier(AudioClassifier):
 
     def predict(self, frames: np.ndarray, signal: np.ndarray | None = None, name: str = "recording") -> Prediction:
         """Eq. 3-4: the mean element posterior of every label; the label is its argmax."""
-        return self._prediction(self.posteriors(frames, signal), len(frames), name)
+        return self._prediction(self.posteriors(frames, signal), frames, name)
 
-    def _prediction(self, post: np.ndarray, n_frames: int, name: str) -> Prediction:
+    def _prediction(self, post: np.ndarray, frames: np.ndarray | None, name: str) -> Prediction:
         if len(post) == 0:
-            raise AudioError(f"{name}: too short for this model ({n_frames} frames; one element is {self.element_frames})")
+            # A system on waveforms may be given no frames at all.
+            n = "no" if frames is None else len(frames)
+            raise AudioError(f"{name}: too short for this model ({n} frames; one element is {self.element_frames})")
         conf = recording_confidence(post)
         return Prediction(self.labels[int(np.argmax(conf))], dict(zip(self.labels, map(float, conf))), len(post))
 
@@ -303,6 +305,6 @@ class DifferentiableClassifier(AudioClassifier):
             for group in groups:
                 mags = [torch.from_numpy(np.array(frames[k], dtype=np.float32)).to(self.device) for k in group]
                 logits = self.logits_many(mags, [None] * len(mags))
-                out += [self._prediction(self.probabilities(l).cpu().numpy(), len(frames[k]), names[k])
+                out += [self._prediction(self.probabilities(l).cpu().numpy(), frames[k], names[k])
                         for k, l in zip(group, logits)]
         return out
