@@ -99,6 +99,22 @@ def foolbox_fmn(wrapper, x, t_idx, steps):
     return clipped[0].numpy()
 
 
+def clips_and_targets(part, labels: list[str], n: int, sr: int):
+    """The first ``n`` test clips of a partition, 30 s as 16-bit samples at ``sr`` Hz, each with a seeded
+    always-wrong target: ``(index, samples, target, target index)``."""
+    rng = np.random.default_rng(0)
+    for i, entry in enumerate(part.items("test")[:n]):
+        x, _ = audio.load(part.root / entry.path, sr=sr, duration=30.0)
+        others = [lab for lab in labels if lab != entry.label]
+        target = others[rng.integers(len(others))]
+        yield i, audio.quantize_pcm16(x), target, labels.index(target)
+
+
+def ball_norm(x: np.ndarray, snr: float) -> float:
+    """The L2 norm of a change to ``x`` at ``snr`` dB."""
+    return float(np.linalg.norm(x.astype(np.float64))) / 10 ** (snr / 20)
+
+
 class QueryCounter:
     """A system seen as ART's black box: square images ``(N, 1, side, side)`` holding a waveform (zero-padded)
     in, each recording's confidences out, through the system's own ``predict_many``; it counts the queries."""
@@ -157,20 +173,14 @@ def black_box(args) -> None:
     """Query-only attacks side by side: musadv --black-box, ART's SquareAttack and HopSkipJump."""
     system = load_system(args.model)
     part = partitions.stratified(datasets.gtzan(GTZAN_MINI), (0.5, 0.25, 0.25), seed=0)
-    test = part.items("test")[: args.clips]
-    rng = np.random.default_rng(0)
+    n_clips = len(part.items("test")[: args.clips])
     snr = float(args.snr.split(",")[-1])
     rows = {}
     work = Path(tempfile.mkdtemp(prefix="musadv-peers-"))
-    print(f"model {args.model}, {len(test)} test clips of gtzan-mini, {snr:g} dB, always-wrong targets; "
+    print(f"model {args.model}, {n_clips} test clips of gtzan-mini, {snr:g} dB, always-wrong targets; "
           f"Square: {args.square_iter} iterations, HopSkipJump: {args.hsj_iter}")
-    for i, entry in enumerate(test):
-        x, _ = audio.load(part.root / entry.path, sr=system.stft.sr, duration=30.0)
-        x = audio.quantize_pcm16(x)
-        others = [lab for lab in system.labels if lab != entry.label]
-        target = others[rng.integers(len(others))]
-        t_idx = system.labels.index(target)
-        eps = float(np.linalg.norm(x.astype(np.float64))) / 10 ** (snr / 20)
+    for i, x, target, t_idx in clips_and_targets(part, system.labels, args.clips, system.stft.sr):
+        eps = ball_norm(x, snr)
         t = time.perf_counter()
         r = attack(system, x, target, AttackConfig(snr_db=snr, stop="label", gradient="queries"))
         runs = [("musadv --black-box", r.audio, r.queries, time.perf_counter() - t)]
@@ -189,7 +199,7 @@ def black_box(args) -> None:
         for name, y, queries, seconds in runs:
             ok, measured = judged(system, y, x, target, work, f"{i}-{name}".replace(" ", "_"))
             rows.setdefault(name, []).append((ok and measured >= snr - 0.05, measured, queries, seconds))
-        print(f"clip {i + 1}/{len(test)} done", flush=True)
+        print(f"clip {i + 1}/{n_clips} done", flush=True)
     print(f"\n{'method':20s} {'success':>8s} {'SNR dB median':>14s} {'queries median':>15s} {'s / example':>12s}")
     for name, v in rows.items():
         print(f"{name:20s} {sum(ok for ok, *_ in v):>4d}/{len(v):<3d} {statistics.median(s for _, s, _, _ in v):14.1f} "
@@ -216,21 +226,15 @@ def main():
     model.requires_grad_(False)
     wrapper = RecordingLogPosterior(model).eval()
     part = partitions.stratified(datasets.gtzan(GTZAN_MINI), (0.5, 0.25, 0.25), seed=0)
-    test = part.items("test")[: args.clips]
-    rng = np.random.default_rng(0)
+    n_clips = len(part.items("test")[: args.clips])
     budgets = [float(v) for v in args.snr.split(",")]
     rows = {}  # (method, budget) -> list of (success, snr, seconds)
     work = Path(tempfile.mkdtemp(prefix="musadv-peers-"))
-    print(f"model {args.model}, {len(test)} test clips of gtzan-mini, torch {torch.__version__}, "
+    print(f"model {args.model}, {n_clips} test clips of gtzan-mini, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    for i, entry in enumerate(test):
-        x, _ = audio.load(part.root / entry.path, sr=model.stft.sr, duration=30.0)
-        x = audio.quantize_pcm16(x)
-        others = [lab for lab in model.labels if lab != entry.label]
-        target = others[rng.integers(len(others))]
-        t_idx = model.labels.index(target)
+    for i, x, target, t_idx in clips_and_targets(part, model.labels, args.clips, model.stft.sr):
         for snr in budgets:
-            eps = float(np.linalg.norm(x.astype(np.float64))) / 10 ** (snr / 20)
+            eps = ball_norm(x, snr)
             t = time.perf_counter()
             r = attack(model, x, target, AttackConfig(snr_db=snr, max_iter=args.steps))
             runs = [("musadv", r.audio, time.perf_counter() - t)]
@@ -251,7 +255,7 @@ def main():
         for name, y, seconds in runs:
             ok, measured = judged(model, y, x, target, work, f"{i}-{name}".replace(" ", "_"))
             rows.setdefault((name, "minimal"), []).append((ok, measured, seconds))
-        print(f"clip {i + 1}/{len(test)} done", flush=True)
+        print(f"clip {i + 1}/{n_clips} done", flush=True)
     print(f"\n{'method':20s} {'budget':>8s} {'success':>8s} {'SNR dB median':>14s} {'min':>6s} {'s / example':>12s}")
     for (name, budget), v in rows.items():
         # An unchanged file (the model already said the target) has SNR inf: it counts as the largest.
