@@ -141,8 +141,8 @@ class AttackConfig:
     query_pairs : int
         ``'queries'``: antithetic pairs of candidates per estimated step.
     query_sigma : float
-        ``'queries'``: the smoothing scale the estimate starts at, as the standard deviation of
-        each tile's log-gain (it grows on saturated confidences, see :mod:`musadv.queries`).
+        ``'queries'``: the smoothing scale the estimate starts at, a candidate's change over the
+        recording's norm (it grows on saturated confidences, see :mod:`musadv.queries`).
     query_segment_s : float
         ``'queries'``: seconds of frames per tile (a tile is a critical band of a segment).
     """

@@ -5,20 +5,21 @@ and nothing else, so it attacks what has no gradient (a random forest, the MFCC 
 system behind a service) and what hides its gradient (a front end that rounds, a detached
 input). Its step is an antithetic NES estimate (Ilyas et al. 2018) of the gradient of a margin
 loss on the recording's confidences (:func:`query_loss`), in a space of few dimensions: one
-log-gain per *tile*, a critical band (:func:`musadv.psychoacoustics.critical_bands`) by a
-segment of frames (:class:`TileGrid`). A candidate multiplies the iterate's STFT by
-``exp(+-sigma u)`` tile by tile (``u`` standard normal) and is judged as the waveform its
-inverse STFT gives: every query is a real recording. The estimate ``g`` is a gradient in the
-log-magnitudes; the adversary's loop takes ``mags * g`` where the autograd gradient would be
-(its step ``max(0, 1 - step g)`` then scales each tile as a whole), and everything after it,
-momentum, the masking bound, the SNR ball, the 16-bit rounding, the stopping rule, is the one
-loop of :mod:`musadv.attack`.
+value per *tile*, a critical band (:func:`musadv.psychoacoustics.critical_bands`) by a segment
+of frames (:class:`TileGrid`). A candidate adds ``+-sigma u p`` to the iterate's magnitudes
+(``u`` standard normal, one draw per tile; ``p`` the :func:`profile`, the square root of the
+magnitudes scaled to their norm) with the iterate's phase, and is judged as the waveform its
+inverse STFT gives: every query is a real recording. The estimate ``g`` per tile, spread over
+the tile's bins as ``p g``, takes the place of the autograd gradient in the adversary's loop;
+everything after it, momentum, the masking bound, the SNR ball, the 16-bit rounding, the
+stopping rule, is the one loop of :mod:`musadv.attack`. Each estimate is blended with the last
+one (:data:`PRIOR_WEIGHT`, Ilyas et al. 2019's time prior).
 
 Saturated confidences (a forest whose windows all vote for one label, or a system that gives a
-label only) make every candidate's loss the same, and the estimate zero. Then ``sigma`` doubles
+label only) leave the target's confidence the same in every candidate. Then ``sigma`` doubles
 for that recording, up to :data:`MAX_SIGMA`: the gradient of the loss smoothed at a larger
 scale, which reaches the nearest change of vote (what a decision-based attack estimates); once
-candidates differ again it halves back towards its start.
+some candidate moves the target's confidence it halves back towards its start.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class QueryState:
     ----------
     grid : TileGrid
     sigma : float
-        The current smoothing scale (log-gain of a tile).
+        The current smoothing scale (a candidate's change over the recording's norm).
     sigma0 : float
         Where ``sigma`` starts and returns to.
     rng : np.random.Generator
@@ -193,8 +194,8 @@ def estimate_gradients(model: AudioClassifier, goal: str, items: list[tuple], pa
     list of tuple
         Per recording ``(confidence, loss, gradient or None, queries)``: the iterate's
         confidences ``(n_labels,)`` and loss, the estimated gradient in the magnitudes
-        ``(n_frames, n_bins)`` (``mags * g`` for the log-magnitude estimate ``g``; zeros when no
-        candidate pair differed, and ``sigma`` then grows), and the predictions made.
+        ``(n_frames, n_bins)`` (``p g`` for the per-tile estimate ``g`` and the :func:`profile`
+        ``p``; zeros when no candidate pair differed), and the predictions made.
     """
     cfg = model.stft
     frames, signals, names, owners, draws = [], [], [], [], {}
