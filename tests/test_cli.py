@@ -182,6 +182,31 @@ def test_a_run_with_inputs_that_fail_exits_1_and_says_how_many(trained_dnn, lear
     assert r.returncode == 1 and "1 of 1 recordings could not be attacked" in r.stderr
 
 
+def test_a_forest_attacked_through_queries_guided_by_its_network_from_the_command_line(trained_dnn, forest, learn_cache,
+                                                                                         tmp_path):
+    r = _run("attack", forest, "--split", "test", "--cache", learn_cache.path, "--limit", 2, "--policy", "all_wrong",
+             "--stop", "label", "--black-box", "--surrogate", trained_dnn.path, "--out", tmp_path / "bb", "--quiet",
+             "--no-report")
+    assert r.returncode == 0, r.stderr
+    assert "queries per example: median" in r.stdout
+    settings = json.loads((tmp_path / "bb" / "run.json").read_text())
+    assert settings["attack"]["gradient"] == "queries"
+    assert settings["attack"]["surrogate"]["model"] == str(Path(trained_dnn.path).resolve())
+    traces = list(csv.DictReader(open(tmp_path / "bb" / "traces.csv")))
+    assert traces and all(int(t["queries"]) >= 2 for t in traces)
+    # Resuming with another surrogate would mix two attacks in one run.
+    r = _run("attack", forest, "--split", "test", "--cache", learn_cache.path, "--limit", 2, "--policy", "all_wrong",
+             "--stop", "label", "--black-box", "--out", tmp_path / "bb", "--quiet")
+    _one_line_error(r, "attack setting surrogate")
+    r = _run("attack", forest, "--split", "test", "--cache", learn_cache.path, "--surrogate", trained_dnn.path,
+             "--out", tmp_path / "x")
+    assert r.returncode == 2 and "--surrogate guides an attack through queries: give --black-box" in r.stderr
+    r = _run("attack", forest, "--split", "test", "--cache", learn_cache.path, "--black-box", "--surrogate", forest,
+             "--out", tmp_path / "x")
+    assert r.returncode == 2 and "surrogate must be a DifferentiableClassifier" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_settings_are_checked_before_any_work(trained_dnn, learn_cache, tmp_path):
     good = learn_cache.source(learn_cache.split("test")[0])
     r = _run("attack", trained_dnn.path, good, "--target", "polka", "--out", tmp_path / "polka")

@@ -1,5 +1,7 @@
 """musadv.queries: the query-only adversary's step, and the adversary's loop driven by it."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,8 @@ import torch
 from musadv import synth
 from musadv.attack import AttackConfig, attack, attack_many, minimize, snr_db
 from musadv.errors import MusadvError
-from musadv.interface import AudioClassifier, Prediction, recording_confidence
-from musadv.queries import MAX_SIGMA, QueryState, estimate_gradients, query_loss, tile_grid
+from musadv.interface import AudioClassifier, DifferentiableClassifier, Prediction, recording_confidence
+from musadv.queries import MAX_SIGMA, TRANSFER_PATIENCE, QueryState, estimate_gradients, query_loss, tile_grid
 from musadv.spectral import STFTConfig, complex_abs, stft
 from musadv.systems import load_system
 
@@ -33,6 +35,18 @@ class Constant(AudioClassifier):
 
     def predict(self, frames, signal=None, name="recording"):
         return Prediction(self.labels[0], {lab: float(i == 0) for i, lab in enumerate(self.labels)}, 1)
+
+
+class Turned(torch.nn.Module, DifferentiableClassifier):
+    """A network's values with its gradient turned around: a surrogate that misleads."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.labels, self.stft, self.element_frames = net, net.labels, net.stft, net.element_frames
+        self.info, self.path = {}, None
+
+    def logits(self, mags, phase=None):
+        return self.net.logits(2 * mags.detach() - mags)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +174,60 @@ def test_the_forest_and_the_baseline_are_attacked_through_queries(forest, baseli
             assert r.snr_wave_db >= 10.0 and r.queries <= 2 + 40 * 21  # the original twice, then 40 rounds
             fooled += r.success
         assert fooled >= 2, spec
+
+
+def test_a_surrogate_guides_the_forest_down_with_one_query_a_step(trained_dnn, forest, learn_cache):
+    """The forest that holds at 15 dB against estimates (above) falls when the network its features come
+    from guides the steps (two of the three recordings); each step then costs one query, the judgement
+    of the new iterate."""
+    system = load_system(forest)
+    config = AttackConfig(gradient="queries", snr_db=15, stop="label", max_iter=40)
+    guided = replace(config, surrogate=trained_dnn)
+    fooled = 0
+    for entry in learn_cache.split("test")[:8:3]:
+        y = learn_cache.signal(entry)
+        target = _wrong(system, y)
+        r = attack(system, y, target, guided)
+        assert r.snr_wave_db >= 15.0
+        if r.success:
+            fooled += 1
+            # The original judged twice (before, and as the loop's first iterate), then one query a step.
+            assert [t["queries"] for t in r.trace] == list(range(2, r.iterations + 3)) == list(range(2, r.queries + 1))
+    assert fooled >= 2
+
+
+def test_a_misleading_surrogate_gives_way_to_estimates(trained_dnn, clip):
+    service = OnlyPredict(trained_dnn)
+    target = _wrong(trained_dnn, clip)
+    config = AttackConfig(gradient="queries", snr_db=15, stop="label", max_iter=60, surrogate=Turned(trained_dnn))
+    r = attack(service, clip, target, config)
+    assert r.success and r.queries == service.asked
+    # An iteration's count holds its judgement and its step's candidates: none for a transfer step,
+    # 2 x 10 for an estimated one. The turned gradient does not lower the loss: once TRANSFER_PATIENCE
+    # judgements in a row (the original's two included) bring no new low, estimates take over for good.
+    asked = [t["queries"] for t in r.trace]
+    costs = np.diff(asked).tolist()
+    transfer = costs.index(21) + 1  # steps that followed the surrogate, the first one's in asked[0]
+    assert asked[0] == 2 and costs == [1] * (transfer - 1) + [21] * (len(costs) - transfer + 1)
+    losses = [t["loss"] for t in r.trace]
+    assert transfer == TRANSFER_PATIENCE  # the turned gradient never lowered the loss below the original's
+    assert min(losses[1 : transfer + 1]) > losses[0]
+
+
+def test_a_surrogate_must_hear_what_the_system_hears(trained_dnn, clip):
+    other = OnlyPredict(trained_dnn)
+    other.stft = STFTConfig(sr=trained_dnn.stft.sr, n_fft=2048, hop=1024)
+    target = _wrong(trained_dnn, clip)
+    with pytest.raises(MusadvError, match="its gradient must be in the same magnitudes"):
+        attack(other, clip, target, AttackConfig(gradient="queries", surrogate=trained_dnn))
+    renamed = OnlyPredict(trained_dnn)
+    renamed.labels = [f"x{lab}" for lab in trained_dnn.labels]
+    with pytest.raises(MusadvError, match="has no label x"):
+        attack(renamed, clip, "x" + target, AttackConfig(gradient="queries", surrogate=trained_dnn))
+    with pytest.raises(ValueError, match="surrogate guides a query-only attack"):
+        AttackConfig(surrogate=trained_dnn)
+    with pytest.raises(ValueError, match="DifferentiableClassifier"):
+        AttackConfig(gradient="queries", surrogate=Constant(["a"]))
 
 
 def test_settings_a_query_only_attack_cannot_follow_are_refused(trained_dnn):

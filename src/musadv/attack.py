@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -145,6 +145,11 @@ class AttackConfig:
         recording's norm (it grows on saturated confidences, see :mod:`musadv.queries`).
     query_segment_s : float
         ``'queries'``: seconds of frames per tile (a tile is a critical band of a segment).
+    surrogate : DifferentiableClassifier or None
+        ``'queries'``: a network whose gradient guides the steps while it lowers the system's
+        loss (a transfer prior, :mod:`musadv.queries`); it has the system's analysis settings
+        and every target among its labels. The system is judged by its predictions alone.
+        ``None`` (default): every step is estimated from queries.
     """
 
     snr_db: float | None = 15.0
@@ -166,6 +171,7 @@ class AttackConfig:
     query_pairs: int = 10
     query_sigma: float = 0.1
     query_segment_s: float = 1.0
+    surrogate: DifferentiableClassifier | None = None
 
     def __post_init__(self):
         if self.goal not in GOALS:
@@ -210,6 +216,12 @@ class AttackConfig:
             if self.robust_to:
                 raise ValueError("a query-only attack does not yet make examples robust to transformations: "
                                  "leave out robust_to")
+        if self.surrogate is not None:
+            if not isinstance(self.surrogate, DifferentiableClassifier):
+                raise ValueError("surrogate must be a DifferentiableClassifier (a network with a gradient)")
+            if self.gradient != "queries":
+                raise ValueError("a surrogate guides a query-only attack (gradient='queries'); a gradient attack has "
+                                 "the system's own gradient")
         if self.max_queries is not None and self.max_queries < 1:
             raise ValueError(f"max_queries must be >= 1 (or None), not {self.max_queries}")
         if self.query_pairs < 1:
@@ -221,7 +233,12 @@ class AttackConfig:
 
     def to_dict(self) -> dict:
         """The settings, JSON-ready (what a run records and compares on resuming)."""
-        return {**asdict(self), "robust_to": [t.settings() for t in self.robust_to]}
+        from .runs import model_name, system_sha256
+
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}
+        surrogate = None if self.surrogate is None else {"model": model_name(self.surrogate),
+                                                           "sha256": system_sha256(self.surrogate)}
+        return {**settings, "robust_to": [t.settings() for t in self.robust_to], "surrogate": surrogate}
 
 
 @dataclass
@@ -526,12 +543,16 @@ def attack_many(model: AudioClassifier, signals: list, targets: list[str], confi
     for target in targets:
         if target not in model.labels:
             raise MusadvError(f"target {target!r} is not one of the model's labels {model.labels}")
+    if config.surrogate is not None:
+        _check_surrogate(config.surrogate, model, targets)
     t0 = time.perf_counter()
     cfg = model.stft
     states = [_Iterate(model, signal, model.labels.index(target), config, None if starts is None else starts[k],
                        None if rngs is None else rngs[k])
               for k, (signal, target) in enumerate(zip(signals, targets))]
-    with evaluating(model) if isinstance(model, torch.nn.Module) else nullcontext():
+    surrogate = config.surrogate
+    with (evaluating(model) if isinstance(model, torch.nn.Module) else nullcontext(),
+          evaluating(surrogate) if isinstance(surrogate, torch.nn.Module) else nullcontext()):
         if config.gradient == "queries":
             for st in states:
                 st.z = st.space.x
@@ -634,8 +655,10 @@ def minimize(model: AudioClassifier, signal, target: str, config: AttackConfig =
 
     def level(snr: float, start) -> AttackResult:
         result = attack(model, signal, target, level_config(snr), start=start)
-        # Every judgement in order; a level's first judges its start.
-        trace.extend({**t, "iteration": len(trace) + i} for i, t in enumerate(result.trace))
+        # Every judgement in order; a level's first judges its start; queries count on over the levels.
+        asked = sum(lv["queries"] for lv in levels) if config.gradient == "queries" else 0
+        trace.extend({**t, "iteration": len(trace) + i, **({"queries": t["queries"] + asked} if "queries" in t else {})}
+                     for i, t in enumerate(result.trace))
         levels.append({"snr_bound_db": snr, "success": result.success, "snr_wave_db": result.snr_wave_db,
                        "iterations": result.iterations, "queries": result.queries, "seconds": result.seconds})
         return result
@@ -827,7 +850,7 @@ class _Iterate:
             self.draws = Draws(config.robust_to, config.draws, rng, cfg.sr, space.x.shape[-1])
         if config.gradient == "queries":
             self.query = QueryState(tile_grid(self.mag0.shape[0], cfg, config.query_segment_s, device),
-                                    config.query_sigma, config.query_sigma, rng)
+                                    config.query_sigma, config.query_sigma, rng, transfer=config.surrogate is not None)
 
     def affords_step(self, config: AttackConfig) -> bool:
         """Whether the query budget leaves room for this judgement, a step's estimate and the next judgement."""
@@ -885,19 +908,41 @@ def _query_judge(model: AudioClassifier, states: list[_Iterate], specs: list, ma
                  config: AttackConfig) -> list[tuple]:
     """:func:`_judge_many`'s answer from queries alone (:func:`musadv.queries.estimate_gradients`); each
     state counts the predictions made for it."""
-    items = [(spec, m, st.z, st.t_idx, st.query, want, "recording")
-             for st, spec, m, want in zip(states, specs, mags, wants)]
+    # Decided before the judgement: a transfer step needs no candidates.
+    transfer = [want and st.query.transfer for st, want in zip(states, wants)]
+    items = [(spec, m, st.z, st.t_idx, st.query, want and not moved, "recording")
+             for st, spec, m, want, moved in zip(states, specs, mags, wants, transfer)]
     try:
         judged = estimate_gradients(model, config.goal, items, config.query_pairs)
     except MusadvError:
         raise
     except Exception as exc:  # the user's own system: one line naming it
         raise MusadvError(f"{system_name(model)}: raised {type(exc).__name__} when asked to predict: {exc}") from exc
+    guided = [k for k, moved in enumerate(transfer) if moved]
+    if guided:
+        surrogate = config.surrogate
+        guides = _judge_many(surrogate, [mags[k].to(surrogate.device) for k in guided],
+                             [_phase(surrogate, specs[k].to(surrogate.device)) for k in guided],
+                             [surrogate.labels.index(model.labels[states[k].t_idx]) for k in guided],
+                             need_grad=True, scale_free=True, goal=config.goal)
+        for k, (_, _, grad, _) in zip(guided, guides):
+            conf, loss, _, queries = judged[k]
+            judged[k] = (conf, loss, grad.to(mags[k].device), queries)
     out = []
     for st, (conf, loss, grad, queries) in zip(states, judged):
         st.queries += queries
         out.append((conf, loss, grad, []))
     return out
+
+
+def _check_surrogate(surrogate: DifferentiableClassifier, model: AudioClassifier, targets: list[str]) -> None:
+    """Refuse, in one line, a surrogate whose gradient is not in the system's magnitudes or lacks a target."""
+    if surrogate.stft != model.stft:
+        raise MusadvError(f"surrogate {system_name(surrogate)} analyses {surrogate.stft.to_dict()}, the system "
+                          f"{model.stft.to_dict()}: its gradient must be in the same magnitudes")
+    missing = sorted(set(targets) - set(surrogate.labels))
+    if missing:
+        raise MusadvError(f"surrogate {system_name(surrogate)} has no label {', '.join(missing)}")
 
 
 def _check_gradient(model: DifferentiableClassifier, grad: torch.Tensor) -> None:
@@ -939,6 +984,8 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
             dist = _distance(st.w, st.space.X)
             snr = 20 * math.log10(st.X_norm / dist) if dist > 0 else math.inf
             entry = {"iteration": it, "loss": loss, "target_posterior": float(conf[st.t_idx]), "snr_db": snr}
+            if config.gradient == "queries":
+                entry["queries"] = st.queries  # every prediction so far: this judgement's and its step's candidates
             if config.robust_to:
                 # The copy furthest from the goal: what a robust adversary's progress is.
                 worst = max if config.goal == "remove" else min

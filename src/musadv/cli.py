@@ -403,6 +403,10 @@ _shared_transform_settings = [
                    "the finding is said in one line; autograd: such a model is refused.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None,
               help="Through queries: most predictions per example (the default: as many as --max-iter steps take).")
+@click.option("--surrogate", "surrogate_spec", default=None, metavar="MODEL",
+              help="With --black-box: a network on the same analysis settings and labels (the DNN a forest's features "
+                   "come from, any model you have) whose gradient guides the steps while it lowers MODEL's loss; MODEL "
+                   "is still judged by its predictions alone.")
 @click.option("--query-check", type=click.IntRange(min=0), default=500, show_default=True,
               help="A gradient attack's example whose file misses its goal is tried again through at most this many "
                    "queries; queries succeeding where gradients failed flag a masked gradient (0: no check).")
@@ -411,8 +415,8 @@ _shared_transform_settings = [
 @_device_option
 def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_limit, step, step_fraction, threshold, stop, goal,
                max_iter, momentum, order, float_wav, model_rate, repairs, visqol, nmr, minimize, limit, duration, seed, out, quiet,
-               no_report, masking_db, batch, robust_to, draws, black_box, gradient, max_queries, query_check, engine, device,
-               **settings):
+               no_report, masking_db, batch, robust_to, draws, black_box, gradient, max_queries, surrogate_spec, query_check,
+               engine, device, **settings):
     """Make MODEL say a chosen label for FILES, or for every recording of a --split, within an SNR.
 
     Writes the adversarial WAVs, results.csv (one row per example, judged on the decoded file),
@@ -451,11 +455,17 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
         if minimize:
             raise click.UsageError("--minimize seeks where the label changes; --robust-to is judged on transformed copies "
                                    "too: not both")
+    surrogate = None
+    if surrogate_spec is not None:
+        if not black_box:
+            raise click.UsageError("--surrogate guides an attack through queries: give --black-box")
+        surrogate = _load_any_model(surrogate_spec, device)
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,
                               quantize=not float_wav, goal=goal, masking_db=masking_db, robust_to=robust, draws=draws,
-                              gradient="queries" if black_box else "autograd", max_queries=max_queries)
+                              gradient="queries" if black_box else "autograd", max_queries=max_queries,
+                              surrogate=surrogate)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if max_queries is not None and not black_box and gradient == "autograd":

@@ -20,6 +20,14 @@ label only) leave the target's confidence the same in every candidate. Then ``si
 for that recording, up to :data:`MAX_SIGMA`: the gradient of the loss smoothed at a larger
 scale, which reaches the nearest change of vote (what a decision-based attack estimates); once
 some candidate moves the target's confidence it halves back towards its start.
+
+A *surrogate* (a network the attacker has, on the same analysis and labels) can guide the step:
+a transfer prior (Papernot et al. 2016's transfer; Cheng et al. 2019's prior-guided search). Its
+gradient, not an estimate, is each step while the system's loss keeps reaching new lows, one
+query a step (the iterate's judgement); once :data:`TRANSFER_PATIENCE` judgements in a row bring
+no new low, the recording's steps are estimated from queries for the rest of its attack
+(:meth:`QueryState.heed`; the step asked in the same call as the last of them still follows the
+surrogate). The system is still judged by its predictions alone.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ import torch
 from .interface import AudioClassifier
 from .spectral import STFTConfig, complex_abs, istft, stft
 
-__all__ = ["TileGrid", "tile_grid", "query_loss", "QueryState", "estimate_gradients", "LOSS_FLOOR", "MAX_SIGMA"]
+__all__ = ["TileGrid", "tile_grid", "query_loss", "QueryState", "estimate_gradients", "LOSS_FLOOR", "MAX_SIGMA",
+           "TRANSFER_PATIENCE"]
 
 #: Weight of the last estimate in each new one (Ilyas et al. 2019's time prior): the gradient changes
 #: little from one step to the next, the noise of an estimate from few queries does.
@@ -43,6 +52,10 @@ LOSS_FLOOR = 1e-4
 #: The largest smoothing scale (a candidate's change over the recording's norm) a recording's estimate
 #: may grow to on saturated confidences.
 MAX_SIGMA = 2.0
+#: Steps along a surrogate's gradient without a new low of the system's loss before a recording's
+#: steps are estimated from queries instead: a vote share moves in jumps, so a step that leaves it
+#: where it was is not yet a failed transfer.
+TRANSFER_PATIENCE = 10
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,14 @@ class QueryState:
         Where ``sigma`` starts and returns to.
     rng : np.random.Generator
         The draws of the candidates (an example's own, so runs repeat).
+    prior : torch.Tensor or None
+        The last estimate per tile ``(n_segments, n_bands)`` (the time prior).
+    transfer : bool
+        Whether the next step follows a surrogate's gradient rather than an estimate.
+    best_loss : float
+        The lowest loss judged so far.
+    stale : int
+        Judgements since ``best_loss`` was last lowered.
     """
 
     grid: TileGrid
@@ -131,6 +152,19 @@ class QueryState:
     sigma0: float
     rng: np.random.Generator
     prior: torch.Tensor | None = None
+    transfer: bool = False
+    best_loss: float = math.inf
+    stale: int = 0
+
+    def heed(self, loss: float) -> None:
+        """Take in the loss of the iterate just judged; a transfer that has not lowered it for
+        :data:`TRANSFER_PATIENCE` judgements gives way to estimates."""
+        if loss < self.best_loss:
+            self.best_loss, self.stale = loss, 0
+        else:
+            self.stale += 1
+        if self.transfer and self.stale >= TRANSFER_PATIENCE:
+            self.transfer = False
 
 
 def profile(mags: torch.Tensor) -> torch.Tensor:
@@ -219,6 +253,7 @@ def estimate_gradients(model: AudioClassifier, goal: str, items: list[tuple], pa
         rows = torch.nonzero(owners_t == k).ravel()
         conf = conf_all[rows[0]]
         loss = float(query_loss(goal, conf, target))
+        state.heed(loss)
         grad = None
         if need_grad:
             losses = query_loss(goal, conf_all[rows[1:]], target)

@@ -16,7 +16,8 @@ A run directory holds:
     reference code's measure), SNR on the magnitudes, ViSQOL MOS-LQO if asked for, repair
     rounds, iterations, seconds.
 ``traces.csv``
-    Every iteration of every example: loss, target posterior, SNR.
+    Every iteration of every example: loss, target posterior, SNR (and, through queries, the
+    predictions made so far).
 ``metrics.json``
     Figures of merit of the attacked system (decoded labels against the truth), success rates,
     SNR statistics, and the examples whose written file missed its target even after repair.
@@ -176,7 +177,8 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         rounds += 1
         result = attack(model, rec, target, repair_config, start=written, rng=example_rng(seed, ex_id, rounds))
         # Its iteration 0 judges the written file again: the trace goes on from there.
-        trace += [{**t, "iteration": t["iteration"] + iterations} for t in result.trace[1:]]
+        trace += [{**t, "iteration": t["iteration"] + iterations,
+                   **({"queries": t["queries"] + queries} if "queries" in t else {})} for t in result.trace[1:]]
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
         if queries is not None:
             queries += result.queries
@@ -602,7 +604,9 @@ def summarise(out_dir: str | os.PathLike, labels: list[str]) -> dict:
     write_csv_atomic(out / "results.csv", [{k: r.get(k) for k in fields} for r in records], fields)
     traces = [{"example": r["example"], **t} for r in records for t in r["trace"]]
     trace_fields = ["example", "iteration", "loss", "target_posterior", "snr_db"]
-    write_csv_atomic(out / "traces.csv", traces, trace_fields + (["worst_posterior"] if kinds else []))
+    trace_fields += ["worst_posterior"] if kinds else []
+    trace_fields += ["queries"] if any("queries" in t for t in traces) else []
+    write_csv_atomic(out / "traces.csv", traces, trace_fields)
     known = [r for r in records if r["true"]]
     changed = [r for r in records if r["snr_wave_db"] is not None]
     column = lambda key: np.array([r[key] for r in changed if r.get(key) is not None], dtype=float)  # noqa: E731
