@@ -14,6 +14,7 @@ from musadv.attack import AttackConfig, attack
 from musadv.checks import check_gradient
 from musadv.errors import MusadvError
 from musadv.interface import DifferentiableClassifier
+from musadv.report import write_report
 from musadv.runs import recordings_from_split, run_attacks
 
 FRONT_ENDS = '''
@@ -183,6 +184,8 @@ def test_queries_that_succeed_where_gradients_failed_flag_a_masked_gradient(fron
                           "examples the gradient attack missed"]
     rows = list(csv.DictReader(open(tmp_path / "checked" / "results.csv")))
     assert sum(int(r["query_check_success"]) for r in rows) == m["query_check"]["n_fooled"]
+    page = write_report(tmp_path / "checked").read_text()
+    assert f"Flag: {m['flags'][0]}." in page and "examples the gradient attack missed were reached through queries" in page
     for r in json.loads((tmp_path / "checked" / "metrics.json").read_text())["query_check"]["fooled"]:
         record = json.loads((tmp_path / "checked" / "examples" / f"{r}.json").read_text())
         check = record["query_check"]

@@ -185,10 +185,13 @@ def test_a_run_with_inputs_that_fail_exits_1_and_says_how_many(trained_dnn, lear
 def test_a_forest_attacked_through_queries_guided_by_its_network_from_the_command_line(trained_dnn, forest, learn_cache,
                                                                                          tmp_path):
     r = _run("attack", forest, "--split", "test", "--cache", learn_cache.path, "--limit", 2, "--policy", "all_wrong",
-             "--stop", "label", "--black-box", "--surrogate", trained_dnn.path, "--out", tmp_path / "bb", "--quiet",
-             "--no-report")
+             "--stop", "label", "--black-box", "--surrogate", trained_dnn.path, "--out", tmp_path / "bb", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "queries per example: median" in r.stdout
+    page = (tmp_path / "bb" / "report.html").read_text()
+    assert "Each step from queries alone" in page and f"surrogate {Path(trained_dnn.path).resolve()}" in page
+    median = json.loads((tmp_path / "bb" / "metrics.json").read_text())["queries"]["median"]
+    assert f"{int(median)} queries per example (median" in page
     settings = json.loads((tmp_path / "bb" / "run.json").read_text())
     assert settings["attack"]["gradient"] == "queries"
     assert settings["attack"]["surrogate"]["model"] == str(Path(trained_dnn.path).resolve())

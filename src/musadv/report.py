@@ -262,6 +262,14 @@ the original's masking threshold per critical band, MPEG-1 psychoacoustic model 
 {% if sec.robust %}Fresh transformed copies of the written files (10 draws of each random transformation, never seen by the adversary, one
 of a fixed one; each judged as its 16-bit file) keep the target, over the examples that reached it:
 {% for kind, v in sec.metrics.held_out.items() %}{{ kind }} {{ pct(v) }}{{ ", " if not loop.last else "." }}{% endfor %}{% endif %}
+{% if sec.attack.get("gradient") == "queries" %}Each step from queries alone (the system's predictions of changed copies){% if sec.attack.get("surrogate") %},
+guided while it lowered the loss by the gradient of the surrogate {{ sec.attack.surrogate.model }}{% endif %}{% if sec.metrics.get("queries") %}:
+{{ "%d"|format(sec.metrics.queries.median) }} queries per example (median; max {{ "%d"|format(sec.metrics.queries.max) }}){% endif %}.
+{% endif %}{% if sec.metrics.get("gradient_check") %}{% set gc = sec.metrics.gradient_check %}Gradient check on {{ gc.recording }}:
+{{ (gc.problems + gc.warnings)|join("; ") or "gradient usable" }} (attacked through {{ gc.attacked_through }}).
+{% endif %}{% if sec.metrics.get("query_check") %}Query check: {{ sec.metrics.query_check.n_fooled }} of the {{ sec.metrics.query_check.n_tried }}
+examples the gradient attack missed were reached through queries.
+{% endif %}{% for flag in sec.metrics.get("flags") or [] %}<b class="bad">Flag: {{ flag }}.</b> {% endfor %}
 {% if sec.metrics.failed %}<b class="bad">{{ sec.metrics.failed|length }} written files miss their target.</b>{% endif %}
 {% if sec.metrics.lost_when_written %}<b class="bad">{{ sec.metrics.lost_when_written|length }} examples lost their target when written as 16-bit WAV.</b>{% endif %}</p>
 <div class="figs">{% for f in sec.figures %}<img src="{{ f }}" alt="confusion matrix">{% endfor %}</div>
@@ -279,7 +287,7 @@ of a fixed one; each judged as its 16-bit file) keep the target, over the exampl
 <td class="{{ 'ok' if ex.success == '1' else 'bad' }}">{{ ex.decoded_label }}</td><td>{{ "%.2f"|format(ex.decoded_conf|float) }}</td>
 <td>{{ fmt(ex.snr_wave_db, 1) }} / {{ fmt(ex.get("snr_trim_db"), 1) }} / {{ fmt(ex.snr_mag_db, 1) }}</td>
 <td>{{ fmt(ex.get("visqol_mos"), 2) }}</td><td>{{ fmt(ex.get("nmr_db"), 1) }}{% if ex.get("above_mask_share") not in (none, "") %}
-({{ "%.2f"|format(100 * ex.above_mask_share|float) }} %){% endif %}</td>{% if sec.robust %}<td>{% for kind in sec.robust %}{{ kind }} {{ pct(ex.get("held_out_" ~ kind)|float) }}{{ ", " if not loop.last }}{% endfor %}</td>{% endif %}<td>{{ ex.iterations }}{% if ex.get("repairs") not in (none, "", "0") %} ({{ ex.repairs }} repair){% endif %}</td>
+({{ "%.2f"|format(100 * ex.above_mask_share|float) }} %){% endif %}</td>{% if sec.robust %}<td>{% for kind in sec.robust %}{{ kind }} {{ pct(ex.get("held_out_" ~ kind)|float) }}{{ ", " if not loop.last }}{% endfor %}</td>{% endif %}<td>{{ ex.iterations }}{% if ex.get("repairs") not in (none, "", "0") %} ({{ ex.repairs }} repair){% endif %}{% if ex.get("queries") not in (none, "") %}<br>{{ ex.queries }} queries{% endif %}</td>
 <td>{% if ex.spectrum %}<img src="{{ ex.spectrum }}" alt="spectra" width="480"><img src="{{ ex.trace }}" alt="trace" width="260">{% endif %}</td></tr>{% endfor %}</table>
 {% if sec.examples|length > sec.n_detailed %}<p class="small">Figures for the first {{ sec.n_detailed }} examples.</p>{% endif %}
 {% endfor %}
