@@ -43,12 +43,13 @@ import numpy as np
 import torch
 
 from .audio import quantize_pcm16
+from .checks import NO_GRAPH, gradient_problem
 from .errors import MusadvError
 from .interface import AudioClassifier, DifferentiableClassifier, evaluating, recording_confidence, system_name, unit_phase
 from .queries import QueryState, estimate_gradients, tile_grid
 from .recording import Recording, edge_samples
 from .robust import Draws, differentiable
-from .spectral import STFTConfig, complex_abs, istft, stft
+from .spectral import STFTConfig, complex_abs, istft, l2_norm, stft
 from .goals import GOALS, goal_candidates, goal_reached
 from .taggers import TAG_THRESHOLD
 from .transforms import Transformation
@@ -310,11 +311,6 @@ class AttackResult:
         return goal_reached(self.goal, self.target, self.label_after, self.confidence_after)
 
 
-def _norm(v: torch.Tensor) -> float:
-    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast)."""
-    return math.sqrt(float(v.square().sum()))
-
-
 def _distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """``||a - b||`` a stretch at a time along the last axis (no temporary the size of a file)."""
     total = 0.0
@@ -355,7 +351,7 @@ def snr_db(reference, perturbed, trim: int = 0) -> float:
 
 def ball_radius(reference: torch.Tensor, snr: float) -> float:
     """Largest perturbation norm that keeps ``snr`` dB: ``||reference|| / 10^(snr/20)``."""
-    return _norm(reference) / 10 ** (snr / 20)
+    return l2_norm(reference) / 10 ** (snr / 20)
 
 
 def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.Tensor:
@@ -366,7 +362,7 @@ def project_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.
     Returns ``z`` itself when it is inside the ball.
     """
     diff = z - center
-    dist = _norm(diff)
+    dist = l2_norm(diff)
     if dist <= radius:
         return z
     if radius <= 0:
@@ -419,13 +415,9 @@ def _judge_many(model: DifferentiableClassifier, mags: list, phases: list, targe
     grads = [None] * len(mags)
     if need_grad:
         total = torch.stack(means).sum()
-        if not total.requires_grad:
-            raise MusadvError(f"{system_name(model)}: gives no gradient in its input magnitudes (its front end detaches "
-                              "them?); attack it through queries (--black-box)")
-        grads = torch.autograd.grad(total, mags, allow_unused=True)
+        grads = torch.autograd.grad(total, mags, allow_unused=True) if total.requires_grad else [None] * len(mags)
         if any(g is None for g in grads):
-            raise MusadvError(f"{system_name(model)}: its logits do not depend on its input magnitudes through "
-                              "autograd; attack it through queries (--black-box)")
+            raise MusadvError(f"{system_name(model)}: {NO_GRAPH}; attack it through queries (--black-box)")
     return [(c[0], float(loss.detach()), grad, c[1:]) for c, loss, grad in zip(confs, means, grads)]
 
 
@@ -718,7 +710,7 @@ class _FileSpace:
         A start from a bigger ball (a warm start of :func:`minimize`) keeps the direction of its
         change; a start already inside the ball is left as it is.
         """
-        if self.radius is None or _norm(w - self.X) <= self.radius:
+        if self.radius is None or l2_norm(w - self.X) <= self.radius:
             return w
         w = project_ball(w.clone(), self.X, self.radius)
         return quantize_pcm16(w) if self.quantize else w
@@ -732,7 +724,7 @@ class _FileSpace:
             change = torch.from_numpy(self.rec.to_file_rate(torch.sub(y, self.x).cpu().numpy())).to(y.device)
             if radius is not None:
                 # The same change enters every channel: its norm over the file is sqrt(C) |change|.
-                dist = _norm(change) * math.sqrt(self.rec.n_channels)
+                dist = l2_norm(change) * math.sqrt(self.rec.n_channels)
                 if dist > radius:
                     change.mul_(radius / dist)
             w = self.X + change
@@ -777,7 +769,7 @@ def _step_size(config: AttackConfig, grad: torch.Tensor, mag0_norm: float) -> fl
     """The multiplier of the gradient: the paper's mu, or ``step_fraction`` of the ball's radius over ``||grad||``."""
     if config.step is not None:
         return config.step
-    g = _norm(grad)
+    g = l2_norm(grad)
     if g == 0:
         return 0.0
     snr = FREE_STEP_SNR_DB if config.snr_db is None else config.snr_db
@@ -798,8 +790,8 @@ def _masked_step(config: AttackConfig, grad: torch.Tensor, allowed: torch.Tensor
     the change in loud bins the classifier barely heeds.
     """
     grad.mul_(allowed)
-    g = _norm(grad)
-    return 0.0 if g == 0 else config.step_fraction * _norm(allowed) / g
+    g = l2_norm(grad)
+    return 0.0 if g == 0 else config.step_fraction * l2_norm(allowed) / g
 
 
 def _gradient_step(spec: torch.Tensor, mags: torch.Tensor, grad: torch.Tensor, step: float) -> torch.Tensor:
@@ -947,12 +939,9 @@ def _check_surrogate(surrogate: DifferentiableClassifier, model: AudioClassifier
 
 def _check_gradient(model: DifferentiableClassifier, grad: torch.Tensor) -> None:
     """Refuse, in one line, a first gradient that cannot move the iterate: a silent 0 % success would read as robustness."""
-    if not bool(torch.isfinite(grad).all()):
-        raise MusadvError(f"{system_name(model)}: its input gradient is not finite on this recording; attack it "
-                          "through queries (--black-box)")
-    if not bool(grad.any()):
-        raise MusadvError(f"{system_name(model)}: its input gradient is zero on this recording (a front end that "
-                          "rounds or thresholds its input?); attack it through queries (--black-box)")
+    problem = gradient_problem(grad)
+    if problem is not None:
+        raise MusadvError(f"{system_name(model)}: {problem} on this recording; attack it through queries (--black-box)")
 
 
 def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> None:
@@ -962,7 +951,7 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
     """
     cfg = model.stft
     for st in states:
-        st.mag0_norm, st.X_norm = _norm(st.mag0), _norm(st.space.X)
+        st.mag0_norm, st.X_norm = l2_norm(st.mag0), l2_norm(st.space.X)
         st.w = st.space.write(st.space.x) if st.first is None else st.space.bound(st.first)
         st.z = st.space.hear(st.w)
         st.z_prev, st.t_prev, st.running = st.z, 1.0, True
@@ -1019,7 +1008,7 @@ def _consistent_order(model, states: list[_Iterate], config: AttackConfig) -> No
 
 def _paper_order(model, space: _FileSpace, spec0, mag0, t_idx, config):
     """The paper's order: GL projection with the exemplar's phase (of ``spec0``), then the SNR ball on magnitudes."""
-    cfg, x, n, mag0_norm = model.stft, space.x, space.x.shape[-1], _norm(mag0)
+    cfg, x, n, mag0_norm = model.stft, space.x, space.x.shape[-1], l2_norm(mag0)
     phase0 = torch.polar(torch.ones_like(mag0), spec0.angle())
     heard_phase = phase0 if model.needs_signal else None
     radius = None if config.snr_db is None else ball_radius(mag0, config.snr_db)

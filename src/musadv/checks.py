@@ -24,7 +24,26 @@ from .errors import MusadvError
 from .interface import AudioClassifier, DifferentiableClassifier, evaluating, system_name, unit_phase
 from .spectral import complex_abs, stft
 
-__all__ = ["GradientCheck", "check_gradient"]
+__all__ = ["GradientCheck", "check_gradient", "gradient_problem", "NO_GRAPH"]
+
+#: The problem of logits that autograd cannot trace back to the input magnitudes.
+NO_GRAPH = "its logits do not depend on the input magnitudes through autograd (its front end detaches them?)"
+
+
+def gradient_problem(grad: torch.Tensor | None) -> str | None:
+    """What makes an input gradient unusable for a gradient attack (None: usable): missing, not finite, or zero.
+
+    The one judgement of :func:`check_gradient` and of the attack's own first step
+    (:func:`musadv.attack.attack`), so both say the same of the same gradient.
+    """
+    if grad is None:
+        return NO_GRAPH
+    if not bool(torch.isfinite(grad).all()):
+        return "its input gradient is not finite"
+    if not bool(grad.any()):
+        return "its input gradient is zero (a front end that rounds or thresholds its input?)"
+    return None
+
 
 #: Confidences of two predictions of one recording further apart than this differ.
 REPEAT_TOLERANCE = 1e-5
@@ -106,15 +125,8 @@ def check_gradient(model: AudioClassifier, signal: np.ndarray, name: str = "reco
                 bool(torch.allclose(outputs.sum(-1), torch.ones(len(outputs), device=outputs.device), atol=1e-4)):
             check.warnings.append("its element outputs are probabilities where logits are expected (a softmax inside "
                                   "the network flattens the adversary's loss)")
-        if not loss.requires_grad:
-            check.problems.append("its logits do not depend on the input magnitudes through autograd (its front end "
-                                  "detaches them?)")
-            return check
-        (grad,) = torch.autograd.grad(loss, mags, allow_unused=True)
-    if grad is None:
-        check.problems.append("its logits do not depend on the input magnitudes through autograd")
-    elif not bool(torch.isfinite(grad).all()):
-        check.problems.append("its input gradient is not finite")
-    elif not bool(grad.any()):
-        check.problems.append("its input gradient is zero (a front end that rounds or thresholds its input?)")
+        (grad,) = torch.autograd.grad(loss, mags, allow_unused=True) if loss.requires_grad else (None,)
+    problem = gradient_problem(grad)
+    if problem is not None:
+        check.problems.append(problem)
     return check

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .interface import AudioClassifier
-from .spectral import STFTConfig, complex_abs, istft, stft
+from .spectral import STFTConfig, complex_abs, istft, l2_norm, stft
 
 __all__ = ["TileGrid", "tile_grid", "query_loss", "QueryState", "estimate_gradients", "LOSS_FLOOR", "MAX_SIGMA",
            "TRANSFER_PATIENCE"]
@@ -176,11 +176,7 @@ def profile(mags: torch.Tensor) -> torch.Tensor:
     succeeded; this one keeps the change smaller in the quietest bins.
     """
     p = mags.sqrt()
-    return p * (_norm(mags) / max(_norm(p), torch.finfo(p.dtype).tiny))
-
-
-def _norm(v: torch.Tensor) -> float:
-    return math.sqrt(float(v.square().sum()))
+    return p * (l2_norm(mags) / max(l2_norm(p), torch.finfo(p.dtype).tiny))
 
 
 def candidates(spec: torch.Tensor, mags: torch.Tensor, z: torch.Tensor, state: QueryState, pairs: int,
@@ -266,7 +262,7 @@ def estimate_gradients(model: AudioClassifier, goal: str, items: list[tuple], pa
                 state.sigma = max(state.sigma0, state.sigma / 2)
             u, p = draws[k]
             g = torch.einsum("p,psb->sb", diff, u) / (2 * pairs)
-            g = g / max(_norm(g), torch.finfo(g.dtype).tiny)
+            g = g / max(l2_norm(g), torch.finfo(g.dtype).tiny)
             if state.prior is not None and PRIOR_WEIGHT > 0:
                 g = PRIOR_WEIGHT * state.prior + (1 - PRIOR_WEIGHT) * g
             state.prior = g

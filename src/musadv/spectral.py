@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["STFTConfig", "REFERENCE", "stft", "magnitude", "complex_abs", "istft", "n_frames"]
+__all__ = ["STFTConfig", "REFERENCE", "stft", "magnitude", "complex_abs", "istft", "n_frames", "l2_norm"]
 
 WINDOWS = ("hann", "hann_symmetric")
 
@@ -119,6 +121,11 @@ def stft(y: torch.Tensor, config: STFTConfig = STFTConfig()) -> torch.Tensor:
         return_complex=True,
     )
     return spec.transpose(-1, -2).reshape(*lead, spec.shape[-1], spec.shape[-2])
+
+
+def l2_norm(v: torch.Tensor) -> float:
+    """Euclidean norm, summed with PyTorch's cascade summation (float64-accurate, float32-fast)."""
+    return math.sqrt(float(v.square().sum()))
 
 
 def complex_abs(spec: torch.Tensor) -> torch.Tensor:
