@@ -295,13 +295,17 @@ def train_forest(dnn, cache: SpectraCache, layers: str = "all", splits=("train",
     return ForestSystem(dnn, pipeline, layers, info={"trained_on": list(splits), "seed": seed})
 
 
-def mfcc_zcr(signal: np.ndarray, config: STFTConfig = STFTConfig(), n_mfcc: int = 13) -> np.ndarray:
+def mfcc_zcr(signal: np.ndarray, config: STFTConfig = STFTConfig(), n_mfcc: int = 13,
+             frames: np.ndarray | None = None) -> np.ndarray:
     """Per frame: the first ``n_mfcc`` MFCCs and the zero-crossing rate, ``(n_frames, n_mfcc + 1)``.
 
     MFCCs come from the project's own STFT (46 ms frames, 50 % hop) through librosa's mel
-    filterbank and DCT; the zero-crossing rate is counted over the same frames.
+    filterbank and DCT; the zero-crossing rate is counted over the same frames. ``frames``: the
+    signal's magnitude frames ``(n_frames, n_bins)`` (:func:`~musadv.spectral.magnitude` with
+    ``config``) when the caller has them already (a query's candidate does), else computed here.
     """
-    power = magnitude(np.asarray(signal, np.float32), config).T.astype(np.float64) ** 2
+    mags = magnitude(np.asarray(signal, np.float32), config) if frames is None else np.asarray(frames)
+    power = mags.T.astype(np.float64) ** 2
     mel = librosa.feature.melspectrogram(S=power, sr=config.sr, n_fft=config.n_fft)
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
     zcr = librosa.feature.zero_crossing_rate(signal, frame_length=config.n_fft, hop_length=config.hop,
@@ -396,7 +400,7 @@ class MFCCBaseline(TextureSystem):
         """MFCCs and zero-crossing rate ``(n_frames, 14)`` of the recording's waveform."""
         if signal is None:
             raise MusadvError("the MFCC baseline needs the waveform, not only magnitudes")
-        return mfcc_zcr(signal, self.stft)
+        return mfcc_zcr(signal, self.stft, frames=frames)
 
     def save(self, path: str | os.PathLike) -> Path:
         c = self.classifier
