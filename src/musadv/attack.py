@@ -145,7 +145,8 @@ class AttackConfig:
         ``'queries'``: the smoothing scale the estimate starts at, a candidate's change over the
         recording's norm (it grows on saturated confidences, see :mod:`musadv.queries`).
     query_segment_s : float
-        ``'queries'``: seconds of frames per tile (a tile is a critical band of a segment).
+        ``'queries'``: seconds of frames per tile (a tile is a critical band of a segment); fewer,
+        longer tiles make a better estimate from the same queries (see the results page).
     surrogate : DifferentiableClassifier or None
         ``'queries'``: a network whose gradient guides the steps while it lowers the system's
         loss (a transfer prior, :mod:`musadv.queries`); it has the system's analysis settings
@@ -171,7 +172,7 @@ class AttackConfig:
     max_queries: int | None = None
     query_pairs: int = 10
     query_sigma: float = 0.1
-    query_segment_s: float = 1.0
+    query_segment_s: float = 3.0
     surrogate: DifferentiableClassifier | None = None
 
     def __post_init__(self):
