@@ -156,6 +156,9 @@ def test_a_query_only_search_for_the_smallest_change_counts_every_level(trained_
     target = _wrong(trained_dnn, clip)
     r = minimize(OnlyPredict(trained_dnn), clip, target, AttackConfig(gradient="queries", snr_db=10, max_iter=30))
     assert r.success and r.queries == sum(lv["queries"] for lv in r.levels) and len(r.levels) > 2
+    # The trace counts on over the levels: every level's predictions after the last one's.
+    asked = [t["queries"] for t in r.trace]
+    assert asked == sorted(asked) and asked[-1] == r.queries
     assert r.snr_wave_db >= max(lv["snr_bound_db"] for lv in r.levels if lv["success"]) - 1e-6
 
 

@@ -54,7 +54,7 @@ from .goals import GOALS, goal_candidates, goal_reached
 from .taggers import TAG_THRESHOLD
 from .transforms import Transformation
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "masked_magnitudes", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
+__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "continued_trace", "masked_magnitudes", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
            "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
@@ -589,6 +589,13 @@ def attack_many(model: AudioClassifier, signals: list, targets: list[str], confi
     return results
 
 
+def continued_trace(trace: list[dict], iterations: int, queries: int | None) -> list[dict]:
+    """A later attack's trace going on from an earlier one's: its iterations numbered on from
+    ``iterations`` and, through queries, its counts of predictions on from ``queries``."""
+    return [{**t, "iteration": t["iteration"] + iterations, **({"queries": t["queries"] + queries} if "queries" in t else {})}
+            for t in trace]
+
+
 #: Above this SNR a change is below the 16-bit rounding of most recordings: the search stops there.
 MINIMIZE_CEILING_DB = 100.0
 
@@ -650,8 +657,7 @@ def minimize(model: AudioClassifier, signal, target: str, config: AttackConfig =
         result = attack(model, signal, target, level_config(snr), start=start)
         # Every judgement in order; a level's first judges its start; queries count on over the levels.
         asked = sum(lv["queries"] for lv in levels) if config.gradient == "queries" else 0
-        trace.extend({**t, "iteration": len(trace) + i, **({"queries": t["queries"] + asked} if "queries" in t else {})}
-                     for i, t in enumerate(result.trace))
+        trace.extend(continued_trace(result.trace, len(trace), asked))
         levels.append({"snr_bound_db": snr, "success": result.success, "snr_wave_db": result.snr_wave_db,
                        "iterations": result.iterations, "queries": result.queries, "seconds": result.seconds})
         return result

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from . import __version__, audio
-from .attack import AttackConfig, AttackResult, attack, attack_many, check_policy, choose_targets, goal_candidates, goal_reached, minimize, snr_db
+from .attack import AttackConfig, AttackResult, attack, attack_many, check_policy, continued_trace, choose_targets, goal_candidates, goal_reached, minimize, snr_db
 from .cache import SpectraCache, analyse_file
 from .classify import classify_frames
 from .errors import MusadvError
@@ -177,8 +177,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         rounds += 1
         result = attack(model, rec, target, repair_config, start=written, rng=example_rng(seed, ex_id, rounds))
         # Its iteration 0 judges the written file again: the trace goes on from there.
-        trace += [{**t, "iteration": t["iteration"] + iterations,
-                   **({"queries": t["queries"] + queries} if "queries" in t else {})} for t in result.trace[1:]]
+        trace += continued_trace(result.trace[1:], iterations, queries)
         iterations, seconds = iterations + result.iterations, seconds + result.seconds
         if queries is not None:
             queries += result.queries

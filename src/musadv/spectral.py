@@ -10,9 +10,8 @@ of frames) is what the classifiers take as an input element.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
