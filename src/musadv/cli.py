@@ -405,8 +405,8 @@ _shared_transform_settings = [
               help="Through queries: most predictions per example (the default: as many as --max-iter steps take).")
 @click.option("--surrogate", "surrogate_spec", default=None, metavar="MODEL",
               help="With --black-box: a network on the same analysis settings and labels (the DNN a forest's features "
-                   "come from, any model you have) whose gradient guides the steps while it lowers MODEL's loss; MODEL "
-                   "is still judged by its predictions alone.")
+                   "come from, any model you have), or an MFCC baseline (its differentiable replica), whose gradient "
+                   "guides the steps while it lowers MODEL's loss; MODEL is still judged by its predictions alone.")
 @click.option("--query-check", type=click.IntRange(min=0), default=500, show_default=True,
               help="A gradient attack's example whose file misses its goal is tried again through at most this many "
                    "queries; queries succeeding where gradients failed flag a masked gradient (0: no check).")
@@ -459,7 +459,9 @@ def attack_cmd(model_spec, files, split, cache_dir, policy, target, snr, no_snr_
     if surrogate_spec is not None:
         if not black_box:
             raise click.UsageError("--surrogate guides an attack through queries: give --black-box")
-        surrogate = _load_any_model(surrogate_spec, device)
+        from .replicas import as_surrogate
+
+        surrogate = as_surrogate(_load_any_model(surrogate_spec, device))
     try:
         config = AttackConfig(snr_db=None if no_snr_limit else snr, step=step, step_fraction=step_fraction,
                               threshold=threshold, stop=stop, max_iter=max_iter, momentum=momentum, order=order,

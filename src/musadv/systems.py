@@ -48,7 +48,8 @@ from .models import DNN, ModelError, check_finite_weights, load_model, read_mode
 from .spectral import STFTConfig, magnitude
 
 __all__ = ["TextureSystem", "ForestSystem", "MFCCBaseline", "MahalanobisClassifier", "WindowVote", "texture_pipeline",
-           "train_forest", "train_baseline", "load_system", "mfcc_zcr"]
+           "train_forest", "train_baseline", "load_system", "mfcc_zcr",
+           "zero_crossing_rate"]
 
 
 def _texture(meta: dict, config: STFTConfig) -> tuple[int, int]:
@@ -308,10 +309,15 @@ def mfcc_zcr(signal: np.ndarray, config: STFTConfig = STFTConfig(), n_mfcc: int 
     power = mags.T.astype(np.float64) ** 2
     mel = librosa.feature.melspectrogram(S=power, sr=config.sr, n_fft=config.n_fft)
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
-    zcr = librosa.feature.zero_crossing_rate(signal, frame_length=config.n_fft, hop_length=config.hop,
-                                             center=config.center)
-    n = min(mfcc.shape[1], zcr.shape[1])
-    return np.vstack([mfcc[:, :n], zcr[:, :n]]).T
+    zcr = zero_crossing_rate(signal, config)
+    n = min(mfcc.shape[1], len(zcr))
+    return np.vstack([mfcc[:, :n], zcr[None, :n]]).T
+
+
+def zero_crossing_rate(signal: np.ndarray, config: STFTConfig = STFTConfig()) -> np.ndarray:
+    """The share of samples where the sign changes ``(n_frames,)``, in the frames of ``config``'s STFT."""
+    return librosa.feature.zero_crossing_rate(signal, frame_length=config.n_fft, hop_length=config.hop,
+                                              center=config.center)[0]
 
 
 class MahalanobisClassifier(ClassifierMixin, BaseEstimator):
