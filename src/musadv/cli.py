@@ -786,6 +786,68 @@ def survive_cmd(run_dir, kind, model_spec, draws, seed, out, quiet, engine, devi
     _exit_if_skipped(m["n_skipped"], m["n_examples"] + m["n_skipped"], "example", "judged", out)
 
 
+@cli.command("judge", epilog=_MODEL_HELP)
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Prepared cache whose --split is judged (default: the model's own).")
+@click.option("--split", default=None, help="The cache split to judge (default: test, when no FILES are given).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Judge only the first N recordings.")
+@click.option("--plan", "plan_spec", default="quick", show_default=True,
+              help="quick (one budget, 30 dB, always-wrong targets), standard (40, 30, 20 dB, always-wrong and random "
+                   "targets, the smallest change) or a JSON file of a plan's settings.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the targets, the queries and the intervals.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_engine_options
+@_device_option
+def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, out, quiet, engine, device):
+    """One verdict for MODEL: clean accuracy, model checks, and robust accuracy under the worst of a gradient
+    and a query-only adversary at fixed SNR budgets, all in OUT/evaluation.json and OUT/report.html.
+
+    FILES are labelled by the folder each lies in (genre/x.wav); without FILES, a cache split is judged.
+    A killed judgement resumes when rerun into the same OUT.
+    """
+    from .judge import judge, read_plan
+    from .models import check_compatible
+    from .runs import RecordingRef, recordings_from_split
+
+    plan = read_plan(plan_spec)
+    model = _load_any_model(model_spec, device)
+    if files and (split or cache_dir):
+        raise click.UsageError("give audio FILES or a --cache split, not both")
+    if files:
+        unknown = sorted({f.resolve().parent.name for f in files} - set(model.labels))
+        if unknown:
+            raise click.UsageError(f"FILES are labelled by their folder: {', '.join(unknown)} is not a label of {model_spec}")
+        recordings = [RecordingRef(str(f.resolve()), str(f), f.resolve().parent.name) for f in files][:limit]
+        data = {}
+    else:
+        spectra = _model_cache(model, cache_dir)
+        check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
+        split = split or "test"
+        recordings = recordings_from_split(spectra, split, limit, model.labels)
+        data = {"cache": str(spectra.path.resolve()), "split": split}
+    e = judge(model, recordings, out, plan, seed=seed, progress=not quiet, engine=engine, data=data)
+    click.echo(f"{e['model']['name']}: {e['headline']['verdict']}")
+    for flag in e["flags"]:
+        click.echo(f"flag: {flag['flag']}: {flag['reason']}")
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command("leaderboard")
+@click.argument("eval_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--mixed", is_flag=True, help="Put evaluations of different protocols, plans or data in one table, saying so.")
+def leaderboard_cmd(eval_dirs, out, mixed):
+    """One row per judged model (folders of musadv judge): OUT/leaderboard.md, .csv and a sortable .html."""
+    from .judge import leaderboard
+
+    rows = leaderboard(list(eval_dirs), out, mixed=mixed)
+    click.echo((out / "leaderboard.md").read_text(), nl=False)
+    click.echo(f"{len(rows)} models: {out / 'leaderboard.html'}")
+
+
 @cli.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--open", "open_", is_flag=True, help="Open the page in a web browser.")

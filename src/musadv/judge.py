@@ -1,0 +1,527 @@
+"""One standardized verdict for any model: a plan of the existing run kinds, its figures in ``evaluation.json``.
+
+``musadv judge`` asks of a model what the paper asks: has it learned music, or is it a horse?
+A :class:`Plan` fixes the protocol (AutoAttack's idea, for music): the clean figures, the model
+checks (:func:`musadv.checks.check_gradient`), and at each SNR budget the robust accuracy under
+the worst of two adversaries, the gradient one and the query-only one, the second run only on
+the recordings the first left correct, so that a masked gradient cannot make a model look
+robust; then (``standard``) the smallest change that makes each recording wrong. Every attack
+is a run directory of :func:`musadv.runs.run_attacks` under the stage's folder, so a killed
+judgement resumes where it stopped and refuses to mix two models' or two protocols' runs.
+
+:func:`judge` returns and writes ``evaluation.json`` (:data:`SCHEMA`, version
+:data:`SCHEMA_VERSION`): model and data identity, protocol, every setting, every figure with its
+95 % interval, the flags with their reasons and a headline; ``timings`` is the only part that
+differs between two runs with one seed. :func:`write_judgement_report` writes ``report.html``
+from that file alone, :func:`leaderboard` puts several in one table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .attack import AttackConfig
+from .classify import classify_file
+from .errors import MusadvError
+from .evaluate import figures_of_merit
+from .interface import AudioClassifier, DifferentiableClassifier, system_name
+from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .runs import RecordingRef, _check_first, model_name, run_attacks, system_sha256
+
+__all__ = ["Plan", "PLANS", "read_plan", "judge", "non_monotone", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
+           "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
+
+SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
+#: The protocol's name and version: two evaluations are comparable when both and the plan's settings agree.
+PROTOCOL = {"name": "musadv-judge", "version": 1}
+#: Resamples of the recordings behind every 95 % interval.
+BOOTSTRAP_DRAWS = 2000
+#: Queries fooling at least this share of the recordings a gradient attack left correct flag a masked gradient:
+#: a working gradient is the stronger adversary at the same budget.
+MASKED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a judgement runs: the protocol's settings.
+
+    Attributes
+    ----------
+    name : str
+    budgets_db : tuple of float
+        SNR budgets (dB) of the robust accuracies; the adversary's change is at most this far below
+        the music.
+    policies : tuple of str
+        Target policies of the attacks (``all_wrong``, ``random``; :func:`musadv.attack.choose_targets`).
+    max_iter : int
+        Steps of each attack.
+    max_queries : int
+        Predictions the query-only adversary may ask per recording.
+    minimize : bool
+        Whether to search each recording's smallest change (the median SNR and its interval).
+    minimize_floor_db : float
+        The lowest SNR (dB) that search goes down to.
+    """
+
+    name: str
+    budgets_db: tuple[float, ...]
+    policies: tuple[str, ...]
+    max_iter: int = 100
+    max_queries: int = 1000
+    minimize: bool = False
+    minimize_floor_db: float = 10.0
+
+    def __post_init__(self):
+        if not self.budgets_db or not all(isinstance(b, (int, float)) and np.isfinite(b) for b in self.budgets_db):
+            raise ValueError(f"budgets_db must be one or more finite SNRs in dB, not {self.budgets_db!r}")
+        unknown = [p for p in self.policies if p not in ("all_wrong", "random")]
+        if not self.policies or unknown:
+            raise ValueError(f"policies must be among 'all_wrong' and 'random', not {list(self.policies)!r}")
+        for name in ("max_iter", "max_queries"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "budgets_db": list(self.budgets_db), "policies": list(self.policies)}
+
+
+PLANS = {
+    # CI-sized: one budget, one policy, a short query budget.
+    "quick": Plan("quick", (30.0,), ("all_wrong",), max_iter=50, max_queries=300),
+    # What the leaderboard uses.
+    "standard": Plan("standard", (40.0, 30.0, 20.0), ("all_wrong", "random"), minimize=True),
+}
+
+
+def read_plan(spec: str) -> Plan:
+    """``quick``, ``standard`` or a JSON file of :class:`Plan`'s fields; refused in one line otherwise."""
+    if spec in PLANS:
+        return PLANS[spec]
+    path = Path(spec)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MusadvError(f"{spec}: not a plan ({', '.join(PLANS)}) nor a readable JSON file ({exc})") from None
+    known = {f.name for f in fields(Plan)}
+    if not isinstance(data, dict) or set(data) - known:
+        raise MusadvError(f"{spec}: a plan file is an object of {sorted(known)}")
+    try:
+        return Plan(**{**data, "name": data.get("name", path.stem),
+                       "budgets_db": tuple(data.get("budgets_db", ())), "policies": tuple(data.get("policies", ()))})
+    except (TypeError, ValueError) as exc:
+        raise MusadvError(f"{spec}: {exc}") from None
+
+
+def bootstrap_interval(statistic, n: int, seed: int, draws: int = BOOTSTRAP_DRAWS) -> list[float] | None:
+    """The 95 % percentile interval of ``statistic(indices)`` over resamples of ``n`` items (None for none)."""
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(draws)], dtype=float)
+    values = values[np.isfinite(values)]
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if len(values) else None
+
+
+def accuracy_figures(y_true: list[str], y_pred: list[str], labels: list[str], seed: int) -> dict:
+    """Normalised accuracy (mean recall over the labels present), accuracy, per-label recall, the
+    confusion and a bootstrap 95 % interval of the normalised accuracy."""
+    fom = figures_of_merit(y_true, y_pred, labels)
+    t, p = np.array(y_true, dtype=object), np.array(y_pred, dtype=object)
+
+    def normalised(idx):
+        return figures_of_merit(list(t[idx]), list(p[idx]), labels)["normalised_accuracy"]
+
+    return {"normalised_accuracy": fom["normalised_accuracy"], "interval": bootstrap_interval(normalised, len(t), seed),
+            "accuracy": fom["accuracy"], "n": fom["n"], "recall": fom["recall"], "confusion": fom["confusion"],
+            "chance": fom["chance"]}
+
+
+def _data_identity(recordings: list[RecordingRef], extra: dict) -> dict:
+    names = [[r.name, r.true_label, r.offset, r.duration] for r in recordings]
+    digest = hashlib.sha256(json.dumps(names).encode()).hexdigest()
+    return {**extra, "recordings": [r.name for r in recordings], "sha256": digest}
+
+
+def _clean(model: AudioClassifier, recordings: list[RecordingRef], out: Path) -> list[str]:
+    """Each recording's label, from its file decoded as any file is (``clean/predictions.csv``)."""
+    rows = []
+    for ref in recordings:
+        pred = classify_file(model, ref.source, ref.offset, ref.duration)
+        rows.append({"recording": ref.name, "true": ref.true_label, "predicted": pred.label,
+                     **{f"conf_{k}": round(v, 6) for k, v in pred.confidence.items()}})
+    write_csv_atomic(out / "clean" / "predictions.csv", rows)
+    return [r["predicted"] for r in rows]
+
+
+def _labels_after(run_dir: Path) -> dict[str, str]:
+    """Each attacked recording's label on its decoded file."""
+    with open(run_dir / "results.csv", newline="") as f:
+        return {row["file"]: row["decoded_label"] for row in csv.DictReader(f)}
+
+
+def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str | os.PathLike, plan: Plan = PLANS["quick"],
+          seed: int = 0, progress: bool = True, engine=None, data: dict | None = None) -> dict:
+    """Judge ``model`` on ``recordings`` under ``plan``; write and return ``evaluation.json``.
+
+    Parameters
+    ----------
+    model : AudioClassifier
+        Any system; one without a usable gradient is attacked through queries alone.
+    recordings : list of RecordingRef
+        With true labels (:func:`musadv.runs.recordings_from_split`).
+    out_dir : path
+        Receives ``evaluation.json``, ``report.html``, ``robust.csv``, ``clean/`` and a run
+        directory per attack. A second call resumes; one with another model, plan, seed or
+        recordings is refused.
+    plan : Plan
+    seed : int
+        Seeds the targets and the query-only adversary (:func:`musadv.runs.run_attacks`) and the
+        bootstrap intervals.
+    progress : bool
+        Progress bars (on a terminal only).
+    engine : musadv.parallel.Engine, optional
+        Where each attack run's recordings are done.
+    data : dict, optional
+        More to record of the data (the cache and split they came from).
+
+    Returns
+    -------
+    dict
+        The evaluation (see the module documentation).
+    """
+    if not recordings:
+        raise MusadvError("no recordings to judge")
+    unlabelled = [r.name for r in recordings if r.true_label is None]
+    if unlabelled:
+        raise MusadvError(f"{unlabelled[0]}: a judgement needs each recording's true label (judge a cache split)")
+    out = Path(out_dir).resolve()
+    identity = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "protocol": {**PROTOCOL, "plan": plan.to_dict()},
+                "seed": seed, "model": {"name": model_name(model) or system_name(model), "sha256": system_sha256(model),
+                                        "kind": type(model).__name__, "labels": list(model.labels)},
+                "data": _data_identity(recordings, dict(data or {}))}
+    _claim(out, identity)
+    timings = {}
+    t0 = time.perf_counter()
+    clean_labels = _clean(model, recordings, out)
+    timings["clean"] = time.perf_counter() - t0
+    truth = [r.true_label for r in recordings]
+    clean = accuracy_figures(truth, clean_labels, model.labels, seed)
+    check = _check_first(model, recordings)
+    gradient_ok = isinstance(model, DifferentiableClassifier) and (check is None or check.ok)
+    flags = []
+    if check is not None and not check.ok:
+        flags.append({"flag": "gradient", "reason": check.line() + ": attacked through queries alone"})
+    correct = [r for r, label in zip(recordings, clean_labels) if label == r.true_label]
+    robust, rows = [], []
+    for policy in plan.policies:
+        for budget in plan.budgets_db:
+            t0 = time.perf_counter()
+            entry = _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed,
+                               progress, engine)
+            timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
+            robust.append(entry)
+            rows.append({k: entry[k] for k in ("policy", "snr_db", "normalised_accuracy", "accuracy")} |
+                        {"low": (entry["interval"] or [None, None])[0], "high": (entry["interval"] or [None, None])[1],
+                         "fooled_by_gradient": entry["fooled_by_gradient"], "fooled_by_queries": entry["fooled_by_queries"]})
+            if entry["queries_beat_gradient"]:
+                flags.append({"flag": "masked gradient", "reason": (
+                    f"at {budget:g} dB ({policy}) queries fooled {entry['fooled_by_queries']} of the "
+                    f"{entry['survived_gradient']} recordings the gradient attack left correct")})
+    flags += non_monotone(robust)
+    if check is not None:
+        flags += [{"flag": "randomness", "reason": w} for w in check.warnings if "differ" in w]
+    smallest = None
+    if plan.minimize:
+        t0 = time.perf_counter()
+        smallest = _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine)
+        timings["smallest"] = time.perf_counter() - t0
+        if smallest["not_reached"]:
+            flags.append({"flag": "unreached", "reason": (
+                f"{smallest['not_reached']} of {smallest['n']} recordings were not made wrong even at "
+                f"{plan.minimize_floor_db:g} dB: an adversary should reach every label with a large enough change")})
+    evaluation = {**identity, "gradient_check": None if check is None else check.to_dict(), "clean": clean,
+                  "robust": robust, "smallest_change": smallest, "flags": flags}
+    evaluation["headline"] = _headline(evaluation)
+    evaluation["timings"] = timings
+    write_csv_atomic(out / "robust.csv", rows)
+    write_json_atomic(out / "evaluation.json", evaluation)
+    write_judgement_report(out)
+    return evaluation
+
+
+def non_monotone(robust: list[dict]) -> list[dict]:
+    """Flags for robust accuracies that rise as the budget grows (a lower SNR allows every change a higher one
+    does): the attack is not finding what it could.
+
+    Parameters
+    ----------
+    robust : list of dict
+        ``policy``, ``snr_db`` and ``normalised_accuracy`` of each budget.
+    """
+    flags = []
+    for policy in dict.fromkeys(e["policy"] for e in robust):
+        curve = sorted((e for e in robust if e["policy"] == policy), key=lambda e: -e["snr_db"])
+        for smaller, larger in zip(curve, curve[1:]):
+            if larger["normalised_accuracy"] > smaller["normalised_accuracy"] + 1e-9:
+                flags.append({"flag": "non-monotone", "reason": (
+                    f"{policy}: robust accuracy {larger['normalised_accuracy']:.3f} at {larger['snr_db']:g} dB exceeds "
+                    f"{smaller['normalised_accuracy']:.3f} at {smaller['snr_db']:g} dB, where the change is smaller: "
+                    "the attack is not finding what it could")})
+    return flags
+
+
+def _claim(out: Path, identity: dict) -> None:
+    """Record what this folder judges; refuse a folder that holds another judgement."""
+    path = out / "judge.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        for key in ("protocol", "seed", "model", "data"):
+            if old.get(key) != identity[key]:
+                raise MusadvError(f"{out}: holds a judgement with another {key}; judge into a new folder")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, identity)
+
+
+def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed, progress, engine):
+    """The worst case of the gradient and the query-only adversary at one budget (AutoAttack's order)."""
+    stage = out / f"{policy}-{budget:g}dB"
+    after = {}
+    fooled_by_gradient = 0
+    survivors = list(correct)
+    if gradient_ok and survivors:
+        config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter)
+        run_attacks(model, survivors, policy, stage / "gradient", config, seed=seed, progress=progress, engine=engine,
+                    gradient="autograd")
+        labels = _labels_after(stage / "gradient")
+        after.update(labels)
+        fooled_by_gradient = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
+        survivors = [r for r in survivors if labels.get(r.name, r.true_label) == r.true_label]
+    n_survived = len(survivors)
+    fooled_by_queries = 0
+    if survivors:
+        config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter, gradient="queries",
+                              max_queries=plan.max_queries)
+        run_attacks(model, survivors, policy, stage / "queries", config, seed=seed, progress=progress, engine=engine)
+        labels = _labels_after(stage / "queries")
+        after.update(labels)
+        fooled_by_queries = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
+    predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
+    figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
+    return {"policy": policy, "snr_db": float(budget), **figures, "attacked": len(correct),
+            "fooled_by_gradient": fooled_by_gradient if gradient_ok else None, "survived_gradient": n_survived,
+            "fooled_by_queries": fooled_by_queries,
+            "queries_beat_gradient": bool(gradient_ok and n_survived and fooled_by_queries >= MASKED_SHARE * n_survived)}
+
+
+def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine) -> dict:
+    """Each correct recording's highest SNR at which an always-wrong target is said (median, interval)."""
+    config = AttackConfig(snr_db=plan.minimize_floor_db, stop="label", max_iter=plan.max_iter,
+                          gradient="autograd" if gradient_ok else "queries",
+                          max_queries=None if gradient_ok else plan.max_queries)
+    snrs, n = [], len(correct)
+    if correct:
+        run = out / "smallest"
+        run_attacks(model, correct, "all_wrong", run, config, seed=seed, progress=progress, engine=engine, minimal=True,
+                    gradient="autograd" if gradient_ok else "auto")
+        with open(run / "results.csv", newline="") as f:
+            snrs = [float(row["snr_wave_db"]) for row in csv.DictReader(f)
+                    if row["success"] == "1" and row["snr_wave_db"] not in ("", "nan")]
+    values = np.array(snrs)
+    median = float(np.median(values)) if len(values) else None
+    return {"median_snr_db": median, "interval": bootstrap_interval(lambda i: np.median(values[i]), len(values), seed),
+            "reached": len(values), "not_reached": n - len(values), "n": n, "floor_db": plan.minimize_floor_db}
+
+
+def _headline(evaluation: dict) -> dict:
+    """Robust normalised accuracy at 30 dB (always-wrong targets; else the first budget), the median smallest
+    change, and the verdict in words."""
+    robust = evaluation["robust"]
+    pick = next((e for e in robust if e["policy"] == "all_wrong" and e["snr_db"] == 30.0), robust[0] if robust else None)
+    clean = evaluation["clean"]
+    head = {"clean": clean["normalised_accuracy"], "robust": None if pick is None else pick["normalised_accuracy"],
+            "robust_snr_db": None if pick is None else pick["snr_db"], "robust_policy": None if pick is None else pick["policy"],
+            "smallest_change_db": (evaluation["smallest_change"] or {}).get("median_snr_db")}
+    if pick is None:
+        head["verdict"] = "not attacked"
+    elif pick["normalised_accuracy"] <= clean["chance"]:
+        head["verdict"] = (f"a horse: changes {pick['snr_db']:g} dB below the music leave it no better than chance "
+                           f"({pick['normalised_accuracy']:.2f}, clean {clean['normalised_accuracy']:.2f})")
+    elif pick["normalised_accuracy"] >= 0.9 * clean["normalised_accuracy"]:
+        head["verdict"] = (f"resists: at {pick['snr_db']:g} dB it keeps {pick['normalised_accuracy']:.2f} of its clean "
+                           f"{clean['normalised_accuracy']:.2f}")
+    else:
+        head["verdict"] = (f"partly fooled: at {pick['snr_db']:g} dB it falls from {clean['normalised_accuracy']:.2f} "
+                           f"to {pick['normalised_accuracy']:.2f}")
+    return head
+
+
+def read_evaluation(path: str | os.PathLike) -> dict:
+    """An ``evaluation.json`` (or the folder holding one), refused in one line if it is not one musadv can read."""
+    path = Path(path)
+    file = path / "evaluation.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise MusadvError(f"{file}: not a readable evaluation ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise MusadvError(f"{file}: not a musadv evaluation")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise MusadvError(f"{file}: evaluation schema version {data.get('schema_version')}; this musadv reads "
+                          f"{SCHEMA_VERSION}")
+    return data
+
+
+def _fmt(v, digits=3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _interval(iv, digits=2) -> str:
+    return "" if not iv else f" [{iv[0]:.{digits}f}, {iv[1]:.{digits}f}]"
+
+
+def _figure(evaluation: dict, path: Path) -> Path | None:
+    """Robust normalised accuracy against the budget, one line per policy, beside the clean figure and chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    robust = evaluation["robust"]
+    if not robust:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for policy in dict.fromkeys(e["policy"] for e in robust):
+        pts = sorted((e["snr_db"], e["normalised_accuracy"]) for e in robust if e["policy"] == policy)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"under attack ({policy})")
+    ax.axhline(evaluation["clean"]["normalised_accuracy"], color="k", ls="--", label="clean")
+    ax.axhline(evaluation["clean"]["chance"], color="grey", ls=":", label="chance")
+    ax.set_xlabel("SNR budget (dB; right: smaller changes)")
+    ax.set_ylabel("normalised accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+def write_judgement_report(out_dir: str | os.PathLike) -> Path:
+    """``report.html`` of a judgement, from its ``evaluation.json`` alone: the verdict card first."""
+    out = Path(out_dir)
+    e = read_evaluation(out)
+    esc = html.escape
+    head, clean = e["headline"], e["clean"]
+    figure = _figure(e, out / "robust.png")
+    rows = "".join(
+        f"<tr><td>{esc(r['policy'])}</td><td>{r['snr_db']:g}</td><td>{_fmt(r['normalised_accuracy'])}"
+        f"{_interval(r['interval'])}</td><td>{r['attacked']}</td><td>{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']}"
+        f"</td><td>{r['fooled_by_queries']}</td></tr>" for r in e["robust"])
+    flags = "".join(f"<li><b>{esc(f['flag'])}</b>: {esc(f['reason'])}</li>" for f in e["flags"]) or "<li>none</li>"
+    small = e["smallest_change"]
+    small_line = "" if small is None else (
+        f"<p>Smallest change that makes a recording wrong (always-wrong targets, down to {small['floor_db']:g} dB): "
+        f"median {_fmt(small['median_snr_db'], 1)} dB SNR{_interval(small['interval'], 1)}, {small['reached']} of "
+        f"{small['n']} reached.</p>")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Judgement of {esc(e['model']['name'])}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} .card{{border:2px solid #333;padding:1em;border-radius:8px}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head><body>
+<div class="card"><h1>{esc(e['model']['name'])}</h1>
+<p style="font-size:1.3em"><b>{esc(head['verdict'])}</b></p>
+<p>Clean normalised accuracy {_fmt(clean['normalised_accuracy'])}{_interval(clean['interval'])} on {clean['n']} recordings
+(chance {clean['chance']:.2f}); under attack at {'—' if head['robust_snr_db'] is None else f"{head['robust_snr_db']:g}"} dB
+({esc(str(head['robust_policy']))} targets): {_fmt(head['robust'])}.
+{'' if head['smallest_change_db'] is None else f"Median smallest change: {head['smallest_change_db']:.1f} dB SNR."}</p>
+<p>Flags:</p><ul>{flags}</ul></div>
+<h2>Robust accuracy</h2><p>The worst case of a gradient attack and, on the recordings it left correct, the query-only
+attack; every label read from the decoded 16-bit file. Intervals: 95 % bootstrap over recordings.</p>
+<table><tr><th>targets</th><th>SNR budget (dB)</th><th>normalised accuracy</th><th>attacked (correct clean)</th>
+<th>fooled by gradients</th><th>fooled by queries only</th></tr>{rows}</table>
+{'' if figure is None else '<p><img src="robust.png" alt="robust accuracy against the SNR budget"></p>'}
+{small_line}
+<p>Protocol {esc(e['protocol']['name'])} v{e['protocol']['version']}, plan {esc(e['protocol']['plan']['name'])};
+data: {len(e['data']['recordings'])} recordings (SHA-256 {e['data']['sha256'][:12]}); model SHA-256
+{esc(str(e['model']['sha256'])[:12])}. Every figure is in evaluation.json.</p></body></html>"""
+    return write_bytes_atomic(out / "report.html", page.encode())
+
+
+LEADERBOARD_COLUMNS = ["model", "clean", "robust", "smallest_change_db", "flags", "verdict"]
+
+
+def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, mixed: bool = False) -> list[dict]:
+    """One row per evaluation (Markdown, CSV and a page sortable by column) in ``out_dir``.
+
+    Evaluations of different protocols, plans or data are refused unless ``mixed``, and then
+    the table says so.
+    """
+    evals = [read_evaluation(d) for d in eval_dirs]
+    if not evals:
+        raise MusadvError("no evaluations to put in a leaderboard")
+    ref = evals[0]
+    budgets = sorted({(r["policy"], r["snr_db"]) for e in evals for r in e["robust"]}, key=lambda k: (k[0], -k[1]))
+    notes = []
+    for d, e in zip(eval_dirs, evals):
+        for key, what in (("protocol", "protocol or plan"), ("data", "data")):
+            if e[key] != ref[key]:
+                if not mixed:
+                    raise MusadvError(f"{d}: another {what} than {eval_dirs[0]}; evaluations that differ are not "
+                                      "comparable (--mixed puts them in one table, saying so)")
+                notes.append(f"{d}: another {what} than {eval_dirs[0]}")
+    rows = []
+    for d, e in zip(eval_dirs, evals):
+        row = {"model": e["model"]["name"], "clean": e["clean"]["normalised_accuracy"]}
+        for policy, snr in budgets:
+            hit = next((r for r in e["robust"] if r["policy"] == policy and r["snr_db"] == snr), None)
+            row[f"{policy} {snr:g} dB"] = None if hit is None else hit["normalised_accuracy"]
+        row["smallest_change_db"] = e["headline"]["smallest_change_db"]
+        row["flags"] = "; ".join(f["flag"] for f in e["flags"])
+        row["verdict"] = e["headline"]["verdict"]
+        rows.append(row)
+    first = f"{budgets[0][0]} {budgets[0][1]:g} dB" if budgets else "clean"
+    rows.sort(key=lambda r: -(r.get(first) if r.get(first) is not None else -1))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(rows[0])
+    write_csv_atomic(out / "leaderboard.csv", rows, columns)
+
+    def cell(v):
+        return "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(cell(r[c]).replace("|", "/") for c in columns) + " |" for r in rows]
+    if notes:
+        md += ["", "Not comparable: " + "; ".join(notes)]
+    write_bytes_atomic(out / "leaderboard.md", ("\n".join(md) + "\n").encode())
+    esc = html.escape
+    body = "".join("<tr>" + "".join(f"<td>{esc(cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>musadv leaderboard</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em}}
+th{{cursor:pointer;background:#eee}}</style></head><body><h1>musadv leaderboard</h1>
+<p>Protocol {esc(ref['protocol']['name'])} v{ref['protocol']['version']}, plan {esc(ref['protocol']['plan']['name'])}, {len(ref['data']['recordings'])} recordings.
+Normalised accuracy, clean and under the worst of a gradient and a query-only adversary at each SNR budget. Click a column to sort.</p>
+{'' if not notes else '<p><b>Not comparable:</b> ' + esc('; '.join(notes)) + '</p>'}
+<table id="t"><thead><tr>{''.join(f'<th>{esc(c)}</th>' for c in columns)}</tr></thead><tbody>{body}</tbody></table>
+<script>
+document.querySelectorAll('#t th').forEach((th, i) => th.onclick = () => {{
+  const tb = document.querySelector('#t tbody'), rows = [...tb.rows], up = th.dataset.up !== '1';
+  const key = r => {{ const v = r.cells[i].textContent, n = parseFloat(v); return isNaN(n) ? v : n; }};
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
+  th.dataset.up = up ? '1' : '0'; rows.forEach(r => tb.appendChild(r));
+}});
+</script></body></html>"""
+    write_bytes_atomic(out / "leaderboard.html", page.encode())
+    return rows

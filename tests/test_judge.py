@@ -1,0 +1,162 @@
+"""musadv.judge: one verdict for any model, written to evaluation.json, and the leaderboard of several."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from musadv.errors import MusadvError
+from musadv.evaluate import figures_of_merit
+from musadv.interface import DifferentiableClassifier
+from musadv.judge import Plan, judge, leaderboard, non_monotone, read_evaluation, read_plan
+from musadv.runs import recordings_from_split
+from musadv.systems import load_system
+
+from .test_cli import _run
+
+PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=120)
+
+
+class Rounded(torch.nn.Module, DifferentiableClassifier):
+    """A network behind a front end that rounds its input: the same labels, a zero gradient."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.labels, self.stft, self.element_frames = net, net.labels, net.stft, net.element_frames
+        self.info, self.path = {"factory": "tests:rounded"}, None
+
+    def logits(self, mags, phase=None):
+        return self.net.logits(torch.round(mags / 1e-3) * 1e-3)
+
+
+def _recordings(cache, n=6):
+    # Two of each of the first three styles: both adversaries have work on every label.
+    refs = recordings_from_split(cache, "test")
+    return [r for lab in sorted({r.true_label for r in refs})[:3] for r in refs if r.true_label == lab][:2 * 3][:n]
+
+
+def _without_timings(e):
+    return {k: v for k, v in e.items() if k != "timings"}
+
+
+def test_a_network_is_judged_from_its_written_files_and_a_second_call_resumes_to_the_same_file(trained_dnn, learn_cache,
+                                                                                                 tmp_path):
+    recordings = _recordings(learn_cache)
+    e = judge(trained_dnn, recordings, tmp_path / "j", PLAN, progress=False)
+    assert read_evaluation(tmp_path / "j") == json.loads(json.dumps(e))
+    # The clean figures are those of the labels in clean/predictions.csv; the robust ones take each attacked
+    # recording's label from the decoded file (results.csv) and keep the clean label of the others.
+    clean = {r["recording"]: r["predicted"] for r in csv.DictReader(open(tmp_path / "j" / "clean" / "predictions.csv"))}
+    truth = [r.true_label for r in recordings]
+    assert e["clean"]["normalised_accuracy"] == figures_of_merit(truth, [clean[r.name] for r in recordings],
+                                                                 trained_dnn.labels)["normalised_accuracy"]
+    after = {row["file"]: row["decoded_label"]
+             for row in csv.DictReader(open(tmp_path / "j" / "all_wrong-20dB" / "gradient" / "results.csv"))}
+    correct = [r for r in recordings if clean[r.name] == r.true_label]
+    assert sorted(after) == sorted(r.name for r in correct)  # only the recordings it gets right are attacked
+    under = [after.get(r.name, clean[r.name]) for r in recordings]
+    robust = e["robust"][0]
+    assert robust["normalised_accuracy"] == figures_of_merit(truth, under, trained_dnn.labels)["normalised_accuracy"]
+    assert robust["fooled_by_gradient"] == sum(after[r.name] != r.true_label for r in correct) >= 1
+    low, high = robust["interval"]
+    assert low <= robust["normalised_accuracy"] <= high
+    assert e["gradient_check"]["problems"] == [] and not [f for f in e["flags"] if f["flag"] == "masked gradient"]
+    assert e["headline"]["robust"] == robust["normalised_accuracy"]
+    assert e["headline"]["verdict"] in (tmp_path / "j" / "report.html").read_text()
+    # Killed or not, a second call redoes no attack and writes the same evaluation but for timings.
+    examples = sorted((tmp_path / "j" / "all_wrong-20dB" / "gradient" / "examples").glob("*.wav"))
+    stamps = [p.stat().st_mtime_ns for p in examples]
+    again = judge(trained_dnn, recordings, tmp_path / "j", PLAN, progress=False)
+    assert _without_timings(again) == _without_timings(e)
+    assert [p.stat().st_mtime_ns for p in examples] == stamps
+    with pytest.raises(MusadvError, match="holds a judgement with another protocol"):
+        judge(trained_dnn, recordings, tmp_path / "j", Plan("other", (30.0,), ("all_wrong",)), progress=False)
+
+
+def test_a_masked_gradient_is_flagged_and_judged_through_queries(trained_dnn, learn_cache, tmp_path):
+    """The rounding front end gives the network's labels with a zero gradient: a gradient attack alone would
+    read as perfect robustness; the judgement says why it used queries, and they fool it."""
+    recordings = _recordings(learn_cache)
+    e = judge(Rounded(trained_dnn), recordings, tmp_path / "r", PLAN, progress=False)
+    assert [f["flag"] for f in e["flags"]][:1] == ["gradient"]
+    assert "input gradient is zero" in e["flags"][0]["reason"]
+    robust = e["robust"][0]
+    assert robust["fooled_by_gradient"] is None and robust["fooled_by_queries"] >= 1
+    assert robust["normalised_accuracy"] < e["clean"]["normalised_accuracy"]
+    assert not (tmp_path / "r" / "all_wrong-20dB" / "gradient").exists()
+
+
+def test_a_system_without_a_gradient_is_judged_through_queries_alone(forest, learn_cache, tmp_path):
+    system = load_system(forest)
+    e = judge(system, _recordings(learn_cache, 3), tmp_path / "f", PLAN, progress=False)
+    assert e["flags"][0]["flag"] == "gradient" and "gives no gradient" in e["flags"][0]["reason"]
+    assert e["robust"][0]["fooled_by_gradient"] is None
+    assert e["model"]["kind"] == "ForestSystem" and len(e["model"]["sha256"]) == 64
+
+
+def test_the_smallest_change_is_searched_and_a_non_monotone_curve_is_flagged(trained_dnn, learn_cache, tmp_path):
+    plan = Plan("small", (40.0, 20.0), ("all_wrong",), max_iter=20, max_queries=40, minimize=True, minimize_floor_db=10.0)
+    e = judge(trained_dnn, _recordings(learn_cache, 3), tmp_path / "s", plan, progress=False)
+    small = e["smallest_change"]
+    snrs = [float(r["snr_wave_db"]) for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv"))
+            if r["success"] == "1"]
+    assert small["reached"] == len(snrs) >= 1 and small["median_snr_db"] == float(np.median(snrs))
+    at = {r["snr_db"]: r["normalised_accuracy"] for r in e["robust"]}
+    assert at[20.0] <= at[40.0] and not [f for f in e["flags"] if f["flag"] == "non-monotone"]
+
+
+def test_accuracy_that_rises_with_the_budget_is_flagged():
+    curve = [{"policy": "random", "snr_db": 40.0, "normalised_accuracy": 0.5},
+             {"policy": "random", "snr_db": 20.0, "normalised_accuracy": 0.6},
+             {"policy": "random", "snr_db": 30.0, "normalised_accuracy": 0.2},
+             {"policy": "all_wrong", "snr_db": 30.0, "normalised_accuracy": 0.1},
+             {"policy": "all_wrong", "snr_db": 20.0, "normalised_accuracy": 0.1}]
+    flags = non_monotone(curve)
+    assert len(flags) == 1 and flags[0]["reason"].startswith("random: robust accuracy 0.600 at 20 dB exceeds 0.200 at 30 dB")
+
+
+def test_plans_are_named_or_read_from_a_file(tmp_path):
+    assert read_plan("quick").budgets_db == (30.0,)
+    assert read_plan("standard").budgets_db == (40.0, 30.0, 20.0)
+    (tmp_path / "p.json").write_text(json.dumps({"budgets_db": [25], "policies": ["random"], "max_iter": 10}))
+    plan = read_plan(str(tmp_path / "p.json"))
+    assert plan == Plan("p", (25,), ("random",), max_iter=10)
+    (tmp_path / "bad.json").write_text(json.dumps({"budgets_db": [25], "policies": ["perfect"]}))
+    with pytest.raises(MusadvError, match="policies must be among"):
+        read_plan(str(tmp_path / "bad.json"))
+    with pytest.raises(MusadvError, match="not a plan"):
+        read_plan("fast")
+
+
+def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained_dnn, learn_cache, tmp_path):
+    recordings = _recordings(learn_cache)
+    judge(trained_dnn, recordings, tmp_path / "a", PLAN, progress=False)
+    judge(Rounded(trained_dnn), recordings, tmp_path / "b", PLAN, progress=False)
+    rows = leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "board")
+    # Ranked by the first robust column, most robust first.
+    assert len(rows) == 2 and rows[0]["all_wrong 20 dB"] >= rows[1]["all_wrong 20 dB"]
+    table = list(csv.DictReader(open(tmp_path / "board" / "leaderboard.csv")))
+    assert [t["model"] for t in table] == [r["model"] for r in rows]
+    assert "gradient" in next(t["flags"] for t in table if t["model"] == "tests:rounded")
+    assert "<th>all_wrong 20 dB</th>" in (tmp_path / "board" / "leaderboard.html").read_text()
+    judge(trained_dnn, recordings[:3], tmp_path / "c", PLAN, progress=False)
+    with pytest.raises(MusadvError, match="another data"):
+        leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2")
+    leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2", mixed=True)
+    assert "Not comparable" in (tmp_path / "board2" / "leaderboard.md").read_text()
+
+
+def test_judge_and_leaderboard_from_the_command_line(trained_dnn, learn_cache, tmp_path):
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN.to_dict()))
+    r = _run("judge", trained_dnn.path, "--cache", learn_cache.path, "--limit", 3, "--plan", tmp_path / "plan.json",
+             "--out", tmp_path / "j", "--quiet")
+    assert r.returncode == 0, r.stderr
+    e = read_evaluation(tmp_path / "j")
+    assert r.stdout.startswith(f"{e['model']['name']}: {e['headline']['verdict']}")
+    assert e["data"]["split"] == "test" and len(e["data"]["recordings"]) == 3
+    r = _run("leaderboard", tmp_path / "j", "--out", tmp_path / "board")
+    assert r.returncode == 0 and "| model |" in r.stdout
+    r = _run("judge", trained_dnn.path, "--cache", learn_cache.path, "--plan", "fast", "--out", tmp_path / "x")
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "not a plan" in r.stderr
