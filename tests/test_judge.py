@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from musadv.systems import load_system
 
 from .test_cli import _run
 
-PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=120)
+PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=120, controls=False)
 
 
 class Rounded(torch.nn.Module, DifferentiableClassifier):
@@ -44,7 +45,8 @@ def _without_timings(e):
 def test_a_network_is_judged_from_its_written_files_and_a_second_call_resumes_to_the_same_file(trained_dnn, learn_cache,
                                                                                                  tmp_path):
     recordings = _recordings(learn_cache)
-    e = judge(trained_dnn, recordings, tmp_path / "j", PLAN, progress=False)
+    plan = replace(PLAN, controls=True)
+    e = judge(trained_dnn, recordings, tmp_path / "j", plan, progress=False)
     assert read_evaluation(tmp_path / "j") == json.loads(json.dumps(e))
     # The clean figures are those of the labels in clean/predictions.csv; the robust ones take each attacked
     # recording's label from the decoded file (results.csv) and keep the clean label of the others.
@@ -64,11 +66,23 @@ def test_a_network_is_judged_from_its_written_files_and_a_second_call_resumes_to
     assert low <= robust["normalised_accuracy"] <= high
     assert e["gradient_check"]["problems"] == [] and not [f for f in e["flags"] if f["flag"] == "masked gradient"]
     assert e["headline"]["robust"] == robust["normalised_accuracy"]
+    # The controls at the same SNR: their labels in controls/results.csv, the random-phase one made from each
+    # attacked recording's written example, the gap the least of them minus the robust accuracy.
+    rows = list(csv.DictReader(open(tmp_path / "j" / "all_wrong-controls" / "results.csv")))
+    for kind in ("white_noise", "shaped_noise", "random_phase"):
+        labels = {row["file"]: row[f"{kind}_label"] for row in rows}
+        assert robust["controls"][kind]["normalised_accuracy"] == figures_of_merit(
+            truth, [labels[r.name] for r in recordings], trained_dnn.labels)["normalised_accuracy"]
+        assert all(float(row[f"{kind}_snr_db"]) == pytest.approx(20.0, abs=0.05) for row in rows
+                   if kind != "random_phase" or row["file"] in after)
+    examples = json.loads((tmp_path / "j" / "all_wrong-controls" / "controls.json").read_text())["examples"]["20"]
+    assert sorted(k for k, v in examples.items() if v) == sorted(after)
+    assert robust["gap"] == min(c["normalised_accuracy"] for c in robust["controls"].values()) - robust["normalised_accuracy"]
     assert e["headline"]["verdict"] in (tmp_path / "j" / "report.html").read_text()
     # Killed or not, a second call redoes no attack and writes the same evaluation but for timings.
     examples = sorted((tmp_path / "j" / "all_wrong-20dB" / "gradient" / "examples").glob("*.wav"))
     stamps = [p.stat().st_mtime_ns for p in examples]
-    again = judge(trained_dnn, recordings, tmp_path / "j", PLAN, progress=False)
+    again = judge(trained_dnn, recordings, tmp_path / "j", plan, progress=False)
     assert _without_timings(again) == _without_timings(e)
     assert [p.stat().st_mtime_ns for p in examples] == stamps
     with pytest.raises(MusadvError, match="holds a judgement with another protocol"):

@@ -66,6 +66,9 @@ class Plan:
         Steps of each attack.
     max_queries : int
         Predictions the query-only adversary may ask per recording.
+    controls : bool
+        Whether to judge the three noise controls (:mod:`musadv.robustness`) at each budget, and the
+        gap between them and the adversary.
     minimize : bool
         Whether to search each recording's smallest change (the median SNR and its interval).
     minimize_floor_db : float
@@ -77,6 +80,7 @@ class Plan:
     policies: tuple[str, ...]
     max_iter: int = 100
     max_queries: int = 1000
+    controls: bool = True
     minimize: bool = False
     minimize_floor_db: float = 10.0
 
@@ -163,10 +167,11 @@ def _clean(model: AudioClassifier, recordings: list[RecordingRef], out: Path) ->
     return [r["predicted"] for r in rows]
 
 
-def _labels_after(run_dir: Path) -> dict[str, str]:
-    """Each attacked recording's label on its decoded file."""
+def _labels_after(run_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Each attacked recording's label on its decoded file, and that file's path."""
     with open(run_dir / "results.csv", newline="") as f:
-        return {row["file"]: row["decoded_label"] for row in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    return {r["file"]: r["decoded_label"] for r in rows}, {r["file"]: str(run_dir / r["wav"]) for r in rows}
 
 
 def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str | os.PathLike, plan: Plan = PLANS["quick"],
@@ -224,18 +229,28 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     correct = [r for r, label in zip(recordings, clean_labels) if label == r.true_label]
     robust, rows = [], []
     for policy in plan.policies:
+        entries = []
         for budget in plan.budgets_db:
             t0 = time.perf_counter()
-            entry = _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed,
-                               progress, engine)
+            entries.append(_robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out,
+                                      seed, progress, engine))
             timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
+        if plan.controls:
+            t0 = time.perf_counter()
+            _controls(model, recordings, entries, out / f"{policy}-controls", seed, progress, engine)
+            timings[f"{policy}-controls"] = time.perf_counter() - t0
+        for entry in entries:
+            del entry["examples"]  # paths on this machine: they are in the run directories, not in the evaluation
             robust.append(entry)
+            controls = entry.get("controls", {})
             rows.append({k: entry[k] for k in ("policy", "snr_db", "normalised_accuracy", "accuracy")} |
                         {"low": (entry["interval"] or [None, None])[0], "high": (entry["interval"] or [None, None])[1],
-                         "fooled_by_gradient": entry["fooled_by_gradient"], "fooled_by_queries": entry["fooled_by_queries"]})
+                         "fooled_by_gradient": entry["fooled_by_gradient"], "fooled_by_queries": entry["fooled_by_queries"],
+                         **{f"{k}_accuracy": c["normalised_accuracy"] for k, c in controls.items()},
+                         "gap": entry.get("gap")})
             if entry["queries_beat_gradient"]:
                 flags.append({"flag": "masked gradient", "reason": (
-                    f"at {budget:g} dB ({policy}) queries fooled {entry['fooled_by_queries']} of the "
+                    f"at {entry['snr_db']:g} dB ({policy}) queries fooled {entry['fooled_by_queries']} of the "
                     f"{entry['survived_gradient']} recordings the gradient attack left correct")})
     flags += non_monotone(robust)
     if check is not None:
@@ -296,15 +311,16 @@ def _claim(out: Path, identity: dict) -> None:
 def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed, progress, engine):
     """The worst case of the gradient and the query-only adversary at one budget (AutoAttack's order)."""
     stage = out / f"{policy}-{budget:g}dB"
-    after = {}
+    after, examples = {}, {}
     fooled_by_gradient = 0
     survivors = list(correct)
     if gradient_ok and survivors:
         config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter)
         run_attacks(model, survivors, policy, stage / "gradient", config, seed=seed, progress=progress, engine=engine,
                     gradient="autograd")
-        labels = _labels_after(stage / "gradient")
+        labels, wavs = _labels_after(stage / "gradient")
         after.update(labels)
+        examples.update(wavs)
         fooled_by_gradient = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
         survivors = [r for r in survivors if labels.get(r.name, r.true_label) == r.true_label]
     n_survived = len(survivors)
@@ -313,15 +329,37 @@ def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, g
         config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter, gradient="queries",
                               max_queries=plan.max_queries)
         run_attacks(model, survivors, policy, stage / "queries", config, seed=seed, progress=progress, engine=engine)
-        labels = _labels_after(stage / "queries")
+        labels, wavs = _labels_after(stage / "queries")
         after.update(labels)
+        examples.update(wavs)
         fooled_by_queries = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
     predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
     figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
-    return {"policy": policy, "snr_db": float(budget), **figures, "attacked": len(correct),
+    return {"policy": policy, "snr_db": float(budget), **figures, "attacked": len(correct), "examples": examples,
             "fooled_by_gradient": fooled_by_gradient if gradient_ok else None, "survived_gradient": n_survived,
             "fooled_by_queries": fooled_by_queries,
             "queries_beat_gradient": bool(gradient_ok and n_survived and fooled_by_queries >= MASKED_SHARE * n_survived)}
+
+
+def _controls(model, recordings, entries: list[dict], out: Path, seed, progress, engine) -> None:
+    """Add to each budget's entry the accuracy under the three noise controls at that SNR (the random-phase one
+    from its adversarial examples) and ``gap``: the least of them minus the robust accuracy."""
+    from .robustness import CONTROLS, controls_run
+
+    examples = {e["snr_db"]: {r.name: e["examples"].get(r.name) for r in recordings} for e in entries}
+    m = controls_run(model, recordings, out, [e["snr_db"] for e in entries], examples, seed=seed, progress=progress,
+                     engine=engine)
+    truth = [r.true_label for r in recordings]
+    for entry, level in zip(entries, m["levels"]):
+        entry["controls"] = {}
+        for kind in CONTROLS:
+            labels = level["labels"][kind]
+            if len(labels) < len(recordings):
+                raise MusadvError(f"{out}: {len(recordings) - len(labels)} recordings could not be judged under "
+                                  "the controls (errors.csv)")
+            figures = accuracy_figures(truth, [labels[r.name] for r in recordings], model.labels, seed)
+            entry["controls"][kind] = {"normalised_accuracy": figures["normalised_accuracy"], "interval": figures["interval"]}
+        entry["gap"] = min(c["normalised_accuracy"] for c in entry["controls"].values()) - entry["normalised_accuracy"]
 
 
 def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine) -> dict:
@@ -351,6 +389,7 @@ def _headline(evaluation: dict) -> dict:
     clean = evaluation["clean"]
     head = {"clean": clean["normalised_accuracy"], "robust": None if pick is None else pick["normalised_accuracy"],
             "robust_snr_db": None if pick is None else pick["snr_db"], "robust_policy": None if pick is None else pick["policy"],
+            "gap": None if pick is None else pick.get("gap"),
             "smallest_change_db": (evaluation["smallest_change"] or {}).get("median_snr_db")}
     if pick is None:
         head["verdict"] = "not attacked"
@@ -402,8 +441,11 @@ def _figure(evaluation: dict, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for policy in dict.fromkeys(e["policy"] for e in robust):
-        pts = sorted((e["snr_db"], e["normalised_accuracy"]) for e in robust if e["policy"] == policy)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"under attack ({policy})")
+        mine = sorted((e for e in robust if e["policy"] == policy), key=lambda e: e["snr_db"])
+        ax.plot([e["snr_db"] for e in mine], [e["normalised_accuracy"] for e in mine], "o-", label=f"under attack ({policy})")
+        for kind in (mine[0].get("controls") or {}):
+            ax.plot([e["snr_db"] for e in mine], [e["controls"][kind]["normalised_accuracy"] for e in mine], "x--", lw=0.8,
+                    label=f"{kind.replace('_', ' ')} ({policy})")
     ax.axhline(evaluation["clean"]["normalised_accuracy"], color="k", ls="--", label="clean")
     ax.axhline(evaluation["clean"]["chance"], color="grey", ls=":", label="chance")
     ax.set_xlabel("SNR budget (dB; right: smaller changes)")
@@ -427,10 +469,15 @@ def write_judgement_report(out_dir: str | os.PathLike) -> Path:
     esc = html.escape
     head, clean = e["headline"], e["clean"]
     figure = _figure(e, out / "robust.png")
+    def controls(r):
+        c = r.get("controls") or {}
+        return "".join(f"<td>{_fmt(c[k]['normalised_accuracy']) if k in c else '—'}</td>"
+                       for k in ("white_noise", "shaped_noise", "random_phase")) + f"<td>{_fmt(r.get('gap'))}</td>"
+
     rows = "".join(
         f"<tr><td>{esc(r['policy'])}</td><td>{r['snr_db']:g}</td><td>{_fmt(r['normalised_accuracy'])}"
         f"{_interval(r['interval'])}</td><td>{r['attacked']}</td><td>{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']}"
-        f"</td><td>{r['fooled_by_queries']}</td></tr>" for r in e["robust"])
+        f"</td><td>{r['fooled_by_queries']}</td>{controls(r)}</tr>" for r in e["robust"])
     flags = "".join(f"<li><b>{esc(f['flag'])}</b>: {esc(f['reason'])}</li>" for f in e["flags"]) or "<li>none</li>"
     small = e["smallest_change"]
     small_line = "" if small is None else (
@@ -450,16 +497,17 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em
 <h2>Robust accuracy</h2><p>The worst case of a gradient attack and, on the recordings it left correct, the query-only
 attack; every label read from the decoded 16-bit file. Intervals: 95 % bootstrap over recordings.</p>
 <table><tr><th>targets</th><th>SNR budget (dB)</th><th>normalised accuracy</th><th>attacked (correct clean)</th>
-<th>fooled by gradients</th><th>fooled by queries only</th></tr>{rows}</table>
+<th>fooled by gradients</th><th>fooled by queries only</th><th>white noise</th><th>shaped noise</th>
+<th>random phase</th><th>gap</th></tr>{rows}</table>
+<p>The controls: the same SNR spent on white noise, on noise with the recording's spectrum, and on the
+adversary's change with random phase. The gap is the least accurate control's normalised accuracy minus
+the robust one: how much more the adversary's change does than noise of the same power (the paper's argument).</p>
 {'' if figure is None else '<p><img src="robust.png" alt="robust accuracy against the SNR budget"></p>'}
 {small_line}
 <p>Protocol {esc(e['protocol']['name'])} v{e['protocol']['version']}, plan {esc(e['protocol']['plan']['name'])};
 data: {len(e['data']['recordings'])} recordings (SHA-256 {e['data']['sha256'][:12]}); model SHA-256
 {esc(str(e['model']['sha256'])[:12])}. Every figure is in evaluation.json.</p></body></html>"""
     return write_bytes_atomic(out / "report.html", page.encode())
-
-
-LEADERBOARD_COLUMNS = ["model", "clean", "robust", "smallest_change_db", "flags", "verdict"]
 
 
 def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, mixed: bool = False) -> list[dict]:
@@ -487,6 +535,7 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
         for policy, snr in budgets:
             hit = next((r for r in e["robust"] if r["policy"] == policy and r["snr_db"] == snr), None)
             row[f"{policy} {snr:g} dB"] = None if hit is None else hit["normalised_accuracy"]
+        row["gap"] = e["headline"].get("gap")
         row["smallest_change_db"] = e["headline"]["smallest_change_db"]
         row["flags"] = "; ".join(f["flag"] for f in e["flags"])
         row["verdict"] = e["headline"]["verdict"]

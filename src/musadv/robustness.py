@@ -50,7 +50,7 @@ from .recording import Recording
 from .runs import RecordingRef, attack_settings, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
 from .spectral import STFTConfig, istft, magnitude
 
-__all__ = ["robustness_curve", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
+__all__ = ["robustness_curve", "controls_run", "judge_controls", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
            "DEFAULT_LEVELS", "CONTROLS"]
 
 DEFAULT_LEVELS = (60.0, 50.0, 40.0, 30.0, 20.0, 10.0)
@@ -306,15 +306,7 @@ def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | N
                 masking = noise_to_mask(rec.samples, samples, rec.sr)
             decoded[ex["wav"]] = samples, classify_samples(system, samples, rec.sr, ex["wav"]), masking
         samples, judged, masking = decoded[ex["wav"]]
-        rng = recording_rng(seed, ref.name, i)
-        change = samples - rec.samples
-        noises = {"white_noise": white_noise(rec.samples, rng), "shaped_noise": shaped_noise(rec.samples, rng),
-                  "random_phase": random_phase(change, rec.sr, rng) if np.any(change) else None}
-        controls = {}
-        for kind, noise in noises.items():
-            # An unchanged example has no perturbation to take the magnitudes of: its control is the original.
-            noisy = rec.samples if noise is None else at_snr(rec.samples, noise, level)
-            controls[kind] = {"label": classify_samples(system, noisy, rec.sr, kind).label, "snr_db": finite_or_none(snr_db(rec.samples, noisy))}
+        controls = judge_controls(system, rec, samples - rec.samples, level, recording_rng(seed, ref.name, i))
         rows.append({"snr_db": level, "wav": ex["wav"], "adversary_success": ex["adversary_success"],
                      "label": judged.label, "target_conf": judged.confidence.get(target, 0.0),
                      "snr_wave_db": finite_or_none(snr_db(rec.samples, samples)), "iterations": ex["iterations"],
@@ -324,6 +316,140 @@ def _recording(system, adversary, ref: RecordingRef, out: Path, source: Path | N
     return {"file": ref.name, "true": ref.true_label or "", "target": target, "clean_label": clean.label,
             "original_wav": f"originals/{name}.wav" if source is None else None, "examples_from": str(source) if source else None,
             "levels": rows, "files": record_files(out, own)}
+
+
+def judge_controls(system: AudioClassifier, rec: Recording, change: np.ndarray | None, level: float,
+                   rng: np.random.Generator) -> dict[str, dict]:
+    """The system's label of the recording under each of the three controls at ``level`` dB SNR.
+
+    Parameters
+    ----------
+    system : AudioClassifier
+    rec : Recording
+        The original, at its file's rate and channels.
+    change : np.ndarray or None
+        The adversarial example minus the original ``rec.samples.shape`` (None or zeros: no
+        example, and the random-phase control is the original).
+    level : float
+        SNR in dB every control is scaled to.
+    rng : np.random.Generator
+        The noises' draws.
+
+    Returns
+    -------
+    dict
+        Per control (:data:`CONTROLS`): ``label`` and ``snr_db`` (measured after 16-bit rounding).
+    """
+    moved = change is not None and np.any(change)
+    noises = {"white_noise": white_noise(rec.samples, rng), "shaped_noise": shaped_noise(rec.samples, rng),
+              "random_phase": random_phase(change, rec.sr, rng) if moved else None}
+    controls = {}
+    for kind, noise in noises.items():
+        # An unchanged example has no perturbation to take the magnitudes of: its control is the original.
+        noisy = rec.samples if noise is None else at_snr(rec.samples, noise, level)
+        controls[kind] = {"label": classify_samples(system, noisy, rec.sr, kind).label,
+                          "snr_db": finite_or_none(snr_db(rec.samples, noisy))}
+    return controls
+
+
+def controls_run(system: AudioClassifier, recordings: list[RecordingRef], out_dir: str | os.PathLike, levels,
+                 examples: dict[float, dict[str, str | None]], seed: int = 0, progress: bool = True,
+                 engine: Engine | None = None) -> dict:
+    """The three noise controls of every recording at each level, the random-phase one from given examples.
+
+    What a judgement (:mod:`musadv.judge`) sets beside its robust accuracies: the adversary's examples
+    come from its attack runs, not from attacking again.
+
+    Parameters
+    ----------
+    system : AudioClassifier
+    recordings : list of RecordingRef
+    out_dir : path
+        ``controls.json`` (settings), ``recordings/*.json`` (one per finished recording: the run
+        resumes), ``results.csv`` and ``metrics.json``.
+    levels : sequence of float
+        SNRs in dB.
+    examples : dict
+        Per level, per recording name, the path of its adversarial example (None: not attacked).
+    seed : int
+        Seeds the noises (per recording and level, as a robustness curve's).
+
+    Returns
+    -------
+    dict
+        ``metrics.json``: per level, each control's normalised accuracy (``controls``) and ``n``.
+    """
+    levels = tuple(float(v) for v in levels)
+    run = {"format": "musadv-controls-run", "musadv": __version__, "system": model_name(system),
+           "system_sha256": system_sha256(system), "labels": system.labels, "levels": list(levels), "seed": seed,
+           "examples": {f"{k:g}": v for k, v in examples.items()}, "recordings": [asdict(j) for j in recordings]}
+    kind = ControlsRun(system, tuple(recordings), Path(out_dir).resolve(), levels, seed, run)
+    return drive(kind, engine, progress)
+
+
+@dataclass(frozen=True)
+class ControlsRun(RunKind):
+    """Noise controls, as the run driver sees them: one piece and one record per recording."""
+
+    system: AudioClassifier
+    recordings: tuple[RecordingRef, ...]
+    out: Path
+    levels: tuple
+    seed: int
+    run: dict
+
+    settings_name = "controls.json"
+    record_dir = "recordings"
+    desc = "controls"
+
+    def settings(self):
+        return {self.out: self.run}
+
+    def check_same(self, out, old, new):
+        check_same_settings(out, old, new, ("system_sha256", "labels", "levels", "seed", "examples"), "controls run")
+        check_same_recordings(out, old, new, "controls run")
+
+    def pieces(self):
+        return list(self.recordings)
+
+    def pending(self, ref):
+        return None if (self.out / "recordings" / f"{slug(ref.name)}.json").exists() else ref
+
+    def name(self, ref):
+        return ref.name
+
+    def do(self, ref):
+        rec = Recording.from_file(ref.source, self.system.stft.sr, ref.offset, ref.duration)
+        audio.check_signal(rec.signal, self.system.stft.sr, self.system.stft.n_fft, ref.source)
+        rows = []
+        for i, level in enumerate(self.levels):
+            wav = self.run["examples"][f"{level:g}"].get(ref.name)
+            change = None
+            if wav is not None:
+                samples, sr = audio.decode(wav)
+                if samples.shape != rec.samples.shape or sr != rec.sr:
+                    raise MusadvError(f"{wav}: decoded as {samples.shape} at {sr} Hz, not as its original")
+                change = samples - rec.samples
+            rows.append({"snr_db": level, "example": wav,
+                         "controls": judge_controls(self.system, rec, change, level, recording_rng(self.seed, ref.name, i))})
+        record = {"file": ref.name, "true": ref.true_label or "", "levels": rows, "files": {}}
+        return [(self.out / "recordings" / f"{slug(ref.name)}.json", record)]
+
+    def summarise(self):
+        records = read_records(self.out / "recordings")
+        write_csv_atomic(self.out / "results.csv", [
+            {"file": r["file"], "true": r["true"], "snr_db": lv["snr_db"],
+             **{f"{k}_label": lv["controls"][k]["label"] for k in CONTROLS},
+             **{f"{k}_snr_db": lv["controls"][k]["snr_db"] for k in CONTROLS}} for r in records for lv in r["levels"]])
+        known = [r for r in records if r["true"]]
+        levels = []
+        for level in self.levels:
+            at = [next(lv for lv in r["levels"] if lv["snr_db"] == level) for r in known]
+            levels.append({"snr_db": level, "n": len(known), "labels": {
+                k: dict(zip((r["file"] for r in known), (lv["controls"][k]["label"] for lv in at))) for k in CONTROLS}})
+        metrics = {"levels": levels, "n_skipped": len(read_errors(self.out))}
+        write_json_atomic(self.out / "metrics.json", metrics)
+        return metrics
 
 
 def _make_examples(adversary, rec: Recording, target: str, out: Path, name: str, levels, config) -> list[dict]:
