@@ -110,9 +110,15 @@ def test_a_system_without_a_gradient_is_judged_through_queries_alone(forest, lea
     assert e["model"]["kind"] == "ForestSystem" and len(e["model"]["sha256"]) == 64
 
 
-def test_the_smallest_change_is_searched_and_a_non_monotone_curve_is_flagged(trained_dnn, learn_cache, tmp_path):
-    plan = Plan("small", (40.0, 20.0), ("all_wrong",), max_iter=20, max_queries=40, minimize=True, minimize_floor_db=10.0)
+def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(trained_dnn, learn_cache, tmp_path):
+    plan = Plan("small", (40.0, 20.0), ("all_wrong",), max_iter=20, max_queries=40, controls=False, minimize=True,
+                minimize_floor_db=10.0, horse=("eq",), horse_trials=3)
     e = judge(trained_dnn, _recordings(learn_cache, 3), tmp_path / "s", plan, progress=False)
+    figures = json.loads((tmp_path / "s" / "horse-eq" / "horse.json").read_text())["results"]["normalised_accuracy"]
+    (eq,) = e["horse"]
+    assert {k: eq[k] for k in ("clean", "random", "best", "worst")} == figures
+    assert eq["spread"] == figures["best"] - figures["worst"] == e["headline"]["horse_spread"]
+    assert "Horse tests" in (tmp_path / "s" / "report.html").read_text() and (tmp_path / "s" / "horse.png").exists()
     small = e["smallest_change"]
     snrs = [float(r["snr_wave_db"]) for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv"))
             if r["success"] == "1"]

@@ -73,6 +73,12 @@ class Plan:
         Whether to search each recording's smallest change (the median SNR and its interval).
     minimize_floor_db : float
         The lowest SNR (dB) that search goes down to.
+    horse : tuple of str
+        Irrelevant transformations (:class:`musadv.transforms.Transformation` kinds) of the horse
+        tests (:func:`musadv.horse.horse_test`): how far choosing a draw per recording moves the
+        accuracy.
+    horse_trials : int
+        Draws per recording of each.
     """
 
     name: str
@@ -83,6 +89,8 @@ class Plan:
     controls: bool = True
     minimize: bool = False
     minimize_floor_db: float = 10.0
+    horse: tuple[str, ...] = ()
+    horse_trials: int = 10
 
     def __post_init__(self):
         if not self.budgets_db or not all(isinstance(b, (int, float)) and np.isfinite(b) for b in self.budgets_db):
@@ -90,20 +98,27 @@ class Plan:
         unknown = [p for p in self.policies if p not in ("all_wrong", "random")]
         if not self.policies or unknown:
             raise ValueError(f"policies must be among 'all_wrong' and 'random', not {list(self.policies)!r}")
-        for name in ("max_iter", "max_queries"):
+        from .transforms import KINDS
+
+        unknown = [k for k in self.horse if k not in KINDS]
+        if unknown:
+            raise ValueError(f"horse must be among {', '.join(KINDS)}, not {', '.join(unknown)}")
+        for name in ("max_iter", "max_queries", "horse_trials"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "budgets_db": list(self.budgets_db), "policies": list(self.policies)}
+        return {**asdict(self), "budgets_db": list(self.budgets_db), "policies": list(self.policies),
+                "horse": list(self.horse)}
 
 
 PLANS = {
     # CI-sized: one budget, one policy, a short query budget.
     "quick": Plan("quick", (30.0,), ("all_wrong",), max_iter=50, max_queries=300),
     # What the leaderboard uses.
-    "standard": Plan("standard", (40.0, 30.0, 20.0), ("all_wrong", "random"), minimize=True),
+    "standard": Plan("standard", (40.0, 30.0, 20.0), ("all_wrong", "random"), minimize=True,
+                     horse=("eq", "stretch", "lowpass", "mp3", "room")),
 }
 
 
@@ -120,8 +135,8 @@ def read_plan(spec: str) -> Plan:
     if not isinstance(data, dict) or set(data) - known:
         raise MusadvError(f"{spec}: a plan file is an object of {sorted(known)}")
     try:
-        return Plan(**{**data, "name": data.get("name", path.stem),
-                       "budgets_db": tuple(data.get("budgets_db", ())), "policies": tuple(data.get("policies", ()))})
+        return Plan(**{**data, "name": data.get("name", path.stem), "budgets_db": tuple(data.get("budgets_db", ())),
+                       "policies": tuple(data.get("policies", ())), "horse": tuple(data.get("horse", ()))})
     except (TypeError, ValueError) as exc:
         raise MusadvError(f"{spec}: {exc}") from None
 
@@ -264,8 +279,13 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
             flags.append({"flag": "unreached", "reason": (
                 f"{smallest['not_reached']} of {smallest['n']} recordings were not made wrong even at "
                 f"{plan.minimize_floor_db:g} dB: an adversary should reach every label with a large enough change")})
+    horse = []
+    for kind in plan.horse:
+        t0 = time.perf_counter()
+        horse.append(_horse(model, recordings, kind, plan, out, seed, progress, engine))
+        timings[f"horse-{kind}"] = time.perf_counter() - t0
     evaluation = {**identity, "gradient_check": None if check is None else check.to_dict(), "clean": clean,
-                  "robust": robust, "smallest_change": smallest, "flags": flags}
+                  "robust": robust, "smallest_change": smallest, "horse": horse, "flags": flags}
     evaluation["headline"] = _headline(evaluation)
     evaluation["timings"] = timings
     write_csv_atomic(out / "robust.csv", rows)
@@ -362,6 +382,24 @@ def _controls(model, recordings, entries: list[dict], out: Path, seed, progress,
         entry["gap"] = min(c["normalised_accuracy"] for c in entry["controls"].values()) - entry["normalised_accuracy"]
 
 
+def _horse(model, recordings, kind: str, plan: Plan, out: Path, seed, progress, engine) -> dict:
+    """One horse test: the normalised accuracy on the originals, one draw, and the draw per recording that makes it
+    right (best) or wrong (worst); the spread is best minus worst."""
+    from .horse import horse_test
+    from .transforms import Transformation, mp3_available
+
+    transformation = Transformation(kind)
+    if kind == "mp3" and not mp3_available():
+        raise MusadvError("this libsndfile cannot encode MP3: leave mp3 out of the plan's horse tests")
+    m = horse_test(model, recordings, out / f"horse-{kind}", transformation, plan.horse_trials, seed=seed,
+                   progress=progress, engine=engine)
+    if m["n_skipped"]:
+        raise MusadvError(f"{out / f'horse-{kind}'}: {m['n_skipped']} recordings could not be judged (errors.csv)")
+    acc = m["normalised_accuracy"]
+    return {"kind": kind, "description": transformation.describe(), "trials": plan.horse_trials, **acc,
+            "spread": acc["best"] - acc["worst"], "changed_trials": m["changed_trials"], "snr_db": m["snr_db"]}
+
+
 def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine) -> dict:
     """Each correct recording's highest SNR at which an always-wrong target is said (median, interval)."""
     config = AttackConfig(snr_db=plan.minimize_floor_db, stop="label", max_iter=plan.max_iter,
@@ -390,6 +428,7 @@ def _headline(evaluation: dict) -> dict:
     head = {"clean": clean["normalised_accuracy"], "robust": None if pick is None else pick["normalised_accuracy"],
             "robust_snr_db": None if pick is None else pick["snr_db"], "robust_policy": None if pick is None else pick["policy"],
             "gap": None if pick is None else pick.get("gap"),
+            "horse_spread": max((h["spread"] for h in evaluation["horse"]), default=None),
             "smallest_change_db": (evaluation["smallest_change"] or {}).get("median_snr_db")}
     if pick is None:
         head["verdict"] = "not attacked"
@@ -431,10 +470,7 @@ def _interval(iv, digits=2) -> str:
 
 def _figure(evaluation: dict, path: Path) -> Path | None:
     """Robust normalised accuracy against the budget, one line per policy, beside the clean figure and chance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .report import plt
 
     robust = evaluation["robust"]
     if not robust:
@@ -453,13 +489,38 @@ def _figure(evaluation: dict, path: Path) -> Path | None:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return _save_png(fig, path)
+
+
+def _horse_figure(evaluation: dict, path: Path) -> Path | None:
+    """Per horse test, the span from the worst to the best choice of draws, beside the clean accuracy and one draw."""
+    horse = evaluation["horse"]
+    if not horse:
+        return None
+    from .report import plt
+
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.45 * len(horse)))
+    for i, h in enumerate(horse):
+        ax.plot([h["worst"], h["best"]], [i, i], "-", color="tab:red", lw=6, alpha=0.5)
+        ax.plot([h["random"]], [i], "o", color="k", ms=4)
+    ax.axvline(evaluation["clean"]["normalised_accuracy"], color="k", ls="--", lw=1, label="clean")
+    ax.set_yticks(range(len(horse)), [h["kind"] for h in horse])
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("normalised accuracy (bar: worst to best draw per recording; dot: one draw)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: Path) -> Path:
     import io
+
+    from .report import plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
-    return path
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def write_judgement_report(out_dir: str | os.PathLike) -> Path:
@@ -479,6 +540,16 @@ def write_judgement_report(out_dir: str | os.PathLike) -> Path:
         f"{_interval(r['interval'])}</td><td>{r['attacked']}</td><td>{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']}"
         f"</td><td>{r['fooled_by_queries']}</td>{controls(r)}</tr>" for r in e["robust"])
     flags = "".join(f"<li><b>{esc(f['flag'])}</b>: {esc(f['reason'])}</li>" for f in e["flags"]) or "<li>none</li>"
+    horse_png = _horse_figure(e, out / "horse.png")
+    horse_rows = "".join(
+        f"<tr><td>{esc(h['description'])}</td><td>{h['trials']}</td><td>{_fmt(h['random'])}</td><td>{_fmt(h['worst'])}</td>"
+        f"<td>{_fmt(h['best'])}</td><td>{_fmt(h['spread'])}</td><td>{h['changed_trials']:.0%}</td></tr>" for h in e["horse"])
+    horse_html = "" if not e["horse"] else (
+        "<h2>Horse tests</h2><p>Changes that leave the music alone, drawn per recording: the accuracy with one draw, and "
+        "with the draw per recording that makes the model wrong (worst) or right (best). A model that has learned "
+        "music has a small spread.</p><table><tr><th>transformation</th><th>draws</th><th>one draw</th><th>worst</th>"
+        f"<th>best</th><th>spread</th><th>draws that change a label</th></tr>{horse_rows}</table>"
+        + ("" if horse_png is None else '<p><img src="horse.png" alt="horse test spreads"></p>'))
     small = e["smallest_change"]
     small_line = "" if small is None else (
         f"<p>Smallest change that makes a recording wrong (always-wrong targets, down to {small['floor_db']:g} dB): "
@@ -492,7 +563,9 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em
 <p>Clean normalised accuracy {_fmt(clean['normalised_accuracy'])}{_interval(clean['interval'])} on {clean['n']} recordings
 (chance {clean['chance']:.2f}); under attack at {'—' if head['robust_snr_db'] is None else f"{head['robust_snr_db']:g}"} dB
 ({esc(str(head['robust_policy']))} targets): {_fmt(head['robust'])}.
-{'' if head['smallest_change_db'] is None else f"Median smallest change: {head['smallest_change_db']:.1f} dB SNR."}</p>
+{'' if head['smallest_change_db'] is None else f"Median smallest change: {head['smallest_change_db']:.1f} dB SNR."}
+{'' if head['gap'] is None else f"Noise of the same power leaves it {head['gap']:+.2f} more accurate than the adversary (the gap)."}
+{'' if head['horse_spread'] is None else f"Irrelevant changes, chosen per recording, move it over a span of {head['horse_spread']:.2f}."}</p>
 <p>Flags:</p><ul>{flags}</ul></div>
 <h2>Robust accuracy</h2><p>The worst case of a gradient attack and, on the recordings it left correct, the query-only
 attack; every label read from the decoded 16-bit file. Intervals: 95 % bootstrap over recordings.</p>
@@ -504,6 +577,7 @@ adversary's change with random phase. The gap is the least accurate control's no
 the robust one: how much more the adversary's change does than noise of the same power (the paper's argument).</p>
 {'' if figure is None else '<p><img src="robust.png" alt="robust accuracy against the SNR budget"></p>'}
 {small_line}
+{horse_html}
 <p>Protocol {esc(e['protocol']['name'])} v{e['protocol']['version']}, plan {esc(e['protocol']['plan']['name'])};
 data: {len(e['data']['recordings'])} recordings (SHA-256 {e['data']['sha256'][:12]}); model SHA-256
 {esc(str(e['model']['sha256'])[:12])}. Every figure is in evaluation.json.</p></body></html>"""
@@ -536,6 +610,7 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
             hit = next((r for r in e["robust"] if r["policy"] == policy and r["snr_db"] == snr), None)
             row[f"{policy} {snr:g} dB"] = None if hit is None else hit["normalised_accuracy"]
         row["gap"] = e["headline"].get("gap")
+        row["horse_spread"] = e["headline"].get("horse_spread")
         row["smallest_change_db"] = e["headline"]["smallest_change_db"]
         row["flags"] = "; ".join(f["flag"] for f in e["flags"])
         row["verdict"] = e["headline"]["verdict"]
