@@ -797,11 +797,14 @@ def survive_cmd(run_dir, kind, model_spec, draws, seed, out, quiet, engine, devi
               help="quick (one budget, 30 dB, always-wrong targets), standard (40, 30, 20 dB, always-wrong and random "
                    "targets, the smallest change) or a JSON file of a plan's settings.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the targets, the queries and the intervals.")
+@click.option("--surrogate", "surrogate_spec", default=None, metavar="MODEL",
+              help="A network (or MFCC baseline) that guides the query-only adversary, as attack --surrogate (default: "
+                   "a forest's own DNN, the MFCC baseline's replica, none for other models).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_engine_options
 @_device_option
-def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, out, quiet, engine, device):
+def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, surrogate_spec, out, quiet, engine, device):
     """One verdict for MODEL: clean accuracy, model checks, and robust accuracy under the worst of a gradient
     and a query-only adversary at fixed SNR budgets, all in OUT/evaluation.json and OUT/report.html.
 
@@ -828,7 +831,12 @@ def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, out, 
         split = split or "test"
         recordings = recordings_from_split(spectra, split, limit, model.labels)
         data = {"cache": str(spectra.path.resolve()), "split": split}
-    e = judge(model, recordings, out, plan, seed=seed, progress=not quiet, engine=engine, data=data)
+    surrogate = None
+    if surrogate_spec is not None:
+        from .replicas import as_surrogate
+
+        surrogate = as_surrogate(_load_any_model(surrogate_spec, device))
+    e = judge(model, recordings, out, plan, seed=seed, progress=not quiet, engine=engine, data=data, surrogate=surrogate)
     click.echo(f"{e['model']['name']}: {e['headline']['verdict']}")
     for flag in e["flags"]:
         click.echo(f"flag: {flag['flag']}: {flag['reason']}")

@@ -37,7 +37,7 @@ from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .runs import RecordingRef, _check_first, model_name, run_attacks, system_sha256
 
-__all__ = ["Plan", "PLANS", "read_plan", "judge", "non_monotone", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
+__all__ = ["Plan", "PLANS", "read_plan", "judge", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
 
 SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
@@ -190,7 +190,8 @@ def _labels_after(run_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str | os.PathLike, plan: Plan = PLANS["quick"],
-          seed: int = 0, progress: bool = True, engine=None, data: dict | None = None) -> dict:
+          seed: int = 0, progress: bool = True, engine=None, data: dict | None = None,
+          surrogate: DifferentiableClassifier | None = None) -> dict:
     """Judge ``model`` on ``recordings`` under ``plan``; write and return ``evaluation.json``.
 
     Parameters
@@ -213,6 +214,10 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
         Where each attack run's recordings are done.
     data : dict, optional
         More to record of the data (the cache and split they came from).
+    surrogate : DifferentiableClassifier, optional
+        Guides the query-only adversary (:mod:`musadv.queries`); by default the network a feature
+        system carries (:func:`musadv.replicas.own_surrogate`: a forest's DNN, the MFCC
+        baseline's replica), none for other models. Recorded with the protocol.
 
     Returns
     -------
@@ -225,8 +230,16 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     if unlabelled:
         raise MusadvError(f"{unlabelled[0]}: a judgement needs each recording's true label (judge a cache split)")
     out = Path(out_dir).resolve()
+    if surrogate is None:
+        from .replicas import own_surrogate
+
+        surrogate = own_surrogate(model)
     identity = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "protocol": {**PROTOCOL, "plan": plan.to_dict()},
-                "seed": seed, "model": {"name": model_name(model) or system_name(model), "sha256": system_sha256(model),
+                "seed": seed,
+                "surrogate": None if surrogate is None else {"name": model_name(surrogate) or system_name(surrogate),
+                                                              "kind": type(surrogate).__name__,
+                                                              "sha256": system_sha256(surrogate)},
+                "model": {"name": model_name(model) or system_name(model), "sha256": system_sha256(model),
                                         "kind": type(model).__name__, "labels": list(model.labels)},
                 "data": _data_identity(recordings, dict(data or {}))}
     _claim(out, identity)
@@ -244,18 +257,21 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     correct = [r for r, label in zip(recordings, clean_labels) if label == r.true_label]
     robust, rows = [], []
     for policy in plan.policies:
-        entries = []
-        for budget in plan.budgets_db:
+        entries, carried = [], {}
+        # From the smallest change up: what a smaller budget fooled, every larger one has fooled too.
+        for budget in sorted(plan.budgets_db, reverse=True):
             t0 = time.perf_counter()
             entries.append(_robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out,
-                                      seed, progress, engine))
+                                      seed, progress, engine, surrogate, carried))
+            carried = entries[-1]["fooled"]
             timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
         if plan.controls:
             t0 = time.perf_counter()
             _controls(model, recordings, entries, out / f"{policy}-controls", seed, progress, engine)
             timings[f"{policy}-controls"] = time.perf_counter() - t0
         for entry in entries:
-            del entry["examples"]  # paths on this machine: they are in the run directories, not in the evaluation
+            # Paths on this machine: they are in the run directories, not in the evaluation.
+            del entry["examples"], entry["fooled"]
             robust.append(entry)
             controls = entry.get("controls", {})
             rows.append({k: entry[k] for k in ("policy", "snr_db", "normalised_accuracy", "accuracy")} |
@@ -267,13 +283,13 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
                 flags.append({"flag": "masked gradient", "reason": (
                     f"at {entry['snr_db']:g} dB ({policy}) queries fooled {entry['fooled_by_queries']} of the "
                     f"{entry['survived_gradient']} recordings the gradient attack left correct")})
-    flags += non_monotone(robust)
+    flags += flat_success(robust)
     if check is not None:
         flags += [{"flag": "randomness", "reason": w} for w in check.warnings if "differ" in w]
     smallest = None
     if plan.minimize:
         t0 = time.perf_counter()
-        smallest = _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine)
+        smallest = _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine, surrogate)
         timings["smallest"] = time.perf_counter() - t0
         if smallest["not_reached"]:
             flags.append({"flag": "unreached", "reason": (
@@ -294,24 +310,25 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     return evaluation
 
 
-def non_monotone(robust: list[dict]) -> list[dict]:
-    """Flags for robust accuracies that rise as the budget grows (a lower SNR allows every change a higher one
-    does): the attack is not finding what it could.
+def flat_success(robust: list[dict]) -> list[dict]:
+    """Flags for attacks whose success does not grow with the budget (Athalye et al. 2018's sign of a masked
+    gradient): a larger change fools nothing more while recordings the model gets right remain.
 
     Parameters
     ----------
     robust : list of dict
-        ``policy``, ``snr_db`` and ``normalised_accuracy`` of each budget.
+        ``policy``, ``snr_db`` and ``normalised_accuracy`` of each budget (two or more per policy to judge).
     """
     flags = []
     for policy in dict.fromkeys(e["policy"] for e in robust):
         curve = sorted((e for e in robust if e["policy"] == policy), key=lambda e: -e["snr_db"])
-        for smaller, larger in zip(curve, curve[1:]):
-            if larger["normalised_accuracy"] > smaller["normalised_accuracy"] + 1e-9:
-                flags.append({"flag": "non-monotone", "reason": (
-                    f"{policy}: robust accuracy {larger['normalised_accuracy']:.3f} at {larger['snr_db']:g} dB exceeds "
-                    f"{smaller['normalised_accuracy']:.3f} at {smaller['snr_db']:g} dB, where the change is smaller: "
-                    "the attack is not finding what it could")})
+        if len(curve) < 2:
+            continue
+        smallest, largest = curve[0], curve[-1]
+        if largest["normalised_accuracy"] > 0 and largest["normalised_accuracy"] >= smallest["normalised_accuracy"] - 1e-9:
+            flags.append({"flag": "flat", "reason": (
+                f"{policy}: robust accuracy {largest['normalised_accuracy']:.3f} at {largest['snr_db']:g} dB, as at "
+                f"{smallest['snr_db']:g} dB: a larger change fooled nothing more (a masked gradient, or a broken attack)")})
     return flags
 
 
@@ -320,7 +337,7 @@ def _claim(out: Path, identity: dict) -> None:
     path = out / "judge.json"
     if path.exists():
         old = json.loads(path.read_text())
-        for key in ("protocol", "seed", "model", "data"):
+        for key in ("protocol", "seed", "surrogate", "model", "data"):
             if old.get(key) != identity[key]:
                 raise MusadvError(f"{out}: holds a judgement with another {key}; judge into a new folder")
         return
@@ -328,12 +345,19 @@ def _claim(out: Path, identity: dict) -> None:
     write_json_atomic(path, identity)
 
 
-def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed, progress, engine):
-    """The worst case of the gradient and the query-only adversary at one budget (AutoAttack's order)."""
+def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed, progress, engine,
+               surrogate, carried: dict[str, tuple[str, str]]) -> dict:
+    """The worst case of the gradient and the query-only adversary at one budget (AutoAttack's order).
+
+    ``carried``: recordings fooled at a smaller budget (a higher SNR), each with its label and example: the
+    example lies inside this budget's ball too, so they count as fooled without another attack.
+    """
     stage = out / f"{policy}-{budget:g}dB"
-    after, examples = {}, {}
+    after = {name: label for name, (label, _) in carried.items()}
+    examples = {name: wav for name, (_, wav) in carried.items()}
     fooled_by_gradient = 0
-    survivors = list(correct)
+    survivors = [r for r in correct if r.name not in carried]
+    attacked = len(survivors)
     if gradient_ok and survivors:
         config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter)
         run_attacks(model, survivors, policy, stage / "gradient", config, seed=seed, progress=progress, engine=engine,
@@ -347,15 +371,20 @@ def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, g
     fooled_by_queries = 0
     if survivors:
         config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter, gradient="queries",
-                              max_queries=plan.max_queries)
-        run_attacks(model, survivors, policy, stage / "queries", config, seed=seed, progress=progress, engine=engine)
+                              max_queries=plan.max_queries, surrogate=surrogate)
+        # No repair round: a miss would be tried again with as many queries, past the plan's budget.
+        run_attacks(model, survivors, policy, stage / "queries", config, seed=seed, progress=progress, engine=engine,
+                    repairs=0)
         labels, wavs = _labels_after(stage / "queries")
         after.update(labels)
         examples.update(wavs)
         fooled_by_queries = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
     predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
     figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
-    return {"policy": policy, "snr_db": float(budget), **figures, "attacked": len(correct), "examples": examples,
+    fooled = {r.name: (after[r.name], examples[r.name]) for r in correct
+              if after.get(r.name, r.true_label) != r.true_label}
+    return {"policy": policy, "snr_db": float(budget), **figures, "correct": len(correct),
+            "fooled_at_smaller_budgets": len(carried), "attacked": attacked, "examples": examples, "fooled": fooled,
             "fooled_by_gradient": fooled_by_gradient if gradient_ok else None, "survived_gradient": n_survived,
             "fooled_by_queries": fooled_by_queries,
             "queries_beat_gradient": bool(gradient_ok and n_survived and fooled_by_queries >= MASKED_SHARE * n_survived)}
@@ -400,11 +429,12 @@ def _horse(model, recordings, kind: str, plan: Plan, out: Path, seed, progress, 
             "spread": acc["best"] - acc["worst"], "changed_trials": m["changed_trials"], "snr_db": m["snr_db"]}
 
 
-def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine) -> dict:
+def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine, surrogate) -> dict:
     """Each correct recording's highest SNR at which an always-wrong target is said (median, interval)."""
     config = AttackConfig(snr_db=plan.minimize_floor_db, stop="label", max_iter=plan.max_iter,
                           gradient="autograd" if gradient_ok else "queries",
-                          max_queries=None if gradient_ok else plan.max_queries)
+                          max_queries=None if gradient_ok else plan.max_queries,
+                          surrogate=None if gradient_ok else surrogate)
     snrs, n = [], len(correct)
     if correct:
         run = out / "smallest"
@@ -537,7 +567,8 @@ def write_judgement_report(out_dir: str | os.PathLike) -> Path:
 
     rows = "".join(
         f"<tr><td>{esc(r['policy'])}</td><td>{r['snr_db']:g}</td><td>{_fmt(r['normalised_accuracy'])}"
-        f"{_interval(r['interval'])}</td><td>{r['attacked']}</td><td>{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']}"
+        f"{_interval(r['interval'])}</td><td>{r['correct']}</td><td>{r['fooled_at_smaller_budgets']}</td><td>{r['attacked']}</td>"
+        f"<td>{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']}"
         f"</td><td>{r['fooled_by_queries']}</td>{controls(r)}</tr>" for r in e["robust"])
     flags = "".join(f"<li><b>{esc(f['flag'])}</b>: {esc(f['reason'])}</li>" for f in e["flags"]) or "<li>none</li>"
     horse_png = _horse_figure(e, out / "horse.png")
@@ -568,8 +599,11 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em
 {'' if head['horse_spread'] is None else f"Irrelevant changes, chosen per recording, move it over a span of {head['horse_spread']:.2f}."}</p>
 <p>Flags:</p><ul>{flags}</ul></div>
 <h2>Robust accuracy</h2><p>The worst case of a gradient attack and, on the recordings it left correct, the query-only
-attack; every label read from the decoded 16-bit file. Intervals: 95 % bootstrap over recordings.</p>
-<table><tr><th>targets</th><th>SNR budget (dB)</th><th>normalised accuracy</th><th>attacked (correct clean)</th>
+attack; budgets from the smallest change up, each attacking only what the smaller ones left correct (their examples
+lie inside every larger budget); every label read from the decoded 16-bit file. Intervals: 95 % bootstrap over
+recordings.</p>
+<table><tr><th>targets</th><th>SNR budget (dB)</th><th>normalised accuracy</th><th>correct clean</th>
+<th>fooled at a smaller budget</th><th>attacked</th>
 <th>fooled by gradients</th><th>fooled by queries only</th><th>white noise</th><th>shaped noise</th>
 <th>random phase</th><th>gap</th></tr>{rows}</table>
 <p>The controls: the same SNR spent on white noise, on noise with the recording's spectrum, and on the

@@ -9,7 +9,8 @@ STFT; only the zero-crossing rate, a count of sign changes, is taken from the wa
 constant. A replica is built from the system's parameters (its model file): an attack it guides
 is gray-box, which the run records (the surrogate's name and SHA-256).
 
-:func:`as_surrogate` turns what a user names with ``--surrogate`` into a network with a gradient.
+:func:`as_surrogate` turns what a user names with ``--surrogate`` into a network with a gradient;
+:func:`own_surrogate` is the one a feature system carries (what ``musadv judge`` uses by default).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from .errors import MusadvError
 from .features import texture_starts
 from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .spectral import istft
-from .systems import MFCCBaseline, zero_crossing_rate
+from .systems import ForestSystem, MFCCBaseline, zero_crossing_rate
 
-__all__ = ["MFCCReplica", "as_surrogate"]
+__all__ = ["MFCCReplica", "as_surrogate", "own_surrogate"]
 
 #: librosa.power_to_db's defaults, which :func:`musadv.systems.mfcc_zcr` uses: a floor of 1e-10 on the
 #: power, reference 1, and decibels clipped at 80 dB under the recording's loudest.
@@ -114,6 +115,16 @@ class MFCCReplica(torch.nn.Module, DifferentiableClassifier):
         zcr = torch.from_numpy(zero_crossing_rate(np.asarray(signal, np.float32), self.stft))
         with torch.no_grad():
             return self.probabilities(self.window_logits(self.window_features(mags, zcr)).float()).numpy()
+
+
+def own_surrogate(system: AudioClassifier) -> DifferentiableClassifier | None:
+    """The network inside a feature system, to guide a query-only attack of it: a forest's DNN (whose
+    activations it votes on), the MFCC baseline's :class:`MFCCReplica`; None for any other system."""
+    if isinstance(system, ForestSystem):
+        return system.dnn
+    if isinstance(system, MFCCBaseline):
+        return MFCCReplica(system)
+    return None
 
 
 def as_surrogate(system: AudioClassifier) -> DifferentiableClassifier:
