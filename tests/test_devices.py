@@ -53,13 +53,16 @@ def test_every_command_refuses_a_missing_device_in_one_line_before_loading_anyth
     assert err == ["error: device 'cuda:1' is not available here (PyTorch sees no CUDA GPU)"]
 
 
-def test_training_on_the_cpu_named_explicitly_is_training_by_default(learn_cache, tmp_path):
-    """Same seed, same data: --device cpu writes the same weights and history as no --device."""
+def test_training_on_the_cpu_is_reproduced_bit_for_bit_by_its_seed(learn_cache, tmp_path):
+    """Same seed, same data: --device cpu writes the same weights and history as no --device, and
+    another seed does not (so the equality is the seed's doing, not a model that never trained)."""
     common = ["train", str(learn_cache.path), "--units", "16", "--epochs", "3", "--quiet"]
     cli.main(common + ["--out", str(tmp_path / "default")])
     cli.main(common + ["--out", str(tmp_path / "cpu"), "--device", "cpu"])
-    a = (tmp_path / "default" / "model.safetensors").read_bytes()
-    b = (tmp_path / "cpu" / "model.safetensors").read_bytes()
-    assert a == b
-    history = [json.loads((tmp_path / d / "model.json").read_text())["training"]["history"] for d in ("default", "cpu")]
-    assert [h["train_loss"] for h in history[0]] == [h["train_loss"] for h in history[1]]
+    cli.main(common + ["--out", str(tmp_path / "seed1"), "--seed", "1"])
+    weights = {d: (tmp_path / d / "model.safetensors").read_bytes() for d in ("default", "cpu", "seed1")}
+    assert weights["default"] == weights["cpu"] != weights["seed1"]
+    history = {d: json.loads((tmp_path / d / "model.json").read_text())["training"]["history"] for d in weights}
+    losses = {d: [h["train_loss"] for h in history[d]] for d in weights}
+    assert losses["default"] == losses["cpu"] != losses["seed1"]
+    assert losses["default"][-1] < losses["default"][0]  # it trained

@@ -22,8 +22,11 @@ def test_quick_demo_writes_the_summary_contract_and_the_report(demo):
     out, summary = demo
     saved = json.loads((out / "summary.json").read_text())
     assert set(saved["systems"]) == SYSTEMS
-    for s in saved["systems"].values():
-        assert 0 <= s["normalised_accuracy"] <= 1
+    for name, s in saved["systems"].items():
+        # Each system's figure is that of its own test run, recounted from the labels it wrote.
+        rows = list(csv.DictReader(open(out / "models" / name / "test-test" / "predictions.csv")))
+        recall = [np.mean([r["predicted"] == r["true"] for r in rows if r["true"] == lab]) for lab in {r["true"] for r in rows}]
+        assert s["normalised_accuracy"] == pytest.approx(float(np.mean(recall)))
     for policy in ("random", "all_wrong"):
         assert ATTACK_KEYS <= set(saved["attacks"][policy])
     assert saved["attacks"]["random"]["success_rate"] >= 0.8  # judged on the decoded files

@@ -812,7 +812,6 @@ def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, surro
     A killed judgement resumes when rerun into the same OUT.
     """
     from .judge import judge, read_plan
-    from .models import check_compatible
     from .runs import RecordingRef, recordings_from_split
 
     plan = read_plan(plan_spec)
@@ -827,8 +826,12 @@ def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, surro
         data = {}
     else:
         spectra = _model_cache(model, cache_dir)
-        check_compatible(model, spectra.config, spectra.labels, str(spectra.path))
         split = split or "test"
+        # Every stage decodes the source files at the model's own rate: the cache gives the recordings and
+        # their labels, whatever its analysis settings.
+        unknown = sorted({e.label for e in spectra.split(split)} - set(model.labels) - set(model.uncovered_labels))
+        if unknown:
+            raise click.UsageError(f"{spectra.path}: {', '.join(unknown)} is not a label of {model_spec}")
         recordings = recordings_from_split(spectra, split, limit, model.labels)
         data = {"cache": str(spectra.path.resolve()), "split": split}
     surrogate = None
