@@ -120,8 +120,14 @@ def test_a_system_without_a_gradient_is_judged_through_queries_guided_by_the_net
 
 def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(trained_dnn, learn_cache, tmp_path):
     plan = Plan("small", (35.0, 20.0), ("all_wrong",), max_iter=10, max_queries=40, controls=False, minimize=True,
-                minimize_floor_db=10.0, horse=("eq",), horse_trials=3)
+                minimize_floor_db=10.0, perceptual=True, survival=("lowpass",), horse=("eq",), horse_trials=3)
     e = judge(trained_dnn, _recordings(learn_cache, 3), tmp_path / "s", plan, progress=False)
+    # The smallest changes measured by ear's models and transformed: the figures of their own run directories.
+    rows = [r for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv")) if r["success"] == "1"]
+    assert e["smallest_change"]["median_nmr_db"] == float(np.median([float(r["nmr_db"]) for r in rows]))
+    assert e["smallest_change"]["median_visqol_mos"] == float(np.median([float(r["visqol_mos"]) for r in rows]))
+    survived = json.loads((tmp_path / "s" / "survive-lowpass" / "survive.json").read_text())["results"]["survived"]
+    assert e["survival"] == [{**e["survival"][0], "kind": "lowpass", "survived": survived}]
     figures = json.loads((tmp_path / "s" / "horse-eq" / "horse.json").read_text())["results"]["normalised_accuracy"]
     (eq,) = e["horse"]
     assert {k: eq[k] for k in ("clean", "random", "best", "worst")} == figures

@@ -73,6 +73,12 @@ class Plan:
         Whether to search each recording's smallest change (the median SNR and its interval).
     minimize_floor_db : float
         The lowest SNR (dB) that search goes down to.
+    perceptual : bool
+        Whether the smallest changes are measured by ear's models too: their noise-to-mask ratio
+        (:func:`musadv.psychoacoustics.noise_to_mask`) and ViSQOL MOS-LQO (:mod:`musadv.quality`).
+    survival : tuple of str
+        Transformations (:class:`musadv.transforms.Transformation` kinds) applied to the smallest
+        changes' examples (:func:`musadv.survival.survive`): the share that still says its target.
     horse : tuple of str
         Irrelevant transformations (:class:`musadv.transforms.Transformation` kinds) of the horse
         tests (:func:`musadv.horse.horse_test`): how far choosing a draw per recording moves the
@@ -89,6 +95,8 @@ class Plan:
     controls: bool = True
     minimize: bool = False
     minimize_floor_db: float = 10.0
+    perceptual: bool = False
+    survival: tuple[str, ...] = ()
     horse: tuple[str, ...] = ()
     horse_trials: int = 10
 
@@ -100,9 +108,12 @@ class Plan:
             raise ValueError(f"policies must be among 'all_wrong' and 'random', not {list(self.policies)!r}")
         from .transforms import KINDS
 
-        unknown = [k for k in self.horse if k not in KINDS]
-        if unknown:
-            raise ValueError(f"horse must be among {', '.join(KINDS)}, not {', '.join(unknown)}")
+        for name in ("horse", "survival"):
+            unknown = [k for k in getattr(self, name) if k not in KINDS]
+            if unknown:
+                raise ValueError(f"{name} must be among {', '.join(KINDS)}, not {', '.join(unknown)}")
+        if (self.perceptual or self.survival) and not self.minimize:
+            raise ValueError("perceptual and survival measure the smallest changes: they need minimize")
         for name in ("max_iter", "max_queries", "horse_trials"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
@@ -110,15 +121,15 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "budgets_db": list(self.budgets_db), "policies": list(self.policies),
-                "horse": list(self.horse)}
+                "horse": list(self.horse), "survival": list(self.survival)}
 
 
 PLANS = {
     # CI-sized: one budget, one policy, a short query budget.
     "quick": Plan("quick", (30.0,), ("all_wrong",), max_iter=50, max_queries=300),
     # What the leaderboard uses.
-    "standard": Plan("standard", (40.0, 30.0, 20.0), ("all_wrong", "random"), minimize=True,
-                     horse=("eq", "stretch", "lowpass", "mp3", "room")),
+    "standard": Plan("standard", (40.0, 30.0, 20.0), ("all_wrong", "random"), minimize=True, perceptual=True,
+                     survival=("lowpass", "mp3", "eq"), horse=("eq", "stretch", "lowpass", "mp3", "room")),
 }
 
 
@@ -136,7 +147,8 @@ def read_plan(spec: str) -> Plan:
         raise MusadvError(f"{spec}: a plan file is an object of {sorted(known)}")
     try:
         return Plan(**{**data, "name": data.get("name", path.stem), "budgets_db": tuple(data.get("budgets_db", ())),
-                       "policies": tuple(data.get("policies", ())), "horse": tuple(data.get("horse", ()))})
+                       "policies": tuple(data.get("policies", ())), "horse": tuple(data.get("horse", ())),
+                       "survival": tuple(data.get("survival", ()))})
     except (TypeError, ValueError) as exc:
         raise MusadvError(f"{spec}: {exc}") from None
 
@@ -296,13 +308,18 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
             flags.append({"flag": "unreached", "reason": (
                 f"{smallest['not_reached']} of {smallest['n']} recordings were not made wrong even at "
                 f"{plan.minimize_floor_db:g} dB: an adversary should reach every label with a large enough change")})
+    survival = []
+    for kind in plan.survival:
+        t0 = time.perf_counter()
+        survival.append(_survival(model, kind, out, seed, progress, engine))
+        timings[f"survive-{kind}"] = time.perf_counter() - t0
     horse = []
     for kind in plan.horse:
         t0 = time.perf_counter()
         horse.append(_horse(model, recordings, kind, plan, out, seed, progress, engine))
         timings[f"horse-{kind}"] = time.perf_counter() - t0
     evaluation = {**identity, "gradient_check": None if check is None else check.to_dict(), "clean": clean,
-                  "robust": robust, "smallest_change": smallest, "horse": horse, "flags": flags}
+                  "robust": robust, "smallest_change": smallest, "survival": survival, "horse": horse, "flags": flags}
     evaluation["headline"] = _headline(evaluation)
     evaluation["timings"] = timings
     write_csv_atomic(out / "robust.csv", rows)
@@ -412,6 +429,22 @@ def _controls(model, recordings, entries: list[dict], out: Path, seed, progress,
         entry["gap"] = min(c["normalised_accuracy"] for c in entry["controls"].values()) - entry["normalised_accuracy"]
 
 
+def _survival(model, kind: str, out: Path, seed, progress, engine) -> dict:
+    """Whether the smallest changes still say their target after an irrelevant transformation of the written files."""
+    from .survival import survive
+    from .transforms import Transformation, mp3_available
+
+    transformation = Transformation(kind)
+    if kind == "mp3" and not mp3_available():
+        raise MusadvError("this libsndfile cannot encode MP3: leave mp3 out of the plan's survival")
+    if not (out / "smallest" / "results.csv").exists():  # no recording was right: nothing to transform
+        return {"kind": kind, "description": transformation.describe(), "survived": None, "n": 0}
+    m = survive(out / "smallest", transformation, out / f"survive-{kind}", system=model, seed=seed, progress=progress,
+                engine=engine)
+    return {"kind": kind, "description": transformation.describe(), "survived": m["survived"],
+            "returned": m["returned"], "original_kept": m["original_kept"], "n": m["n_examples"]}
+
+
 def _horse(model, recordings, kind: str, plan: Plan, out: Path, seed, progress, engine) -> dict:
     """One horse test: the normalised accuracy on the originals, one draw, and the draw per recording that makes it
     right (best) or wrong (worst); the spread is best minus worst."""
@@ -439,15 +472,22 @@ def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, eng
     snrs, n = [], len(correct)
     if correct:
         run = out / "smallest"
+    rows = []
+    if correct:
+        run = out / "smallest"
         run_attacks(model, correct, "all_wrong", run, config, seed=seed, progress=progress, engine=engine, minimal=True,
-                    gradient="autograd" if gradient_ok else "auto")
+                    gradient="autograd" if gradient_ok else "auto", nmr=plan.perceptual, visqol=plan.perceptual)
         with open(run / "results.csv", newline="") as f:
-            snrs = [float(row["snr_wave_db"]) for row in csv.DictReader(f)
-                    if row["success"] == "1" and row["snr_wave_db"] not in ("", "nan")]
-    values = np.array(snrs)
+            rows = [row for row in csv.DictReader(f) if row["success"] == "1" and row["snr_wave_db"] not in ("", "nan")]
+    values = np.array([float(row["snr_wave_db"]) for row in rows])
     median = float(np.median(values)) if len(values) else None
-    return {"median_snr_db": median, "interval": bootstrap_interval(lambda i: np.median(values[i]), len(values), seed),
-            "reached": len(values), "not_reached": n - len(values), "n": n, "floor_db": plan.minimize_floor_db}
+    figures = {"median_snr_db": median, "interval": bootstrap_interval(lambda i: np.median(values[i]), len(values), seed),
+               "reached": len(values), "not_reached": n - len(values), "n": n, "floor_db": plan.minimize_floor_db}
+    if plan.perceptual:
+        for key in ("nmr_db", "visqol_mos"):
+            measured = np.array([float(row[key]) for row in rows if row[key] not in ("", "nan")])
+            figures[f"median_{key}"] = float(np.median(measured)) if len(measured) else None
+    return figures
 
 
 def _headline(evaluation: dict) -> dict:
@@ -586,7 +626,16 @@ def write_judgement_report(out_dir: str | os.PathLike) -> Path:
     small_line = "" if small is None else (
         f"<p>Smallest change that makes a recording wrong (always-wrong targets, down to {small['floor_db']:g} dB): "
         f"median {_fmt(small['median_snr_db'], 1)} dB SNR{_interval(small['interval'], 1)}, {small['reached']} of "
-        f"{small['n']} reached.</p>")
+        f"{small['n']} reached"
+        + ("" if "median_nmr_db" not in small else
+           f"; by ear's models: median noise-to-mask ratio {_fmt(small['median_nmr_db'], 1)} dB (below 0: under the "
+           f"masking threshold), median ViSQOL MOS-LQO {_fmt(small['median_visqol_mos'], 2)} (5: no audible difference)")
+        + ".</p>")
+    survival_html = "" if not e["survival"] else (
+        "<h2>Do the smallest changes survive?</h2><table><tr><th>transformation of the written files</th><th>examples</th>"
+        "<th>still the target</th><th>back to the original's label</th></tr>" + "".join(
+            f"<tr><td>{esc(v['description'])}</td><td>{v['n']}</td><td>{_fmt(v['survived'], 2)}</td>"
+            f"<td>{_fmt(v.get('returned'), 2)}</td></tr>" for v in e["survival"]) + "</table>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Judgement of {esc(e['model']['name'])}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} .card{{border:2px solid #333;padding:1em;border-radius:8px}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head><body>
@@ -612,6 +661,7 @@ adversary's change with random phase. The gap is the least accurate control's no
 the robust one: how much more the adversary's change does than noise of the same power (the paper's argument).</p>
 {'' if figure is None else '<p><img src="robust.png" alt="robust accuracy against the SNR budget"></p>'}
 {small_line}
+{survival_html}
 {horse_html}
 <p>Protocol {esc(e['protocol']['name'])} v{e['protocol']['version']}, plan {esc(e['protocol']['plan']['name'])};
 data: {len(e['data']['recordings'])} recordings (SHA-256 {e['data']['sha256'][:12]}); model SHA-256
