@@ -45,21 +45,35 @@ def test_every_piece_is_done_once_in_worker_processes_and_errors_come_back():
         engine_from_options(jobs=2, ray="auto")
 
 
+def _rendezvous(folder, workers=2, timeout=120.0):
+    """Check this worker process in, then wait until ``workers`` processes have: each piece is held until every
+    worker has taken one, so that all take part whatever the machine's load (no sleep that may be too short)."""
+    Path(folder, str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(Path(folder).iterdir())) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(list(Path(folder).iterdir()))} of {workers} workers took a piece")
+        time.sleep(0.01)
+
+
 def _pid_and_context(context, piece):
-    time.sleep(0.1)  # long enough that both workers take pieces
-    return os.getpid(), context
+    name, folder = context
+    _rendezvous(folder)
+    return os.getpid(), name
 
 
-def test_a_local_engine_keeps_its_workers_for_its_next_job_which_gets_its_own_context():
+def test_a_local_engine_keeps_its_workers_for_its_next_job_which_gets_its_own_context(tmp_path):
     engine = LocalEngine(jobs=2, threads=1)
-    first = [r for _, r, _ in engine.map(_pid_and_context, "first", [0, 1, 2, 3])]
-    second = [r for _, r, _ in engine.map(_pid_and_context, "second", [0, 1, 2, 3])]
+    for job in ("first", "second", "third"):
+        (tmp_path / job).mkdir()
+    first = [r for _, r, _ in engine.map(_pid_and_context, ("first", str(tmp_path / "first")), [0, 1, 2, 3])]
+    second = [r for _, r, _ in engine.map(_pid_and_context, ("second", str(tmp_path / "second")), [0, 1, 2, 3])]
     assert {c for _, c in first} == {"first"} and {c for _, c in second} == {"second"}
     workers = {p for p, _ in first}
     assert len(workers) == 2 and {p for p, _ in second} == workers  # the same two processes
     with pytest.raises(ZeroDivisionError):  # a job stopped by a bug takes its workers down ...
         list(engine.map(_bug, None, [1, 2]))
-    third = [r for _, r, _ in engine.map(_pid_and_context, "third", [0, 1, 2, 3])]
+    third = [r for _, r, _ in engine.map(_pid_and_context, ("third", str(tmp_path / "third")), [0, 1, 2, 3])]
     assert {c for _, c in third} == {"third"} and not {p for p, _ in third} & workers  # ... the next starts anew
     engine.close()
 
@@ -178,16 +192,16 @@ def test_tasks_that_ask_for_more_gpus_than_the_cluster_has_stop_in_one_line_inst
         list(RayEngine(threads=1, gpus=0.5).map(_square_or_fail, 0, [1]))
 
 
-def _visible_gpu(_, piece):
-    time.sleep(0.5)  # long enough that both workers take pieces
+def _visible_gpu(folder, piece):
+    _rendezvous(folder)
     return os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()
 
 
-def test_worker_processes_take_the_gpus_in_turn():
+def test_worker_processes_take_the_gpus_in_turn(tmp_path):
     """Each worker sees one GPU as its cuda:0 (set before CUDA starts), the workers all of them."""
     engine = LocalEngine(2, threads=1, gpus=[0, 1])
     try:
-        seen = {result for _, result, _ in engine.map(_visible_gpu, None, list(range(6)))}
+        seen = {result for _, result, _ in engine.map(_visible_gpu, str(tmp_path), list(range(6)))}
     finally:
         engine.close()
     by_worker = {}
