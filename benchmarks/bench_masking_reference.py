@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from musadv import audio
-from musadv.psychoacoustics import (DEFAULT_LEVEL_DB, bark, band_masking_threshold, band_power_db, masking_threshold,
+from musadv.psychoacoustics import (DEFAULT_LEVEL_DB, band_masking_threshold, band_power_db, masking_threshold,
                                     noise_to_mask, noise_under_mask, psd_db)
 from musadv.spectral import STFTConfig, istft, stft
 

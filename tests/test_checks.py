@@ -4,16 +4,12 @@ import csv
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
-import torch
-from torch import nn
 
 from musadv.attack import AttackConfig, attack
 from musadv.checks import check_gradient
 from musadv.errors import MusadvError
-from musadv.interface import DifferentiableClassifier
 from musadv.report import write_report
 from musadv.runs import recordings_from_split, run_attacks
 

@@ -12,7 +12,8 @@ from musadv.errors import MusadvError
 from musadv.evaluate import figures_of_merit
 from musadv.interface import DifferentiableClassifier
 from musadv.judge import Plan, flat_success, judge, leaderboard, read_evaluation, read_plan
-from musadv.runs import recordings_from_split, system_sha256
+from musadv.identity import system_sha256
+from musadv.runs import recordings_from_split
 from musadv.systems import load_system
 
 from .test_cli import _run

@@ -17,7 +17,7 @@ from musadv.runs import recordings_from_split, rescore, run_attacks
 from musadv.spectral import magnitude
 from musadv.features import TextureFeatures, texture_stats
 from musadv.systems import (ForestSystem, MahalanobisClassifier, MFCCBaseline, WindowVote, load_system, mfcc_zcr,
-                            texture_pipeline, train_baseline, train_forest)
+                            texture_pipeline, train_baseline)
 
 
 def test_forest_beats_chance_clearly(forest, learn_cache):

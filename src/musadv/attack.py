@@ -51,10 +51,11 @@ from .recording import Recording, edge_samples
 from .robust import Draws, differentiable
 from .spectral import STFTConfig, complex_abs, istft, l2_norm, stft
 from .goals import GOALS, goal_candidates, goal_reached
+from .identity import model_name, system_sha256
 from .taggers import TAG_THRESHOLD
 from .transforms import Transformation
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "continued_trace", "masked_magnitudes", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
+__all__ = ["AttackConfig", "AttackResult", "attack", "attack_many", "continued_trace", "minimize", "snr_db", "project_ball", "choose_targets", "check_policy",
            "GOALS", "goal_reached", "goal_candidates"]
 
 ORDERS = ("consistent", "paper")
@@ -235,8 +236,6 @@ class AttackConfig:
 
     def to_dict(self) -> dict:
         """The settings, JSON-ready (what a run records and compares on resuming)."""
-        from .runs import model_name, system_sha256
-
         settings = {f.name: getattr(self, f.name) for f in fields(self)}
         surrogate = None if self.surrogate is None else {"model": model_name(self.surrogate),
                                                            "sha256": system_sha256(self.surrogate)}

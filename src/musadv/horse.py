@@ -49,7 +49,8 @@ from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .driver import RunKind, drive, read_errors, read_records, record_files
 from .parallel import Engine
 from .taggers import tag_changes, tag_changes_summary
-from .runs import RecordingRef, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
+from .identity import model_name, system_sha256
+from .runs import RecordingRef, check_same_recordings, check_same_settings, recording_rng, slug
 from .transforms import Transformation
 
 __all__ = ["horse_test", "horse_tests", "summarise_horse", "CASES", "FORMAT"]

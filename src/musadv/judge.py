@@ -35,7 +35,8 @@ from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
-from .runs import RecordingRef, _check_first, model_name, run_attacks, system_sha256
+from .identity import model_name, system_sha256
+from .runs import RecordingRef, _check_first, run_attacks
 
 __all__ = ["Plan", "PLANS", "read_plan", "judge", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
@@ -469,9 +470,7 @@ def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, eng
                           gradient="autograd" if gradient_ok else "queries",
                           max_queries=None if gradient_ok else plan.max_queries,
                           surrogate=None if gradient_ok else surrogate)
-    snrs, n = [], len(correct)
-    if correct:
-        run = out / "smallest"
+    n = len(correct)
     rows = []
     if correct:
         run = out / "smallest"

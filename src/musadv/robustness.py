@@ -47,7 +47,8 @@ from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .driver import RunKind, drive, finished_record, read_errors, read_records, record_files
 from .parallel import Engine
 from .recording import Recording
-from .runs import RecordingRef, attack_settings, check_same_recordings, check_same_settings, model_name, recording_rng, slug, system_sha256
+from .identity import model_name, system_sha256
+from .runs import RecordingRef, attack_settings, check_same_recordings, check_same_settings, recording_rng, slug
 from .spectral import STFTConfig, istft, magnitude
 
 __all__ = ["robustness_curve", "controls_run", "judge_controls", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",

@@ -31,7 +31,6 @@ or other settings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from . import __version__, audio
 from .attack import AttackConfig, AttackResult, attack, attack_many, check_policy, continued_trace, choose_targets, goal_candidates, goal_reached, minimize, snr_db
@@ -54,7 +52,7 @@ from .interface import AudioClassifier, DifferentiableClassifier
 from .driver import RunKind, drive, read_errors, read_records, record_files
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .checks import GradientCheck, check_gradient
-from .models import weights_sha256
+from .identity import model_name, system_sha256
 from .parallel import Engine
 from .progress import progress_bar
 from .recording import Recording, edge_samples
@@ -106,23 +104,6 @@ def slug(name: str) -> str:
     """A file-name-safe, unique stem for a recording's name (its tail and a CRC of the whole)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", re.sub(r"\.[A-Za-z0-9]+$", "", name))[-60:]
     return f"{stem}-{zlib.crc32(name.encode()):08x}"
-
-
-def model_name(system: AudioClassifier) -> str | None:
-    """Where a system came from: its directory, or the ``module:factory`` that made it."""
-    return str(Path(system.path).resolve()) if system.path else system.info.get("factory")
-
-
-def system_sha256(system: AudioClassifier) -> str | None:
-    """What identifies a system's parameters: a network's weights, else its model files (None for neither)."""
-    if isinstance(system, torch.nn.Module):
-        return weights_sha256(system)
-    if system.path is None:
-        return None
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(system.path).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".skops")):
-        h.update(f.name.encode() + b":" + f.read_bytes())
-    return h.hexdigest()
 
 
 def _judge_file(model, rec: Recording, mag_x: np.ndarray, wav: Path) -> tuple:

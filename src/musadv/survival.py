@@ -40,7 +40,8 @@ from .interface import AudioClassifier
 from .io import finite_or_none, write_csv_atomic, write_json_atomic
 from .driver import RunKind, drive, read_errors, read_records, record_files
 from .parallel import Engine
-from .runs import check_same_settings, model_name, recording_rng, system_sha256
+from .identity import model_name, system_sha256
+from .runs import check_same_settings, recording_rng
 from .systems import load_system
 from .taggers import tag_changes, tag_changes_summary
 from .transforms import Transformation
