@@ -259,3 +259,15 @@ def test_a_model_whose_features_musadv_cannot_differentiate_is_refused_in_one_li
     assert _run("classify", f"hf:{tmp_path / 'whisper'}", str(tmp_path / "x.wav")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "WhisperFeatureExtractor is not one musadv can differentiate" in err[0]
+
+
+def test_a_fine_tuned_model_is_judged(checkpoints, hf_cache, tmp_path):
+    plan = {"budgets_db": [20], "policies": ["all_wrong"], "max_iter": 10, "max_queries": 42, "controls": False}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    spec = checkpoints["hubert"]
+    cli.main(["judge", spec, "--cache", str(hf_cache.path), "--limit", "3", "--plan", str(tmp_path / "plan.json"),
+              "--out", str(tmp_path / "j"), "--quiet"])
+    e = json.loads((tmp_path / "j" / "evaluation.json").read_text())
+    assert e["model"]["name"] == spec and e["gradient_check"]["problems"] == []
+    robust = e["robust"][0]
+    assert robust["fooled_by_gradient"] >= 1 and robust["normalised_accuracy"] < e["clean"]["normalised_accuracy"]

@@ -220,3 +220,16 @@ def test_robustness_and_rescore_take_a_genre_system_too(gtzan_covered, tmp_path)
     _cli("rescore", run, "musicnn:MTT_musicnn:gtzan", "--out", tmp_path / "rescore")
     rows = (tmp_path / "rescore" / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("example,file,true,goal,target")
+
+
+def test_a_genre_system_from_tags_is_judged_on_the_genres_it_covers(gtzan_covered, tmp_path):
+    plan = {"budgets_db": [30], "policies": ["all_wrong"], "max_iter": 5, "max_queries": 21, "controls": False}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    _cli("judge", "musicnn:MSD_musicnn:gtzan", "--cache", gtzan_covered, "--limit", 3, "--plan", tmp_path / "plan.json",
+         "--out", tmp_path / "j", "--quiet")
+    e = json.loads((tmp_path / "j" / "evaluation.json").read_text())
+    assert e["model"]["name"] == "musicnn:MSD_musicnn:gtzan" and e["model"]["kind"] == "TorchClassifier"
+    # Recordings of genres without a tag are left out of the judgement, not counted as wrong.
+    assert len(e["data"]["recordings"]) == 3 and not any(r.startswith(("classical", "disco", "reggae"))
+                                                         for r in e["data"]["recordings"])
+    assert e["robust"][0]["snr_db"] == 30.0 and e["clean"]["n"] == 3
