@@ -204,3 +204,14 @@ def test_judge_and_leaderboard_from_the_command_line(trained_dnn, learn_cache, t
     assert r.returncode == 0 and "| model |" in r.stdout
     r = _run("judge", trained_dnn.path, "--cache", learn_cache.path, "--plan", "fast", "--out", tmp_path / "x")
     assert r.returncode == 1 and r.stderr.startswith("error:") and "not a plan" in r.stderr
+    # Loose files are labelled by the folder each lies in.
+    files = [learn_cache.source(e) for e in learn_cache.split("test")[:2]]
+    r = _run("judge", trained_dnn.path, *files, "--plan", tmp_path / "plan.json", "--out", tmp_path / "files", "--quiet")
+    assert r.returncode == 0, r.stderr
+    e = read_evaluation(tmp_path / "files")
+    assert e["data"]["recordings"] == [str(f) for f in files] and e["clean"]["n"] == 2
+    stray = tmp_path / "polka" / "x.wav"
+    stray.parent.mkdir()
+    stray.write_bytes(open(files[0], "rb").read())
+    r = _run("judge", trained_dnn.path, stray, "--out", tmp_path / "stray")
+    assert r.returncode == 2 and "polka is not a label of" in r.stderr
