@@ -211,7 +211,8 @@ def cdnn_model(learn_cache, tmp_path_factory):
 @pytest.mark.parametrize("which", ["dnn", "cdnn"])
 def test_a_batch_of_8_gives_the_examples_of_one_at_a_time(which, trained_dnn, cdnn_model, learn_cache, tmp_path):
     """``attack --batch 8`` on 8 recordings of different lengths (one cut to 2.3 s, one a stereo
-    44.1 kHz file): the same decoded labels, successes and SNRs (to 0.1 dB) as one at a time."""
+    44.1 kHz file): the same decoded labels and successes as one at a time, and SNRs no further apart
+    than one iteration moves them."""
     from musadv import cli
 
     model = trained_dnn if which == "dnn" else cdnn_model
@@ -220,23 +221,31 @@ def test_a_batch_of_8_gives_the_examples_of_one_at_a_time(which, trained_dnn, cd
     short, stereo = tmp_path / "short.wav", tmp_path / "stereo.wav"
     sf.write(short, y[: int(2.3 * sr)], sr)
     sf.write(stereo, np.stack([audio.resample(y, sr, 44100)] * 2, 1) * [1.0, 0.5], 44100)
-    runs = {}
+    runs, traces = {}, {}
     for batch in (1, 8):
         out = tmp_path / f"batch{batch}"
         cli.main(["attack", str(model.path), *map(str, files), str(short), str(stereo), "--policy", "random",
                   "--snr", "15", "--max-iter", "30", "--out", str(out), "--quiet", "--no-report", "--batch", str(batch),
                   "--jobs", "1"])
         runs[batch] = {r["example"]: r for r in _rows(out)}
+        traces[batch] = {}
+        with open(out / "traces.csv") as fh:
+            for t in csv.DictReader(fh):
+                if t["snr_db"]:
+                    traces[batch].setdefault(t["example"], []).append(float(t["snr_db"]))
     assert len(runs[1]) == 8 and runs[1].keys() == runs[8].keys()
     for name, one in runs[1].items():
         many = runs[8][name]
         # Not the iterations: a batch sums in another order, and the 16-bit rounding inside the loop makes
         # such differences grow (a CDNN trace on a 44.1 kHz stereo file: 1e-8 apart at iteration 1, 0.05 at
-        # iteration 10), so an example may cross the threshold an iteration earlier or later.
+        # iteration 10), so an example may cross the threshold an iteration earlier or later. What bounds the
+        # SNRs is then one iteration's move: the largest change of SNR over either run's last two iterations.
         for key in ("decoded_label", "success", "label_after"):
             assert many[key] == one[key], (name, key)
+        last = [abs(b - a) for t in (traces[1].get(name, []), traces[8].get(name, [])) for a, b in zip(t[-3:], t[-2:])]
+        step = max(last, default=0.0)
         for key in ("snr_wave_db", "snr_trim_db"):  # empty: unchanged (already the target), SNR inf
-            assert (many[key] == one[key] == "") or abs(float(many[key]) - float(one[key])) <= 0.1, (name, key)
+            assert (many[key] == one[key] == "") or abs(float(many[key]) - float(one[key])) <= step + 0.05, (name, key)
 
 
 def test_a_change_kept_under_the_masking_threshold_is_measured_under_it_on_the_written_files(trained_dnn, learn_cache,
