@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -79,7 +80,11 @@ def test_a_network_is_judged_from_its_written_files_and_a_second_call_resumes_to
     examples = json.loads((tmp_path / "j" / "all_wrong-controls" / "controls.json").read_text())["examples"]["20"]
     assert sorted(k for k, v in examples.items() if v) == sorted(after)
     assert robust["gap"] == min(c["normalised_accuracy"] for c in robust["controls"].values()) - robust["normalised_accuracy"]
-    assert e["headline"]["verdict"] in (tmp_path / "j" / "report.html").read_text()
+    page = (tmp_path / "j" / "report.html").read_text()
+    assert e["headline"]["verdict"] in page
+    # Every attacked recording can be heard beside its original, from the files the figures were read from.
+    players = re.findall(r'<audio controls preload="none" src="([^"]+)">', page)
+    assert len(players) == 2 * len(after) and all((tmp_path / "j" / p).is_file() for p in players)
     # Killed or not, a second call redoes no attack and writes the same evaluation but for timings.
     examples = sorted((tmp_path / "j" / "all_wrong-20dB" / "gradient" / "examples").glob("*.wav"))
     stamps = [p.stat().st_mtime_ns for p in examples]

@@ -594,6 +594,36 @@ def _save_png(fig, path: Path) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
+def _listening(out: Path, evaluation: dict, most: int = 12) -> str:
+    """Players of the headline budget's examples beside their originals (from its attack runs' results.csv)."""
+    head = evaluation["headline"]
+    if head["robust_snr_db"] is None:
+        return ""
+    stage = out / f"{head['robust_policy']}-{head['robust_snr_db']:g}dB"
+    rows = []
+    for run in ("gradient", "queries"):
+        if (stage / run / "results.csv").exists():
+            with open(stage / run / "results.csv", newline="") as f:
+                rows += [(run, row) for row in csv.DictReader(f)]
+    if not rows:
+        return ""
+    esc = html.escape
+
+    def player(run, rel):
+        src = (stage / run / rel).relative_to(out).as_posix()
+        return f'<audio controls preload="none" src="{esc(src)}"></audio>'
+
+    body = "".join(
+        f"<tr><td>{esc(row['file'])}</td><td>{esc(row['true'])}</td><td>{esc(row['target'])}</td>"
+        f"<td>{esc(row['decoded_label'])}</td><td>{_fmt(float(row['snr_wave_db']), 1) if row['snr_wave_db'] else '—'}</td>"
+        f"<td>{esc(run)}</td><td>{player(run, row['original_wav'])}</td><td>{player(run, row['wav'])}</td></tr>"
+        for run, row in rows[:most])
+    return (f"<h2>Listen: the adversary at {head['robust_snr_db']:g} dB</h2><p>Each recording the model got right, "
+            f"beside the written file that its label was read from ({min(most, len(rows))} of {len(rows)}).</p>"
+            "<table><tr><th>recording</th><th>true</th><th>target</th><th>label of the file</th><th>SNR (dB)</th>"
+            f"<th>adversary</th><th>original</th><th>adversarial</th></tr>{body}</table>")
+
+
 def write_judgement_report(out_dir: str | os.PathLike) -> Path:
     """``report.html`` of a judgement, from its ``evaluation.json`` alone: the verdict card first."""
     out = Path(out_dir)
@@ -660,6 +690,7 @@ recordings.</p>
 adversary's change with random phase. The gap is the least accurate control's normalised accuracy minus
 the robust one: how much more the adversary's change does than noise of the same power (the paper's argument).</p>
 {'' if figure is None else '<p><img src="robust.png" alt="robust accuracy against the SNR budget"></p>'}
+{_listening(out, e)}
 {small_line}
 {survival_html}
 {horse_html}
