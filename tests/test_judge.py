@@ -220,3 +220,21 @@ def test_judge_and_leaderboard_from_the_command_line(trained_dnn, learn_cache, t
     stray.write_bytes(open(files[0], "rb").read())
     r = _run("judge", trained_dnn.path, stray, "--out", tmp_path / "stray")
     assert r.returncode == 2 and "polka is not a label of" in r.stderr
+
+
+def test_a_recording_an_attack_could_not_take_is_counted_as_not_fooled_and_flagged(trained_dnn, learn_cache, tmp_path,
+                                                                                     monkeypatch):
+    import musadv.judge as judge_module
+
+    real = judge_module._labels_after
+
+    def losing_one(run_dir):  # as if the run's first recording had its row in errors.csv instead
+        labels, wavs = real(run_dir)
+        lost = min(labels)
+        return ({k: v for k, v in labels.items() if k != lost}, {k: v for k, v in wavs.items() if k != lost})
+
+    monkeypatch.setattr(judge_module, "_labels_after", losing_one)
+    e = judge(trained_dnn, _recordings(learn_cache, 3), tmp_path / "e", PLAN, progress=False)
+    robust = e["robust"][0]
+    assert len(robust["could_not_attack"]) == 1
+    assert [f["flag"] for f in e["flags"]] == ["errors"] and "1 recordings could not be attacked" in e["flags"][0]["reason"]

@@ -36,7 +36,7 @@ from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .identity import model_name, system_sha256
-from .runs import RecordingRef, _check_first, run_attacks
+from .runs import RecordingRef, check_first_recording, run_attacks
 
 __all__ = ["Plan", "PLANS", "read_plan", "judge", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
@@ -263,7 +263,7 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     timings["clean"] = time.perf_counter() - t0
     truth = [r.true_label for r in recordings]
     clean = accuracy_figures(truth, clean_labels, model.labels, seed)
-    check = _check_first(model, recordings)
+    check = check_first_recording(model, recordings)
     gradient_ok = isinstance(model, DifferentiableClassifier) and (check is None or check.ok)
     flags = []
     if check is not None and not check.ok and isinstance(model, DifferentiableClassifier):
@@ -294,6 +294,10 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
                          "fooled_by_gradient": entry["fooled_by_gradient"], "fooled_by_queries": entry["fooled_by_queries"],
                          **{f"{k}_accuracy": c["normalised_accuracy"] for k, c in controls.items()},
                          "gap": entry.get("gap")})
+            if entry["could_not_attack"]:
+                flags.append({"flag": "errors", "reason": (
+                    f"at {entry['snr_db']:g} dB ({policy}) {len(entry['could_not_attack'])} recordings could not be "
+                    "attacked (errors.csv in the stage's run directories); they count as not fooled")})
             if entry["queries_beat_gradient"]:
                 flags.append({"flag": "masked gradient", "reason": (
                     f"at {entry['snr_db']:g} dB ({policy}) queries fooled {entry['fooled_by_queries']} of the "
@@ -375,7 +379,7 @@ def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, g
     stage = out / f"{policy}-{budget:g}dB"
     after = {name: label for name, (label, _) in carried.items()}
     examples = {name: wav for name, (_, wav) in carried.items()}
-    fooled_by_gradient = 0
+    fooled_by_gradient, failed = 0, []
     survivors = [r for r in correct if r.name not in carried]
     attacked = len(survivors)
     if gradient_ok and survivors:
@@ -385,6 +389,7 @@ def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, g
         labels, wavs = _labels_after(stage / "gradient")
         after.update(labels)
         examples.update(wavs)
+        failed += [r.name for r in survivors if r.name not in labels]
         fooled_by_gradient = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
         survivors = [r for r in survivors if labels.get(r.name, r.true_label) == r.true_label]
     n_survived = len(survivors)
@@ -398,6 +403,7 @@ def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, g
         labels, wavs = _labels_after(stage / "queries")
         after.update(labels)
         examples.update(wavs)
+        failed += [r.name for r in survivors if r.name not in labels]
         fooled_by_queries = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
     predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
     figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
@@ -406,7 +412,7 @@ def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, g
     return {"policy": policy, "snr_db": float(budget), **figures, "correct": len(correct),
             "fooled_at_smaller_budgets": len(carried), "attacked": attacked, "examples": examples, "fooled": fooled,
             "fooled_by_gradient": fooled_by_gradient if gradient_ok else None, "survived_gradient": n_survived,
-            "fooled_by_queries": fooled_by_queries,
+            "fooled_by_queries": fooled_by_queries, "could_not_attack": sorted(set(failed)),
             "queries_beat_gradient": bool(gradient_ok and n_survived and fooled_by_queries >= MASKED_SHARE * n_survived)}
 
 

@@ -539,7 +539,7 @@ def run_attacks(
     check_policy(policy, model.labels, all(j.true_label for j in recordings))
     if gradient not in ("auto", "autograd"):
         raise MusadvError(f"gradient must be 'auto' or 'autograd', not {gradient!r}")
-    check = _check_first(model, recordings) if config.gradient == "autograd" else None
+    check = check_first_recording(model, recordings) if config.gradient == "autograd" else None
     if check is not None:
         if not check.ok:
             if gradient == "autograd":
@@ -560,7 +560,7 @@ def run_attacks(
     return drive(kind, engine, progress)
 
 
-def _check_first(model: AudioClassifier, recordings: list[RecordingRef]) -> GradientCheck | None:
+def check_first_recording(model: AudioClassifier, recordings: list[RecordingRef]) -> GradientCheck | None:
     """:func:`musadv.checks.check_gradient` on a run's first recording that decodes (at the model's rate);
     None when none does (each then gets its row in errors.csv)."""
     for ref in recordings:
