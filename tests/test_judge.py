@@ -12,7 +12,7 @@ import torch
 from musadv.errors import MusadvError
 from musadv.evaluate import figures_of_merit
 from musadv.interface import DifferentiableClassifier
-from musadv.judge import Plan, flat_success, judge, leaderboard, read_evaluation, read_plan
+from musadv.judge import Plan, flat_success, headline, judge, leaderboard, read_evaluation, read_plan
 from musadv.identity import system_sha256
 from musadv.runs import recordings_from_split
 from musadv.systems import load_system
@@ -238,3 +238,17 @@ def test_a_recording_an_attack_could_not_take_is_counted_as_not_fooled_and_flagg
     robust = e["robust"][0]
     assert len(robust["could_not_attack"]) == 1
     assert [f["flag"] for f in e["flags"]] == ["errors"] and "1 recordings could not be attacked" in e["flags"][0]["reason"]
+
+
+def test_the_verdict_reads_the_robust_accuracy_at_30_db_against_chance_and_the_clean_figure():
+    def evaluation(robust, flags=()):
+        return {"clean": {"normalised_accuracy": 0.8, "chance": 0.1}, "horse": [], "smallest_change": None,
+                "flags": [{"flag": f, "reason": ""} for f in flags],
+                "robust": [{"policy": "all_wrong", "snr_db": 40.0, "normalised_accuracy": 0.8},
+                           {"policy": "all_wrong", "snr_db": 30.0, "normalised_accuracy": robust}]}
+
+    assert headline(evaluation(0.1))["verdict"].startswith("a horse: changes 30 dB below the music")
+    assert headline(evaluation(0.75))["verdict"] == "resists: at 30 dB it keeps 0.75 of its clean 0.80"
+    assert headline(evaluation(0.75, ["flat"]))["verdict"].endswith("(but read the flags: flat)")
+    assert headline(evaluation(0.4))["verdict"] == "partly fooled: at 30 dB it falls from 0.80 to 0.40"
+    assert headline(evaluation(0.4))["robust_snr_db"] == 30.0

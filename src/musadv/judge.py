@@ -38,7 +38,7 @@ from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .identity import model_name, system_sha256
 from .runs import RecordingRef, check_first_recording, run_attacks
 
-__all__ = ["Plan", "PLANS", "read_plan", "judge", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
+__all__ = ["Plan", "PLANS", "read_plan", "judge", "headline", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
 
 SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
@@ -326,7 +326,7 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
         timings[f"horse-{kind}"] = time.perf_counter() - t0
     evaluation = {**identity, "gradient_check": None if check is None else check.to_dict(), "clean": clean,
                   "robust": robust, "smallest_change": smallest, "survival": survival, "horse": horse, "flags": flags}
-    evaluation["headline"] = _headline(evaluation)
+    evaluation["headline"] = headline(evaluation)
     evaluation["timings"] = timings
     write_csv_atomic(out / "robust.csv", rows)
     write_json_atomic(out / "evaluation.json", evaluation)
@@ -496,7 +496,7 @@ def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, eng
     return figures
 
 
-def _headline(evaluation: dict) -> dict:
+def headline(evaluation: dict) -> dict:
     """Robust normalised accuracy at 30 dB (always-wrong targets; else the first budget), the median smallest
     change, and the verdict in words."""
     robust = evaluation["robust"]
@@ -514,7 +514,9 @@ def _headline(evaluation: dict) -> dict:
                            f"({pick['normalised_accuracy']:.2f}, clean {clean['normalised_accuracy']:.2f})")
     elif pick["normalised_accuracy"] >= 0.9 * clean["normalised_accuracy"]:
         head["verdict"] = (f"resists: at {pick['snr_db']:g} dB it keeps {pick['normalised_accuracy']:.2f} of its clean "
-                           f"{clean['normalised_accuracy']:.2f}")
+                           f"{clean['normalised_accuracy']:.2f}"
+                           + (f" (but read the flags: {', '.join(f['flag'] for f in evaluation['flags'])})"
+                              if evaluation["flags"] else ""))
     else:
         head["verdict"] = (f"partly fooled: at {pick['snr_db']:g} dB it falls from {clean['normalised_accuracy']:.2f} "
                            f"to {pick['normalised_accuracy']:.2f}")
