@@ -205,6 +205,9 @@ def test_judge_and_leaderboard_from_the_command_line(trained_dnn, learn_cache, t
     e = read_evaluation(tmp_path / "j")
     assert r.stdout.startswith(f"{e['model']['name']}: {e['headline']['verdict']}")
     assert e["data"]["split"] == "test" and len(e["data"]["recordings"]) == 3
+    (tmp_path / "j" / "report.html").unlink()
+    r = _run("report", tmp_path / "j")
+    assert r.returncode == 0 and e["headline"]["verdict"] in (tmp_path / "j" / "report.html").read_text()
     r = _run("leaderboard", tmp_path / "j", "--out", tmp_path / "board")
     assert r.returncode == 0 and "| model |" in r.stdout
     r = _run("judge", trained_dnn.path, "--cache", learn_cache.path, "--plan", "fast", "--out", tmp_path / "x")

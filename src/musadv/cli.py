@@ -863,10 +863,15 @@ def leaderboard_cmd(eval_dirs, out, mixed):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--open", "open_", is_flag=True, help="Open the page in a web browser.")
 def report_cmd(run_dir, open_):
-    """Write RUN_DIR/report.html for a demo, experiment, attack, test or model directory."""
+    """Write RUN_DIR/report.html for a demo, experiment, attack, test, judgement or model directory."""
     from .report import write_report
 
-    page = write_report(run_dir)
+    if (run_dir / "evaluation.json").exists():
+        from .judge import write_judgement_report
+
+        page = write_judgement_report(run_dir)
+    else:
+        page = write_report(run_dir)
     click.echo(str(page))
     if open_:
         import webbrowser
