@@ -4,6 +4,7 @@ import csv
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,6 +187,8 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
     rows = leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "board")
     # Ranked by the first robust column, most robust first.
     assert len(rows) == 2 and rows[0]["all_wrong 20 dB"] >= rows[1]["all_wrong 20 dB"]
+    # A model directory goes by its folder, a factory by its spec.
+    assert {r["model"] for r in rows} == {Path(trained_dnn.path).name, "tests:rounded"}
     table = list(csv.DictReader(open(tmp_path / "board" / "leaderboard.csv")))
     assert [t["model"] for t in table] == [r["model"] for r in rows]
     assert "gradient" in next(t["flags"] for t in table if t["model"] == "tests:rounded")

@@ -708,6 +708,15 @@ data: {len(e['data']['recordings'])} recordings (SHA-256 {e['data']['sha256'][:1
     return write_bytes_atomic(out / "report.html", page.encode())
 
 
+def _short_name(name: str, names: list[str]) -> str:
+    """A model directory by its last folder (two folders where that is ambiguous); a spec as it is."""
+    if not os.path.isabs(name):
+        return name
+    parts = Path(name).parts
+    tails = [Path(n).name for n in names if os.path.isabs(n)]
+    return parts[-1] if tails.count(parts[-1]) == 1 else "/".join(parts[-2:])
+
+
 def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, mixed: bool = False) -> list[dict]:
     """One row per evaluation (Markdown, CSV and a page sortable by column) in ``out_dir``.
 
@@ -729,7 +738,8 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
                 notes.append(f"{d}: another {what} than {eval_dirs[0]}")
     rows = []
     for d, e in zip(eval_dirs, evals):
-        row = {"model": e["model"]["name"], "clean": e["clean"]["normalised_accuracy"]}
+        row = {"model": _short_name(e["model"]["name"], [x["model"]["name"] for x in evals]),
+               "clean": e["clean"]["normalised_accuracy"]}
         for policy, snr in budgets:
             hit = next((r for r in e["robust"] if r["policy"] == policy and r["snr_db"] == snr), None)
             row[f"{policy} {snr:g} dB"] = None if hit is None else hit["normalised_accuracy"]
