@@ -23,6 +23,7 @@ import hashlib
 import html
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -179,6 +180,12 @@ def accuracy_figures(y_true: list[str], y_pred: list[str], labels: list[str], se
             "chance": fom["chance"]}
 
 
+def _stage(progress: bool, text: str) -> None:
+    """Name the stage about to run, on a terminal only (nothing in a log file, nor with ``progress`` off)."""
+    if progress and sys.stderr.isatty():
+        print(f"[judge] {text}", file=sys.stderr, flush=True)
+
+
 def _data_identity(recordings: list[RecordingRef], extra: dict) -> dict:
     names = [[r.name, r.true_label, r.offset, r.duration] for r in recordings]
     digest = hashlib.sha256(json.dumps(names).encode()).hexdigest()
@@ -275,12 +282,14 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
         entries, carried = [], {}
         # From the smallest change up: what a smaller budget fooled, every larger one has fooled too.
         for budget in sorted(plan.budgets_db, reverse=True):
+            _stage(progress, f"{policy} targets at {budget:g} dB")
             t0 = time.perf_counter()
             entries.append(_robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out,
                                       seed, progress, engine, surrogate, carried))
             carried = entries[-1]["fooled"]
             timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
         if plan.controls:
+            _stage(progress, f"{policy}: noise controls")
             t0 = time.perf_counter()
             _controls(model, recordings, entries, out / f"{policy}-controls", seed, progress, engine)
             timings[f"{policy}-controls"] = time.perf_counter() - t0
@@ -307,6 +316,7 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
         flags += [{"flag": "randomness", "reason": w} for w in check.warnings if "differ" in w]
     smallest = None
     if plan.minimize:
+        _stage(progress, "the smallest change")
         t0 = time.perf_counter()
         smallest = _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine, surrogate)
         timings["smallest"] = time.perf_counter() - t0
@@ -316,11 +326,13 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
                 f"{plan.minimize_floor_db:g} dB: an adversary should reach every label with a large enough change")})
     survival = []
     for kind in plan.survival:
+        _stage(progress, f"survival: {kind}")
         t0 = time.perf_counter()
         survival.append(_survival(model, kind, out, seed, progress, engine))
         timings[f"survive-{kind}"] = time.perf_counter() - t0
     horse = []
     for kind in plan.horse:
+        _stage(progress, f"horse test: {kind}")
         t0 = time.perf_counter()
         horse.append(_horse(model, recordings, kind, plan, out, seed, progress, engine))
         timings[f"horse-{kind}"] = time.perf_counter() - t0
