@@ -255,6 +255,8 @@ def test_the_verdict_reads_the_robust_accuracy_at_30_db_against_chance_and_the_c
 
     assert headline(evaluation(0.1))["verdict"].startswith("a horse: changes 30 dB below the music")
     assert headline(evaluation(0.75))["verdict"] == "resists: at 30 dB it keeps 0.75 of its clean 0.80"
-    assert headline(evaluation(0.75, ["flat"]))["verdict"].endswith("(but read the flags: flat)")
+    assert headline(evaluation(0.75, ["errors"]))["verdict"].endswith("(but read the flags: errors)")
+    # Where the gradient cannot be trusted, queries that fail prove nothing.
+    assert headline(evaluation(0.75, ["gradient"]))["verdict"].startswith("unproven: it keeps 0.75 of its clean 0.80")
     assert headline(evaluation(0.4))["verdict"] == "partly fooled: at 30 dB it falls from 0.80 to 0.40"
     assert headline(evaluation(0.4))["robust_snr_db"] == 30.0

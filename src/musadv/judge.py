@@ -45,6 +45,8 @@ __all__ = ["Plan", "PLANS", "read_plan", "judge", "headline", "flat_success", "a
 SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
 #: The protocol's name and version: two evaluations are comparable when both and the plan's settings agree.
 PROTOCOL = {"name": "musadv-judge", "version": 1}
+#: Flags that say a model's gradient cannot be trusted: its robustness is then unproven, not shown.
+MASKING_FLAGS = ("gradient", "masked gradient", "flat")
 #: Resamples of the recordings behind every 95 % interval.
 BOOTSTRAP_DRAWS = 2000
 #: Queries fooling at least this share of the recordings a gradient attack left correct flag a masked gradient:
@@ -525,10 +527,19 @@ def headline(evaluation: dict) -> dict:
         head["verdict"] = (f"a horse: changes {pick['snr_db']:g} dB below the music leave it no better than chance "
                            f"({pick['normalised_accuracy']:.2f}, clean {clean['normalised_accuracy']:.2f})")
     elif pick["normalised_accuracy"] >= 0.9 * clean["normalised_accuracy"]:
-        head["verdict"] = (f"resists: at {pick['snr_db']:g} dB it keeps {pick['normalised_accuracy']:.2f} of its clean "
-                           f"{clean['normalised_accuracy']:.2f}"
-                           + (f" (but read the flags: {', '.join(f['flag'] for f in evaluation['flags'])})"
-                              if evaluation["flags"] else ""))
+        masked = [f["flag"] for f in evaluation["flags"] if f["flag"] in MASKING_FLAGS]
+        if masked:
+            # Queries that fail where the gradient cannot be trusted are no proof: the query-only adversary is the
+            # weaker one at the same budget.
+            head["verdict"] = (f"unproven: it keeps {pick['normalised_accuracy']:.2f} of its clean "
+                               f"{clean['normalised_accuracy']:.2f} at {pick['snr_db']:g} dB, but its gradient cannot be "
+                               f"trusted ({', '.join(masked)}) and queries alone did not fool it; judge it with more "
+                               "queries or a surrogate")
+        else:
+            head["verdict"] = (f"resists: at {pick['snr_db']:g} dB it keeps {pick['normalised_accuracy']:.2f} of its "
+                               f"clean {clean['normalised_accuracy']:.2f}"
+                               + (f" (but read the flags: {', '.join(f['flag'] for f in evaluation['flags'])})"
+                                  if evaluation["flags"] else ""))
     else:
         head["verdict"] = (f"partly fooled: at {pick['snr_db']:g} dB it falls from {clean['normalised_accuracy']:.2f} "
                            f"to {pick['normalised_accuracy']:.2f}")
