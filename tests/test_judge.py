@@ -185,8 +185,9 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
     judge(trained_dnn, recordings, tmp_path / "a", PLAN, progress=False)
     judge(Rounded(trained_dnn), recordings, tmp_path / "b", PLAN, progress=False)
     rows = leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "board")
-    # Ranked by the first robust column, most robust first.
-    assert len(rows) == 2 and rows[0]["all_wrong 20 dB"] >= rows[1]["all_wrong 20 dB"]
+    # Ranked by the first robust column, most robust first; the rounding model's robustness is unproven (its
+    # gradient is masked), so it comes last whatever its figure.
+    assert len(rows) == 2 and rows[-1]["model"] == "tests:rounded"
     # A model directory goes by its folder, a factory by its spec.
     assert {r["model"] for r in rows} == {Path(trained_dnn.path).name, "tests:rounded"}
     table = list(csv.DictReader(open(tmp_path / "board" / "leaderboard.csv")))
@@ -196,7 +197,8 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
     judge(trained_dnn, recordings[:3], tmp_path / "c", PLAN, progress=False)
     with pytest.raises(MusadvError, match="another data"):
         leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2")
-    leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2", mixed=True)
+    rows = leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2", mixed=True)
+    assert rows[0]["all_wrong 20 dB"] >= rows[1]["all_wrong 20 dB"]
     assert "Not comparable" in (tmp_path / "board2" / "leaderboard.md").read_text()
 
 

@@ -773,7 +773,9 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
         row["verdict"] = e["headline"]["verdict"]
         rows.append(row)
     first = f"{budgets[0][0]} {budgets[0][1]:g} dB" if budgets else "clean"
-    rows.sort(key=lambda r: -(r.get(first) if r.get(first) is not None else -1))
+    # Most robust first, but a robustness the flags leave unproven never leads: it goes after the rest.
+    unproven = {id(row): any(f["flag"] in MASKING_FLAGS for f in e["flags"]) for row, e in zip(rows, evals)}
+    rows.sort(key=lambda r: (unproven[id(r)], -(r.get(first) if r.get(first) is not None else -1)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     columns = list(rows[0])
