@@ -107,6 +107,9 @@ def test_a_masked_gradient_is_flagged_and_judged_through_queries(trained_dnn, le
     assert robust["fooled_by_gradient"] is None and robust["fooled_by_queries"] >= 1
     assert robust["normalised_accuracy"] < e["clean"]["normalised_accuracy"]
     assert not (tmp_path / "r" / "all_wrong-20dB" / "gradient").exists()
+    # A second judgement from nothing, with the same seed, gives the same evaluation but for timings.
+    again = judge(Rounded(trained_dnn), recordings, tmp_path / "again", PLAN, progress=False)
+    assert _without_timings(again) == _without_timings(e)
 
 
 def test_a_system_without_a_gradient_is_judged_through_queries_guided_by_the_network_it_carries(forest, baseline,
