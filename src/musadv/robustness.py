@@ -227,8 +227,27 @@ def robustness_curve(
     return drive(kind, engine, progress)
 
 
+class _RecordingRun(RunKind):
+    """A run of one piece and one record (``recordings/SLUG.json``) per recording, in one directory ``out``
+    whose settings are ``run``: what a curve and a controls run share."""
+
+    record_dir = "recordings"
+
+    def settings(self):
+        return {self.out: self.run}
+
+    def pieces(self):
+        return list(self.recordings)
+
+    def pending(self, ref):
+        return None if (self.out / self.record_dir / f"{slug(ref.name)}.json").exists() else ref
+
+    def name(self, ref):
+        return ref.name
+
+
 @dataclass(frozen=True)
-class CurveRun(RunKind):
+class CurveRun(_RecordingRun):
     """A robustness curve, as the run driver sees it: one piece and one record per recording."""
 
     system: AudioClassifier
@@ -244,26 +263,13 @@ class CurveRun(RunKind):
     nmr: bool = False
 
     settings_name = "robustness.json"
-    record_dir = "recordings"
     desc = "robustness"
-
-    def settings(self):
-        return {self.out: self.run}
 
     def check_same(self, out, old, new):
         old = {**old, "attack": attack_settings(old)}
         check_same_settings(out, old, new, ("system_sha256", "adversary_sha256", "labels", "stft", "levels", "policy",
                                             "seed", "attack", "examples_from", "nmr"), "robustness run")
         check_same_recordings(out, old, new, "robustness run")
-
-    def pieces(self):
-        return list(self.recordings)
-
-    def pending(self, ref):
-        return None if (self.out / "recordings" / f"{slug(ref.name)}.json").exists() else ref
-
-    def name(self, ref):
-        return ref.name
 
     def do(self, ref):
         record = _recording(self.system, self.adversary, ref, self.out, self.source, self.levels, self.policy,
@@ -389,7 +395,7 @@ def controls_run(system: AudioClassifier, recordings: list[RecordingRef], out_di
 
 
 @dataclass(frozen=True)
-class ControlsRun(RunKind):
+class ControlsRun(_RecordingRun):
     """Noise controls, as the run driver sees them: one piece and one record per recording."""
 
     system: AudioClassifier
@@ -400,24 +406,11 @@ class ControlsRun(RunKind):
     run: dict
 
     settings_name = "controls.json"
-    record_dir = "recordings"
     desc = "controls"
-
-    def settings(self):
-        return {self.out: self.run}
 
     def check_same(self, out, old, new):
         check_same_settings(out, old, new, ("system_sha256", "labels", "levels", "seed", "examples"), "controls run")
         check_same_recordings(out, old, new, "controls run")
-
-    def pieces(self):
-        return list(self.recordings)
-
-    def pending(self, ref):
-        return None if (self.out / "recordings" / f"{slug(ref.name)}.json").exists() else ref
-
-    def name(self, ref):
-        return ref.name
 
     def do(self, ref):
         rec = Recording.from_file(ref.source, self.system.stft.sr, ref.offset, ref.duration)
