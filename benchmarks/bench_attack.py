@@ -303,7 +303,7 @@ def queries_section(y: np.ndarray, specs: list[str], reps: int, pairs: int = 10)
         mags = complex_abs(full)
         frames = mags.numpy()
         state = QueryState(tile_grid(len(mags), model.stft, 1.0), 0.1, 0.1, np.random.default_rng(0))
-        item = [(full, mags, x, 1, state, True, "clip")]
+        item = [(full, mags, x, 1, state, True, "clip", [])]
         model.predict(frames, sig)  # first calls pay for lazy set-up
         estimate_gradients(model, "label", item, pairs)
         alone = best_time(lambda: model.predict(frames, sig), reps, calls=3)

@@ -98,8 +98,9 @@ def test_the_estimate_points_where_the_networks_own_gradient_points(trained_dnn,
     conf = recording_confidence(torch.softmax(trained_dnn.logits(mags + grid.expand(tiles) * p), -1))
     (true,) = torch.autograd.grad(query_loss("label", conf, target), tiles)
     state = QueryState(grid, 0.01, 0.01, np.random.default_rng(0))
-    ((conf_q, loss, grad, queries),) = estimate_gradients(trained_dnn, "label", [(spec, mags, x, target, state, True, "c")], 200)
-    assert queries == 401
+    ((conf_q, loss, grad, queries, copies),) = estimate_gradients(trained_dnn, "label",
+                                                                  [(spec, mags, x, target, state, True, "c", [])], 200)
+    assert queries == 401 and copies == []
     est = grad / p  # the estimate per tile, spread over its bins
     cos = float((grid.expand(true) * est).sum() / (grid.expand(true).norm() * est.norm()))
     assert cos > 0.5
@@ -114,7 +115,7 @@ def test_saturated_confidences_widen_the_search_and_give_no_step():
     state = QueryState(tile_grid(len(mags), model.stft, 1.0), 0.1, 0.1, np.random.default_rng(0))
     sigmas = []
     for _ in range(6):
-        ((_, _, grad, _),) = estimate_gradients(model, "label", [(spec, mags, torch.from_numpy(y), 1, state, True, "c")], 3)
+        ((_, _, grad, _, _),) = estimate_gradients(model, "label", [(spec, mags, torch.from_numpy(y), 1, state, True, "c", [])], 3)
         assert not grad.any()
         sigmas.append(state.sigma)
     assert sigmas == [0.2, 0.4, 0.8, 1.6, MAX_SIGMA, MAX_SIGMA]
@@ -269,3 +270,28 @@ def test_a_run_through_queries_writes_what_it_judged_and_resumes(forest, learn_c
     with pytest.raises(MusadvError, match="attack setting query_pairs"):
         run_attacks(system, refs, "all_wrong", tmp_path / "run", AttackConfig(gradient="queries", snr_db=10, stop="label",
                                                                              max_iter=30, query_pairs=5), progress=False)
+
+
+def test_a_robust_adversary_through_queries_survives_a_low_pass_that_undoes_the_plain_one(trained_dnn, clip):
+    """Expectation over transformation with queries alone: the iterate and every candidate are judged
+    with the iteration's low-passed copy, and the attack stops only when the iterate and its copy
+    say the target; each copy is a prediction, and the count holds it."""
+    from musadv.robust import held_out
+    from musadv.transforms import Transformation
+
+    lp = Transformation("lowpass", cutoff_hz=6000.0)
+    target = "jazz"
+    judge = lambda r: held_out(trained_dnn, r.audio[None], 22050, "x", "label", target, (lp,),  # noqa: E731
+                               np.random.default_rng(0))["lowpass"]["kept"]
+    config = AttackConfig(gradient="queries", snr_db=15, stop="label", max_iter=60)
+    plain = attack(trained_dnn, clip, target, config)
+    assert plain.label_before != target and plain.success and judge(plain) == 0.0
+    service = OnlyPredict(trained_dnn)
+    robust = attack(service, clip, target, replace(config, robust_to=(lp,), draws=1))
+    assert robust.reached and robust.success and judge(robust) == 1.0
+    assert robust.snr_wave_db >= 15.0
+    # It went on past where the plain attack stopped: the iterate said the target before its copy did.
+    assert robust.iterations > plain.iterations
+    # The original once; then every judgement is of the iterate and its copy, with 2 x 10 candidates
+    # and theirs asked in the same call.
+    assert robust.queries == service.asked == 1 + (robust.iterations + 1) * 2 * 21

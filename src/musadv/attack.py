@@ -216,9 +216,6 @@ class AttackConfig:
             if self.step is not None:
                 raise ValueError("a query-only attack takes the scale-free step (step=None): an estimated gradient "
                                  "has no scale of its own")
-            if self.robust_to:
-                raise ValueError("a query-only attack does not yet make examples robust to transformations: "
-                                 "leave out robust_to")
         if self.surrogate is not None:
             if not isinstance(self.surrogate, DifferentiableClassifier):
                 raise ValueError("surrogate must be a DifferentiableClassifier (a network with a gradient)")
@@ -436,20 +433,21 @@ def _loss(model, mags: torch.Tensor, logits: torch.Tensor, target: int, scale_fr
     return -torch.log_softmax(logits, -1)[:, target].sum()  # summed cross-entropy towards the target
 
 
-def _transformed_copies(model: DifferentiableClassifier, states: list, specs: list):
+def _transformed_copies(model: DifferentiableClassifier, states: list, specs: list, drawn: list | None = None):
     """The ``copies`` of :func:`_judge_many` for a robust adversary's iterates (expectation over transformation).
 
     Each copy is made from a recording's magnitudes by the inverse STFT (with the iterate's
     phase, which gives the iterate back), a draw of its transformations in PyTorch
-    (:func:`musadv.robust.differentiable`) and the STFT.
+    (:func:`musadv.robust.differentiable`) and the STFT. ``drawn``: each recording's draws
+    (a list of :class:`~musadv.robust.Draw`); default this iteration's fresh ones.
     """
     cfg = model.stft
 
     def copies(k: int, mags: torch.Tensor) -> list[tuple]:
         st, spec = states[k], specs[k]
-        z = istft(mags * unit_phase(spec), cfg, length=st.z.shape[-1], prior=st.z)
+        z = istft(mags * unit_phase(spec), cfg, length=st.z.shape[-1], prior=st.z.to(mags.device))
         out = []
-        for draw in st.draws.sample():
+        for draw in (st.draws.sample() if drawn is None else drawn[k]):
             copy = stft(differentiable(draw, z, cfg.sr), cfg)
             out.append((complex_abs(copy), _phase(model, copy.detach())))
         return out
@@ -549,7 +547,7 @@ def attack_many(model: AudioClassifier, signals: list, targets: list[str], confi
             for st in states:
                 st.z = st.space.x
             judged = _query_judge(model, states, [st.spec0 for st in states], [st.mag0 for st in states],
-                                  [False] * len(states), config)
+                                  [False] * len(states), config, copies=False)
         else:
             judged = _judge_many(model, [st.mag0 for st in states], [_phase(model, st.spec0) for st in states],
                                  [st.t_idx for st in states], need_grad=False, goal=config.goal)
@@ -854,7 +852,9 @@ class _Iterate:
         """Whether the query budget leaves room for this judgement, a step's estimate and the next judgement."""
         if config.gradient != "queries" or config.max_queries is None:
             return True
-        return self.queries + 2 + 2 * config.query_pairs <= config.max_queries
+        # Each waveform judged is judged again in every transformed copy of a robust adversary.
+        per_waveform = 1 + (self.draws.per_iteration if self.draws is not None else 0)
+        return self.queries + per_waveform * (2 + 2 * config.query_pairs) <= config.max_queries
 
 
 @dataclass
@@ -903,13 +903,15 @@ def _under_mask(y: torch.Tensor, x: torch.Tensor, bound: MaskingBound, config: S
 
 
 def _query_judge(model: AudioClassifier, states: list[_Iterate], specs: list, mags: list, wants: list[bool],
-                 config: AttackConfig) -> list[tuple]:
+                 config: AttackConfig, copies: bool = True) -> list[tuple]:
     """:func:`_judge_many`'s answer from queries alone (:func:`musadv.queries.estimate_gradients`); each
-    state counts the predictions made for it."""
+    state counts the predictions made for it. ``copies``: a robust adversary's iterates are judged
+    with this iteration's transformed copies (and a surrogate's step is taken on the same copies)."""
     # Decided before the judgement: a transfer step needs no candidates.
     transfer = [want and st.query.transfer for st, want in zip(states, wants)]
-    items = [(spec, m, st.z, st.t_idx, st.query, want and not moved, "recording")
-             for st, spec, m, want, moved in zip(states, specs, mags, wants, transfer)]
+    drawn = [st.draws.sample() if copies and st.draws is not None else [] for st in states]
+    items = [(spec, m, st.z, st.t_idx, st.query, want and not moved, "recording", d)
+             for st, spec, m, want, moved, d in zip(states, specs, mags, wants, transfer, drawn)]
     try:
         judged = estimate_gradients(model, config.goal, items, config.query_pairs)
     except MusadvError:
@@ -919,17 +921,22 @@ def _query_judge(model: AudioClassifier, states: list[_Iterate], specs: list, ma
     guided = [k for k, moved in enumerate(transfer) if moved]
     if guided:
         surrogate = config.surrogate
+        guided_specs = [specs[k].to(surrogate.device) for k in guided]
+        on_copies = None
+        if config.robust_to:
+            on_copies = _transformed_copies(surrogate, [states[k] for k in guided], guided_specs,
+                                            [drawn[k] for k in guided])
         guides = _judge_many(surrogate, [mags[k].to(surrogate.device) for k in guided],
-                             [_phase(surrogate, specs[k].to(surrogate.device)) for k in guided],
+                             [_phase(surrogate, spec) for spec in guided_specs],
                              [surrogate.labels.index(model.labels[states[k].t_idx]) for k in guided],
-                             need_grad=True, scale_free=True, goal=config.goal)
+                             need_grad=True, scale_free=True, goal=config.goal, copies=on_copies)
         for k, (_, _, grad, _) in zip(guided, guides):
-            conf, loss, _, queries = judged[k]
-            judged[k] = (conf, loss, grad.to(mags[k].device), queries)
+            conf, loss, _, queries, copy_confs = judged[k]
+            judged[k] = (conf, loss, grad.to(mags[k].device), queries, copy_confs)
     out = []
-    for st, (conf, loss, grad, queries) in zip(states, judged):
+    for st, (conf, loss, grad, queries, copy_confs) in zip(states, judged):
         st.queries += queries
-        out.append((conf, loss, grad, []))
+        out.append((conf, loss, grad, copy_confs))
     return out
 
 

@@ -213,59 +213,74 @@ def estimate_gradients(model: AudioClassifier, goal: str, items: list[tuple], pa
     model : AudioClassifier
     goal : str
     items : list of tuple
-        Per recording ``(spec, mags, z, target, state, need_grad, name)``: the iterate's STFT,
-        magnitudes and waveform, the target's index, its :class:`QueryState`, whether a step is
-        wanted, its name for error messages.
+        Per recording ``(spec, mags, z, target, state, need_grad, name, draws)``: the iterate's
+        STFT, magnitudes and waveform, the target's index, its :class:`QueryState`, whether a step
+        is wanted, its name for error messages, and the transformations (a list of
+        :class:`musadv.robust.Draw`, empty for the plain adversary) whose copies of the iterate
+        and of every candidate are judged beside them (expectation over transformation: the
+        same draws for all, so that a pair's difference is the change's and not the draws').
     pairs : int
         Antithetic pairs of candidates per estimate.
 
     Returns
     -------
     list of tuple
-        Per recording ``(confidence, loss, gradient or None, queries)``: the iterate's
-        confidences ``(n_labels,)`` and loss, the estimated gradient in the magnitudes
-        ``(n_frames, n_bins)`` (``p g`` for the per-tile estimate ``g`` and the :func:`profile`
-        ``p``; zeros when no candidate pair differed), and the predictions made.
+        Per recording ``(confidence, loss, gradient or None, queries, copies)``: the iterate's
+        confidences ``(n_labels,)`` and loss (the mean over the iterate and its copies), the
+        estimated gradient in the magnitudes ``(n_frames, n_bins)`` (``p g`` for the per-tile
+        estimate ``g`` and the :func:`profile` ``p``; zeros when no candidate pair differed),
+        the predictions made, and the confidences of the iterate's transformed copies.
     """
+    from .robust import differentiable
+
     cfg = model.stft
-    frames, signals, names, owners, draws = [], [], [], [], {}
-    for k, (spec, mags, z, target, state, need_grad, name) in enumerate(items):
-        frames.append(mags.cpu().numpy())
-        signals.append(z.cpu().numpy())
-        names.append(name)
-        owners.append(k)
-        if need_grad:
-            u, p, waves, cand = candidates(spec, mags, z, state, pairs, cfg)
-            draws[k] = (u, p)
-            frames += list(cand.cpu().numpy())
-            signals += list(waves.cpu().numpy())
-            names += [name] * len(waves)
-            owners += [k] * len(waves)
-    predictions = model.predict_many(frames, signals, names)
+    frames, signals, names, owners, draws_of, shapes = [], [], [], [], {}, []
+    with torch.no_grad():
+        for k, (spec, mags, z, target, state, need_grad, name, draws) in enumerate(items):
+            waves, wave_mags = z[None], mags[None]
+            if need_grad:
+                u, p, cand_waves, cand_mags = candidates(spec, mags, z, state, pairs, cfg)
+                draws_of[k] = (u, p)
+                waves, wave_mags = torch.cat([waves, cand_waves]), torch.cat([wave_mags, cand_mags])
+            for w, m in zip(waves, wave_mags):
+                heard = [(w, m, name)]
+                for d in draws:
+                    copy = differentiable(d, w, cfg.sr)
+                    heard.append((copy, complex_abs(stft(copy, cfg)), f"{name} ({d.transformation.kind})"))
+                for signal, signal_mags, label in heard:
+                    frames.append(signal_mags.cpu().numpy())
+                    signals.append(signal.cpu().numpy())
+                    names.append(label)
+                    owners.append(k)
+            shapes.append((len(waves), 1 + len(draws)))
+        predictions = model.predict_many(frames, signals, names)
     conf_all = torch.tensor([[p.confidence[lab] for lab in model.labels] for p in predictions], dtype=torch.float64)
     owners_t = torch.tensor(owners)
     out = []
-    for k, (spec, mags, z, target, state, need_grad, name) in enumerate(items):
+    for k, (spec, mags, z, target, state, need_grad, name, draws) in enumerate(items):
         rows = torch.nonzero(owners_t == k).ravel()
-        conf = conf_all[rows[0]]
-        loss = float(query_loss(goal, conf, target))
+        conf = conf_all[rows].reshape(*shapes[k], -1)  # (waveforms, the waveform and its copies, labels)
+        # A mean over copies needs a loss bounded below, or one copy far past the goal hides another short
+        # of it: the robust adversary's is the target's cross-entropy (as its gradient form's), the plain one's the margin.
+        losses = query_loss("add" if draws and goal == "label" else goal, conf, target).mean(-1)
+        loss = float(losses[0])
         state.heed(loss)
         grad = None
         if need_grad:
-            losses = query_loss(goal, conf_all[rows[1:]], target)
-            diff = (losses[:pairs] - losses[pairs:]).float().to(mags.device)
+            diff = (losses[1:pairs + 1] - losses[pairs + 1:]).float().to(mags.device)
             # The target's own confidence is what must move: where no candidate moves it (a forest
             # whose windows never vote for the target nearby), look further.
-            if bool((conf_all[rows[1:], target] == conf_all[rows[1], target]).all()):
+            moved = conf[1:, :, target].mean(-1)
+            if bool((moved == moved[0]).all()):
                 state.sigma = min(2 * state.sigma, MAX_SIGMA)
             else:
                 state.sigma = max(state.sigma0, state.sigma / 2)
-            u, p = draws[k]
+            u, p = draws_of[k]
             g = torch.einsum("p,psb->sb", diff, u) / (2 * pairs)
             g = g / max(l2_norm(g), torch.finfo(g.dtype).tiny)
             if state.prior is not None and PRIOR_WEIGHT > 0:
                 g = PRIOR_WEIGHT * state.prior + (1 - PRIOR_WEIGHT) * g
             state.prior = g
             grad = p * state.grid.expand(g)
-        out.append((conf.float(), loss, grad, len(rows)))
+        out.append((conf[0, 0].float(), loss, grad, len(rows), [c.float() for c in conf[0, 1:]]))
     return out

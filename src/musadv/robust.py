@@ -159,6 +159,11 @@ class Draws:
             elif not t.random:
                 self.prepared[t] = [prepare(t, t.draw(rng), sr, n_samples)]
 
+    @property
+    def per_iteration(self) -> int:
+        """How many copies each :meth:`sample` gives."""
+        return sum(self.draws if t.random else 1 for t in self.transformations)
+
     def sample(self) -> list[Draw]:
         """This iteration's copies: ``draws`` of each random kind (rooms without repeats from the pool), one of each fixed one."""
         out = []

@@ -188,7 +188,7 @@ def _example(model, ref: RecordingRef, rec: Recording, mag_x: np.ndarray, target
         **{f"held_out_{kind}": v["kept"] for kind, v in kept.items()},
     }
     checked, files = None, [wav, out / row["original_wav"]]
-    if query_check and not success and config.gradient == "autograd" and not config.robust_to:
+    if query_check and not success and config.gradient == "autograd":
         checked = _query_check(model, rec, mag_x, target, config, out, ex_id, query_check, seed, minimal)
         row["query_check_success"] = checked["success"]
         files.append(out / checked["wav"])
