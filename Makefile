@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(BIN)/musadv demo --out demo-out
 
 test: $(STAMP) browser codecs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prepare.py

@@ -44,7 +44,7 @@ def per_task_overhead(engine, context, workers: int, n: int = 2000) -> tuple[flo
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--demo", type=Path, default=None, help="A demo directory (its cache and models); default: run the quick demo first.")
+    ap.add_argument("--demo", type=Path, default=None, help="A demo directory (its cache and models); default: make the quick demo's first.")
     ap.add_argument("--model", default="dnn", help="The demo's model attacked (dnn or cdnn).")
     ap.add_argument("--jobs", type=int, default=available_cores())
     ap.add_argument("--limit", type=int, default=None)
@@ -55,10 +55,14 @@ def main():
     try:
         demo = args.demo
         if demo is None:
-            from musadv.experiments import run_demo
+            from musadv.experiments import DemoSettings, Stages, study_cache, train_demo_systems
 
-            demo = tmp / "demo"
-            run_demo(demo, quick=True, progress=False, log=lambda m: None, report=False)
+            # The quick demo's data and systems, without its judgements.
+            demo, settings, quiet = tmp / "demo", DemoSettings.for_data(True, True), lambda m: None
+            st = Stages(demo, quiet)
+            spectra = study_cache(st, "prepare", demo / "cache", demo / "data", None, None, settings.clips,
+                                  settings.clip_seconds, settings.seed, False)
+            train_demo_systems(st, spectra, demo / "models", settings, "cpu", False, quiet)
         model = load_system(demo / "models" / args.model)
         jobs = recordings_from_split(SpectraCache(demo / "cache"), "test", args.limit)
         config = AttackConfig(snr_db=15.0)

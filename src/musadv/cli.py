@@ -786,6 +786,11 @@ def survive_cmd(run_dir, kind, model_spec, draws, seed, out, quiet, engine, devi
     _exit_if_skipped(m["n_skipped"], m["n_examples"] + m["n_skipped"], "example", "judged", out)
 
 
+_PLAN_HELP = ("quick (one budget, 30 dB, always-wrong targets), standard (40, 30, 20 dB, always-wrong and random "
+              "targets, noise controls, the smallest change with NMR and ViSQOL, survival, horse tests) or a JSON file "
+              "of a plan's settings.")
+
+
 @cli.command("judge", epilog=_MODEL_HELP)
 @click.argument("model_spec", metavar="MODEL")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
@@ -793,9 +798,7 @@ def survive_cmd(run_dir, kind, model_spec, draws, seed, out, quiet, engine, devi
               help="Prepared cache whose --split is judged (default: the model's own).")
 @click.option("--split", default=None, help="The cache split to judge (default: test, when no FILES are given).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Judge only the first N recordings.")
-@click.option("--plan", "plan_spec", default="quick", show_default=True,
-              help="quick (one budget, 30 dB, always-wrong targets), standard (40, 30, 20 dB, always-wrong and random "
-                   "targets, the smallest change) or a JSON file of a plan's settings.")
+@click.option("--plan", "plan_spec", default="quick", show_default=True, help=_PLAN_HELP)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the targets, the queries and the intervals.")
 @click.option("--surrogate", "surrogate_spec", default=None, metavar="MODEL",
               help="A network (or MFCC baseline) that guides the query-only adversary, as attack --surrogate (default: "
@@ -929,42 +932,40 @@ def listen_results_cmd(files, test_file, out):
     click.echo(", ".join(str(p) for p in paths))
 
 
+def _print_study(s: dict, out: Path) -> None:
+    """A study's leaderboard as its summary holds it, and where its pages are."""
+    click.echo((out / "leaderboard" / "leaderboard.md").read_text(), nl=False)
+    click.echo(f"\nreport: {out / 'report.html'}\nleaderboard: {out / 'leaderboard' / 'leaderboard.html'}\n"
+               f"summary: {out / 'summary.json'}")
+
+
 @cli.command("demo")
 @click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="A dataset (GTZAN folder, label folders or CSV) instead of the built-in data.")
 @click.option("--partition", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Partition JSON for --data (default: seeded stratified 50/25/25).")
-@click.option("--quick", is_flag=True, help="A reduced study: about a minute on the built-in data.")
+@click.option("--quick", is_flag=True, help="Smaller systems judged under the quick plan.")
+@click.option("--plan", "plan_spec", default=None, help="Judge under this plan instead (default: standard; quick with --quick): " + _PLAN_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
 @_engine_options
 @_device_option
-def demo_cmd(out, data, partition, quick, quiet, engine, device):
-    """The whole study in one command: train a DNN and a CDNN, test them, train the forest and the
-    MFCC baseline, attack the test split (random and all_wrong; every_label on one recording),
-    search minimal perturbations, draw robustness curves, run horse tests (EQ and time-stretch) on
-    all four systems, ask whether the DNN's adversaries survive a low-pass, MP3 and EQ, re-score
-    the attacks with the forest, and write report.html and summary.json into --out.
+def demo_cmd(out, data, partition, quick, plan_spec, quiet, engine, device):
+    """The paper's study in one command: train a DNN, a CDNN, the forest on the DNN's features and the MFCC
+    baseline, judge each on the test split under one plan (musadv judge), and rank them in one leaderboard.
 
-    A second run into the same --out reuses finished stages.
+    Writes judgements/SYSTEM (evaluation.json, report.html), leaderboard/, summary.json and report.html into
+    --out. A second run into the same --out reuses finished stages.
     """
     import time
 
     from .experiments import run_demo
+    from .judge import read_plan
 
     t = time.perf_counter()
+    plan = read_plan(plan_spec) if plan_spec else None
     s = run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet,
-                 engine=engine, device=device)
-    click.echo("")
-    click.echo(f"{'system':16s} {'normalised accuracy':>20s}")
-    for name, v in s["systems"].items():
-        click.echo(f"{name:16s} {v['normalised_accuracy']:20.3f}")
-    click.echo("")
-    click.echo(f"{'attack':16s} {'accuracy before':>16s} {'under attack':>13s} {'success':>8s} {'SNR dB (min)':>14s}")
-    for name, a in s["attacks"].items():
-        snr = "" if a.get("snr_db_mean") is None else f"{a['snr_db_mean']:.1f} ({a['snr_db_min']:.1f})"
-        fmt = lambda v: "" if v is None else f"{v:.3f}"
-        click.echo(f"{name:16s} {fmt(a.get('normalised_accuracy_before')):>16s} {fmt(a.get('normalised_accuracy')):>13s} "
-                   f"{a['success_rate']:8.1%} {snr:>14s}")
-    click.echo(f"\nreport: {out / 'report.html'}\nsummary: {out / 'summary.json'}\ntotal {time.perf_counter() - t:.0f} s")
+                 engine=engine, device=device, plan=plan)
+    _print_study(s, out)
+    click.echo(f"total {time.perf_counter() - t:.0f} s")
 
 
 @cli.group("experiment")
@@ -986,7 +987,7 @@ def _print_table(out: Path, name: str) -> None:
 @click.option("--quiet", is_flag=True)
 def table1_cmd(data, partition_files, out, quick, quiet):
     """Table I: random forests on the activations of DNNs (50/500 units, with/without dropout, layers 1/2/3/all)."""
-    from .experiments import run_table1
+    from .tables import run_table1
 
     if len(partition_files) > 2:
         raise click.UsageError("give at most two --partition files")
@@ -1004,7 +1005,7 @@ def table1_cmd(data, partition_files, out, quick, quiet):
 @click.option("--quiet", is_flag=True)
 def table3_cmd(data, partition, out, alg2, quick, quiet):
     """Table III: DNN, DNN+ADV, CDNN, CDNN+ADV clean and under the always-wrong adversary with no SNR limit."""
-    from .experiments import run_table3
+    from .tables import run_table3
 
     run_table3(out, str(data) if data else None, partition, quick=quick, progress=not quiet, alg2=alg2)
     _print_table(out, "table3")
@@ -1017,26 +1018,24 @@ def table3_cmd(data, partition, out, alg2, quick, quiet):
               help="musicnn models, comma-separated (MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg).")
 @click.option("--tag-map", default="gtzan", show_default=True, help="Built-in tag map (gtzan) or a JSON file of label -> tag.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Attack at most N recordings per model, spread over the genres (default: all).")
-@click.option("--quick", is_flag=True, help="A few recordings and iterations: minutes, not hours.")
+              help="Judge at most N recordings, spread over the genres (default: all).")
+@click.option("--quick", is_flag=True, help="Judge under the quick plan.")
+@click.option("--plan", "plan_spec", default=None, help="Judge under this plan instead (default: standard; quick with --quick): " + _PLAN_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
 @_engine_options
-def musicnn_cmd(data, out, models, tag_map, limit, quick, quiet, engine):
-    """musicnn's published taggers as genre systems on DATA (every recording a test recording, no
-    training): figures of merit, random and always-wrong attacks at 15 dB, minimal perturbations,
-    robustness curves with noise controls, horse tests (EQ, time-stretch), survival of low-pass
-    and MP3. Writes summary.json into --out; a rerun reuses finished stages."""
+@_device_option
+def musicnn_cmd(data, out, models, tag_map, limit, quick, plan_spec, quiet, engine, device):
+    """musicnn's published taggers as genre systems on DATA (every recording a test recording, no training),
+    each judged under one plan (musadv judge) on the genres every model has a tag for, and ranked in one
+    leaderboard. Writes judgements/MODEL, leaderboard/ and summary.json into --out; a rerun reuses finished stages."""
     from .experiments import run_musicnn_study
+    from .judge import read_plan
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
-    s = run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine, attack_limit=limit)
-    for name, r in s["models"].items():
-        a = r["attacks"]
-        click.echo(f"{name}: normalised accuracy {r['test']['normalised_accuracy']:.3f} on {r['test']['n']} recordings "
-                   f"({', '.join(r['labels'])}); success random {a['random']['success_rate']:.1%}, "
-                   f"always-wrong {a['all_wrong']['success_rate']:.1%}; median minimal SNR "
-                   f"{r['minimal']['median_snr_db']} dB")
-    click.echo(f"summary: {out / 'summary.json'}")
+    plan = read_plan(plan_spec) if plan_spec else None
+    s = run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine, limit=limit,
+                          plan=plan, device=device)
+    _print_study(s, out)
 
 
 def main(argv=None):

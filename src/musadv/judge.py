@@ -759,7 +759,7 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
                     raise MusadvError(f"{d}: another {what} than {eval_dirs[0]}; evaluations that differ are not "
                                       "comparable (--mixed puts them in one table, saying so)")
                 notes.append(f"{d}: another {what} than {eval_dirs[0]}")
-    rows = []
+    rows, pages = [], {}
     for d, e in zip(eval_dirs, evals):
         row = {"model": _short_name(e["model"]["name"], [x["model"]["name"] for x in evals]),
                "clean": e["clean"]["normalised_accuracy"]}
@@ -772,6 +772,7 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
         row["flags"] = "; ".join(f["flag"] for f in e["flags"])
         row["verdict"] = e["headline"]["verdict"]
         rows.append(row)
+        pages[id(row)] = os.path.relpath(Path(d).resolve() / "report.html", Path(out_dir).resolve())
     first = f"{budgets[0][0]} {budgets[0][1]:g} dB" if budgets else "clean"
     # Most robust first, but a robustness the flags leave unproven never leads: it goes after the rest.
     unproven = {id(row): any(f["flag"] in MASKING_FLAGS for f in e["flags"]) for row, e in zip(rows, evals)}
@@ -790,7 +791,13 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
         md += ["", "Not comparable: " + "; ".join(notes)]
     write_bytes_atomic(out / "leaderboard.md", ("\n".join(md) + "\n").encode())
     esc = html.escape
-    body = "".join("<tr>" + "".join(f"<td>{esc(cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+
+    def html_cell(r, c):
+        # Each model links to its judgement's page.
+        text = esc(cell(r[c]))
+        return f'<td><a href="{esc(Path(pages[id(r)]).as_posix())}">{text}</a></td>' if c == "model" else f"<td>{text}</td>"
+
+    body = "".join("<tr>" + "".join(html_cell(r, c) for c in columns) + "</tr>" for r in rows)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>musadv leaderboard</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em}}
 th{{cursor:pointer;background:#eee}}</style></head><body><h1>musadv leaderboard</h1>

@@ -1,6 +1,7 @@
 """Reports to look at and listen to: one self-contained HTML page per run directory.
 
-``write_report(DIR)`` turns a study (``summary.json``), an attack run (``run.json``), a
+``write_report(DIR)`` turns a study (``summary.json``: its systems' verdicts, each linked to its
+judgement's page), an attack run (``run.json``), a
 robustness curve, a horse test, a survival run, a test (``metrics.json``) or a model directory
 (``model.json``) into ``DIR/report.html`` with its
 figures in ``DIR/report-media/``; audio players point at the WAVs already in the directory, so
@@ -163,37 +164,17 @@ th{background:#f3f3f3}.ok{color:#070}.bad{color:#a00}img{max-width:100%}audio{wi
 <h1>musadv report: {{ title }}</h1>
 <p class="small">Written by musadv {{ version }}. Audio and figures are files beside this page.</p>
 {% if summary %}
-<h2>Systems on the test split</h2>
-<table><tr><th>system</th><th>normalised accuracy</th><th>accuracy</th><th>recordings</th><th>binomial p</th></tr>
-{% for name, s in summary.systems.items() %}<tr><td>{{ name }}</td><td>{{ "%.3f"|format(s.normalised_accuracy) }}</td>
-<td>{{ "%.3f"|format(s.accuracy) }}</td><td>{{ s.n }}</td><td>{{ "%.2g"|format(s.binomial_p) }}</td></tr>{% endfor %}</table>
-<h2>Attacks</h2>
-<table><tr><th>attack</th><th>normalised accuracy before</th><th>under attack</th><th>success (decoded files)</th><th>SNR dB mean &plusmn; std</th><th>min</th><th>max</th></tr>
-{% for name, a in summary.attacks.items() %}<tr><td>{{ name }}</td>
-<td>{{ fmt(a.get("normalised_accuracy_before")) }}</td><td>{{ fmt(a.get("normalised_accuracy")) }}</td><td>{{ pct(a.get("success_rate")) }}</td>
-<td>{% if a.get("snr_db_mean") is not none %}{{ "%.1f"|format(a.snr_db_mean) }} &plusmn; {{ "%.1f"|format(a.snr_db_std) }}{% endif %}</td>
-<td>{{ fmt(a.get("snr_db_min"), 1) }}</td><td>{{ fmt(a.get("snr_db_max"), 1) }}</td></tr>{% endfor %}</table>
-{% if summary.get("median_minimal_snr_db") %}<h2>The smallest change that makes each system wrong</h2>
-<p>Per test recording, the highest SNR at which the system gives the always-wrong target, the median over recordings
-(higher: a smaller change suffices). The paper (Table III, LMD, no SNR limit) reports a mean of 37.8 dB for its DNN and 9.6 dB for its CDNN.</p>
-<table><tr><th>system</th><th>median SNR</th><th>recordings</th><th>measured by</th></tr>
-{% for name, v in summary.median_minimal_snr_db.items() %}<tr><td>{{ name }}</td><td>{{ v.reading }}</td><td>{{ v.n_examples }}</td><td>{{ v.how }}</td></tr>{% endfor %}</table>{% endif %}
-{% if summary.get("horse") %}<h2>Horse tests: irrelevant transformations</h2>
-<p>Per system and transformation, the normalised accuracy on the originals, on one random draw per recording, and the best and
-worst reached by choosing, for each recording, one of {{ summary.horse.values()|map(attribute="trials")|max }} draws at most.
-Sturm's ref. [48] drove three systems' figures of merit to perfect or to chance with minor LTI filtering; ref. [53] made a
-BALLROOM system perfect or no better than chance with tempo changes of at most 6 %. A wide gap between best and worst for
-changes that leave the music as it was means the system's answers do not rest on the music.</p>
-<table><tr><th>system</th><th>transformation</th><th>clean</th><th>random draw</th><th>best</th><th>worst</th><th>draws changing the label</th><th>recordings</th></tr>
-{% for name, h in summary.horse.items() %}<tr><td>{{ h.system }}</td><td>{{ h.description }}</td><td>{{ fmt(h.normalised_accuracy.clean) }}</td>
-<td>{{ fmt(h.normalised_accuracy.random) }}</td><td>{{ fmt(h.normalised_accuracy.best) }}</td><td>{{ fmt(h.normalised_accuracy.worst) }}</td>
-<td>{{ pct(h.changed_trials) }}</td><td>{{ h.n_recordings }}</td></tr>{% endfor %}</table>{% endif %}
-{% if summary.get("survival") %}<h2>Do the adversaries survive irrelevant transformations?</h2>
-<p>Every example of an attack run and its original transformed alike, written and judged again, over the examples that reached their target.</p>
-<table><tr><th>attack run</th><th>transformation</th><th>keep the target</th><th>return to the original's label</th><th>other</th><th>originals keep their label</th><th>median SNR before / after (dB)</th><th>examples</th></tr>
-{% for name, v in summary.survival.items() %}<tr><td>{{ v.run }}</td><td>{{ v.description }}</td><td>{{ pct(v.survived) }}</td><td>{{ pct(v.returned) }}</td>
-<td>{{ pct(v.other) }}</td><td>{{ pct(v.original_kept) }}</td><td>{{ fmt(v.median_snr_db_before, 1) }} / {{ fmt(v.median_snr_db_after, 1) }}</td>
-<td>{{ v.n_adversarial }}</td></tr>{% endfor %}</table>{% endif %}
+<h2>Verdicts</h2>
+<p>Every system judged on the same {{ summary.systems.values()|map(attribute="n")|first }} test recordings under the plan
+<b>{{ summary.plan.name }}</b> (<code>musadv judge</code>): normalised accuracy clean and under the worst of a gradient and a
+query-only adversary. Each system's page has its figures, controls and examples; the
+<a href="leaderboard/leaderboard.html">leaderboard</a> ranks them.</p>
+<table><tr><th>system</th><th>clean (95 % interval)</th><th>under attack</th><th>adversary vs noise gap</th><th>smallest change (median SNR dB)</th>
+<th>horse spread</th><th>flags</th><th>verdict</th></tr>
+{% for name, s in summary.systems.items() %}<tr><td><a href="judgements/{{ name }}/report.html">{{ name }}</a></td>
+<td>{{ fmt(s.clean) }}{% if s.clean_interval %} ({{ fmt(s.clean_interval[0], 2) }}&ndash;{{ fmt(s.clean_interval[1], 2) }}){% endif %}</td>
+<td>{{ fmt(s.robust) }}{% if s.robust_snr_db is not none %} at {{ "%g"|format(s.robust_snr_db) }} dB{% endif %}</td><td>{{ fmt(s.gap) }}</td>
+<td>{{ fmt(s.smallest_change_db, 1) }}</td><td>{{ fmt(s.horse_spread) }}</td><td>{{ s.flags|join(", ") }}</td><td>{{ s.verdict }}</td></tr>{% endfor %}</table>
 <p class="small">Seconds per stage: {% for k, v in summary.seconds.items() %}{{ k }} {{ "%.0f"|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>
 {% endif %}
 {% if table %}<h2>{{ table.title }}</h2><table><tr>{% for h in table.header %}<th>{{ h }}</th>{% endfor %}</tr>
@@ -379,9 +360,6 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
            "confusions": [], "history": None, "attacks": [], "curves": [], "horses": [], "survivals": []}
     if (base / "summary.json").exists():
         ctx["summary"] = json.loads((base / "summary.json").read_text())
-        for test in sorted(base.glob("models/*/test-test/metrics.json")):
-            name = test.parent.parent.name
-            ctx["confusions"].append(_rel(confusion_figure(json.loads(test.read_text()), media / f"{name}-confusion.png", name), base))
     if (base / "table.json").exists():
         ctx["table"] = json.loads((base / "table.json").read_text())
     if (base / "run.json").exists() and (base / "results.csv").exists():
