@@ -39,7 +39,8 @@ def system_lines(name: str, e: dict) -> list[str]:
         for r in e["robust"]:
             c = r.get("controls", {})
             lines.append(f"| {r['policy']} | {r['snr_db']:g} dB | {_f(r['normalised_accuracy'])}{_iv(r['interval'])} | "
-                         f"{r['fooled_by_gradient']} / {r['fooled_by_queries']} of {r['attacked']} | "
+                         f"{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']} / {r['fooled_by_queries']} "
+                         f"of {r['attacked']} | "
                          + " | ".join(_f(c.get(k, {}).get("normalised_accuracy")) for k in
                                       ("white_noise", "shaped_noise", "random_phase"))
                          + f" | {_f(r.get('gap'))} |")

@@ -6,17 +6,26 @@ import json
 import numpy as np
 import pytest
 
-from musadv.experiments import DEMO_SYSTEMS, run_demo
+from dataclasses import replace
+
+from musadv.experiments import DEMO_SYSTEMS, DemoSettings, run_demo
 from musadv.judge import Plan, read_evaluation
 
-#: What these tests ask of the demo is its contract, not its figures: the fewest steps and queries that attack.
+#: What these tests ask of the demo is its contract, not its figures: the least data, training, steps and
+#: queries that still give four systems to judge and attack (one test recording per style).
 TINY = Plan("tiny", (20.0,), ("all_wrong",), max_iter=10, max_queries=30, controls=False)
+SMALL = replace(DemoSettings.for_data(True, True), clips=4, clip_seconds=4.0, dnn_epochs=15, cdnn_epochs=2, trees=20)
+
+
+def _demo(out, **kwargs):
+    return run_demo(out, quick=True, progress=False, log=kwargs.pop("log", lambda m: None), plan=TINY, settings=SMALL,
+                    **kwargs)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, quick=True, progress=False, log=lambda m: None, plan=TINY)
+    return out, _demo(out)
 
 
 def test_the_quick_demo_judges_each_system_and_ranks_them_from_their_evaluations(demo):
@@ -55,14 +64,14 @@ def test_the_quick_demo_judges_each_system_and_ranks_them_from_their_evaluations
 def test_a_second_run_reuses_finished_stages_and_gives_the_same_numbers(demo):
     out, first = demo
     logs = []
-    again = run_demo(out, quick=True, progress=False, log=logs.append, report=False, plan=TINY)
+    again = _demo(out, log=logs.append, report=False)
     assert len(logs) >= 5 and all("earlier run" in line for line in logs)
     assert again["systems"] == first["systems"] and again["leaderboard"] == first["leaderboard"]
 
 
 def test_the_same_seed_gives_the_same_evaluations_in_a_fresh_directory(demo, tmp_path):
     out, first = demo
-    second = run_demo(tmp_path, quick=True, progress=False, log=lambda m: None, report=False, plan=TINY)
+    second = _demo(tmp_path, report=False)
     assert second["systems"] == first["systems"]
     for name in DEMO_SYSTEMS:
         # All but the timings and the folder each study lies in.

@@ -212,7 +212,8 @@ def _study_summary(out: Path, st: Stages, verdicts: dict, rows: list, plan: Plan
 
 def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str | None = None, quick: bool = False,
              progress: bool = True, log: Callable[[str], None] = stderr_log, report: bool = True,
-             engine: Engine | None = None, device: torch.device | str = "cpu", plan: Plan | None = None) -> dict:
+             engine: Engine | None = None, device: torch.device | str = "cpu", plan: Plan | None = None,
+             settings: DemoSettings | None = None) -> dict:
     """The paper's study in one call (``musadv demo``): train its four systems, judge each, rank them.
 
     Parameters
@@ -233,6 +234,8 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         Where every network trains and is judged (see :func:`musadv.devices.resolve_device`).
     plan : Plan, optional
         Judge under this plan instead.
+    settings : DemoSettings, optional
+        Other sizes of data and systems (default: :meth:`DemoSettings.for_data`).
 
     Returns
     -------
@@ -242,7 +245,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     """
     out = Path(out_dir)
     st = Stages(out, log)
-    settings = DemoSettings.for_data(data is None, quick)
+    settings = settings or DemoSettings.for_data(data is None, quick)
     plan = plan or PLANS[settings.plan]
     spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
                            settings.clip_seconds, settings.seed, progress)
