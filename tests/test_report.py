@@ -3,6 +3,7 @@
 import csv
 import functools
 import http.server
+import json
 import re
 import shutil
 import threading
@@ -106,3 +107,11 @@ def test_report_renders_in_a_headless_browser(attack_run):
     finally:
         browser.quit()
         server.shutdown()
+
+
+def test_a_study_written_before_studies_were_judged_is_refused_in_one_line(tmp_path):
+    from musadv.errors import MusadvError
+
+    (tmp_path / "summary.json").write_text(json.dumps({"systems": {"dnn": {"normalised_accuracy": 0.9}}, "attacks": {}}))
+    with pytest.raises(MusadvError, match="summary.json: a study written before studies judged their systems"):
+        write_report(tmp_path)

@@ -26,6 +26,7 @@ from jinja2 import Environment  # noqa: E402
 
 from . import audio  # noqa: E402
 from .driver import read_records  # noqa: E402
+from .errors import MusadvError  # noqa: E402
 from .io import write_bytes_atomic  # noqa: E402
 from .spectral import STFTConfig, magnitude  # noqa: E402
 
@@ -360,6 +361,9 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None) -> Path:
            "confusions": [], "history": None, "attacks": [], "curves": [], "horses": [], "survivals": []}
     if (base / "summary.json").exists():
         ctx["summary"] = json.loads((base / "summary.json").read_text())
+        if "plan" not in ctx["summary"]:
+            raise MusadvError(f"{base / 'summary.json'}: a study written before studies judged their systems "
+                              "(musadv judge); run it again into a new folder")
     if (base / "table.json").exists():
         ctx["table"] = json.loads((base / "table.json").read_text())
     if (base / "run.json").exists() and (base / "results.csv").exists():
