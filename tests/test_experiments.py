@@ -102,3 +102,12 @@ def test_the_musicnn_study_judges_each_tagger_on_the_genres_every_one_of_them_co
         assert e["model"]["name"] == f"musicnn:{name}:gtzan"
         assert [r.split("/")[0] for r in e["data"]["recordings"]] == ["country", "metal"]
     assert sorted(r["model"] for r in s["leaderboard"]) == ["musicnn:MSD_musicnn:gtzan", "musicnn:MTT_musicnn:gtzan"]
+
+
+def test_a_study_folder_refuses_a_judgement_under_another_plan(demo):
+    from musadv.errors import MusadvError
+
+    out, _ = demo
+    with pytest.raises(MusadvError, match="stage judge-dnn was done with other settings"):
+        run_demo(out, quick=True, progress=False, log=lambda m: None, plan=replace(TINY, max_iter=11), settings=SMALL,
+                 report=False)

@@ -25,6 +25,7 @@ import torch
 from . import cache as cache_mod
 from . import datasets, partitions, synth
 from .attack import AttackConfig
+from .errors import MusadvError
 from .io import write_json_atomic
 from .judge import PLANS, Plan, judge, leaderboard
 from .parallel import Engine
@@ -46,16 +47,21 @@ def stderr_log(msg: str) -> None:
 
 
 class Stages:
-    """Run named stages once; remember their results and durations in ``OUT/stages``."""
+    """Run named stages once; remember their results, settings and durations in ``OUT/stages``."""
 
     def __init__(self, out: Path, log: Callable[[str], None] = stderr_log):
         self.out, self.log, self.seconds = out, log, {}
         (out / "stages").mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, name: str, fn: Callable[[], dict]) -> dict:
+    def __call__(self, name: str, fn: Callable[[], dict], settings: dict | None = None) -> dict:
+        """``fn()``'s result, or the one recorded by an earlier run; one recorded under other ``settings``
+        (JSON-ready) is refused in one line rather than mixed with this run's."""
         marker = self.out / "stages" / f"{name}.json"
         if marker.exists():
             rec = json.loads(marker.read_text())
+            if rec.get("settings") != settings:
+                raise MusadvError(f"{self.out}: its stage {name} was done with other settings ({rec.get('settings')}); "
+                                  "run this study into another folder")
             self.seconds[name] = rec["seconds"]
             self.log(f"[{name}] done in an earlier run ({rec['seconds']:.1f} s)")
             return rec["result"]
@@ -63,7 +69,7 @@ class Stages:
         t = time.perf_counter()
         result = fn()
         dt = time.perf_counter() - t
-        write_json_atomic(marker, {"result": result, "seconds": dt})
+        write_json_atomic(marker, {"result": result, "settings": settings, "seconds": dt})
         self.seconds[name] = dt
         self.log(f"[{name}] {dt:.1f} s")
         return result
@@ -199,7 +205,8 @@ def judge_models(st: Stages, models: dict, recordings: list, out: Path, plan: Pl
         evaluation file) by name, and the leaderboard's rows.
     """
     verdicts = {name: st(f"judge-{name}", partial(_judge_stage, spec, recordings, out / "judgements" / name, plan, seed,
-                                                   progress, engine, device, dict(data or {})))
+                                                   progress, engine, device, dict(data or {})),
+                         settings={"plan": plan.to_dict(), "seed": seed})
                 for name, spec in models.items()}
     return verdicts, leaderboard([out / "judgements" / name for name in models], out / "leaderboard")
 
