@@ -34,13 +34,14 @@ from .spectral import STFTConfig
 from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
 
-__all__ = ["Stages", "study_cache", "stderr_log", "DemoSettings", "DEMO_SYSTEMS", "run_demo", "judge_models", "train_demo_systems", "run_musicnn_study",
-           "spread_over_labels", "MUSICNN_STUDY_MODELS"]
+__all__ = ["Stages", "study_cache", "stderr_log", "DemoSettings", "DEMO_SYSTEMS", "run_demo", "judge_models",
+           "train_demo_systems", "run_musicnn_study", "spread_over_labels", "MUSICNN_STUDY_MODELS"]
 
 #: The paper's systems as the demo trains them: the DNN, the CDNN, the forest on the DNN's features, the MFCC baseline.
 DEMO_SYSTEMS = ("dnn", "cdnn", "dnn_forest", "mfcc_baseline")
 #: musicnn's published taggers that the musicnn study judges as GTZAN genre systems (built-in tag maps).
 MUSICNN_STUDY_MODELS = ("MSD_musicnn", "MTT_musicnn")
+
 
 def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -211,9 +212,14 @@ def judge_models(st: Stages, models: dict, recordings: list, out: Path, plan: Pl
     return verdicts, leaderboard([out / "judgements" / name for name in models], out / "leaderboard")
 
 
-def _study_summary(out: Path, st: Stages, verdicts: dict, rows: list, plan: Plan, **more) -> dict:
+def _study_summary(out: Path, st: Stages, verdicts: dict, rows: list, plan: Plan, report: bool, **more) -> dict:
+    """Write ``summary.json`` (and, with ``report``, ``report.html``) of a judged study."""
     summary = {"systems": verdicts, "leaderboard": rows, "plan": plan.to_dict(), "seconds": dict(st.seconds), **more}
     write_json_atomic(out / "summary.json", summary)
+    if report:
+        from .report import write_report
+
+        write_report(out)
     return summary
 
 
@@ -259,18 +265,10 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     models = train_demo_systems(st, spectra, out / "models", settings, device, progress, log)
     verdicts, rows = judge_models(st, models, recordings_from_split(spectra, "test"), out, plan, settings.seed, progress,
                                   engine, device, {"cache": str(spectra.path.resolve()), "split": "test"})
-    summary = _study_summary(out, st, verdicts, rows, plan, data="built-in" if data is None else str(data), quick=quick,
-                             settings={"clips_per_style": settings.clips if data is None else None,
-                                       "dnn_units": settings.dnn_units, "cdnn": settings.cdnn_arch(),
-                                       "trees": settings.trees, "seed": settings.seed})
-    if report:
-        from .report import write_report
-
-        t = time.perf_counter()
-        write_report(out)
-        summary["seconds"]["report"] = time.perf_counter() - t
-        write_json_atomic(out / "summary.json", summary)
-    return summary
+    return _study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data),
+                          quick=quick, settings={"clips_per_style": settings.clips if data is None else None,
+                                                 "dnn_units": settings.dnn_units, "cdnn": settings.cdnn_arch(),
+                                                 "trees": settings.trees, "seed": settings.seed})
 
 
 def spread_over_labels(recordings: list, n: int | None) -> list:
@@ -311,9 +309,5 @@ def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, model
     plan = plan or PLANS["quick" if quick else "standard"]
     verdicts, rows = judge_models(st, specs, recordings, out, plan, 0, progress, engine, device,
                                   {"cache": str(spectra.path.resolve()), "split": "test", "genres": covered})
-    summary = _study_summary(out, st, verdicts, rows, plan, data=str(data), quick=quick, tag_map=tag_map, genres=covered)
-    if report:
-        from .report import write_report
-
-        write_report(out)
-    return summary
+    return _study_summary(out, st, verdicts, rows, plan, report, data=str(data), quick=quick, tag_map=tag_map,
+                          genres=covered)
