@@ -120,7 +120,7 @@ ALG2_NAMES = {"fgsm": "musadv's default (raw-unit sign step towards a wrong labe
 
 def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: str | None = None,
                quick: bool = False, progress: bool = True, log: Callable[[str], None] = stderr_log,
-               alg2: str = "fgsm") -> list[list]:
+               alg2: str = "fgsm", settings: DemoSettings | None = None) -> list[list]:
     """Table III: does training with the adversary (Alg. 2) make the systems robust?
 
     Trains DNN, DNN+ADV (FGSM, mu 0.25), CDNN and CDNN+ADV; tests each; attacks each test split
@@ -131,11 +131,12 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
 
     ``alg2``: ``'fgsm'`` (musadv's Alg. 2: raw-unit step towards a wrong label, joined to the
     batch) or ``'fgsm_reference'`` (the reference code's variant, see
-    :class:`musadv.training.TrainConfig`); the table's title says which.
+    :class:`musadv.training.TrainConfig`); the table's title says which. ``settings``: other sizes
+    of data, training and attacks (default: :meth:`musadv.experiments.DemoSettings.for_data`).
     """
     out = Path(out_dir)
     st = Stages(out, log)
-    settings = DemoSettings.for_data(data is None, quick)
+    settings = settings or DemoSettings.for_data(data is None, quick)
     spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
                            settings.clip_seconds, settings.seed, progress)
     dnn_cfg = TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs)
