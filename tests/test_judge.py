@@ -265,3 +265,13 @@ def test_the_verdict_reads_the_robust_accuracy_at_30_db_against_chance_and_the_c
     assert headline(evaluation(0.75, ["gradient"]))["verdict"].startswith("unproven: it keeps 0.75 of its clean 0.80")
     assert headline(evaluation(0.4))["verdict"] == "partly fooled: at 30 dB it falls from 0.80 to 0.40"
     assert headline(evaluation(0.4))["robust_snr_db"] == 30.0
+
+
+def test_a_plan_this_machine_cannot_follow_is_refused_before_any_work(trained_dnn, learn_cache, tmp_path, monkeypatch):
+    import musadv.transforms
+
+    monkeypatch.setattr(musadv.transforms, "mp3_available", lambda: False)
+    plan = replace(PLAN, minimize=True, horse=("eq", "mp3"))
+    with pytest.raises(MusadvError, match="cannot encode MP3: leave mp3 out"):
+        judge(trained_dnn, _recordings(learn_cache, 2), tmp_path / "j", plan, progress=False)
+    assert not (tmp_path / "j").exists()

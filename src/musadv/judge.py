@@ -182,6 +182,14 @@ def accuracy_figures(y_true: list[str], y_pred: list[str], labels: list[str], se
             "chance": fom["chance"]}
 
 
+def _check_machine(plan: Plan) -> None:
+    """Refuse, before any work, a plan whose transformations this machine cannot make."""
+    from .transforms import mp3_available
+
+    if "mp3" in (*plan.survival, *plan.horse) and not mp3_available():
+        raise MusadvError("this libsndfile cannot encode MP3: leave mp3 out of the plan's survival and horse tests")
+
+
 def _stage(progress: bool, text: str) -> None:
     """Name the stage about to run, on a terminal only (nothing in a log file, nor with ``progress`` off)."""
     if progress and sys.stderr.isatty():
@@ -252,6 +260,7 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     unlabelled = [r.name for r in recordings if r.true_label is None]
     if unlabelled:
         raise MusadvError(f"{unlabelled[0]}: a judgement needs each recording's true label (judge a cache split)")
+    _check_machine(plan)
     out = Path(out_dir).resolve()
     if surrogate is None:
         from .replicas import own_surrogate
@@ -454,11 +463,9 @@ def _controls(model, recordings, entries: list[dict], out: Path, seed, progress,
 def _survival(model, kind: str, out: Path, seed, progress, engine) -> dict:
     """Whether the smallest changes still say their target after an irrelevant transformation of the written files."""
     from .survival import survive
-    from .transforms import Transformation, mp3_available
+    from .transforms import Transformation
 
     transformation = Transformation(kind)
-    if kind == "mp3" and not mp3_available():
-        raise MusadvError("this libsndfile cannot encode MP3: leave mp3 out of the plan's survival")
     if not (out / "smallest" / "results.csv").exists():  # no recording was right: nothing to transform
         return {"kind": kind, "description": transformation.describe(), "survived": None, "n": 0}
     m = survive(out / "smallest", transformation, out / f"survive-{kind}", system=model, seed=seed, progress=progress,
@@ -471,11 +478,9 @@ def _horse(model, recordings, kind: str, plan: Plan, out: Path, seed, progress, 
     """One horse test: the normalised accuracy on the originals, one draw, and the draw per recording that makes it
     right (best) or wrong (worst); the spread is best minus worst."""
     from .horse import horse_test
-    from .transforms import Transformation, mp3_available
+    from .transforms import Transformation
 
     transformation = Transformation(kind)
-    if kind == "mp3" and not mp3_available():
-        raise MusadvError("this libsndfile cannot encode MP3: leave mp3 out of the plan's horse tests")
     m = horse_test(model, recordings, out / f"horse-{kind}", transformation, plan.horse_trials, seed=seed,
                    progress=progress, engine=engine)
     if m["n_skipped"]:
