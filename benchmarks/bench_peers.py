@@ -199,7 +199,9 @@ def black_box(args) -> None:
         for name, y, queries, seconds in runs:
             ok, measured = judged(system, y, x, target, work, f"{i}-{name}".replace(" ", "_"))
             rows.setdefault(name, []).append((ok and measured >= snr - 0.05, measured, queries, seconds))
-        print(f"clip {i + 1}/{n_clips} done", flush=True)
+            # Each clip's figures as they come: a run stopped early still says what it measured.
+            print(f"clip {i + 1}/{n_clips} {name:20s} success {int(rows[name][-1][0])} SNR {measured:.1f} dB "
+                  f"queries {queries} {seconds:.1f} s", flush=True)
     print(f"\n{'method':20s} {'success':>8s} {'SNR dB median':>14s} {'queries median':>15s} {'s / example':>12s}")
     for name, v in rows.items():
         print(f"{name:20s} {sum(ok for ok, *_ in v):>4d}/{len(v):<3d} {statistics.median(s for _, s, _, _ in v):14.1f} "
