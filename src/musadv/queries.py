@@ -28,6 +28,11 @@ query a step (the iterate's judgement); once :data:`TRANSFER_PATIENCE` judgement
 no new low, the recording's steps are estimated from queries for the rest of its attack
 (:meth:`QueryState.heed`; the step asked in the same call as the last of them still follows the
 surrogate). The system is still judged by its predictions alone.
+
+A robust adversary (expectation over transformation, :mod:`musadv.robust`) judges the iterate and
+every candidate with the same transformed copies, each copy a query, and estimates the gradient
+of the mean over a waveform and its copies of the target's cross-entropy: unlike the margin, it is
+bounded below, so a copy far past the goal cannot hide one short of it.
 """
 
 from __future__ import annotations
