@@ -932,8 +932,8 @@ def listen_results_cmd(files, test_file, out):
     click.echo(", ".join(str(p) for p in paths))
 
 
-def _print_study(s: dict, out: Path) -> None:
-    """A study's leaderboard as its summary holds it, and where its pages are."""
+def _print_study(out: Path) -> None:
+    """A study's leaderboard, and where its pages are."""
     click.echo((out / "leaderboard" / "leaderboard.md").read_text(), nl=False)
     click.echo(f"\nreport: {out / 'report.html'}\nleaderboard: {out / 'leaderboard' / 'leaderboard.html'}\n"
                f"summary: {out / 'summary.json'}")
@@ -962,9 +962,9 @@ def demo_cmd(out, data, partition, quick, plan_spec, quiet, engine, device):
 
     t = time.perf_counter()
     plan = read_plan(plan_spec) if plan_spec else None
-    s = run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet,
-                 engine=engine, device=device, plan=plan)
-    _print_study(s, out)
+    run_demo(out, str(data) if data else None, str(partition) if partition else None, quick=quick, progress=not quiet,
+             engine=engine, device=device, plan=plan)
+    _print_study(out)
     click.echo(f"total {time.perf_counter() - t:.0f} s")
 
 
@@ -1033,9 +1033,9 @@ def musicnn_cmd(data, out, models, tag_map, limit, quick, plan_spec, quiet, engi
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     plan = read_plan(plan_spec) if plan_spec else None
-    s = run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine, limit=limit,
-                          plan=plan, device=device)
-    _print_study(s, out)
+    run_musicnn_study(out, data, names, tag_map, quick=quick, progress=not quiet, engine=engine, limit=limit,
+                      plan=plan, device=device)
+    _print_study(out)
 
 
 def main(argv=None):
