@@ -1,5 +1,8 @@
 """Shared fixtures: small synthesized audio, and the real GTZAN material in ../shared."""
 
+import contextlib
+import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,26 @@ def tone(freq=440.0, seconds=1.0, sr=22050, amp=0.5, channels=1):
     if channels > 1:
         y = np.stack([y * (c + 1) / channels for c in range(channels)], axis=1)
     return y.astype(np.float32)
+
+
+def run_musadv(*args) -> subprocess.CompletedProcess:
+    """``musadv ARGS...`` run in this process (its entry point, :func:`musadv.cli.main`), as a finished process.
+
+    The exit status, stdout and stderr are what the command line gives; this spares each call the seconds of
+    starting Python and importing PyTorch. Tests that need a process of their own (a working directory on the
+    import path, a kill) start one.
+    """
+    from musadv.cli import main
+
+    argv = list(map(str, args))
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess(["musadv", *argv], code, out.getvalue(), err.getvalue())
 
 
 def fit_cross_entropy(network, forward, inputs, targets, epochs, batch=64, lr=3e-3, seed=0):

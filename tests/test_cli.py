@@ -11,12 +11,13 @@ import pytest
 
 from musadv.cli import cli
 
+from .conftest import run_musadv
+
 COMMANDS = ["make-data", "partition", "prepare", "train", "classify", "test", "attack", "train-forest",
             "train-baseline", "rescore", "robustness", "horse", "survive", "report", "demo", "experiment", "experiment table1", "experiment table3", "experiment musicnn"]
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "musadv.cli", *map(str, args)], capture_output=True, text=True)
+_run = run_musadv
 
 
 @pytest.mark.parametrize("command", [[]] + [c.split() for c in COMMANDS])

@@ -10,7 +10,7 @@ from musadv import audio
 from musadv.cache import analyse_file
 from musadv.classify import classify_file
 from musadv.errors import MusadvError
-from musadv.horse import horse_test, horse_tests
+from musadv.horse import SHARED_ROOMS, horse_test, horse_tests
 from musadv.interface import AudioClassifier, Prediction
 from musadv.runs import RecordingRef
 from musadv.spectral import STFTConfig
@@ -157,7 +157,11 @@ def test_a_room_is_a_horse_test_whose_draws_are_recorded_and_whose_files_get_the
                    progress=False)
     rows = _rows(tmp_path / "room" / "horse.csv")
     assert m["n_recordings"] == 2 and len(rows) == 6
-    assert all(0.3 <= float(r["rt60_s"]) <= 0.6 for r in rows) and len({r["rt60_s"] for r in rows}) == 6
+    assert all(0.3 <= float(r["rt60_s"]) <= 0.6 for r in rows)
+    # Every recording is played in the same rooms, one per trial (a room's simulation takes about a second).
+    rooms = {r["trial"]: (r["rt60_s"], r["dims_m"], r["source_m"], r["mic_m"]) for r in rows}
+    assert len(rooms) == 3 and len(set(rooms.values())) == 3
+    assert all(rooms[r["trial"]] == (r["rt60_s"], r["dims_m"], r["source_m"], r["mic_m"]) for r in rows)
     assert all(len(r["dims_m"].split()) == 3 and r["snr_db"] for r in rows)
     assert m["written_disagree"] == 0
     for job in noise_jobs[:2]:
@@ -171,6 +175,17 @@ def test_a_room_is_a_horse_test_whose_draws_are_recorded_and_whose_files_get_the
         written, _ = audio.decode(tmp_path / "room" / kept["wav"])
         params = record["trials"][kept["trial"]]["params"]
         np.testing.assert_array_equal(written, audio.quantize_pcm16(Transformation("room").apply(original, SR, params)))
+
+
+def test_a_room_run_of_per_recording_rooms_is_not_resumed_with_shared_ones(horse, noise_jobs, tmp_path):
+    room = Transformation("room", rt60_s=(0.2, 0.3))
+    horse_test(horse, noise_jobs[:1], tmp_path / "room", room, trials=1, progress=False)
+    settings = json.loads((tmp_path / "room" / "horse.json").read_text())
+    assert settings["rooms"] == SHARED_ROOMS
+    del settings["rooms"]  # as a run of an earlier musadv wrote it
+    (tmp_path / "room" / "horse.json").write_text(json.dumps(settings))
+    with pytest.raises(MusadvError, match="other rooms"):
+        horse_test(horse, noise_jobs[:2], tmp_path / "room", room, trials=1, progress=False)
 
 
 def test_the_command_line_runs_a_room_horse_test_on_a_network(trained_dnn, tmp_path):

@@ -181,11 +181,11 @@ def test_fine_tuned_models_are_tested_attacked_classified_and_curved(kind, check
     assert fom["normalised_accuracy"] >= 0.6 and fom["binomial_p"] < 1e-3, fom["normalised_accuracy"]
 
     out = tmp_path / "attack"
-    cli.main(["attack", spec, "--split", "test", "--cache", str(hf_cache.path), "--policy", "random",
+    cli.main(["attack", spec, "--split", "test", "--cache", str(hf_cache.path), "--limit", "12", "--policy", "random",
               "--snr", str(snr), "--out", str(out), "--quiet", "--no-report", "--device", "cpu"])
     m = json.loads((out / "metrics.json").read_text())
     assert json.loads((out / "run.json").read_text())["model"] == spec
-    assert m["n_examples"] == len(hf_cache.split("test"))
+    assert m["n_examples"] == 12
     assert m["success_rate"] >= 0.9, m["failed"]  # judged on the written files, decoded and classified again
     assert m["snr_wave_db"]["min"] >= snr - 1e-6
     capsys.readouterr()

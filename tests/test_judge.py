@@ -18,7 +18,7 @@ from musadv.identity import system_sha256
 from musadv.runs import recordings_from_split
 from musadv.systems import load_system
 
-from .test_cli import _run
+from .conftest import run_musadv as _run
 
 PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=300, controls=False)
 

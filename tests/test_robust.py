@@ -11,6 +11,8 @@ from musadv.attack import AttackConfig, attack, snr_db
 from musadv.robust import ROOM_POOL, Draw, Draws, differentiable, held_out, prepare
 from musadv.transforms import Transformation, mp3_available
 
+from .conftest import run_musadv
+
 SR = 8000
 
 
@@ -212,13 +214,9 @@ def test_a_robust_run_gives_each_example_the_share_of_held_out_copies_its_writte
 
 
 def test_the_command_line_makes_robust_adversaries_and_says_what_survived(trained_dnn, learn_cache, tmp_path):
-    import subprocess
-    import sys
-
     song = learn_cache.source(learn_cache.split("test")[0])
-    run = lambda *args: subprocess.run([sys.executable, "-m", "musadv.cli", "attack", str(trained_dnn.path), str(song),  # noqa: E731
-                                        "--target", "techno", "--quiet", "--no-report", *map(str, args)],
-                                       capture_output=True, text=True)
+    run = lambda *args: run_musadv("attack", trained_dnn.path, song, "--target", "techno", "--quiet", "--no-report",  # noqa: E731
+                                   *args)
     r = run("--robust-to", "lowpass,noise", "--cutoff", 3000, "--noise-snr", 25, "--draws", 1, "--max-iter", 20,
             "--out", tmp_path / "one")
     assert r.returncode == 0, r.stderr

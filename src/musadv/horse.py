@@ -8,7 +8,9 @@ by choosing for each recording a draw that makes it right, or one that makes it 
 
 For each recording, :func:`horse_test` judges the original and up to ``trials`` random draws of a
 :class:`~musadv.transforms.Transformation` (each drawn from the seed and the recording's name
-and trial alone), every draw rounded to 16 bits as a written file. It keeps one draw that
+and trial alone), every draw rounded to 16 bits as a written file. Rooms are the exception: a
+room's simulation takes about a second, so every recording is played in the same ``trials``
+rooms (trial ``t``'s room is drawn from the seed and ``t`` alone), each simulated once per process. It keeps one draw that
 makes the system right (the most confident in the true label) and one that makes it wrong (the
 least), where such exist, writes them as WAV and judges the written files again. The figures
 of merit are reported on:
@@ -53,9 +55,17 @@ from .identity import model_name, system_sha256
 from .runs import RecordingRef, check_same_recordings, check_same_settings, recording_rng, slug
 from .transforms import Transformation
 
-__all__ = ["horse_test", "horse_tests", "summarise_horse", "CASES", "FORMAT"]
+__all__ = ["horse_test", "horse_tests", "summarise_horse", "draw_params", "CASES", "FORMAT", "SHARED_ROOMS"]
 
 FORMAT = "musadv-horse-run"
+#: How a room run draws its rooms (recorded in ``horse.json``).
+SHARED_ROOMS = "one per trial, the same for every recording"
+
+
+def draw_params(transformation: Transformation, seed: int, name: str, trial: int) -> dict:
+    """The parameters of one recording's draw ``trial``: from the seed, the recording's name and the trial, but a
+    room's from the seed and the trial alone (see the module's documentation)."""
+    return transformation.draw(recording_rng(seed, "" if transformation.kind == "room" else name, trial))
 #: The figures a horse test reports, in order.
 CASES = ("clean", "random", "best", "worst")
 
@@ -163,12 +173,14 @@ class HorseRun(RunKind):
         return {out: {"format": FORMAT, "musadv": __version__, "system": model_name(system),
                       "system_sha256": system_sha256(system), "labels": system.labels, "stft": system.stft.to_dict(),
                       "transformation": t.settings(), "description": t.describe(), "trials": self.trials,
-                      "seed": self.seed, "recordings": [asdict(j) for j in self.recordings], **self.extra}
+                      "seed": self.seed, "recordings": [asdict(j) for j in self.recordings],
+                      **({"rooms": SHARED_ROOMS} if t.kind == "room" else {}), **self.extra}
                 for system, out in zip(self.systems, self.outs)}
 
     def check_same(self, out, old, new):
-        check_same_settings(out, old, new, ("system_sha256", "labels", "stft", "transformation", "trials", "seed"),
-                            "horse run")
+        # "rooms" is recorded since rooms became shared: an older room run drew one per recording and trial.
+        keys = ("system_sha256", "labels", "stft", "transformation", "trials", "seed", *(("rooms",) if "rooms" in new else ()))
+        check_same_settings(out, old, new, keys, "horse run")
         check_same_recordings(out, old, new, "horse run")
 
     def pieces(self):
@@ -215,7 +227,7 @@ def _recording(systems: list[AudioClassifier], ref: RecordingRef, outs: list[Pat
     rows: list[list[dict]] = [[] for _ in systems]
     kept: list[dict] = [{} for _ in systems]
     for t in range(trials):
-        params = transformation.draw(recording_rng(seed, ref.name, t))
+        params = draw_params(transformation, seed, ref.name, t)
         raw = transformation.apply(samples, sr, params)
         changed = audio.quantize_pcm16(raw)  # what its written file holds, clipped as it would be
         snr = finite_or_none(snr_db(samples, changed)) if changed.shape == samples.shape else None

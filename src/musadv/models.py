@@ -156,13 +156,12 @@ class DNN(_ElementModel):
 
 
 class _InputGradientConv(torch.autograd.Function):
-    """A one-channel 2-D convolution whose input gradient is computed as 1-D transposed convolutions.
+    """A one-channel 2-D convolution whose input gradient is computed with FFTs along frequency.
 
     The adversary needs the gradient of a CDNN's first convolution (32 filters of 4 x 400 over
     one channel) with respect to its input only. PyTorch's default backward for so wide a
-    kernel on the CPU is several times slower than its forward; the same sum, taken as one
-    transposed convolution along frequency per row of the output, with the kernel's rows as
-    output channels, and the rows added at their time offsets, is about twice as fast
+    kernel on the CPU is several times slower than its forward; the same sum, taken as products
+    of FFTs along frequency (:func:`conv_input_gradient`), costs a fraction of it
     (``benchmarks/bench_attack.py`` compares them side by side). Weights get no gradient here.
     """
 
@@ -196,11 +195,12 @@ def conv_input_gradient(grad_out: torch.Tensor, weight: torch.Tensor, input_shap
         Shaped ``input_shape``; equal to ``torch.nn.grad.conv2d_input`` to float rounding.
     """
     n, filters, rows, cols = grad_out.shape
-    k_rows = weight.shape[2]
-    flat = grad_out.permute(0, 2, 1, 3).reshape(n * rows, filters, cols)
-    # One transposed convolution gives every kernel row's contribution as an output channel.
-    parts = torch.nn.functional.conv_transpose1d(flat, weight[:, 0]).reshape(n, rows, k_rows, -1)
-    grad = grad_out.new_zeros(n, rows + k_rows - 1, input_shape[-1])
+    k_rows, width = weight.shape[2], input_shape[-1]
+    # Along frequency each output row spreads back over the input as a full convolution with each kernel
+    # row, ``cols + k_cols - 1 = width`` samples long: a product of FFTs of that length, summed over filters.
+    spread = torch.einsum("nfrc,fkc->nrkc", torch.fft.rfft(grad_out, n=width), torch.fft.rfft(weight[:, 0], n=width))
+    parts = torch.fft.irfft(spread, n=width)  # (n, rows, k_rows, width)
+    grad = grad_out.new_zeros(n, rows + k_rows - 1, width)
     for k in range(k_rows):
         grad[:, k:k + rows] += parts[:, :, k]
     return grad.unsqueeze(1)

@@ -49,7 +49,7 @@ from .parallel import Engine
 from .recording import Recording
 from .identity import model_name, system_sha256
 from .runs import RecordingRef, attack_settings, check_same_recordings, check_same_settings, recording_rng, slug
-from .spectral import STFTConfig, istft, magnitude
+from .spectral import STFTConfig, irfft, istft, magnitude, rfft
 
 __all__ = ["robustness_curve", "controls_run", "judge_controls", "summarise_curve", "describe_level", "white_noise", "shaped_noise", "random_phase", "at_snr", "CURVE_FIELDS",
            "DEFAULT_LEVELS", "CONTROLS"]
@@ -83,13 +83,13 @@ def shaped_noise(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         Float32, shaped like ``reference``; its magnitude spectrum equals ``reference``'s.
     """
     n = reference.shape[-1]
-    spectrum = np.abs(np.fft.rfft(reference.astype(np.float64), axis=-1))
+    spectrum = np.abs(rfft(reference))
     phase = np.exp(2j * np.pi * rng.random(spectrum.shape))
     # The DC bin (and Nyquist's, for even lengths) of a real signal is real: a phase there would be lost.
     phase[..., 0] = 1
     if n % 2 == 0:
         phase[..., -1] = 1
-    return np.fft.irfft(spectrum * phase, n=n, axis=-1).astype(np.float32)
+    return irfft(spectrum * phase, n).astype(np.float32)
 
 
 def random_phase(change: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:

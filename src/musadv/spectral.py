@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["STFTConfig", "REFERENCE", "stft", "magnitude", "complex_abs", "istft", "n_frames", "l2_norm"]
+__all__ = ["STFTConfig", "REFERENCE", "stft", "magnitude", "complex_abs", "istft", "n_frames", "l2_norm", "rfft", "irfft"]
 
 WINDOWS = ("hann", "hann_symmetric")
 
@@ -120,6 +120,20 @@ def stft(y: torch.Tensor, config: STFTConfig = STFTConfig()) -> torch.Tensor:
         return_complex=True,
     )
     return spec.transpose(-1, -2).reshape(*lead, spec.shape[-1], spec.shape[-2])
+
+
+def rfft(x: np.ndarray) -> np.ndarray:
+    """The real FFT of ``x`` (``(..., n)``) along its last axis at its own length, complex128.
+
+    A whole recording's length often has a large prime factor (30 s at 22,050 Hz is 2 x 3 x 7^2 x 2251
+    samples), where NumPy's FFT is many times slower than PyTorch's: this is NumPy's ``rfft``, done by PyTorch.
+    """
+    return torch.fft.rfft(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+
+def irfft(spectrum: np.ndarray, n: int) -> np.ndarray:
+    """The inverse of :func:`rfft` for ``n`` samples along the last axis, float64 (NumPy's ``irfft``, by PyTorch)."""
+    return torch.fft.irfft(torch.from_numpy(np.asarray(spectrum, dtype=np.complex128)), n=n).numpy()
 
 
 def l2_norm(v: torch.Tensor) -> float:

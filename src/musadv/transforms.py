@@ -48,12 +48,13 @@ size of a stretch is its rate.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
 
-from . import audio
+from . import audio, spectral
 from .errors import MusadvError
 
 __all__ = ["eq", "eq_curve", "lowpass", "stretch", "gain", "mp3", "noise", "resample", "room", "room_impulse_response", "lowpass_sos", "rt60_schroeder", "mp3_available", "mp3_rate", "mp3_bitrate", "random_eq_gains", "EQ_BANDS_HZ",
@@ -116,7 +117,7 @@ def eq(y, sr: int, gains_db) -> np.ndarray:
     n = x.shape[-1]
     freqs = np.fft.rfftfreq(n, 1 / sr)
     response = 10 ** (eq_curve(freqs, gains_db) / 20)
-    out = np.fft.irfft(np.fft.rfft(x.astype(np.float64), axis=-1) * response, n=n, axis=-1).astype(np.float32)
+    out = spectral.irfft(spectral.rfft(x) * response, n).astype(np.float32)
     return out[0] if mono else out
 
 
@@ -371,6 +372,17 @@ def room_impulse_response(sr: int, rt60_s: float, dims_m, source_m, mic_m) -> np
     return h / np.sqrt(np.square(h).sum())
 
 
+#: Room responses kept by :meth:`Transformation.room_response`: a horse test plays every recording in the same rooms.
+ROOMS_KEPT = 32
+
+
+@functools.lru_cache(maxsize=ROOMS_KEPT)
+def _kept_room(sr: int, rt60_s: float, dims_m: tuple, source_m: tuple, mic_m: tuple) -> np.ndarray:
+    h = room_impulse_response(sr, rt60_s, dims_m, source_m, mic_m)
+    h.setflags(write=False)  # shared by every caller
+    return h
+
+
 def room(y, sr: int, rir) -> np.ndarray:
     """``y`` (``(n_samples,)`` or ``(n_channels, n_samples)``) convolved with the impulse response ``rir``
     (every channel; as long as ``y``: the reverberant tail after its end is dropped)."""
@@ -508,8 +520,9 @@ class Transformation:
         return {"bitrate_kbps": self.bitrate_kbps}
 
     def room_response(self, sr: int, params: dict) -> np.ndarray:
-        """The impulse response at ``sr`` Hz of a ``room`` draw (:func:`room_impulse_response`)."""
-        return room_impulse_response(sr, params["rt60_s"], params["dims_m"], params["source_m"], params["mic_m"])
+        """The impulse response at ``sr`` Hz of a ``room`` draw (:func:`room_impulse_response`; read-only,
+        simulated once per process for each of the last :data:`ROOMS_KEPT` rooms asked for)."""
+        return _kept_room(int(sr), float(params["rt60_s"]), *(tuple(map(float, params[k])) for k in ("dims_m", "source_m", "mic_m")))
 
     def apply(self, y, sr: int, params: dict) -> np.ndarray:
         """``y`` (``(n_samples,)`` or ``(n_channels, n_samples)`` at ``sr`` Hz) transformed with ``params``.
