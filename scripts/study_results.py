@@ -18,6 +18,10 @@ from musadv.judge import read_evaluation
 from study_page import write_section
 
 
+def _by_gradient(r: dict) -> str:
+    return "—" if r["fooled_by_gradient"] is None else f"{r['fooled_by_gradient']} of {r['attacked']}"
+
+
 def _f(v, digits=3):
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -34,13 +38,12 @@ def system_lines(name: str, e: dict) -> list[str]:
              f"Clean normalised accuracy {_f(clean['normalised_accuracy'])}{_iv(clean['interval'])} on {clean['n']} "
              f"recordings (chance {clean['chance']:.2f}).", ""]
     if e["robust"]:
-        lines += ["| targets | SNR budget | under attack (95 % interval) | fooled by gradient / by queries | white noise | "
+        lines += ["| targets | SNR budget | under attack (95 % interval) | fooled by gradient (of attacked) / by queries (of tried) | white noise | "
                   "shaped noise | random phase | gap |", "|---|---|---|---|---|---|---|---|"]
         for r in e["robust"]:
             c = r.get("controls", {})
             lines.append(f"| {r['policy']} | {r['snr_db']:g} dB | {_f(r['normalised_accuracy'])}{_iv(r['interval'])} | "
-                         f"{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']} / {r['fooled_by_queries']} "
-                         f"of {r['attacked']} | "
+                         f"{_by_gradient(r)} / {r['fooled_by_queries']} of {r['queried']} | "
                          + " | ".join(_f(c.get(k, {}).get("normalised_accuracy")) for k in
                                       ("white_noise", "shaped_noise", "random_phase"))
                          + f" | {_f(r.get('gap'))} |")

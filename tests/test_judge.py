@@ -21,6 +21,8 @@ from musadv.systems import load_system
 from .conftest import run_musadv as _run
 
 PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=300, controls=False)
+#: Enough queries for the rounded DNN to be fooled on some of the test recordings at 20 dB, not on all.
+QUERIES_THAT_FOOL_SOME = 300
 
 
 class Rounded(torch.nn.Module, DifferentiableClassifier):
@@ -112,6 +114,25 @@ def test_a_masked_gradient_is_flagged_and_judged_through_queries(trained_dnn, le
     assert _without_timings(again) == _without_timings(e)
 
 
+def test_the_query_only_adversary_tries_a_smaller_budget_only_where_it_has_not_failed_within_a_larger_one(
+        trained_dnn, learn_cache, tmp_path):
+    """A recording the queries could not fool within 20 dB is counted as not fooled at 35 dB without a try (its
+    35 dB ball lies inside the 20 dB one); those they fooled at 20 dB are tried again at 35 dB."""
+    plan = Plan("two", (35.0, 20.0), ("all_wrong",), max_iter=30, max_queries=QUERIES_THAT_FOOL_SOME, controls=False)
+    e = judge(Rounded(trained_dnn), _recordings(learn_cache), tmp_path / "q", plan, progress=False)
+    fooled_at = {}
+    for budget in (20, 35):
+        rows = list(csv.DictReader(open(tmp_path / "q" / f"all_wrong-{budget}dB" / "queries" / "results.csv")))
+        fooled_at[budget] = {r["file"]: r["decoded_label"] != r["true"] for r in rows}
+    tried_at_20, fooled_at_20 = set(fooled_at[20]), {n for n, f in fooled_at[20].items() if f}
+    assert fooled_at_20 and tried_at_20 - fooled_at_20, "the plan should leave both kinds at 20 dB"
+    assert set(fooled_at[35]) == fooled_at_20
+    at = {r["snr_db"]: r for r in e["robust"]}
+    assert (at[20.0]["queried"], at[35.0]["queried"]) == (len(tried_at_20), len(fooled_at_20))
+    assert at[35.0]["fooled_by_queries"] == sum(fooled_at[35].values())
+    assert at[35.0]["normalised_accuracy"] >= at[20.0]["normalised_accuracy"]
+
+
 def test_a_system_without_a_gradient_is_judged_through_queries_guided_by_the_network_it_carries(forest, baseline,
                                                                                                  learn_cache, tmp_path):
     system = load_system(forest)
@@ -147,14 +168,24 @@ def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(
     snrs = [float(r["snr_wave_db"]) for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv"))
             if r["success"] == "1"]
     assert small["reached"] == len(snrs) >= 1 and small["median_snr_db"] == float(np.median(snrs))
-    # From the smallest change up: what 35 dB fooled is not attacked again at 20 dB, and counts as fooled there.
+    # The gradient from the smallest change up: what it fooled at 35 dB is not attacked again at 20 dB, and counts
+    # as fooled there.
     at = {r["snr_db"]: r for r in e["robust"]}
-    fooled = {row["file"] for run in ("gradient", "queries") if (tmp_path / "s" / "all_wrong-35dB" / run).exists()
-              for row in csv.DictReader(open(tmp_path / "s" / "all_wrong-35dB" / run / "results.csv"))
-              if row["decoded_label"] != row["true"]}
-    attacked = {row["file"] for row in csv.DictReader(open(tmp_path / "s" / "all_wrong-20dB" / "gradient" / "results.csv"))}
+
+    def labels(budget, run):
+        path = tmp_path / "s" / f"all_wrong-{budget}dB" / run / "results.csv"
+        return {row["file"]: row["decoded_label"] != row["true"] for row in csv.DictReader(open(path))} if path.exists() else {}
+
+    fooled = {name for name, f in labels(35, "gradient").items() if f}
+    attacked = set(labels(20, "gradient"))
     assert fooled and attacked and not fooled & attacked
     assert at[20.0]["fooled_at_smaller_budgets"] == len(fooled) and at[20.0]["attacked"] == len(attacked)
+    # The queries from the largest budget down: at 35 dB only what the gradient left correct there and the
+    # queries did not fail on at 20 dB.
+    failed_at_20 = {name for name, f in labels(20, "queries").items() if not f}
+    survivors_35 = {name for name, f in labels(35, "gradient").items() if not f}
+    assert set(labels(35, "queries")) == survivors_35 - failed_at_20 and at[35.0]["queried"] == len(survivors_35 - failed_at_20)
+    assert at[20.0]["queried"] == len(labels(20, "queries")) == len(attacked) - at[20.0]["fooled_by_gradient"]
     assert at[20.0]["normalised_accuracy"] <= at[35.0]["normalised_accuracy"]
 
 

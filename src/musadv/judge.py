@@ -5,7 +5,15 @@ A :class:`Plan` fixes the protocol (AutoAttack's idea, for music): the clean fig
 checks (:func:`musadv.checks.check_gradient`), and at each SNR budget the robust accuracy under
 the worst of two adversaries, the gradient one and the query-only one, the second run only on
 the recordings the first left correct, so that a masked gradient cannot make a model look
-robust; then (``standard``) the smallest change that makes each recording wrong. Every attack
+robust; then (``standard``) the smallest change that makes each recording wrong.
+
+The gradient adversary goes from the smallest budget (the highest SNR) to the largest: what it
+fooled within a budget it has fooled within every larger one (the example lies inside the larger
+ball too), so only the rest is attacked again. The query-only adversary goes the other way: at
+the largest budget it tries every recording the gradient left correct, and at each smaller one
+only those it has not already failed on within a larger ball (an adversary that finds nothing
+in a ball finds nothing in a ball inside it), which spares most of its queries on a model whose
+gradient works. Every attack
 is a run directory of :func:`musadv.runs.run_attacks` under the stage's folder, so a killed
 judgement resumes where it stopped and refuses to mix two models' or two protocols' runs.
 
@@ -44,7 +52,7 @@ __all__ = ["Plan", "PLANS", "read_plan", "judge", "headline", "flat_success", "a
 
 SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
 #: The protocol's name and version: two evaluations are comparable when both and the plan's settings agree.
-PROTOCOL = {"name": "musadv-judge", "version": 1}
+PROTOCOL = {"name": "musadv-judge", "version": 2}
 #: Flags that say a model's gradient cannot be trusted: its robustness is then unproven, not shown.
 MASKING_FLAGS = ("gradient", "masked gradient", "flat")
 #: Resamples of the recordings behind every 95 % interval.
@@ -290,15 +298,8 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     correct = [r for r, label in zip(recordings, clean_labels) if label == r.true_label]
     robust, rows = [], []
     for policy in plan.policies:
-        entries, carried = [], {}
-        # From the smallest change up: what a smaller budget fooled, every larger one has fooled too.
-        for budget in sorted(plan.budgets_db, reverse=True):
-            _stage(progress, f"{policy} targets at {budget:g} dB")
-            t0 = time.perf_counter()
-            entries.append(_robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out,
-                                      seed, progress, engine, surrogate, carried))
-            carried = entries[-1]["fooled"]
-            timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
+        entries = _robust(model, recordings, correct, clean_labels, policy, plan, gradient_ok, out, seed, progress,
+                          engine, surrogate, timings)
         if plan.controls:
             _stage(progress, f"{policy}: noise controls")
             t0 = time.perf_counter()
@@ -321,7 +322,7 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
             if entry["queries_beat_gradient"]:
                 flags.append({"flag": "masked gradient", "reason": (
                     f"at {entry['snr_db']:g} dB ({policy}) queries fooled {entry['fooled_by_queries']} of the "
-                    f"{entry['survived_gradient']} recordings the gradient attack left correct")})
+                    f"{entry['queried']} recordings the gradient attack left correct that they tried")})
     flags += flat_success(robust)
     if check is not None:
         flags += [{"flag": "randomness", "reason": w} for w in check.warnings if "differ" in w]
@@ -392,51 +393,76 @@ def _claim(out: Path, identity: dict) -> None:
     write_json_atomic(path, identity)
 
 
-def _robust_at(model, recordings, correct, clean_labels, policy, budget, plan, gradient_ok, out, seed, progress, engine,
-               surrogate, carried: dict[str, tuple[str, str]]) -> dict:
-    """The worst case of the gradient and the query-only adversary at one budget (AutoAttack's order).
-
-    ``carried``: recordings fooled at a smaller budget (a higher SNR), each with its label and example: the
-    example lies inside this budget's ball too, so they count as fooled without another attack.
-    """
-    stage = out / f"{policy}-{budget:g}dB"
-    after = {name: label for name, (label, _) in carried.items()}
-    examples = {name: wav for name, (_, wav) in carried.items()}
-    fooled_by_gradient, failed = 0, []
-    survivors = [r for r in correct if r.name not in carried]
-    attacked = len(survivors)
-    if gradient_ok and survivors:
-        config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter)
-        run_attacks(model, survivors, policy, stage / "gradient", config, seed=seed, progress=progress, engine=engine,
-                    gradient="autograd")
-        labels, wavs = _labels_after(stage / "gradient")
-        after.update(labels)
-        examples.update(wavs)
-        failed += [r.name for r in survivors if r.name not in labels]
-        fooled_by_gradient = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
-        survivors = [r for r in survivors if labels.get(r.name, r.true_label) == r.true_label]
-    n_survived = len(survivors)
-    fooled_by_queries = 0
-    if survivors:
+def _robust(model, recordings, correct, clean_labels, policy, plan, gradient_ok, out, seed, progress, engine,
+            surrogate, timings: dict) -> list[dict]:
+    """The robust figures at each budget under one policy, smallest budget (highest SNR) first: the worst case of
+    the gradient and the query-only adversary, each in the order the module's documentation gives."""
+    budgets = sorted(plan.budgets_db, reverse=True)
+    truth = {r.name: r.true_label for r in correct}
+    at = {b: {"after": {}, "examples": {}, "failed": [], "carried": 0, "attacked": 0, "fooled_by_gradient": None,
+              "survivors": list(correct), "queried": 0, "fooled_by_queries": 0} for b in budgets}
+    if gradient_ok:
+        carried: dict[str, tuple[str, str]] = {}  # fooled within a smaller budget: label and example
+        for budget in budgets:
+            _stage(progress, f"{policy} targets at {budget:g} dB: the gradient")
+            t0 = time.perf_counter()
+            a = at[budget]
+            left = [r for r in correct if r.name not in carried]
+            a["after"] = {name: label for name, (label, _) in carried.items()}
+            a["examples"] = {name: wav for name, (_, wav) in carried.items()}
+            a["carried"], a["attacked"] = len(carried), len(left)
+            labels: dict[str, str] = {}
+            if left:
+                run = out / f"{policy}-{budget:g}dB" / "gradient"
+                config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter)
+                run_attacks(model, left, policy, run, config, seed=seed, progress=progress, engine=engine,
+                            gradient="autograd")
+                labels, wavs = _labels_after(run)
+                a["after"].update(labels)
+                a["examples"].update(wavs)
+                a["failed"] += [r.name for r in left if r.name not in labels]
+            a["fooled_by_gradient"] = sum(labels.get(r.name, r.true_label) != r.true_label for r in left)
+            a["survivors"] = [r for r in left if labels.get(r.name, r.true_label) == r.true_label]
+            carried = {name: (a["after"][name], a["examples"][name]) for name in a["after"]
+                       if a["after"][name] != truth[name]}
+            timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
+    failed_queries: set[str] = set()  # tried by the query-only adversary within a larger budget, and not fooled
+    for budget in reversed(budgets):
+        a = at[budget]
+        tried = [r for r in a["survivors"] if r.name not in failed_queries]
+        a["queried"] = len(tried)
+        if not tried:
+            continue
+        _stage(progress, f"{policy} targets at {budget:g} dB: queries")
+        t0 = time.perf_counter()
+        run = out / f"{policy}-{budget:g}dB" / "queries"
         config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter, gradient="queries",
                               max_queries=plan.max_queries, surrogate=surrogate)
         # No repair round: a miss would be tried again with as many queries, past the plan's budget.
-        run_attacks(model, survivors, policy, stage / "queries", config, seed=seed, progress=progress, engine=engine,
-                    repairs=0)
-        labels, wavs = _labels_after(stage / "queries")
-        after.update(labels)
-        examples.update(wavs)
-        failed += [r.name for r in survivors if r.name not in labels]
-        fooled_by_queries = sum(labels.get(r.name, r.true_label) != r.true_label for r in survivors)
-    predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
-    figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
-    fooled = {r.name: (after[r.name], examples[r.name]) for r in correct
-              if after.get(r.name, r.true_label) != r.true_label}
-    return {"policy": policy, "snr_db": float(budget), **figures, "correct": len(correct),
-            "fooled_at_smaller_budgets": len(carried), "attacked": attacked, "examples": examples, "fooled": fooled,
-            "fooled_by_gradient": fooled_by_gradient if gradient_ok else None, "survived_gradient": n_survived,
-            "fooled_by_queries": fooled_by_queries, "could_not_attack": sorted(set(failed)),
-            "queries_beat_gradient": bool(gradient_ok and n_survived and fooled_by_queries >= MASKED_SHARE * n_survived)}
+        run_attacks(model, tried, policy, run, config, seed=seed, progress=progress, engine=engine, repairs=0)
+        labels, wavs = _labels_after(run)
+        a["after"].update(labels)
+        a["examples"].update(wavs)
+        a["failed"] += [r.name for r in tried if r.name not in labels]
+        a["fooled_by_queries"] = sum(labels.get(r.name, r.true_label) != r.true_label for r in tried)
+        failed_queries |= {r.name for r in tried if labels.get(r.name, r.true_label) == r.true_label}
+        timings[f"{policy}-{budget:g}dB"] = timings.get(f"{policy}-{budget:g}dB", 0.0) + time.perf_counter() - t0
+    entries = []
+    for budget in budgets:
+        a = at[budget]
+        after = a["after"]
+        predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
+        figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
+        fooled = {r.name: (after[r.name], a["examples"][r.name]) for r in correct
+                  if after.get(r.name, r.true_label) != r.true_label}
+        entries.append({
+            "policy": policy, "snr_db": float(budget), **figures, "correct": len(correct),
+            "fooled_at_smaller_budgets": a["carried"], "attacked": a["attacked"], "examples": a["examples"],
+            "fooled": fooled, "fooled_by_gradient": a["fooled_by_gradient"],
+            "survived_gradient": len(a["survivors"]), "queried": a["queried"], "fooled_by_queries": a["fooled_by_queries"],
+            "could_not_attack": sorted(set(a["failed"])),
+            "queries_beat_gradient": bool(gradient_ok and a["queried"] and a["fooled_by_queries"] >= MASKED_SHARE * a["queried"])})
+    return entries
 
 
 def _controls(model, recordings, entries: list[dict], out: Path, seed, progress, engine) -> None:
@@ -676,7 +702,7 @@ def write_judgement_report(out_dir: str | os.PathLike) -> Path:
         f"<tr><td>{esc(r['policy'])}</td><td>{r['snr_db']:g}</td><td>{_fmt(r['normalised_accuracy'])}"
         f"{_interval(r['interval'])}</td><td>{r['correct']}</td><td>{r['fooled_at_smaller_budgets']}</td><td>{r['attacked']}</td>"
         f"<td>{'—' if r['fooled_by_gradient'] is None else r['fooled_by_gradient']}"
-        f"</td><td>{r['fooled_by_queries']}</td>{controls(r)}</tr>" for r in e["robust"])
+        f"</td><td>{r['queried']}</td><td>{r['fooled_by_queries']}</td>{controls(r)}</tr>" for r in e["robust"])
     flags = "".join(f"<li><b>{esc(f['flag'])}</b>: {esc(f['reason'])}</li>" for f in e["flags"]) or "<li>none</li>"
     horse_png = _horse_figure(e, out / "horse.png")
     horse_rows = "".join(
@@ -715,12 +741,13 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em
 {'' if head['horse_spread'] is None else f"Irrelevant changes, chosen per recording, move it over a span of {head['horse_spread']:.2f}."}</p>
 <p>Flags:</p><ul>{flags}</ul></div>
 <h2>Robust accuracy</h2><p>The worst case of a gradient attack and, on the recordings it left correct, the query-only
-attack; budgets from the smallest change up, each attacking only what the smaller ones left correct (their examples
-lie inside every larger budget); every label read from the decoded 16-bit file. Intervals: 95 % bootstrap over
-recordings.</p>
+attack. The gradient attack goes from the smallest change up, attacking only what smaller budgets left correct
+(their examples lie inside every larger budget); the query-only attack goes from the largest budget down, trying
+only what it has not failed on within a larger one. Every label is read from the decoded 16-bit file. Intervals:
+95 % bootstrap over recordings.</p>
 <table><tr><th>targets</th><th>SNR budget (dB)</th><th>normalised accuracy</th><th>correct clean</th>
-<th>fooled at a smaller budget</th><th>attacked</th>
-<th>fooled by gradients</th><th>fooled by queries only</th><th>white noise</th><th>shaped noise</th>
+<th>fooled at a smaller budget</th><th>attacked by gradients</th>
+<th>fooled by gradients</th><th>tried by queries</th><th>fooled by queries only</th><th>white noise</th><th>shaped noise</th>
 <th>random phase</th><th>gap</th></tr>{rows}</table>
 <p>The controls: the same SNR spent on white noise, on noise with the recording's spectrum, and on the
 adversary's change with random phase. The gap is the least accurate control's normalised accuracy minus

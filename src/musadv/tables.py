@@ -132,11 +132,13 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
     ``alg2``: ``'fgsm'`` (musadv's Alg. 2: raw-unit step towards a wrong label, joined to the
     batch) or ``'fgsm_reference'`` (the reference code's variant, see
     :class:`musadv.training.TrainConfig`); the table's title says which. ``settings``: other sizes
-    of data, training and attacks (default: :meth:`musadv.experiments.DemoSettings.for_data`).
+    of data, training and attacks (default: :meth:`musadv.experiments.DemoSettings.for_data`, but
+    on the full built-in data :class:`~musadv.experiments.DemoSettings`' own sizes: 20 clips of
+    10 s per style, where the demo judges one test recording per style).
     """
     out = Path(out_dir)
     st = Stages(out, log)
-    settings = settings or DemoSettings.for_data(data is None, quick)
+    settings = settings or (DemoSettings() if data is None and not quick else DemoSettings.for_data(data is None, quick))
     spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
                            settings.clip_seconds, settings.seed, progress)
     dnn_cfg = TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs)
