@@ -270,6 +270,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
                                   engine, device, {"cache": str(spectra.path.resolve()), "split": "test"})
     return _study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data),
                           quick=quick, settings={"clips_per_style": settings.clips if data is None else None,
+                                                 "fractions": list(settings.fractions) if partition is None else None,
                                                  "dnn_units": settings.dnn_units, "cdnn": settings.cdnn_arch(),
                                                  "trees": settings.trees, "seed": settings.seed})
 
