@@ -33,7 +33,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -393,14 +393,41 @@ def _claim(out: Path, identity: dict) -> None:
     write_json_atomic(path, identity)
 
 
+@dataclass
+class _Budget:
+    """What the two adversaries did within one SNR budget of one policy (see :func:`_robust`).
+
+    ``after`` and ``examples``: each fooled or attacked recording's label, read from its example's written file,
+    and that file; ``survivors``: the recordings the gradient attack left correct (all the correct ones when it
+    did not run).
+    """
+
+    after: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+    failed: list = field(default_factory=list)
+    carried: int = 0
+    attacked: int = 0
+    fooled_by_gradient: int | None = None
+    survivors: list = field(default_factory=list)
+    queried: int = 0
+    fooled_by_queries: int = 0
+
+    def take(self, run: Path, refs: list[RecordingRef]) -> list[RecordingRef]:
+        """Read an attack run on ``refs`` into this budget; return those it left correct (one it could not
+        take among them: errors.csv)."""
+        labels, wavs = _labels_after(run)
+        self.after.update(labels)
+        self.examples.update(wavs)
+        self.failed += [r.name for r in refs if r.name not in labels]
+        return [r for r in refs if labels.get(r.name, r.true_label) == r.true_label]
+
+
 def _robust(model, recordings, correct, clean_labels, policy, plan, gradient_ok, out, seed, progress, engine,
             surrogate, timings: dict) -> list[dict]:
     """The robust figures at each budget under one policy, smallest budget (highest SNR) first: the worst case of
     the gradient and the query-only adversary, each in the order the module's documentation gives."""
     budgets = sorted(plan.budgets_db, reverse=True)
-    truth = {r.name: r.true_label for r in correct}
-    at = {b: {"after": {}, "examples": {}, "failed": [], "carried": 0, "attacked": 0, "fooled_by_gradient": None,
-              "survivors": list(correct), "queried": 0, "fooled_by_queries": 0} for b in budgets}
+    at = {b: _Budget(survivors=list(correct)) for b in budgets}
     if gradient_ok:
         carried: dict[str, tuple[str, str]] = {}  # fooled within a smaller budget: label and example
         for budget in budgets:
@@ -408,29 +435,24 @@ def _robust(model, recordings, correct, clean_labels, policy, plan, gradient_ok,
             t0 = time.perf_counter()
             a = at[budget]
             left = [r for r in correct if r.name not in carried]
-            a["after"] = {name: label for name, (label, _) in carried.items()}
-            a["examples"] = {name: wav for name, (_, wav) in carried.items()}
-            a["carried"], a["attacked"] = len(carried), len(left)
-            labels: dict[str, str] = {}
+            a.after = {name: label for name, (label, _) in carried.items()}
+            a.examples = {name: wav for name, (_, wav) in carried.items()}
+            a.carried, a.attacked, a.survivors = len(carried), len(left), left
             if left:
                 run = out / f"{policy}-{budget:g}dB" / "gradient"
                 config = AttackConfig(snr_db=budget, stop="label", max_iter=plan.max_iter)
                 run_attacks(model, left, policy, run, config, seed=seed, progress=progress, engine=engine,
                             gradient="autograd")
-                labels, wavs = _labels_after(run)
-                a["after"].update(labels)
-                a["examples"].update(wavs)
-                a["failed"] += [r.name for r in left if r.name not in labels]
-            a["fooled_by_gradient"] = sum(labels.get(r.name, r.true_label) != r.true_label for r in left)
-            a["survivors"] = [r for r in left if labels.get(r.name, r.true_label) == r.true_label]
-            carried = {name: (a["after"][name], a["examples"][name]) for name in a["after"]
-                       if a["after"][name] != truth[name]}
+                a.survivors = a.take(run, left)
+            a.fooled_by_gradient = len(left) - len(a.survivors)
+            carried = {r.name: (a.after[r.name], a.examples[r.name]) for r in correct
+                       if a.after.get(r.name, r.true_label) != r.true_label}
             timings[f"{policy}-{budget:g}dB"] = time.perf_counter() - t0
     failed_queries: set[str] = set()  # tried by the query-only adversary within a larger budget, and not fooled
     for budget in reversed(budgets):
         a = at[budget]
-        tried = [r for r in a["survivors"] if r.name not in failed_queries]
-        a["queried"] = len(tried)
+        tried = [r for r in a.survivors if r.name not in failed_queries]
+        a.queried = len(tried)
         if not tried:
             continue
         _stage(progress, f"{policy} targets at {budget:g} dB: queries")
@@ -440,28 +462,24 @@ def _robust(model, recordings, correct, clean_labels, policy, plan, gradient_ok,
                               max_queries=plan.max_queries, surrogate=surrogate)
         # No repair round: a miss would be tried again with as many queries, past the plan's budget.
         run_attacks(model, tried, policy, run, config, seed=seed, progress=progress, engine=engine, repairs=0)
-        labels, wavs = _labels_after(run)
-        a["after"].update(labels)
-        a["examples"].update(wavs)
-        a["failed"] += [r.name for r in tried if r.name not in labels]
-        a["fooled_by_queries"] = sum(labels.get(r.name, r.true_label) != r.true_label for r in tried)
-        failed_queries |= {r.name for r in tried if labels.get(r.name, r.true_label) == r.true_label}
+        still = a.take(run, tried)
+        a.fooled_by_queries = len(tried) - len(still)
+        failed_queries |= {r.name for r in still}
         timings[f"{policy}-{budget:g}dB"] = timings.get(f"{policy}-{budget:g}dB", 0.0) + time.perf_counter() - t0
     entries = []
     for budget in budgets:
         a = at[budget]
-        after = a["after"]
-        predicted = [after.get(r.name, r.true_label) if r in correct else label for r, label in zip(recordings, clean_labels)]
+        predicted = [a.after.get(r.name, r.true_label) if r in correct else label
+                     for r, label in zip(recordings, clean_labels)]
         figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
-        fooled = {r.name: (after[r.name], a["examples"][r.name]) for r in correct
-                  if after.get(r.name, r.true_label) != r.true_label}
+        fooled = {r.name: (a.after[r.name], a.examples[r.name]) for r in correct
+                  if a.after.get(r.name, r.true_label) != r.true_label}
         entries.append({
             "policy": policy, "snr_db": float(budget), **figures, "correct": len(correct),
-            "fooled_at_smaller_budgets": a["carried"], "attacked": a["attacked"], "examples": a["examples"],
-            "fooled": fooled, "fooled_by_gradient": a["fooled_by_gradient"],
-            "survived_gradient": len(a["survivors"]), "queried": a["queried"], "fooled_by_queries": a["fooled_by_queries"],
-            "could_not_attack": sorted(set(a["failed"])),
-            "queries_beat_gradient": bool(gradient_ok and a["queried"] and a["fooled_by_queries"] >= MASKED_SHARE * a["queried"])})
+            "fooled_at_smaller_budgets": a.carried, "attacked": a.attacked, "examples": a.examples, "fooled": fooled,
+            "fooled_by_gradient": a.fooled_by_gradient, "survived_gradient": len(a.survivors), "queried": a.queried,
+            "fooled_by_queries": a.fooled_by_queries, "could_not_attack": sorted(set(a.failed)),
+            "queries_beat_gradient": bool(gradient_ok and a.queried and a.fooled_by_queries >= MASKED_SHARE * a.queried)})
     return entries
 
 
