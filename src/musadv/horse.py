@@ -10,9 +10,10 @@ For each recording, :func:`horse_test` judges the original and up to ``trials`` 
 :class:`~musadv.transforms.Transformation` (each drawn from the seed and the recording's name
 and trial alone), every draw rounded to 16 bits as a written file. Rooms are the exception: a
 room's simulation takes about a second, so every recording is played in the same ``trials``
-rooms (trial ``t``'s room is drawn from the seed and ``t`` alone), each simulated once per process. It keeps one draw that
-makes the system right (the most confident in the true label) and one that makes it wrong (the
-least), where such exist, writes them as WAV and judges the written files again. The figures
+rooms (trial ``t``'s room is drawn from the seed and ``t`` alone), each simulated once per
+process. It keeps one draw that makes the system right (the most confident in the true label)
+and one that makes it wrong (the least), where such exist, writes them as WAV and judges the
+written files again. The figures
 of merit are reported on:
 
 ``clean``
@@ -60,14 +61,14 @@ __all__ = ["horse_test", "horse_tests", "summarise_horse", "draw_params", "CASES
 FORMAT = "musadv-horse-run"
 #: How a room run draws its rooms (recorded in ``horse.json``).
 SHARED_ROOMS = "one per trial, the same for every recording"
+#: The figures a horse test reports, in order.
+CASES = ("clean", "random", "best", "worst")
 
 
 def draw_params(transformation: Transformation, seed: int, name: str, trial: int) -> dict:
     """The parameters of one recording's draw ``trial``: from the seed, the recording's name and the trial, but a
     room's from the seed and the trial alone (see the module's documentation)."""
     return transformation.draw(recording_rng(seed, "" if transformation.kind == "room" else name, trial))
-#: The figures a horse test reports, in order.
-CASES = ("clean", "random", "best", "worst")
 
 
 def horse_test(

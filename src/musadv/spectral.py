@@ -6,6 +6,9 @@ batched over leading dimensions and differentiable.
 
 Spectra are laid out ``(..., n_frames, n_bins)``: one row per frame, because a frame (or a run
 of frames) is what the classifiers take as an input element.
+
+:func:`rfft` and :func:`irfft` are the whole-signal FFTs of NumPy arrays (a zero-phase EQ, noise
+with a recording's spectrum), done by PyTorch.
 """
 
 from __future__ import annotations
