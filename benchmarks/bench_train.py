@@ -7,6 +7,9 @@ tensors already in memory. Each is run ``--repeats`` times, alternating; the tab
 throughputs and the median of the rounds' ratios pipeline / pure compute, which should be >= 0.8.
 
     python benchmarks/bench_train.py [--clips 80] [--cdnn-clips 6]
+
+It first prints each adversarial training's epoch cost (Alg. 2's FGSM, PGD, TRADES) against a
+plain epoch of the same network, for the DNN-500 and the CDNN.
 """
 
 import argparse
@@ -57,23 +60,30 @@ def bench(cache, arch, cfg, out, repeats):
     return frames, max(pipeline), max(pure), statistics.median(a / b for a, b in zip(pipeline, pure))
 
 
-def fgsm_epoch_costs(cache, work, repeats):
-    """Alg. 2: epoch time with FGSM (joined and half-replaced batches) against a plain epoch.
+ADVERSARIAL = (("plain", {}), ("fgsm joined", {"adversarial": "fgsm"}),
+               ("fgsm half replaced", {"adversarial": "fgsm", "adv_fraction": 0.5}),
+               ("pgd-5 joined", {"adversarial": "pgd", "adv_steps": 5}),
+               ("pgd-5 replaced", {"adversarial": "pgd", "adv_steps": 5, "adv_fraction": 1.0}),
+               ("trades-5", {"adversarial": "trades", "adv_steps": 5}))
 
-    Joining doubles the training pass and adds the FGSM pass (forward + input gradient), so its
-    expected cost is about 3x; replacing half the batch adds a pass over half of it (~1.5x).
+
+def adversarial_epoch_costs(cache, name, arch, base, work, repeats):
+    """Epoch time of each adversarial training against a plain epoch of the same network.
+
+    Expected from the passes each adds (forward + input gradient ~ one training pass): FGSM joined
+    ~3x (the doubled batch and the sign step), half replaced ~1.5x; PGD with k steps k + 1 passes
+    on the batch, joined k + 2; TRADES k + 1 plus the attacked forward.
     """
-    arch = {"arch": "dnn", "hidden": 500, "layers": 3, "dropout": 0.0}
     best = {}
-    shutil.rmtree(work / "fgsm", ignore_errors=True)  # a kept folder's models are from an earlier run
+    folder = work / "adversarial" / name
+    shutil.rmtree(folder, ignore_errors=True)  # a kept folder's models are from an earlier run
     for r in range(repeats):
-        for name, extra in (("plain", {}), ("fgsm joined", {"adversarial": "fgsm"}),
-                            ("fgsm half replaced", {"adversarial": "fgsm", "adv_fraction": 0.5})):
-            model = train(cache, arch, work / "fgsm" / f"{name.replace(' ', '-')}-{r}", TrainConfig(max_epochs=1, **extra),
+        for kind, extra in ADVERSARIAL:
+            model = train(cache, arch, folder / f"{kind.replace(' ', '-')}-{r}", TrainConfig(**{**base, "max_epochs": 1, **extra}),
                           progress=False, log=lambda m: None)
             t = model.info["training"]["history"][0]["train_seconds"]
-            best[name] = min(best.get(name, t), t)
-    print("Alg. 2 epoch cost, DNN-500 (best of %d): " % repeats + ", ".join(
+            best[kind] = min(best.get(kind, t), t)
+    print(f"adversarial training epoch cost, {name} (best of {repeats}): " + ", ".join(
         f"{k} {v:.1f} s ({v / best['plain']:.2f}x)" for k, v in best.items()))
 
 
@@ -82,8 +92,8 @@ def main():
     ap.add_argument("--clips", type=int, default=80, help="30 s clips per style for the DNN cache (80: ~600k train frames)")
     ap.add_argument("--cdnn-clips", type=int, default=6, help="30 s clips per style for the CDNN cache")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of both measurements")
-    ap.add_argument("--fgsm-only", action="store_true", help="only the Alg. 2 epoch-cost comparison")
-    ap.add_argument("--no-fgsm", action="store_true", help="skip the Alg. 2 epoch-cost comparison")
+    ap.add_argument("--adversarial-only", action="store_true", help="only the adversarial-training epoch-cost comparison")
+    ap.add_argument("--no-adversarial", action="store_true", help="skip the adversarial-training epoch-cost comparison")
     ap.add_argument("--only", nargs="*", default=None, help="models to run (DNN-50 DNN-500 CDNN)")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep data, caches and models here (reused by the next run) instead of a temporary folder")
@@ -101,9 +111,12 @@ def main():
             ("CDNN", "cdnn", {"arch": "cdnn"}, TrainConfig.reference("cdnn", max_epochs=1)),
         ]
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-        if not args.no_fgsm:
-            fgsm_epoch_costs(caches["dnn"], work, args.repeats)
-        if args.fgsm_only:
+        if not args.no_adversarial:
+            for name, key, arch, cfg in runs[1:]:
+                if not args.only or name in args.only:
+                    base = {"lr": cfg.lr, "batch_size": cfg.batch_size}
+                    adversarial_epoch_costs(caches[key], name, arch, base, work, args.repeats)
+        if args.adversarial_only:
             return
         print(f"{'model':8s} {'train frames':>12s} {'pipeline fr/s':>14s} {'pure fr/s':>11s} {'ratio':>6s}")
         for name, key, arch, cfg in runs:

@@ -234,16 +234,23 @@ def _pair(text: str) -> tuple[int, int]:
 @click.option("--lr", type=FINITE, default=None, help="Initial learning rate (reference: DNN 0.01, CDNN 0.001).")
 @click.option("--patience", type=int, default=None, help="Epochs without 0.1 %% validation improvement before stopping (10).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--adversarial", type=click.Choice(["fgsm", "fgsm_reference"]), default=None,
-              help="Alg. 2: also train on fast-gradient-sign adversarial versions of each batch (fgsm_reference: as the reference code, see the README).")
-@click.option("--adv-step", type=FINITE, default=0.25, show_default=True, help="Sign step mu on raw magnitudes.")
-@click.option("--adv-fraction", type=FINITE, default=None, help="Replace this share of each batch by adversarial versions (default: join them to the batch).")
+@click.option("--adversarial", type=click.Choice(["fgsm", "fgsm_reference", "pgd", "trades"]), default=None,
+              help="Also train on adversarial versions of each batch: fgsm (Alg. 2), fgsm_reference (as the reference code, see "
+                   "the README), pgd (Madry et al.'s projected attack within --adv-snr) or trades (clean loss plus --trades-beta "
+                   "times the divergence under that attack).")
+@click.option("--adv-step", type=FINITE, default=0.25, show_default=True, help="fgsm: sign step mu on raw magnitudes.")
+@click.option("--adv-fraction", type=FINITE, default=None,
+              help="fgsm, pgd: replace this share of each batch by adversarial versions (default: join them to the batch; 1: Madry et al.).")
+@click.option("--adv-snr", type=FINITE, default=30.0, show_default=True,
+              help="pgd, trades: the budget, the smallest SNR in dB of a frame's or patch's change.")
+@click.option("--adv-steps", type=int, default=5, show_default=True, help="pgd, trades: gradient steps of the attack.")
+@click.option("--trades-beta", type=FINITE, default=6.0, show_default=True, help="trades: weight of the divergence (0: plain training).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar (epoch lines are still printed).")
 @_device_option
 def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, kernel2, epochs, batch_size, lr,
-              patience, seed, adversarial, adv_step, adv_fraction, out, resume, quiet, device):
+              patience, seed, adversarial, adv_step, adv_fraction, adv_snr, adv_steps, trades_beta, out, resume, quiet, device):
     """Train a DNN or CDNN on the train split of a prepared cache (early stopping on valid)."""
     from .training import TrainConfig, train
 
@@ -253,7 +260,8 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
         spec = {"arch": "cdnn", "patch": patch, "filters": filters, "kernel1": list(_pair(kernel1)),
                 "kernel2": list(_pair(kernel2)), "hidden": units or 50, "dropout": dropout}
     config = TrainConfig.reference(arch, max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-                                   adversarial=adversarial, adv_step=adv_step, adv_fraction=adv_fraction)
+                                   adversarial=adversarial, adv_step=adv_step, adv_fraction=adv_fraction,
+                                   adv_snr_db=adv_snr, adv_steps=adv_steps, trades_beta=trades_beta)
     model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet, device=device)
     t = model.info["training"]
     click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")

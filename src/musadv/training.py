@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .adversarial_training import batch_loss, check_config
 from .progress import progress_bar
 from .cache import SpectraCache
 from .errors import MusadvError
@@ -32,7 +33,7 @@ from .interface import evaluating, recording_confidence
 from .io import atomic_path, write_json_atomic
 from .models import build, load_model, save_model
 
-__all__ = ["TrainConfig", "ElementData", "train", "standardisation_stats", "fgsm", "fgsm_reference"]
+__all__ = ["TrainConfig", "ElementData", "train", "standardisation_stats"]
 
 
 @dataclass
@@ -58,18 +59,30 @@ class TrainConfig:
         Relative decrease of validation error that counts as an improvement (0.001 = 0.1 %).
     seed : int
         Seeds the initial weights, the shuffling and dropout.
-    adversarial : {None, 'fgsm', 'fgsm_reference'}
-        Alg. 2: train also on fast-gradient-sign adversarial versions of each batch.
-        ``'fgsm'``: a sign step of ``adv_step`` on raw magnitudes towards a label other than the
-        truth (:func:`fgsm`), the adversarial elements joining (or partly replacing) the batch.
-        ``'fgsm_reference'``: what the reference code does (:func:`fgsm_reference`): the step
-        in standardised units, each adversarial batch projected onto a 15 dB SNR ball, targets
-        drawn from all labels, and training on the adversarial batch alone.
+    adversarial : {None, 'fgsm', 'fgsm_reference', 'pgd', 'trades'}
+        Train on adversarial versions of each batch (see :mod:`musadv.adversarial_training`).
+        ``'fgsm'``: Alg. 2, a sign step of ``adv_step`` on raw magnitudes towards a label other
+        than the truth, the adversarial elements joining (or partly replacing) the batch.
+        ``'fgsm_reference'``: what the reference code does: the step in standardised units, each
+        adversarial batch projected onto a 15 dB SNR ball, targets drawn from all labels, and
+        training on the adversarial batch alone.
+        ``'pgd'``: Madry et al.'s ``adv_steps``-step projected attack from a random start within
+        ``adv_snr_db`` of each element, joining (or partly replacing) the batch.
+        ``'trades'``: the clean cross-entropy plus ``trades_beta`` times the KL divergence between
+        the clean outputs and those of the ``adv_steps``-step attack within ``adv_snr_db``.
     adv_step : float
-        Step mu of the sign step (the paper: 0.25).
+        Step mu of the sign step (the paper: 0.25), ``'fgsm'`` and ``'fgsm_reference'``.
     adv_fraction : float or None
-        ``'fgsm'`` only. ``None``: each batch is joined by the adversarial versions of all its
-        elements; a fraction F in (0, 1]: that share of the batch is replaced by them.
+        ``'fgsm'`` and ``'pgd'``. ``None``: each batch is joined by the adversarial versions of
+        all its elements; a fraction F in (0, 1]: that share of the batch is replaced by them
+        (1: Madry et al.'s training on adversarial elements alone).
+    adv_snr_db : float
+        ``'pgd'`` and ``'trades'``: the budget, the smallest SNR in dB of an element's change
+        (measured on the magnitudes of the frame or patch).
+    adv_steps : int
+        ``'pgd'`` and ``'trades'``: gradient steps of the attack, each ``2.5 / adv_steps`` radii.
+    trades_beta : float
+        ``'trades'``: the weight beta of the divergence (Zhang et al.: 1 to 6; 0 is plain training).
     """
 
     lr: float = 0.01
@@ -85,6 +98,9 @@ class TrainConfig:
     adversarial: str | None = None
     adv_step: float = 0.25
     adv_fraction: float | None = None
+    adv_snr_db: float = 30.0
+    adv_steps: int = 5
+    trades_beta: float = 6.0
 
     @classmethod
     def reference(cls, arch: str, **overrides) -> "TrainConfig":
@@ -185,67 +201,6 @@ def standardisation_stats(frames: torch.Tensor, chunk: int = 65536) -> tuple[np.
     return mean.numpy(), var.sqrt().numpy()
 
 
-def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.Generator | None = None,
-         standardized: bool = False):
-    """Fast-gradient-sign adversarial elements towards labels other than the truth (paper Alg. 2).
-
-    Each element gets a target drawn uniformly among the labels other than its true label ``y``;
-    the element moves one sign step against the gradient of the cross-entropy with that target,
-    ``x - step * sign(grad)``, and is clipped at zero (magnitudes are never negative).
-
-    With ``standardized`` the elements are the model's standardised inputs ``(x - mean) / std``;
-    the same step is taken on the magnitudes they stand for and returned standardised:
-    ``max(z - step * sign(grad) / std, -mean / std)`` (the sign is the same in both units).
-
-    Returns
-    -------
-    x_adv : torch.Tensor
-        Same shape as ``x``, no gradient attached.
-    targets : torch.Tensor
-        The wrong labels aimed at.
-    """
-    k = len(model.labels)
-    targets = (y + torch.randint(1, k, y.shape, generator=generator).to(y.device)) % k
-    x = x.detach().requires_grad_(True)
-    logits = model(x, standardized=True) if standardized else model(x)  # any element model takes raw input
-    loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    if not standardized:
-        return torch.clamp(x.detach() - step * grad.sign(), min=0), targets
-    mean, std = model.standardize.mean, model.standardize.std
-    return torch.maximum(x.detach() - step * grad.sign() / std, -mean / std), targets
-
-
-def fgsm_reference(model, z: torch.Tensor, y: torch.Tensor, step: float, snr_db: float = 15.0,
-                   generator: torch.Generator | None = None):
-    """The reference code's Alg. 2 batch (``adversary_dataset.py``) on standardised elements ``z``.
-
-    Targets are drawn uniformly from all labels, the truth included; every element moves one
-    sign step of ``step`` *standardised* units against the gradient of the cross-entropy with
-    its target, is clipped at zero magnitude, and the batch's change is projected onto the ball
-    of ``snr_db`` dB around the batch (measured on magnitudes, over the whole batch).
-
-    Returns
-    -------
-    z_adv : torch.Tensor
-        Standardised, same shape as ``z``, no gradient attached.
-    targets : torch.Tensor
-    """
-    targets = torch.randint(0, len(model.labels), y.shape, generator=generator).to(y.device)
-    z = z.detach().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(z, standardized=True), targets, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, z)
-    z = z.detach()
-    mean, std = model.standardize.mean, model.standardize.std
-    z_adv = torch.maximum(z - step * grad.sign(), -mean / std)
-    # Magnitudes are z * std + mean; scaling the change towards z keeps them non-negative.
-    change, radius = (z_adv - z) * std, torch.linalg.vector_norm(z * std + mean) / 10 ** (snr_db / 20)
-    dist = torch.linalg.vector_norm(change)
-    if dist > radius:
-        z_adv = z + (z_adv - z) * (radius / dist)
-    return z_adv, targets
-
-
 def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
     """Element misclassification rate and recording error rate (eq. 3-4) of a split."""
     if len(data) == 0:
@@ -264,23 +219,6 @@ def _error_rate(model, data: ElementData, batch: int) -> tuple[float, float]:
     rec_labels = torch.zeros(n_rec, dtype=torch.int64).index_copy_(0, data.recording, data.labels)
     rec_err = (conf.argmax(1) != rec_labels).double().mean().item()
     return element_err, rec_err
-
-
-def _with_adversaries(model, x, y, config: TrainConfig):
-    """Join (or partly replace) a batch of standardised elements with FGSM versions, keeping the true labels."""
-    if config.adversarial == "fgsm_reference":
-        x_adv, _ = fgsm_reference(model, x, y, config.adv_step)
-        return x_adv, y
-    if config.adversarial != "fgsm":
-        raise MusadvError(f"unknown adversarial training {config.adversarial!r} (expected 'fgsm' or 'fgsm_reference')")
-    if config.adv_fraction is None:
-        x_adv, _ = fgsm(model, x, y, config.adv_step, standardized=True)
-        return torch.cat([x, x_adv]), torch.cat([y, y])
-    n = int(round(config.adv_fraction * len(y)))
-    if n == 0:
-        return x, y
-    x_adv, _ = fgsm(model, x[:n], y[:n], config.adv_step, standardized=True)
-    return torch.cat([x_adv, x[n:]]), y
 
 
 def _save_checkpoint(out: Path, model, optimizer, best_state, meta: dict) -> None:
@@ -354,6 +292,7 @@ def train(
     """
     out = Path(out_dir)
     config = config or TrainConfig.reference(arch["arch"])
+    check_config(config)
     torch.manual_seed(config.seed)
     model = build(arch, cache.labels, cache.config)
     train_data = ElementData(cache, "train", model.element_frames, cache.labels)
@@ -384,7 +323,6 @@ def train(
             start_epoch = config.max_epochs
     out.mkdir(parents=True, exist_ok=True)
     model.train()
-    loss_fn = torch.nn.CrossEntropyLoss()
     eval_batch = max(1, 8192 // model.element_frames)
     for epoch in range(start_epoch, config.max_epochs):
         if stale >= config.patience:
@@ -395,6 +333,8 @@ def train(
             g["lr"], g["momentum"] = lr, mom
         order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(len(train_data)))
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout masks of this epoch
+        # The attacks' random starts have their own stream: the shuffling and dropout stay plain training's.
+        starts = torch.Generator(device=device).manual_seed(int(np.random.SeedSequence([config.seed, epoch, 1]).generate_state(1)[0]))
         losses, sizes = [], []
         buffer = torch.empty(config.batch_size * model.element_frames, train_data.frames.shape[1])
         batches = range(0, len(order), config.batch_size)
@@ -402,14 +342,12 @@ def train(
             # The buffer is free again: the previous step's graph was released by backward().
             x, y = train_data.batch(order[i : i + config.batch_size], out=buffer)
             x, y = x.to(device), y.to(device)
-            if config.adversarial:
-                x, y = _with_adversaries(model, x, y, config)
-            loss = loss_fn(model(x, standardized=True), y)
+            loss, n = batch_loss(model, x, y, config, starts)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())  # no .item(): no per-step conversion to Python
-            sizes.append(len(y))
+            sizes.append(n)
         train_seconds = time.perf_counter() - t0
         valid_err, valid_rec_err = _error_rate(model, valid_data, eval_batch)
         record = {"epoch": epoch, "train_loss": float(torch.stack(losses).double().cpu() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes), "valid_error": valid_err,
