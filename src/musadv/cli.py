@@ -45,6 +45,17 @@ def _exit_if_skipped(skipped: int, total: int, unit: str, verb: str, out: Path) 
         sys.exit(1)
 
 
+def _snr_levels(text: str) -> list[float]:
+    """``--snr 40,30,20``: at least one finite level in dB."""
+    try:
+        snrs = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--snr") from None
+    if not snrs or not all(math.isfinite(v) for v in snrs):
+        raise click.BadParameter(f"give at least one finite level, got {text!r}", param_hint="--snr")
+    return snrs
+
+
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -643,12 +654,7 @@ def robustness_cmd(model_spec, split, cache_dir, levels, policy, adversary_spec,
     from .robustness import CURVE_PATIENCE, robustness_curve
     from .runs import recordings_from_split
 
-    try:
-        snrs = [float(v) for v in levels.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{levels!r} is not a comma-separated list of numbers", param_hint="--snr") from None
-    if not snrs:
-        raise click.BadParameter("give at least one level", param_hint="--snr")
+    snrs = _snr_levels(levels)
     if adversary_spec and examples_from:
         raise click.UsageError("give --adversary or --examples-from, not both")
     try:
@@ -799,6 +805,28 @@ _PLAN_HELP = ("quick (one budget, 30 dB, always-wrong targets), standard (40, 30
               "of a plan's settings.")
 
 
+def _labelled_recordings(model, model_spec: str, files, cache_dir, split, limit) -> tuple[list, dict]:
+    """The recordings a verdict is about, with their true labels: FILES labelled by their folder, or a cache
+    split (default: the model's own cache, its test split); and what names the data in the results."""
+    from .runs import RecordingRef, recordings_from_split
+
+    if files and (split or cache_dir):
+        raise click.UsageError("give audio FILES or a --cache split, not both")
+    if files:
+        unknown = sorted({f.resolve().parent.name for f in files} - set(model.labels))
+        if unknown:
+            raise click.UsageError(f"FILES are labelled by their folder: {', '.join(unknown)} is not a label of {model_spec}")
+        return [RecordingRef(str(f.resolve()), str(f), f.resolve().parent.name) for f in files][:limit], {}
+    spectra = _model_cache(model, cache_dir)
+    split = split or "test"
+    # Every stage decodes the source files at the model's own rate: the cache gives the recordings and
+    # their labels, whatever its analysis settings.
+    unknown = sorted({e.label for e in spectra.split(split)} - set(model.labels) - set(model.uncovered_labels))
+    if unknown:
+        raise click.UsageError(f"{spectra.path}: {', '.join(unknown)} is not a label of {model_spec}")
+    return recordings_from_split(spectra, split, limit, model.labels), {"cache": str(spectra.path.resolve()), "split": split}
+
+
 @cli.command("judge", epilog=_MODEL_HELP)
 @click.argument("model_spec", metavar="MODEL")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
@@ -823,28 +851,10 @@ def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, surro
     A killed judgement resumes when rerun into the same OUT.
     """
     from .judge import judge, read_plan
-    from .runs import RecordingRef, recordings_from_split
 
     plan = read_plan(plan_spec)
     model = _load_any_model(model_spec, device)
-    if files and (split or cache_dir):
-        raise click.UsageError("give audio FILES or a --cache split, not both")
-    if files:
-        unknown = sorted({f.resolve().parent.name for f in files} - set(model.labels))
-        if unknown:
-            raise click.UsageError(f"FILES are labelled by their folder: {', '.join(unknown)} is not a label of {model_spec}")
-        recordings = [RecordingRef(str(f.resolve()), str(f), f.resolve().parent.name) for f in files][:limit]
-        data = {}
-    else:
-        spectra = _model_cache(model, cache_dir)
-        split = split or "test"
-        # Every stage decodes the source files at the model's own rate: the cache gives the recordings and
-        # their labels, whatever its analysis settings.
-        unknown = sorted({e.label for e in spectra.split(split)} - set(model.labels) - set(model.uncovered_labels))
-        if unknown:
-            raise click.UsageError(f"{spectra.path}: {', '.join(unknown)} is not a label of {model_spec}")
-        recordings = recordings_from_split(spectra, split, limit, model.labels)
-        data = {"cache": str(spectra.path.resolve()), "split": split}
+    recordings, data = _labelled_recordings(model, model_spec, files, cache_dir, split, limit)
     surrogate = None
     if surrogate_spec is not None:
         from .replicas import as_surrogate
@@ -855,6 +865,54 @@ def judge_cmd(model_spec, files, cache_dir, split, limit, plan_spec, seed, surro
     for flag in e["flags"]:
         click.echo(f"flag: {flag['flag']}: {flag['reason']}")
     click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command("certify", epilog=_MODEL_HELP)
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--sigma-snr", type=FINITE, required=True,
+              help="The smoothing noise: this many dB below a recording at -20 dBFS RMS (musadv.smoothing.REFERENCE_RMS).")
+@click.option("--cache", "cache_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Prepared cache whose --split is certified (default: the model's own).")
+@click.option("--split", default=None, help="The cache split (default: test, when no FILES are given).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Certify only the first N recordings.")
+@click.option("-n", "n", type=click.IntRange(min=1), default=1000, show_default=True, help="Noisy copies that bound each label's share.")
+@click.option("--n0", type=click.IntRange(min=1), default=100, show_default=True, help="Noisy copies that select each recording's label.")
+@click.option("--alpha", type=click.FloatRange(min=0, max=0.5, min_open=True, max_open=True), default=0.001, show_default=True,
+              help="Each certificate is wrong with probability at most alpha.")
+@click.option("--snr", "budgets", default="40,30,20", show_default=True, help="SNR budgets (dB) of the certified accuracies.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Noisy copies labelled together.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the noise (with each recording's samples).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_engine_options
+@_device_option
+def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, alpha, budgets, batch, seed, out, quiet, engine, device):
+    """Randomized smoothing's certificate for each recording: MODEL voting over noisy copies (Cohen et al.'s CERTIFY).
+
+    Writes OUT/certify.csv (per recording: the certified label or (abstain), the lower bound on its
+    share of votes, the certified L2 radius of the waveform and the certified SNR: no change that
+    many dB below the recording can move its label) and OUT/certify.json with the certified accuracy
+    at each --snr budget. FILES are labelled by their folder. A killed run resumes into the same OUT.
+    """
+    from .certification import certify_recordings
+    from .smoothing import SmoothedClassifier
+
+    if model_spec.startswith("smooth:"):
+        raise click.UsageError("certify smooths MODEL itself at --sigma-snr: give the base model, not smooth:...")
+    base = _load_any_model(model_spec, device)
+    recordings, _ = _labelled_recordings(base, model_spec, files, cache_dir, split, limit)
+    system = SmoothedClassifier(base, sigma_snr, seed=seed, batch=batch)
+    r = certify_recordings(system, recordings, out, n0=n0, n=n, alpha=alpha, budgets=_snr_levels(budgets),
+                           engine=engine, progress=not quiet)
+    acc = r["certified_accuracy"]
+    click.echo(f"{out}: {r['n_recordings']} recordings, abstained {r['abstained']:.2f}, certified accuracy "
+               + ", ".join(f"{k} dB {v:.2f}" if k != "any" else f"at any radius {v:.2f}" for k, v in acc.items()))
+    snr = r["certified_snr_db"]
+    if snr:
+        click.echo(f"certified SNR of the correct certificates: median {snr['median']:.1f} dB (min {snr['min']:.1f}, "
+                   f"max {snr['max']:.1f}); noise {r['noise_snr_db']:.1f} dB below the recordings (median)")
+    _exit_if_skipped(len(recordings) - r["n_recordings"], len(recordings), "recording", "certified", out)
 
 
 @cli.command("leaderboard")

@@ -18,6 +18,7 @@ import torch
 
 from .interface import AudioClassifier
 from .models import weights_sha256
+from .smoothing import SmoothedClassifier
 
 __all__ = ["model_name", "system_sha256", "PROVENANCE"]
 
@@ -33,7 +34,12 @@ def model_name(system: AudioClassifier) -> str | None:
 
 
 def system_sha256(system: AudioClassifier) -> str | None:
-    """What identifies a system's parameters: a network's weights, else its model files (None for neither)."""
+    """What identifies a system's parameters: a network's weights, else its model files (None for neither);
+    a smoothed system's, its base's and its smoothing settings'."""
+    if isinstance(system, SmoothedClassifier):
+        base = system_sha256(system.base)
+        settings = json.dumps(system.info["smoothing"], sort_keys=True)
+        return None if base is None else hashlib.sha256(f"{base}:{settings}".encode()).hexdigest()
     if isinstance(system, torch.nn.Module):
         return weights_sha256(system)
     if system.path is None:

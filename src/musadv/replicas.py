@@ -24,6 +24,7 @@ from .errors import MusadvError
 from .features import texture_starts
 from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .spectral import istft
+from .smoothing import SmoothedClassifier
 from .systems import ForestSystem, MFCCBaseline, zero_crossing_rate
 
 __all__ = ["MFCCReplica", "as_surrogate", "own_surrogate"]
@@ -119,7 +120,10 @@ class MFCCReplica(torch.nn.Module, DifferentiableClassifier):
 
 def own_surrogate(system: AudioClassifier) -> DifferentiableClassifier | None:
     """The network inside a feature system, to guide a query-only attack of it: a forest's DNN (whose
-    activations it votes on), the MFCC baseline's :class:`MFCCReplica`; None for any other system."""
+    activations it votes on), the MFCC baseline's :class:`MFCCReplica`, a smoothed system's base (or
+    the base's own); None for any other system."""
+    if isinstance(system, SmoothedClassifier):
+        return system.base if isinstance(system.base, DifferentiableClassifier) else own_surrogate(system.base)
     if isinstance(system, ForestSystem):
         return system.dnn
     if isinstance(system, MFCCBaseline):

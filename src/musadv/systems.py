@@ -510,7 +510,8 @@ def load_musicnn_spec(spec: str) -> AudioClassifier:
 def load_system(spec: str | os.PathLike) -> AudioClassifier:
     """Load any model: a saved DNN or CDNN, forest system or MFCC baseline (a directory), one of
     musicnn's published taggers (``musicnn:NAME[:MAP]``, see :mod:`musadv.musicnn`), a Hugging
-    Face audio classifier (``hf:PATH_OR_NAME[@SECONDS]``, see :mod:`musadv.huggingface`), or the
+    Face audio classifier (``hf:PATH_OR_NAME[@SECONDS]``, see :mod:`musadv.huggingface`), any of these
+    smoothed (``smooth:MODEL@SNR[xN]``, see :mod:`musadv.smoothing`), or the
     classifier a ``package.module:factory`` function returns (see :func:`load_factory`).
 
     Raises
@@ -519,6 +520,10 @@ def load_system(spec: str | os.PathLike) -> AudioClassifier:
         For a spec that names no model, a model file that cannot be read, or a network whose
         weights hold NaN or infinity (:func:`musadv.models.check_finite_weights`).
     """
+    if isinstance(spec, str) and spec.startswith("smooth:"):
+        from .smoothing import load_smoothed_spec
+
+        return load_smoothed_spec(spec)
     if isinstance(spec, str) and MUSICNN.fullmatch(spec):
         return load_musicnn_spec(spec)
     if isinstance(spec, str) and spec.startswith("hf:"):
