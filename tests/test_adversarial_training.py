@@ -164,3 +164,14 @@ def test_pgd_attacks_the_network_with_dropout_off_and_leaves_it_training(test_el
     second = pgd(model, z[:20], y[:20], 30.0, 3, generator=torch.Generator().manual_seed(0))
     assert torch.equal(first, second)
     assert model.training and model.drop.training
+
+
+def test_training_on_noisy_batches_follows_the_noise_level(learn_cache, tmp_path):
+    arch = {"arch": "dnn", "hidden": 50, "layers": 3, "dropout": 0.0}
+    cfg = dict(max_epochs=2, batch_size=256, lr=0.02)
+    plain = train(learn_cache, arch, tmp_path / "plain", TrainConfig(**cfg), **QUIET)
+    faint = train(learn_cache, arch, tmp_path / "faint", TrainConfig(**cfg, noise_snr_db=160.0), **QUIET)
+    loud = train(learn_cache, arch, tmp_path / "loud", TrainConfig(**cfg, noise_snr_db=0.0), **QUIET)
+    assert faint.info["training"]["train"]["noise_snr_db"] == 160.0
+    torch.testing.assert_close(faint.output.weight, plain.output.weight, rtol=0, atol=1e-4)
+    assert (loud.output.weight - plain.output.weight).abs().max() > 1e-2

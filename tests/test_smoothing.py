@@ -115,3 +115,23 @@ def test_no_adversarial_example_musadv_finds_lies_within_the_certified_radius(tr
         checked += 1
         assert np.linalg.norm(x_adv - x) >= original.radius
     assert checked >= 1
+
+
+def test_noisy_magnitudes_have_the_law_of_the_magnitudes_of_a_noisy_waveform():
+    """What noise training draws from magnitudes alone, against the STFT of real noisy waveforms."""
+    import torch
+
+    from musadv.smoothing import noisy_magnitudes
+    from musadv.spectral import magnitude
+
+    stft = STFTConfig()
+    t = torch.arange(22050) / 22050
+    x = 0.3 * torch.sin(2 * torch.pi * 1000 * t) + 0.05 * torch.sin(2 * torch.pi * 5000 * t)  # strong, weak, and empty bins
+    sigma, draws = 0.02, 600
+    gen = torch.Generator().manual_seed(0)
+    heard = magnitude(x + sigma * torch.randn((draws, len(x)), generator=gen), stft)
+    drawn = noisy_magnitudes(magnitude(x, stft).expand(draws, -1, -1), sigma, stft, gen)
+    inner = slice(2, -2)  # the edge frames hear the zeros padded around the waveform, not noise
+    for moment in (lambda m: m, torch.square):
+        real, ours = moment(heard[:, inner]).mean((0, 1)), moment(drawn[:, inner]).mean((0, 1))
+        torch.testing.assert_close(ours, real, rtol=0.05, atol=0)  # 6 standard errors of a bin's mean square

@@ -1,4 +1,4 @@
-"""Adversaries inside the training loop: Alg. 2's sign step, PGD (Madry et al.) and TRADES (Zhang et al.).
+"""Adversaries inside the training loop: Alg. 2's sign step, PGD (Madry et al.) and TRADES (Zhang et al.); and noise.
 
 Each works on one batch of a network's standardised elements (frames or patches, as
 :class:`musadv.training.ElementData` gives them) and :func:`batch_loss` turns a batch into the
@@ -10,6 +10,9 @@ loss that :func:`musadv.training.train` descends:
   SNR ball around each element's magnitudes, trained on with the true labels;
 - ``'trades'``: the clean cross-entropy plus beta times the KL divergence between the clean and
   the attacked outputs, the attack (:func:`trades_elements`) maximising that divergence.
+
+:func:`noisy_elements` gives a batch the magnitudes it would have with white noise added to the
+waveform (the base of a smoothed system is trained on its own noise level).
 
 The balls are measured on magnitudes, as every SNR in musadv: element ``x`` (its magnitudes, all
 frames of a patch together) may move to any ``x' >= 0`` with
@@ -27,9 +30,10 @@ import torch.nn.functional as F
 
 from .errors import MusadvError
 from .interface import evaluating
+from .smoothing import noise_sigma, noisy_magnitudes
 
 __all__ = ["ADVERSARIAL_KINDS", "fgsm", "fgsm_reference", "snr_ball_radius", "project_to_ball", "pgd",
-           "trades_elements", "batch_loss"]
+           "trades_elements", "noisy_elements", "batch_loss", "check_config"]
 
 ADVERSARIAL_KINDS = ("fgsm", "fgsm_reference", "pgd", "trades")
 # Madry et al.'s rule for the step of a k-step attack: 2.5 radii spread over the k steps, so that
@@ -224,11 +228,23 @@ def trades_elements(model, z: torch.Tensor, snr_db: float, steps: int,
     return _standardised(model, x_adv)
 
 
+def noisy_elements(model, z: torch.Tensor, snr_db: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standardised elements as they would be with white noise ``snr_db`` below the reference level in the waveform.
+
+    See :func:`musadv.smoothing.noisy_magnitudes` (the noise's law per bin) and
+    :func:`musadv.smoothing.noise_sigma` (its level). ``z``: standardised elements
+    ``(n, element_frames, n_bins)``; returns the same, no gradient attached.
+    """
+    return _standardised(model, noisy_magnitudes(_magnitudes(model, z), noise_sigma(snr_db), model.stft, generator))
+
+
 def check_config(config) -> None:
     """Refuse adversarial-training settings that cannot be run, one message per setting.
 
     ``config``: a :class:`musadv.training.TrainConfig`.
     """
+    if config.noise_snr_db is not None and not -60 <= config.noise_snr_db <= 200:
+        raise MusadvError(f"noise_snr_db must be a level in dB between -60 and 200, got {config.noise_snr_db}")
     kind = config.adversarial
     if kind is None:
         return

@@ -256,12 +256,16 @@ def _pair(text: str) -> tuple[int, int]:
               help="pgd, trades: the budget, the smallest SNR in dB of a frame's or patch's change.")
 @click.option("--adv-steps", type=int, default=5, show_default=True, help="pgd, trades: gradient steps of the attack.")
 @click.option("--trades-beta", type=FINITE, default=6.0, show_default=True, help="trades: weight of the divergence (0: plain training).")
+@click.option("--noise-snr", type=FINITE, default=None,
+              help="Train on each batch as it would be with white noise this many dB below a -20 dBFS recording "
+                   "(the base of smooth:MODEL@SNR at the same level).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar (epoch lines are still printed).")
 @_device_option
 def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, kernel2, epochs, batch_size, lr,
-              patience, seed, adversarial, adv_step, adv_fraction, adv_snr, adv_steps, trades_beta, out, resume, quiet, device):
+              patience, seed, adversarial, adv_step, adv_fraction, adv_snr, adv_steps, trades_beta, noise_snr, out, resume, quiet,
+              device):
     """Train a DNN or CDNN on the train split of a prepared cache (early stopping on valid)."""
     from .training import TrainConfig, train
 
@@ -272,7 +276,7 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
                 "kernel2": list(_pair(kernel2)), "hidden": units or 50, "dropout": dropout}
     config = TrainConfig.reference(arch, max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                    adversarial=adversarial, adv_step=adv_step, adv_fraction=adv_fraction,
-                                   adv_snr_db=adv_snr, adv_steps=adv_steps, trades_beta=trades_beta)
+                                   adv_snr_db=adv_snr, adv_steps=adv_steps, trades_beta=trades_beta, noise_snr_db=noise_snr)
     model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet, device=device)
     t = model.info["training"]
     click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")

@@ -5,7 +5,8 @@ to ``x + n``, ``n`` Gaussian with standard deviation ``sigma`` in every sample. 
 fixed function of the waveform, Cohen et al.'s theorem applies: if the base system gives label A
 to a share ``p_A > 1/2`` of the noisy copies, no change of L2 norm below ``sigma * Phi^-1(p_A)``
 can change ``g``'s label. :func:`certify` is their CERTIFY (a Clopper-Pearson lower bound on
-``p_A`` from ``n`` copies, abstaining below 1/2); :func:`predict_or_abstain` their PREDICT.
+``p_A`` from ``n`` copies, abstaining below 1/2). The system's own prediction is the plurality of
+its copies, without PREDICT's abstention: every musadv figure needs a label.
 
 The noise is named by an SNR, as every change in musadv: ``sigma`` is the level that is ``snr_db``
 below a recording of :data:`REFERENCE_RMS`. It is one level for every recording (were it scaled
@@ -23,21 +24,59 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import beta, binomtest, norm
+from scipy.stats import beta, norm
 
 from .errors import AudioError, ModelError
 from .interface import AudioClassifier, Prediction
-from .spectral import magnitude
+from .spectral import STFTConfig, magnitude, window
 
-__all__ = ["REFERENCE_RMS", "SmoothedClassifier", "Certificate", "certify", "predict_or_abstain", "load_smoothed_spec",
-           "SMOOTH", "ABSTAIN"]
+__all__ = ["REFERENCE_RMS", "noise_sigma", "noisy_magnitudes", "SmoothedClassifier", "Certificate", "certify",
+           "load_smoothed_spec", "SMOOTH", "ABSTAIN"]
 
 #: The recording level (RMS, full scale 1) that a smoothed system's SNR is stated against: -20 dBFS,
 #: near the level of GTZAN's clips (the median of 50 gtzan-mini clips is -17 dBFS).
 REFERENCE_RMS = 0.1
-#: What :func:`predict_or_abstain` and :func:`certify` answer when the vote is not clear.
+#: What :func:`certify` answers when the vote is not clear.
 ABSTAIN = "(abstain)"
 SMOOTH = re.compile(r"smooth:(?P<base>.+)@(?P<snr>-?\d+(?:\.\d+)?)(?:x(?P<n>\d+))?")
+
+
+def noise_sigma(snr_db: float) -> float:
+    """The standard deviation per sample of noise ``snr_db`` dB below a recording at :data:`REFERENCE_RMS`."""
+    return REFERENCE_RMS * 10 ** (-snr_db / 20)
+
+
+def noisy_magnitudes(mags: torch.Tensor, sigma: float, stft: STFTConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Magnitudes of the STFT of ``x + n`` drawn from those of ``x`` alone, ``n`` white Gaussian noise of ``sigma``.
+
+    In every bin the noise's STFT is complex Gaussian, circular with variance ``sigma**2 * sum(w**2)``
+    (``w`` the window), real at 0 Hz and at Nyquist; so ``|X + N|`` has the law of ``|m + N|`` for the
+    magnitude ``m = |X|`` whatever ``X``'s phase (a Rice law), drawn here exactly per bin. What is
+    not reproduced is the noise's correlation between neighbouring bins and overlapping frames.
+
+    Parameters
+    ----------
+    mags : torch.Tensor, shape (..., n_bins)
+        Magnitudes analysed with ``stft``.
+    sigma : float
+        The noise's standard deviation per sample.
+    stft : STFTConfig
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor
+        The shape of ``mags``.
+    """
+    scale = sigma * float(window(stft).double().square().sum().sqrt())
+    real = torch.randn(mags.shape, generator=generator, device=mags.device, dtype=mags.dtype)
+    imag = torch.randn(mags.shape, generator=generator, device=mags.device, dtype=mags.dtype)
+    per_part = torch.full((mags.shape[-1],), scale / 2 ** 0.5, device=mags.device, dtype=mags.dtype)
+    imag_part = per_part.clone()
+    # The bins at 0 Hz and Nyquist are real: all the noise's variance is in the real part.
+    edges = [0] + ([stft.n_fft // 2] if stft.n_fft % 2 == 0 else [])
+    per_part[edges], imag_part[edges] = scale, 0.0
+    return torch.hypot(mags + real * per_part, imag * imag_part)
 
 
 class SmoothedClassifier(AudioClassifier):
@@ -70,7 +109,7 @@ class SmoothedClassifier(AudioClassifier):
         if not n >= 1:
             raise ModelError(f"a smoothed system needs at least one noisy copy per prediction, got n={n}")
         self.base, self.snr_db, self.n, self.seed, self.batch = base, float(snr_db), int(n), int(seed), int(batch)
-        self.sigma = REFERENCE_RMS * 10 ** (-self.snr_db / 20)
+        self.sigma = noise_sigma(self.snr_db)
         self.labels, self.stft = base.labels, base.stft
         self.uncovered_labels = base.uncovered_labels
         self.activation = "softmax"  # shares of votes
@@ -128,17 +167,6 @@ def load_smoothed_spec(spec: str) -> SmoothedClassifier:
     if match is None:
         raise ModelError(f"{spec}: a smoothed system is smooth:MODEL@SNR or smooth:MODEL@SNRxN (e.g. smooth:models/dnn@30x100)")
     return SmoothedClassifier(load_system(match["base"]), float(match["snr"]), int(match["n"] or 100), spec=spec)
-
-
-def predict_or_abstain(system: SmoothedClassifier, signal: np.ndarray, n: int, alpha: float = 0.001,
-                       name: str = "recording") -> str:
-    """Cohen et al.'s PREDICT: the top label of ``n`` noisy copies, or :data:`ABSTAIN` unless a
-    two-sided binomial test of its count against the runner-up's rejects a tie at level ``alpha``."""
-    counts = system.votes(signal, n, system.generator(signal, stream=3), name)
-    top, second = np.argsort(counts)[::-1][:2]
-    if binomtest(int(counts[top]), int(counts[top] + counts[second]), 0.5).pvalue > alpha:
-        return ABSTAIN
-    return system.labels[int(top)]
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .adversarial_training import batch_loss, check_config
+from .adversarial_training import batch_loss, check_config, noisy_elements
 from .progress import progress_bar
 from .cache import SpectraCache
 from .errors import MusadvError
@@ -83,6 +83,10 @@ class TrainConfig:
         ``'pgd'`` and ``'trades'``: gradient steps of the attack, each ``2.5 / adv_steps`` radii.
     trades_beta : float
         ``'trades'``: the weight beta of the divergence (Zhang et al.: 1 to 6; 0 is plain training).
+    noise_snr_db : float or None
+        Train on every batch as it would be with white noise in the waveform, this many dB below a
+        recording at -20 dBFS (the level of ``smooth:MODEL@SNR``, :mod:`musadv.smoothing`); the
+        adversaries, if any, start from the noisy batch.
     """
 
     lr: float = 0.01
@@ -101,6 +105,7 @@ class TrainConfig:
     adv_snr_db: float = 30.0
     adv_steps: int = 5
     trades_beta: float = 6.0
+    noise_snr_db: float | None = None
 
     @classmethod
     def reference(cls, arch: str, **overrides) -> "TrainConfig":
@@ -342,6 +347,8 @@ def train(
             # The buffer is free again: the previous step's graph was released by backward().
             x, y = train_data.batch(order[i : i + config.batch_size], out=buffer)
             x, y = x.to(device), y.to(device)
+            if config.noise_snr_db is not None:
+                x = noisy_elements(model, x, config.noise_snr_db, starts)
             loss, n = batch_loss(model, x, y, config, starts)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
