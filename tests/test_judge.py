@@ -149,6 +149,19 @@ def test_a_system_without_a_gradient_is_judged_through_queries_guided_by_the_net
     assert e["surrogate"]["kind"] == "MFCCReplica"
 
 
+def test_a_smoothed_system_is_judged_through_queries_guided_by_its_base(trained_dnn, learn_cache, tmp_path):
+    system = load_system(f"smooth:{trained_dnn.path}@30x4")
+    e = judge(system, _recordings(learn_cache, 3), tmp_path / "s", PLAN, progress=False)
+    assert e["model"]["kind"] == "SmoothedClassifier" and e["model"]["name"] == f"smooth:{trained_dnn.path}@30x4"
+    # Its identity is its base's weights with its noise: another level is another system.
+    assert e["model"]["sha256"] != system_sha256(load_system(f"smooth:{trained_dnn.path}@20x4"))
+    assert e["surrogate"]["sha256"] == system_sha256(trained_dnn)
+    entry = e["robust"][0]
+    assert entry["fooled_by_gradient"] is None and entry["queried"] == entry["correct"] > 0
+    # The queries fool what the base's gradient guides them to: 30 dB is as loud to the votes as to the base.
+    assert entry["fooled_by_queries"] > 0
+
+
 def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(trained_dnn, learn_cache, tmp_path):
     plan = Plan("small", (35.0, 20.0), ("all_wrong",), max_iter=10, max_queries=40, controls=False, minimize=True,
                 minimize_floor_db=10.0, perceptual=True, survival=("lowpass",), horse=("eq",), horse_trials=3)
