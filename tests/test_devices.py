@@ -10,11 +10,7 @@ from musadv import cli
 from musadv.devices import resolve_device
 from musadv.errors import MusadvError
 
-
-def _run(*args):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(list(map(str, args)))
-    return exc.value.code
+from .conftest import run_musadv
 
 
 def test_the_cpu_is_named_as_pytorch_names_it():
@@ -41,15 +37,16 @@ def test_cuda_on_a_machine_without_one_is_refused():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 @pytest.mark.parametrize("command", ["classify", "test", "attack", "robustness", "horse"])
-def test_every_command_refuses_a_missing_device_in_one_line_before_loading_anything(command, tmp_path, capsys):
+def test_every_command_refuses_a_missing_device_in_one_line_before_loading_anything(command, tmp_path):
     """The model named does not exist: the device is checked first, so the error is about the device."""
     args = [command, str(tmp_path / "no-such-model")]
     if command in ("classify", "attack"):
         args.append(str(tmp_path / "x.wav"))
     if command in ("attack", "robustness", "horse"):
         args += ["--out", str(tmp_path / "out")]
-    assert _run(*args, "--device", "cuda:1") == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    done = run_musadv(*args, "--device", "cuda:1")
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
     assert err == ["error: device 'cuda:1' is not available here (PyTorch sees no CUDA GPU)"]
 
 

@@ -21,7 +21,7 @@ from musadv.interface import unit_phase  # noqa: E402
 from musadv.spectral import STFTConfig, stft  # noqa: E402
 from musadv.systems import load_system  # noqa: E402
 
-from .conftest import fit_cross_entropy  # noqa: E402
+from .conftest import fit_cross_entropy, run_musadv  # noqa: E402
 
 SR = 16000
 CHUNK_S = 2  # the HuBERT's chunk: three per 6 s recording
@@ -84,12 +84,6 @@ def checkpoints(hf_cache, tmp_path_factory):
         system.model.save_pretrained(folder)
         specs[kind] = spec
     return specs
-
-
-def _run(*args):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(list(map(str, args)))
-    return exc.value.code
 
 
 def _clips(seconds=2.5, seed=0):
@@ -202,10 +196,11 @@ def test_fine_tuned_models_are_tested_attacked_classified_and_curved(kind, check
     assert curve["curve"][-1]["success_rate"] >= 0.75
 
 
-def test_a_folder_that_is_no_checkpoint_is_one_line(tmp_path, capsys):
+def test_a_folder_that_is_no_checkpoint_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert _run("classify", f"hf:{tmp_path / 'empty'}", str(tmp_path / "x.wav")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    done = run_musadv("classify", f"hf:{tmp_path / 'empty'}", str(tmp_path / "x.wav"))
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
     assert len(err) == 1 and "cannot be loaded as a Hugging Face audio classifier" in err[0]
 
 
@@ -219,18 +214,20 @@ def test_a_pickled_checkpoint_is_refused(checkpoints, tmp_path, capsys):
     (folder / "model.safetensors").unlink()
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     capsys.readouterr()
-    assert _run("classify", f"hf:{folder}", str(tmp_path / "x.wav")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    done = run_musadv("classify", f"hf:{folder}", str(tmp_path / "x.wav"))
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
     assert len(err) == 1 and str(folder) in err[0]
 
 
-def test_without_transformers_the_error_says_what_to_install(monkeypatch, tmp_path, capsys):
+def test_without_transformers_the_error_says_what_to_install(monkeypatch, tmp_path):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
-    assert _run("classify", f"hf:{tmp_path}", str(tmp_path / "x.wav")) == 1
-    assert "musadv[hf]" in capsys.readouterr().err
+    done = run_musadv("classify", f"hf:{tmp_path}", str(tmp_path / "x.wav"))
+    assert done.returncode == 1
+    assert "musadv[hf]" in done.stderr
 
 
 @pytest.mark.parametrize("kind", ["hubert", "ast"])
@@ -257,8 +254,9 @@ def test_a_model_whose_features_musadv_cannot_differentiate_is_refused_in_one_li
     WhisperForAudioClassification(config).save_pretrained(tmp_path / "whisper")
     WhisperFeatureExtractor().save_pretrained(tmp_path / "whisper")
     capsys.readouterr()
-    assert _run("classify", f"hf:{tmp_path / 'whisper'}", str(tmp_path / "x.wav")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    done = run_musadv("classify", f"hf:{tmp_path / 'whisper'}", str(tmp_path / "x.wav"))
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
     assert len(err) == 1 and "WhisperFeatureExtractor is not one musadv can differentiate" in err[0]
 
 

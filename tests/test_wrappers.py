@@ -20,7 +20,7 @@ from musadv.spectral import STFTConfig, stft
 from musadv.systems import load_system
 from musadv.wrappers import TorchClassifier, logmel, mel_filterbank
 
-from .conftest import fit_cross_entropy
+from .conftest import fit_cross_entropy, run_musadv
 
 # The researcher's own file: two models and the factories musadv calls. Nothing in it but the
 # wrapper comes from musadv.
@@ -144,12 +144,6 @@ def byo(learn_cache, tmp_path_factory):
     return folder
 
 
-def _run(*args):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(list(map(str, args)))
-    return exc.value.code
-
-
 # Both at 15 dB, random targets. Over six initial weights (seeds 0-5) the log-mel CNN reached 20 to
 # 23 of 24 (22 with seed 0, which the fixture uses) and the waveform CNN 23 or 24; on 0.37 s
 # elements the waveform CNN resists (benchmarks/bench_waveform.py).
@@ -225,7 +219,7 @@ def test_attack_takes_the_gradient_through_the_mel_front_end(byo, learn_cache, m
     assert r.label_before == before and r.label_after == target and r.snr_wave_db >= 15 - 1e-6
 
 
-def test_factories_that_do_not_give_a_classifier_are_refused_in_one_line(byo, monkeypatch, capsys):
+def test_factories_that_do_not_give_a_classifier_are_refused_in_one_line(byo, monkeypatch):
     monkeypatch.chdir(byo)
     with pytest.raises(ModelError, match="returned a Linear, not a musadv AudioClassifier"):
         load_system("models:not_a_model")
@@ -233,8 +227,9 @@ def test_factories_that_do_not_give_a_classifier_are_refused_in_one_line(byo, mo
         load_system("models:nothing")
     with pytest.raises(ModelError, match="cannot import no_such_module"):
         load_system("no_such_module:f")
-    assert _run("test", "no/such/dir", "--out", "x") == 1
-    assert "no/such/dir: no such model directory" in capsys.readouterr().err
+    done = run_musadv("test", "no/such/dir", "--out", "x")
+    assert done.returncode == 1
+    assert "no/such/dir: no such model directory" in done.stderr
 
 
 def test_feature_systems_are_not_attacked_but_say_why(learn_cache, tmp_path):
