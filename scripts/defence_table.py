@@ -3,9 +3,8 @@
     python scripts/defence_table.py JUDGED_DIR... --page docs/results-gtzan-mini.md [--baseline JUDGED_DIR]
         [--certified CERTIFY_DIR...] [--marker table3-extended] [--command "..."]
 
-Each JUDGED_DIR is what ``musadv judge`` wrote for one system; the defence is read from the model
-directory the judgement names (``model.json``: ``--adversarial`` and its settings, ``--noise-snr``)
-or from a ``smooth:`` spec. ``--baseline`` is the undefended system the change in the smallest
+Each JUDGED_DIR is what ``musadv judge`` wrote for one system, the defence as its evaluation.json
+records it (``--adversarial`` and its settings, ``--noise-snr``, smoothing). ``--baseline`` is the undefended system the change in the smallest
 change is measured against (the paper's question: does the defence make the adversary's change
 larger?). ``--certified`` adds the certify runs of smoothed systems (``musadv certify``): their
 certified accuracies and certified SNRs. Every figure is read, none recomputed.
@@ -25,28 +24,8 @@ def _f(v, digits=2):
 
 
 def defence(e: dict) -> str:
-    """How the judged system was defended, from its model directory or its spec."""
-    name = e["model"]["name"]
-    if name.startswith("smooth:"):
-        return f"randomized smoothing ({name.rsplit('@', 1)[1]})"
-    info = Path(name) / "model.json"
-    if not info.exists():
-        return "—"
-    t = json.loads(info.read_text()).get("training", {}).get("train", {})
-    kind = t.get("adversarial")
-    noise = t.get("noise_snr_db")
-    parts = []
-    if kind in ("fgsm", "fgsm_reference"):
-        parts.append(f"Alg. 2 ({kind}, step {t['adv_step']:g}"
-                     + (", joined)" if t.get("adv_fraction") is None else f", {t['adv_fraction']:g} replaced)"))
-    elif kind == "pgd":
-        parts.append(f"PGD-{t['adv_steps']} at {t['adv_snr_db']:g} dB"
-                     + (" (joined)" if t.get("adv_fraction") is None else f" ({t['adv_fraction']:g} replaced)"))
-    elif kind == "trades":
-        parts.append(f"TRADES-{t['adv_steps']} at {t['adv_snr_db']:g} dB, β {t['trades_beta']:g}")
-    if noise is not None:
-        parts.append(f"noise {noise:g} dB")
-    return ", ".join(parts) or "none"
+    """How the judged system was defended, as its judgement records it."""
+    return e["model"].get("defence") or "none"
 
 
 def robust_at(e: dict, snr: float) -> float | None:

@@ -5,6 +5,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from musadv.errors import MusadvError
 from musadv.evaluate import figures_of_merit
 from musadv.interface import DifferentiableClassifier
-from musadv.judge import Plan, flat_success, headline, judge, leaderboard, read_evaluation, read_plan
+from musadv.judge import Plan, defence, flat_success, headline, judge, leaderboard, read_evaluation, read_plan
 from musadv.identity import system_sha256
 from musadv.runs import recordings_from_split
 from musadv.systems import load_system
@@ -200,6 +201,19 @@ def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(
     assert set(labels(35, "queries")) == survivors_35 - failed_at_20 and at[35.0]["queried"] == len(survivors_35 - failed_at_20)
     assert at[20.0]["queried"] == len(labels(20, "queries")) == len(attacked) - at[20.0]["fooled_by_gradient"]
     assert at[20.0]["normalised_accuracy"] <= at[35.0]["normalised_accuracy"]
+
+
+def test_a_defence_is_recorded_in_words(trained_dnn):
+    from musadv.smoothing import SmoothedClassifier
+
+    assert defence(trained_dnn) is None  # plain training
+    trained = dict(trained_dnn.info["training"]["train"], adversarial="pgd", adv_steps=7, adv_snr_db=25.0, adv_fraction=1.0)
+    pgd = SimpleNamespace(info={"training": {"train": trained}})
+    assert defence(pgd) == "PGD-7 at 25 dB (1 of each batch replaced)"
+    noisy = SimpleNamespace(info={"training": {"train": dict(trained_dnn.info["training"]["train"], noise_snr_db=30.0)}})
+    smoothed = SmoothedClassifier(trained_dnn, 30.0, n=4)
+    smoothed.base = noisy
+    assert defence(smoothed) == "randomized smoothing at 30 dB, 4 copies, of a base trained with noise 30 dB below -20 dBFS"
 
 
 def test_success_that_does_not_grow_with_the_budget_is_flagged():

@@ -33,7 +33,7 @@ from .interface import evaluating
 from .smoothing import noise_sigma, noisy_magnitudes
 
 __all__ = ["ADVERSARIAL_KINDS", "fgsm", "fgsm_reference", "snr_ball_radius", "project_to_ball", "pgd",
-           "trades_elements", "noisy_elements", "batch_loss", "check_config"]
+           "trades_elements", "noisy_elements", "batch_loss", "check_config", "describe_training"]
 
 ADVERSARIAL_KINDS = ("fgsm", "fgsm_reference", "pgd", "trades")
 # Madry et al.'s rule for the step of a k-step attack: 2.5 radii spread over the k steps, so that
@@ -236,6 +236,24 @@ def noisy_elements(model, z: torch.Tensor, snr_db: float, generator: torch.Gener
     ``(n, element_frames, n_bins)``; returns the same, no gradient attached.
     """
     return _standardised(model, noisy_magnitudes(_magnitudes(model, z), noise_sigma(snr_db), model.stft, generator))
+
+
+def describe_training(train: dict) -> str | None:
+    """What a network's recorded training settings (``model.json``'s ``training.train``) did against adversaries,
+    in words; None for plain training."""
+    kind, noise = train.get("adversarial"), train.get("noise_snr_db")
+    fraction = train.get("adv_fraction")
+    share = "joined" if fraction is None else f"{fraction:g} of each batch replaced"
+    parts = []
+    if kind in ("fgsm", "fgsm_reference"):
+        parts.append(f"Alg. 2 ({kind}, step {train['adv_step']:g}" + (f", {share})" if kind == "fgsm" else ")"))
+    elif kind == "pgd":
+        parts.append(f"PGD-{train['adv_steps']} at {train['adv_snr_db']:g} dB ({share})")
+    elif kind == "trades":
+        parts.append(f"TRADES-{train['adv_steps']} at {train['adv_snr_db']:g} dB, beta {train['trades_beta']:g}")
+    if noise is not None:
+        parts.append(f"noise {noise:g} dB below -20 dBFS")
+    return ", ".join(parts) or None
 
 
 def check_config(config) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .adversarial_training import describe_training
 from .attack import AttackConfig
 from .classify import classify_file
 from .errors import MusadvError
@@ -46,8 +47,9 @@ from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .identity import model_name, system_sha256
 from .runs import RecordingRef, check_first_recording, run_attacks
+from .smoothing import SmoothedClassifier
 
-__all__ = ["Plan", "PLANS", "read_plan", "judge", "headline", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
+__all__ = ["Plan", "PLANS", "read_plan", "judge", "defence", "headline", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
 
 SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
@@ -280,7 +282,7 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
                                                               "kind": type(surrogate).__name__,
                                                               "sha256": system_sha256(surrogate)},
                 "model": {"name": model_name(model) or system_name(model), "sha256": system_sha256(model),
-                                        "kind": type(model).__name__, "labels": list(model.labels)},
+                                        "kind": type(model).__name__, "labels": list(model.labels), "defence": defence(model)},
                 "data": _data_identity(recordings, dict(data or {}))}
     _claim(out, identity)
     timings = {}
@@ -380,13 +382,19 @@ def flat_success(robust: list[dict]) -> list[dict]:
     return flags
 
 
+def _without_defence(block):
+    return {k: v for k, v in block.items() if k != "defence"} if isinstance(block, dict) else block
+
+
 def _claim(out: Path, identity: dict) -> None:
     """Record what this folder judges; refuse a folder that holds another judgement."""
     path = out / "judge.json"
     if path.exists():
         old = json.loads(path.read_text())
         for key in ("protocol", "seed", "surrogate", "model", "data"):
-            if old.get(key) != identity[key]:
+            # A model's defence is read from its files, which its hash already names; judgements claimed before
+            # it was recorded lack it.
+            if _without_defence(old.get(key)) != _without_defence(identity[key]):
                 raise MusadvError(f"{out}: holds a judgement with another {key}; judge into a new folder")
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -790,6 +798,17 @@ def _short_name(name: str, names: list[str]) -> str:
     return parts[-1] if tails.count(parts[-1]) == 1 else "/".join(parts[-2:])
 
 
+def defence(system: AudioClassifier) -> str | None:
+    """How a system was defended, in words (None: not at all, as far as it records): a network's adversarial or
+    noisy training (:func:`musadv.adversarial_training.describe_training`), a smoothed system's noise."""
+    if isinstance(system, SmoothedClassifier):
+        s = system.info["smoothing"]
+        base = defence(system.base)
+        return f"randomized smoothing at {s['snr_db']:g} dB, {s['n']} copies" + (f", of a base trained with {base}" if base else "")
+    train = system.info.get("training", {}).get("train")
+    return describe_training(train) if isinstance(train, dict) else None
+
+
 def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, mixed: bool = False) -> list[dict]:
     """One row per evaluation (Markdown, CSV and a page sortable by column) in ``out_dir``.
 
@@ -812,6 +831,7 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
     rows, pages = [], {}
     for d, e in zip(eval_dirs, evals):
         row = {"model": _short_name(e["model"]["name"], [x["model"]["name"] for x in evals]),
+               "defence": e["model"].get("defence"),  # not in evaluations written before it was recorded
                "clean": e["clean"]["normalised_accuracy"]}
         for policy, snr in budgets:
             hit = next((r for r in e["robust"] if r["policy"] == policy and r["snr_db"] == snr), None)
