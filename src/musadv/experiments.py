@@ -1,4 +1,5 @@
-"""The studies as plans of :func:`musadv.judge.judge`: the demo and the musicnn study (the paper's tables: :mod:`musadv.tables`).
+"""The studies as plans of :func:`musadv.judge.judge`: the demo and the musicnn study (the paper's tables, and Table III
+extended to today's defences: :mod:`musadv.tables`).
 
 The demo trains the paper's four systems and the musicnn study takes musicnn's published
 taggers; both then judge every system under one :class:`~musadv.judge.Plan` and put the
@@ -35,7 +36,8 @@ from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
 
 __all__ = ["Stages", "study_cache", "stderr_log", "DemoSettings", "DEMO_SYSTEMS", "run_demo", "judge_models",
-           "train_demo_systems", "run_musicnn_study", "spread_over_labels", "MUSICNN_STUDY_MODELS"]
+           "train_demo_systems", "train_network", "study_summary", "run_musicnn_study", "spread_over_labels",
+           "MUSICNN_STUDY_MODELS"]
 
 #: The paper's systems as the demo trains them: the DNN, the CDNN, the forest on the DNN's features, the MFCC baseline.
 DEMO_SYSTEMS = ("dnn", "cdnn", "dnn_forest", "mfcc_baseline")
@@ -145,7 +147,8 @@ def _prepare(folder, data_root, data, partition, clips, seconds, seed, progress,
     return {"recordings": len(c.entries), "errors": len(c.errors), "counts": part.counts()}
 
 
-def _train_network(spectra, folder: Path, arch: dict, config: TrainConfig, device, progress: bool, log) -> dict:
+def train_network(spectra, folder: Path, arch: dict, config: TrainConfig, device, progress: bool, log) -> dict:
+    """Train (or resume) one network of a study into ``folder``; its best epoch, as the stage's result."""
     model = train(spectra, arch, folder, config, resume=True, device=device, progress=progress, log=log)
     return {"best_epoch": model.info["training"]["best_epoch"]}
 
@@ -165,10 +168,10 @@ def _train_baseline(spectra, folder: Path, progress: bool) -> dict:
 def train_demo_systems(st: Stages, spectra, models: Path, settings: DemoSettings, device, progress: bool,
                        log: Callable[[str], None]) -> dict[str, Path]:
     """Train (once each) the paper's four systems into ``models/<name>``; their folders by name."""
-    st("train-dnn", partial(_train_network, spectra, models / "dnn", {"arch": "dnn", "hidden": settings.dnn_units},
+    st("train-dnn", partial(train_network, spectra, models / "dnn", {"arch": "dnn", "hidden": settings.dnn_units},
                             TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs,
                                         seed=settings.seed), device, progress, log))
-    st("train-cdnn", partial(_train_network, spectra, models / "cdnn", settings.cdnn_arch(),
+    st("train-cdnn", partial(train_network, spectra, models / "cdnn", settings.cdnn_arch(),
                              TrainConfig(lr=settings.cdnn_lr, batch_size=settings.cdnn_batch,
                                          max_epochs=settings.cdnn_epochs, seed=settings.seed), device, progress, log))
     st("train-forest", partial(_train_forest, spectra, models / "dnn", models / "dnn_forest", settings.trees,
@@ -215,8 +218,8 @@ def judge_models(st: Stages, models: dict, recordings: list, out: Path, plan: Pl
     return verdicts, leaderboard([out / "judgements" / name for name in models], out / "leaderboard")
 
 
-def _study_summary(out: Path, st: Stages, verdicts: dict, rows: list, plan: Plan, report: bool, **more) -> dict:
-    """Write ``summary.json`` (and, with ``report``, ``report.html``) of a judged study."""
+def study_summary(out: Path, st: Stages, verdicts: dict, rows: list, plan: Plan, report: bool, **more) -> dict:
+    """Write ``summary.json`` (and, with ``report``, ``report.html``) of a judged study; ``more``: what else it records."""
     summary = {"systems": verdicts, "leaderboard": rows, "plan": plan.to_dict(), "seconds": dict(st.seconds), **more}
     write_json_atomic(out / "summary.json", summary)
     if report:
@@ -268,7 +271,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
     models = train_demo_systems(st, spectra, out / "models", settings, device, progress, log)
     verdicts, rows = judge_models(st, models, recordings_from_split(spectra, "test"), out, plan, settings.seed, progress,
                                   engine, device, {"cache": str(spectra.path.resolve()), "split": "test"})
-    return _study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data),
+    return study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data),
                           quick=quick, settings={"clips_per_style": settings.clips if data is None else None,
                                                  "fractions": list(settings.fractions) if partition is None else None,
                                                  "dnn_units": settings.dnn_units, "cdnn": settings.cdnn_arch(),
@@ -313,5 +316,5 @@ def run_musicnn_study(out_dir: str | os.PathLike, data: str | os.PathLike, model
     plan = plan or PLANS["quick" if quick else "standard"]
     verdicts, rows = judge_models(st, specs, recordings, out, plan, 0, progress, engine, device,
                                   {"cache": str(spectra.path.resolve()), "split": "test", "genres": covered})
-    return _study_summary(out, st, verdicts, rows, plan, report, data=str(data), quick=quick, tag_map=tag_map,
+    return study_summary(out, st, verdicts, rows, plan, report, data=str(data), quick=quick, tag_map=tag_map,
                           genres=covered)

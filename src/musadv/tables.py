@@ -1,24 +1,36 @@
-"""The paper's Tables I and III as resumable studies (``musadv experiment table1|table3``), beside the paper's numbers.
+"""The paper's Tables I and III as resumable studies (``musadv experiment table1|table3``), beside the paper's numbers;
+and Table III extended to the defences that work on images (``musadv experiment defences``).
 
 Each writes ``TABLE.csv``, ``TABLE.md``, ``table.json`` and ``report.html`` into its output
 directory; its stages are those of :class:`musadv.experiments.Stages` (a rerun reuses them).
+The extended Table III is a plan of :func:`musadv.judge.judge`: every defended system is judged
+under one plan on the same recordings, so that a defence that only masks its gradient meets the
+query-only adversary, and the table is read from the judgements' ``evaluation.json`` files.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import torch
+
+from .certification import certify_recordings
 from .evaluate import evaluate_model
-from .experiments import DemoSettings, Stages, stderr_log, study_cache
-from .io import write_csv_atomic, write_json_atomic
+from .experiments import DemoSettings, Stages, judge_models, stderr_log, study_cache, study_summary, train_network
+from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .judge import PLANS, Plan, read_evaluation
+from .parallel import Engine
 from .runs import recordings_from_split, run_attacks
 from .systems import load_system, train_forest
 from .training import TrainConfig, train
 
-__all__ = ["run_table1", "run_table3", "PAPER_TABLE1", "PAPER_TABLE3"]
+__all__ = ["run_table1", "run_table3", "run_table3_extended", "DefenceSettings", "defence_configs", "defence_table",
+           "certificate_table", "PAPER_TABLE1", "PAPER_TABLE3"]
 
 #: Table I of the paper (GTZAN, DNN features + RF, normalised accuracy %):
 #: (units, layers) -> {"relu": (random partition, fault-filtered), "dropout": (...)}.
@@ -177,3 +189,180 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
 
     write_report(out)
     return rows
+
+
+@dataclass(frozen=True)
+class DefenceSettings:
+    """The defences of the extended Table III and their settings.
+
+    Attributes
+    ----------
+    archs : tuple of {'dnn', 'cdnn'}
+        The networks defended (sizes from :class:`~musadv.experiments.DemoSettings`).
+    adv_snr_db, adv_steps, trades_beta : float, int, float
+        PGD's and TRADES's budget (dB SNR on each element's magnitudes), attack steps and beta.
+    smoothing_snr_db : float
+        The smoothed systems' noise, and the level their bases are trained with (dB below -20 dBFS).
+    smoothing_copies : int
+        Noisy copies per prediction of a smoothed system when it is judged.
+    certify_n0, certify_n : int
+        Copies that select and that bound each recording's certified label.
+    """
+
+    archs: tuple = ("dnn", "cdnn")
+    adv_snr_db: float = 30.0
+    adv_steps: int = 5
+    trades_beta: float = 6.0
+    smoothing_snr_db: float = 30.0
+    smoothing_copies: int = 8
+    certify_n0: int = 100
+    certify_n: int = 1000
+
+
+def defence_configs(base: TrainConfig, defences: DefenceSettings) -> dict[str, TrainConfig]:
+    """Each defended training of one network, by the suffix of its model's name (``noise``: a smoothed system's base)."""
+    attack = dict(adv_snr_db=defences.adv_snr_db, adv_steps=defences.adv_steps)
+    return {"": base, "fgsm": replace(base, adversarial="fgsm", adv_step=0.25),
+            "pgd": replace(base, adversarial="pgd", **attack),
+            "trades": replace(base, adversarial="trades", trades_beta=defences.trades_beta, **attack),
+            "noise": replace(base, noise_snr_db=defences.smoothing_snr_db)}
+
+
+def _f(v, digits=2) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def defence_table(judged: list[tuple[str, dict, dict | None]]) -> tuple[list[str], list[list[str]]]:
+    """The extended Table III's rows, each read from a judgement's evaluation.
+
+    Parameters
+    ----------
+    judged : list of (name, evaluation, baseline evaluation or None)
+        Each system's ``evaluation.json`` (:func:`musadv.judge.read_evaluation`) and that of the
+        undefended system its smallest change is compared with.
+
+    Returns
+    -------
+    header, rows
+        Per system: its defence as recorded, clean and robust normalised accuracy at each budget
+        (the worst over the plan's target policies), the median smallest change (dB SNR) and how
+        many dB larger than the undefended system's it is, the gap between the adversary and the
+        noise controls at 30 dB, and the verdict.
+    """
+    budgets = sorted({r["snr_db"] for _, e, _ in judged for r in e["robust"]}, reverse=True)
+    header = (["system", "defence", "clean"] + [f"robust {b:g} dB" for b in budgets]
+              + ["smallest change, median (dB SNR)", "larger than undefended by (dB)", "gap to noise at 30 dB", "verdict"])
+    rows = []
+    for name, e, base in judged:
+        median = (e["smallest_change"] or {}).get("median_snr_db")
+        base_median = ((base or {}).get("smallest_change") or {}).get("median_snr_db")
+        worst = [min((r["normalised_accuracy"] for r in e["robust"] if r["snr_db"] == b), default=None) for b in budgets]
+        gaps = [r["gap"] for r in e["robust"] if r["snr_db"] == 30.0 and r.get("gap") is not None]
+        rows.append([name, e["model"].get("defence") or "none", _f(e["clean"]["normalised_accuracy"])]
+                    + [_f(w) for w in worst]
+                    + [_f(median, 1), _f(None if base is None or median is None or base_median is None else base_median - median, 1),
+                       _f(max(gaps) if gaps else None), e["headline"]["verdict"]])
+    return header, rows
+
+
+def certificate_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Rows of smoothed systems' certifications, each read from a ``certify.json`` (:mod:`musadv.certification`)."""
+    header = ["smoothed system", "noise (dB below -20 dBFS)", "recordings", "abstained", "certified accuracy at any radius"]
+    budgets = sorted({b for run in runs for b in run["budgets"]}, reverse=True)
+    header += [f"certified at {b:g} dB" for b in budgets] + ["certified SNR, median (min-max)"]
+    rows = []
+    for run in runs:
+        r = run["results"]
+        snr = r["certified_snr_db"]
+        rows.append([run["system"], f"{run['smoothing']['snr_db']:g}", str(r["n_recordings"]), _f(r["abstained"]),
+                     _f(r["certified_accuracy"]["any"])] + [_f(r["certified_accuracy"].get(f"{b:g}")) for b in budgets]
+                    + ["—" if snr is None else f"{snr['median']:.1f} ({snr['min']:.1f}-{snr['max']:.1f})"])
+    return header, rows
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows])
+
+
+def _certify_stage(spec: str, recordings: list, folder: Path, defences: DefenceSettings, budgets, engine, device,
+                   progress: bool) -> dict:
+    system = load_system(spec).to(device)
+    return certify_recordings(system, recordings, folder, n0=defences.certify_n0, n=defences.certify_n, budgets=budgets,
+                              engine=engine, progress=progress)
+
+
+def run_table3_extended(out_dir: str | os.PathLike, data: str | None = None, partition: str | None = None,
+                        quick: bool = False, progress: bool = True, log: Callable[[str], None] = stderr_log,
+                        engine: Engine | None = None, device: torch.device | str = "cpu", plan: Plan | None = None,
+                        settings: DemoSettings | None = None, defences: DefenceSettings = DefenceSettings(),
+                        report: bool = True) -> dict:
+    """Table III extended (``musadv experiment defences``): does any defence make a network hear music?
+
+    Trains each network of ``defences.archs`` plainly, with Alg. 2 (FGSM), with PGD and with TRADES
+    (:mod:`musadv.adversarial_training`), and on noise as the base of a smoothed system
+    (:mod:`musadv.smoothing`); judges every one (the smoothed ones by their votes) under one plan on
+    the test recordings; certifies the smoothed ones; and writes ``table3-extended.md`` and
+    ``.csv`` (:func:`defence_table`, :func:`certificate_table`), the leaderboard, ``summary.json``
+    and ``report.html``.
+
+    Parameters
+    ----------
+    out_dir : path
+    data, partition, quick, progress, log, engine, device
+        As :func:`musadv.experiments.run_demo`.
+    plan : Plan, optional
+        Default: the plan of ``settings`` (``standard``, ``quick`` with ``quick``).
+    settings : DemoSettings, optional
+        Sizes of data and networks (default: :meth:`DemoSettings.for_data`).
+    defences : DefenceSettings
+
+    Returns
+    -------
+    dict
+        The contents of ``summary.json``, with the certifications' results (``certified``).
+    """
+    out = Path(out_dir)
+    st = Stages(out, log)
+    settings = settings or DemoSettings.for_data(data is None, quick)
+    plan = plan or PLANS[settings.plan]
+    spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
+                           settings.clip_seconds, settings.seed, progress, settings.fractions)
+    networks = {"dnn": ({"arch": "dnn", "hidden": settings.dnn_units},
+                        TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs, seed=settings.seed)),
+                "cdnn": (settings.cdnn_arch(), TrainConfig(lr=settings.cdnn_lr, batch_size=settings.cdnn_batch,
+                                                           max_epochs=settings.cdnn_epochs, seed=settings.seed))}
+    specs, baselines, smoothed = {}, {}, {}
+    for arch_name in defences.archs:
+        arch, base = networks[arch_name]
+        for suffix, config in defence_configs(base, defences).items():
+            name = f"{arch_name}_{suffix}" if suffix else arch_name
+            st(f"train-{name}", partial(train_network, spectra, out / "models" / name, arch, config, device, progress, log),
+               settings=asdict(config))
+            if suffix != "noise":
+                specs[name] = str(out / "models" / name)
+            baselines[name] = arch_name
+        name = f"{arch_name}_smoothed"
+        specs[name] = smoothed[name] = (f"smooth:{out / 'models' / f'{arch_name}_noise'}"
+                                        f"@{defences.smoothing_snr_db:g}x{defences.smoothing_copies}")
+        baselines[name] = arch_name
+    recordings = recordings_from_split(spectra, "test")
+    data_id = {"cache": str(spectra.path.resolve()), "split": "test"}
+    verdicts, rows = judge_models(st, specs, recordings, out, plan, settings.seed, progress, engine, device, data_id)
+    certified = {name: st(f"certify-{name}", partial(_certify_stage, spec, recordings, out / "certified" / name, defences,
+                                                    plan.budgets_db, engine, device, progress),
+                          settings={"n0": defences.certify_n0, "n": defences.certify_n})
+                 for name, spec in smoothed.items()}
+    evaluations = {name: read_evaluation(out / "judgements" / name) for name in specs}
+    header, table = defence_table([(name, e, evaluations[baselines[name]] if baselines[name] != name else None)
+                                   for name, e in evaluations.items()])
+    cert_header, cert_rows = certificate_table([json.loads((out / "certified" / name / "certify.json").read_text())
+                                                for name in smoothed])
+    write_csv_atomic(out / "table3-extended.csv", [dict(zip(header, r)) for r in table], header)
+    title = (f"Table III extended: each defence judged under the {plan.name} plan on {len(recordings)} test recordings "
+             f"({'built-in data' if data is None else data}); the smallest change beside the undefended network's")
+    lines = [f"# {title}", "", *_markdown(header, table), "", "Smoothed systems' certificates (Cohen et al.'s CERTIFY, "
+             f"n = {defences.certify_n}):", "", *_markdown(cert_header, cert_rows)]
+    write_bytes_atomic(out / "table3-extended.md", ("\n".join(lines) + "\n").encode())
+    return study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data), quick=quick,
+                         defences=asdict(defences), certified=certified)
