@@ -71,3 +71,25 @@ def test_an_interrupted_run_resumes_to_the_same_weights(learn_cache, tmp_path, a
     assert [h["epoch"] for h in resumed.info["training"]["history"]] == [0, 1, 2, 3]
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_a_checkpoint_written_before_a_setting_existed_resumes_with_its_default(learn_cache, tmp_path):
+    arch = {"arch": "dnn", "hidden": 16, "layers": 3, "dropout": 0.0}
+    cfg = TrainConfig(max_epochs=2, batch_size=256)
+
+    def stop_after_one(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(learn_cache, arch, tmp_path / "cut", cfg, on_epoch=stop_after_one, **QUIET)
+    meta = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    for newer in ("adv_snr_db", "adv_steps", "trades_beta", "noise_snr_db"):  # settings added after such checkpoints
+        del meta["run"]["train"][newer]
+    (tmp_path / "cut" / "checkpoint.json").write_text(json.dumps(meta))
+    resumed = train(learn_cache, arch, tmp_path / "cut", cfg, resume=True, **QUIET)
+    assert [h["epoch"] for h in resumed.info["training"]["history"]] == [0, 1]
+    # A setting that is not at its default is still another run.
+    meta["run"]["train"]["trades_beta"] = 1.0
+    (tmp_path / "cut" / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(MusadvError, match="other settings"):
+        train(learn_cache, arch, tmp_path / "cut", cfg, resume=True, **QUIET)

@@ -116,7 +116,9 @@ class SmoothedClassifier(AudioClassifier):
         self.path = None
         self.info = {"factory": spec or f"smooth:{base.info.get('factory') or base.path}@{self.snr_db:g}x{self.n}",
                      "smoothing": {"snr_db": self.snr_db, "sigma": self.sigma, "reference_rms": REFERENCE_RMS,
-                                   "n": self.n, "seed": self.seed}, "base": base.info}
+                                   "n": self.n, "seed": self.seed}, "base": base.info,
+                     # The base's data is the smoothed system's: commands that default to a model's cache find it.
+                     **({"data": base.info["data"]} if "data" in base.info else {})}
 
     def to(self, device) -> "SmoothedClassifier":
         self.base = self.base.to(device)

@@ -319,6 +319,8 @@ def train(
         if not resume:
             raise MusadvError(f"{out}: holds a checkpoint of an earlier run; use --resume to continue it or choose another --out")
         meta, best_state = _load_checkpoint(out, model, optimizer)
+        # Settings added since the checkpoint was written read as their defaults, which is what it trained with.
+        meta["run"]["train"] = {**asdict(TrainConfig()), **meta["run"]["train"]}
         if meta["run"] != json.loads(json.dumps(run)):
             raise MusadvError(f"{out}: the checkpoint was made with other settings; cannot resume with these")
         history, best, stale = meta["history"], meta["best"], meta["stale"]
