@@ -64,15 +64,17 @@ ADVERSARIAL = (("plain", {}), ("fgsm joined", {"adversarial": "fgsm"}),
                ("fgsm half replaced", {"adversarial": "fgsm", "adv_fraction": 0.5}),
                ("pgd-5 joined", {"adversarial": "pgd", "adv_steps": 5}),
                ("pgd-5 replaced", {"adversarial": "pgd", "adv_steps": 5, "adv_fraction": 1.0}),
-               ("trades-5", {"adversarial": "trades", "adv_steps": 5}))
+               ("trades-5", {"adversarial": "trades", "adv_steps": 5}),
+               ("noise 30 dB", {"noise_snr_db": 30.0}))
 
 
 def adversarial_epoch_costs(cache, name, arch, base, work, repeats):
-    """Epoch time of each adversarial training against a plain epoch of the same network.
+    """Epoch time of each adversarial training (and of training on noise, a smoothed system's base) against a
+    plain epoch of the same network.
 
     Expected from the passes each adds (forward + input gradient ~ one training pass): FGSM joined
     ~3x (the doubled batch and the sign step), half replaced ~1.5x; PGD with k steps k + 1 passes
-    on the batch, joined k + 2; TRADES k + 1 plus the attacked forward.
+    on the batch, joined k + 2; TRADES k + 1 plus the attacked forward; noise only its draws.
     """
     best = {}
     folder = work / "adversarial" / name
