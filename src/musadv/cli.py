@@ -906,7 +906,7 @@ def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, al
         raise click.UsageError("certify smooths MODEL itself at --sigma-snr: give the base model, not smooth:...")
     base = _load_any_model(model_spec, device)
     recordings, _ = _labelled_recordings(base, model_spec, files, cache_dir, split, limit)
-    system = SmoothedClassifier(base, sigma_snr, seed=seed, batch=batch)
+    system = SmoothedClassifier(base, sigma_snr, seed=seed, batch=batch, spec=f"smooth:{model_spec}@{sigma_snr:g}")
     r = certify_recordings(system, recordings, out, n0=n0, n=n, alpha=alpha, budgets=_snr_levels(budgets),
                            engine=engine, progress=not quiet)
     acc = r["certified_accuracy"]
