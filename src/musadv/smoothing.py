@@ -95,6 +95,8 @@ class SmoothedClassifier(AudioClassifier):
         reproducible judgement), any change to it draws new noise.
     batch : int
         Copies analysed and labelled together.
+    spec : str, optional
+        How messages and judgements name it (default ``smooth:BASE@SNRxN``).
 
     Attributes
     ----------
