@@ -66,3 +66,14 @@ def test_a_smoothed_model_goes_wherever_a_model_goes(trained_dnn, learn_cache):
     assert sum(shares.values()) == pytest.approx(1.0) and all(round(8 * v, 9) == int(round(8 * v)) for v in shares.values())
     refused = run_musadv("certify", f"smooth:{trained_dnn.path}@20", "--sigma-snr", "20", "--out", "x")
     assert refused.returncode == 2 and "give the base model" in refused.stderr
+
+
+def test_a_recording_that_cannot_be_certified_is_one_line_and_a_row_of_errors_csv(trained_dnn, tmp_path):
+    (tmp_path / "ambient").mkdir()
+    (tmp_path / "ambient" / "broken.wav").write_text("not audio")
+    done = run_musadv("certify", trained_dnn.path, tmp_path / "ambient" / "broken.wav", "--sigma-snr", "30", "-n", "10",
+                      "--n0", "5", "--out", tmp_path / "out", "--quiet")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"1 of 1 recordings could not be certified: see {tmp_path / 'out' / 'errors.csv'}"]
+    rows = list(csv.DictReader(open(tmp_path / "out" / "errors.csv")))
+    assert len(rows) == 1 and "broken.wav" in rows[0]["error"]

@@ -145,7 +145,8 @@ def summarise_certify(out_dir: str | os.PathLike) -> dict:
         "abstained": sum(r["label"] == ABSTAIN for r in records) / n_rec if n_rec else None,
         "certified_accuracy": accuracy,
         "certified_snr_db": ({"median": float(np.median(snrs)), "min": min(snrs), "max": max(snrs)} if snrs else None),
-        "noise_snr_db": float(np.median([r["noise_snr_db"] for r in records])) if records else None,
+        # A silent recording has no finite noise SNR.
+        "noise_snr_db": float(np.median(noise)) if (noise := [r["noise_snr_db"] for r in records if r["noise_snr_db"] is not None]) else None,
         "seconds_per_copy": (sum(r["seconds"] for r in records) / sum(r["copies"] for r in records)) if records else None,
     }
     write_json_atomic(out / "certify.json", {**run, "results": results})

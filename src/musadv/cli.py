@@ -909,13 +909,16 @@ def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, al
     system = SmoothedClassifier(base, sigma_snr, seed=seed, batch=batch, spec=f"smooth:{model_spec}@{sigma_snr:g}")
     r = certify_recordings(system, recordings, out, n0=n0, n=n, alpha=alpha, budgets=_snr_levels(budgets),
                            engine=engine, progress=not quiet)
+    if not r["n_recordings"]:
+        _exit_if_skipped(len(recordings), len(recordings), "recording", "certified", out)
     acc = r["certified_accuracy"]
     click.echo(f"{out}: {r['n_recordings']} recordings, abstained {r['abstained']:.2f}, certified accuracy "
                + ", ".join(f"{k} dB {v:.2f}" if k != "any" else f"at any radius {v:.2f}" for k, v in acc.items()))
     snr = r["certified_snr_db"]
     if snr:
+        noise = "" if r["noise_snr_db"] is None else f"; noise {r['noise_snr_db']:.1f} dB below the recordings (median)"
         click.echo(f"certified SNR of the correct certificates: median {snr['median']:.1f} dB (min {snr['min']:.1f}, "
-                   f"max {snr['max']:.1f}); noise {r['noise_snr_db']:.1f} dB below the recordings (median)")
+                   f"max {snr['max']:.1f}){noise}")
     _exit_if_skipped(len(recordings) - r["n_recordings"], len(recordings), "recording", "certified", out)
 
 
