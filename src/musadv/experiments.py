@@ -36,7 +36,7 @@ from .systems import load_system, train_baseline, train_forest
 from .training import TrainConfig, train
 
 __all__ = ["Stages", "study_cache", "stderr_log", "DemoSettings", "DEMO_SYSTEMS", "run_demo", "judge_models",
-           "train_demo_systems", "train_network", "study_summary", "run_musicnn_study", "spread_over_labels",
+           "train_demo_systems", "train_network", "open_study", "study_summary", "run_musicnn_study", "spread_over_labels",
            "MUSICNN_STUDY_MODELS"]
 
 #: The paper's systems as the demo trains them: the DNN, the CDNN, the forest on the DNN's features, the MFCC baseline.
@@ -121,8 +121,19 @@ class DemoSettings:
                        attack=AttackConfig(snr_db=15.0, threshold=0.9, max_iter=30))
         return cls(dnn_units=500, dnn_epochs=40, cdnn_epochs=8, trees=500)
 
+    def dnn_arch(self) -> dict:
+        return {"arch": "dnn", "hidden": self.dnn_units}
+
     def cdnn_arch(self) -> dict:
         return {"arch": "cdnn", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.cdnn}}
+
+    def dnn_config(self) -> TrainConfig:
+        """The DNN's training settings, seeded by :attr:`seed`."""
+        return TrainConfig(lr=self.dnn_lr, batch_size=self.dnn_batch, max_epochs=self.dnn_epochs, seed=self.seed)
+
+    def cdnn_config(self) -> TrainConfig:
+        """The CDNN's training settings, seeded by :attr:`seed`."""
+        return TrainConfig(lr=self.cdnn_lr, batch_size=self.cdnn_batch, max_epochs=self.cdnn_epochs, seed=self.seed)
 
 
 def study_cache(st: Stages, stage: str, folder: Path, data_root: Path, data: str | None, partition: str | None,
@@ -135,6 +146,25 @@ def study_cache(st: Stages, stage: str, folder: Path, data_root: Path, data: str
     """
     st(stage, partial(_prepare, folder, data_root, data, partition, clips, seconds, seed, progress, fractions, stft))
     return cache_mod.SpectraCache(folder)
+
+
+def open_study(out_dir: str | os.PathLike, data: str | None, partition: str | None, quick: bool,
+               settings: DemoSettings | None, plan: Plan | None, progress: bool, log: Callable[[str], None]):
+    """What a study of trained systems starts from: its folder, its stages, its sizes (default
+    :meth:`DemoSettings.for_data`), its plan (default the sizes' own) and its prepared cache.
+
+    Returns
+    -------
+    tuple
+        ``(out, stages, settings, plan, spectra)``.
+    """
+    out = Path(out_dir)
+    st = Stages(out, log)
+    settings = settings or DemoSettings.for_data(data is None, quick)
+    plan = plan or PLANS[settings.plan]
+    spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
+                           settings.clip_seconds, settings.seed, progress, settings.fractions)
+    return out, st, settings, plan, spectra
 
 
 def _prepare(folder, data_root, data, partition, clips, seconds, seed, progress, fractions, stft) -> dict:
@@ -168,12 +198,10 @@ def _train_baseline(spectra, folder: Path, progress: bool) -> dict:
 def train_demo_systems(st: Stages, spectra, models: Path, settings: DemoSettings, device, progress: bool,
                        log: Callable[[str], None]) -> dict[str, Path]:
     """Train (once each) the paper's four systems into ``models/<name>``; their folders by name."""
-    st("train-dnn", partial(train_network, spectra, models / "dnn", {"arch": "dnn", "hidden": settings.dnn_units},
-                            TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs,
-                                        seed=settings.seed), device, progress, log))
-    st("train-cdnn", partial(train_network, spectra, models / "cdnn", settings.cdnn_arch(),
-                             TrainConfig(lr=settings.cdnn_lr, batch_size=settings.cdnn_batch,
-                                         max_epochs=settings.cdnn_epochs, seed=settings.seed), device, progress, log))
+    st("train-dnn", partial(train_network, spectra, models / "dnn", settings.dnn_arch(), settings.dnn_config(), device,
+                            progress, log))
+    st("train-cdnn", partial(train_network, spectra, models / "cdnn", settings.cdnn_arch(), settings.cdnn_config(), device,
+                             progress, log))
     st("train-forest", partial(_train_forest, spectra, models / "dnn", models / "dnn_forest", settings.trees,
                                settings.seed, device, progress))
     st("train-baseline", partial(_train_baseline, spectra, models / "mfcc_baseline", progress))
@@ -262,12 +290,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         The contents of ``summary.json``: each system's headline (``systems``), the leaderboard's
         rows, the plan and the seconds of every stage.
     """
-    out = Path(out_dir)
-    st = Stages(out, log)
-    settings = settings or DemoSettings.for_data(data is None, quick)
-    plan = plan or PLANS[settings.plan]
-    spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
-                           settings.clip_seconds, settings.seed, progress, settings.fractions)
+    out, st, settings, plan, spectra = open_study(out_dir, data, partition, quick, settings, plan, progress, log)
     models = train_demo_systems(st, spectra, out / "models", settings, device, progress, log)
     verdicts, rows = judge_models(st, models, recordings_from_split(spectra, "test"), out, plan, settings.seed, progress,
                                   engine, device, {"cache": str(spectra.path.resolve()), "split": "test"})

@@ -21,16 +21,16 @@ import torch
 
 from .certification import certify_recordings
 from .evaluate import evaluate_model
-from .experiments import DemoSettings, Stages, judge_models, stderr_log, study_cache, study_summary, train_network
+from .experiments import DemoSettings, Stages, judge_models, open_study, stderr_log, study_cache, study_summary, train_network
 from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
-from .judge import PLANS, Plan, read_evaluation
+from .judge import Plan, read_evaluation
 from .parallel import Engine
 from .runs import recordings_from_split, run_attacks
 from .systems import load_system, train_forest
 from .training import TrainConfig, train
 
 __all__ = ["run_table1", "run_table3", "run_table3_extended", "DefenceSettings", "defence_configs", "defence_table",
-           "certificate_table", "PAPER_TABLE1", "PAPER_TABLE3"]
+           "certificate_table", "markdown_table", "PAPER_TABLE1", "PAPER_TABLE3"]
 
 #: Table I of the paper (GTZAN, DNN features + RF, normalised accuracy %):
 #: (units, layers) -> {"relu": (random partition, fault-filtered), "dropout": (...)}.
@@ -54,12 +54,16 @@ PAPER_TABLE3 = {
 }
 
 
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    """The lines of a Markdown table (a ``|`` inside a cell is written ``/``)."""
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows])
+
+
 def _write_table(out: Path, name: str, title: str, header: list[str], rows: list[list]) -> None:
     write_json_atomic(out / "table.json", {"title": title, "header": header, "rows": rows})
     write_csv_atomic(out / f"{name}.csv", [dict(zip(header, r)) for r in rows], header)
-    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join([f"# {title}", "", *markdown_table(header, rows)]) + "\n")
 
 
 def run_table1(out_dir: str | os.PathLike, data: str | None = None, partition_files: list[str] | None = None,
@@ -280,9 +284,7 @@ def certificate_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows])
+
 
 
 def _certify_stage(spec: str, recordings: list, folder: Path, defences: DefenceSettings, budgets, engine, device,
@@ -322,16 +324,8 @@ def run_table3_extended(out_dir: str | os.PathLike, data: str | None = None, par
     dict
         The contents of ``summary.json``, with the certifications' results (``certified``).
     """
-    out = Path(out_dir)
-    st = Stages(out, log)
-    settings = settings or DemoSettings.for_data(data is None, quick)
-    plan = plan or PLANS[settings.plan]
-    spectra = study_cache(st, "prepare", out / "cache", out / "data", data, partition, settings.clips,
-                           settings.clip_seconds, settings.seed, progress, settings.fractions)
-    networks = {"dnn": ({"arch": "dnn", "hidden": settings.dnn_units},
-                        TrainConfig(lr=settings.dnn_lr, batch_size=settings.dnn_batch, max_epochs=settings.dnn_epochs, seed=settings.seed)),
-                "cdnn": (settings.cdnn_arch(), TrainConfig(lr=settings.cdnn_lr, batch_size=settings.cdnn_batch,
-                                                           max_epochs=settings.cdnn_epochs, seed=settings.seed))}
+    out, st, settings, plan, spectra = open_study(out_dir, data, partition, quick, settings, plan, progress, log)
+    networks = {"dnn": (settings.dnn_arch(), settings.dnn_config()), "cdnn": (settings.cdnn_arch(), settings.cdnn_config())}
     specs, baselines, smoothed = {}, {}, {}
     for arch_name in defences.archs:
         arch, base = networks[arch_name]
@@ -361,8 +355,8 @@ def run_table3_extended(out_dir: str | os.PathLike, data: str | None = None, par
     write_csv_atomic(out / "table3-extended.csv", [dict(zip(header, r)) for r in table], header)
     title = (f"Table III extended: each defence judged under the {plan.name} plan on {len(recordings)} test recordings "
              f"({'built-in data' if data is None else data}); the smallest change beside the undefended network's")
-    lines = [f"# {title}", "", *_markdown(header, table), "", "Smoothed systems' certificates (Cohen et al.'s CERTIFY, "
-             f"n = {defences.certify_n}):", "", *_markdown(cert_header, cert_rows)]
+    lines = [f"# {title}", "", *markdown_table(header, table), "", "Smoothed systems' certificates (Cohen et al.'s CERTIFY, "
+             f"n = {defences.certify_n}):", "", *markdown_table(cert_header, cert_rows)]
     write_bytes_atomic(out / "table3-extended.md", ("\n".join(lines) + "\n").encode())
     return study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data), quick=quick,
                          defences=asdict(defences), certified=certified)
