@@ -254,7 +254,15 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
     table = list(csv.DictReader(open(tmp_path / "board" / "leaderboard.csv")))
     assert [t["model"] for t in table] == [r["model"] for r in rows]
     assert "gradient" in next(t["flags"] for t in table if t["model"] == "tests:rounded")
-    assert "<th>all_wrong 20 dB</th>" in (tmp_path / "board" / "leaderboard.html").read_text()
+    page = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert "<th>all_wrong 20 dB</th>" in page and 'href="../a/report.html"' in page
+    # An evaluation kept on its own file is an entry like any other, with no page to link to.
+    kept = tmp_path / "kept" / "dnn.json"
+    kept.parent.mkdir()
+    kept.write_bytes((tmp_path / "a" / "evaluation.json").read_bytes())
+    assert leaderboard([kept, tmp_path / "b"], tmp_path / "board3") == rows
+    page = (tmp_path / "board3" / "leaderboard.html").read_text()
+    assert page.count("href=") == 1 and 'href="../b/report.html"' in page
     judge(trained_dnn, recordings[:3], tmp_path / "c", PLAN, progress=False)
     with pytest.raises(MusadvError, match="another data"):
         leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2")

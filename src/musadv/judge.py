@@ -812,6 +812,9 @@ def defence(system: AudioClassifier) -> str | None:
 def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, mixed: bool = False) -> list[dict]:
     """One row per evaluation (Markdown, CSV and a page sortable by column) in ``out_dir``.
 
+    ``eval_dirs`` are judgement folders or ``evaluation.json`` files kept on their own; a model's
+    name links to its judgement's ``report.html`` where one lies beside its evaluation.
+
     Evaluations of different protocols, plans or data are refused unless ``mixed``, and then
     the table says so.
     """
@@ -842,7 +845,9 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
         row["flags"] = "; ".join(f["flag"] for f in e["flags"])
         row["verdict"] = e["headline"]["verdict"]
         rows.append(row)
-        pages[id(row)] = os.path.relpath(Path(d).resolve() / "report.html", Path(out_dir).resolve())
+        # An evaluation kept on its own (as the docs keep the leaderboard's entries) has no page to link to.
+        report = (Path(d) if Path(d).is_dir() else Path(d).parent).resolve() / "report.html"
+        pages[id(row)] = os.path.relpath(report, Path(out_dir).resolve()) if report.is_file() else None
     first = f"{budgets[0][0]} {budgets[0][1]:g} dB" if budgets else "clean"
     # Most robust first, but a robustness the flags leave unproven never leads: it goes after the rest.
     unproven = {id(row): any(f["flag"] in MASKING_FLAGS for f in e["flags"]) for row, e in zip(rows, evals)}
@@ -864,8 +869,8 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
 
     def html_cell(r, c):
         # Each model links to its judgement's page.
-        text = esc(cell(r[c]))
-        return f'<td><a href="{esc(Path(pages[id(r)]).as_posix())}">{text}</a></td>' if c == "model" else f"<td>{text}</td>"
+        text, page = esc(cell(r[c])), pages[id(r)]
+        return f'<td><a href="{esc(Path(page).as_posix())}">{text}</a></td>' if c == "model" and page else f"<td>{text}</td>"
 
     body = "".join("<tr>" + "".join(html_cell(r, c) for c in columns) + "</tr>" for r in rows)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>musadv leaderboard</title>
