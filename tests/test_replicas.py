@@ -7,7 +7,8 @@ import torch
 from musadv.attack import AttackConfig, attack
 from musadv.errors import MusadvError
 from musadv.interface import unit_phase
-from musadv.replicas import MFCCReplica, as_surrogate
+from musadv.replicas import MFCCReplica, SmoothedReplica, as_surrogate, own_surrogate
+from musadv.smoothing import SmoothedClassifier
 from musadv.spectral import complex_abs, stft
 from musadv.systems import load_system, zero_crossing_rate
 
@@ -72,3 +73,36 @@ def test_a_surrogate_is_a_network_or_the_replica_of_a_baseline(trained_dnn, fore
     assert isinstance(as_surrogate(load_system(baseline)), MFCCReplica)
     with pytest.raises(MusadvError, match="ForestSystem has no gradient and no differentiable replica"):
         as_surrogate(load_system(forest))
+
+
+def _mags(system, learn_cache):
+    y = learn_cache.signal(learn_cache.split("test")[0])
+    return complex_abs(stft(torch.from_numpy(y), system.stft))
+
+
+def test_a_smoothed_systems_replica_is_its_base_where_the_noise_is_negligible(trained_dnn, learn_cache):
+    replica = own_surrogate(SmoothedClassifier(trained_dnn, snr_db=200.0, n=8))
+    assert isinstance(replica, SmoothedReplica) and replica.guide is trained_dnn
+    mags = _mags(trained_dnn, learn_cache)
+    with torch.no_grad():
+        got = replica.probabilities(replica.logits(mags))
+        want = trained_dnn.probabilities(trained_dnn.logits(mags))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_smoothed_systems_replica_averages_its_base_over_the_noise_and_repeats_on_the_same_input(trained_dnn,
+                                                                                                  learn_cache):
+    smoothed = SmoothedClassifier(trained_dnn, snr_db=10.0, n=8)
+    replica = SmoothedReplica(smoothed, trained_dnn, draws=4)
+    mags = _mags(trained_dnn, learn_cache).requires_grad_()
+    first = replica.logits(mags)
+    first.logsumexp(-1).sum().backward()
+    assert mags.grad.abs().sum() > 0
+    with torch.no_grad():
+        # The same magnitudes draw the same noise.
+        torch.testing.assert_close(replica.logits(mags), first.detach(), rtol=0, atol=0)
+        # Noise 10 dB below a -20 dBFS recording changes what the base says of its frames.
+        base = trained_dnn.probabilities(trained_dnn.logits(mags))
+        mean = replica.probabilities(first)
+        assert (mean - base).abs().max() > 0.1
+        torch.testing.assert_close(mean.sum(-1), torch.ones(len(mean)))

@@ -258,7 +258,8 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
     surrogate : DifferentiableClassifier, optional
         Guides the query-only adversary (:mod:`musadv.queries`); by default the network a feature
         system carries (:func:`musadv.replicas.own_surrogate`: a forest's DNN, the MFCC
-        baseline's replica), none for other models. Recorded with the protocol.
+        baseline's replica, a smoothed system's replica), none for other models. Recorded with
+        the protocol.
 
     Returns
     -------

@@ -9,6 +9,11 @@ STFT; only the zero-crossing rate, a count of sign changes, is taken from the wa
 constant. A replica is built from the system's parameters (its model file): an attack it guides
 is gray-box, which the run records (the surrogate's name and SHA-256).
 
+A smoothed system (:mod:`musadv.smoothing`) has no gradient either: its label is a vote. Its
+:class:`SmoothedReplica` is its base's element probabilities averaged over noisy copies of the
+magnitudes, the expectation over the noise that Salman et al. (2019) attack a smoothed classifier
+through; its gradient is that of the base, averaged over the noise the vote sees.
+
 :func:`as_surrogate` turns what a user names with ``--surrogate`` into a network with a gradient;
 :func:`own_surrogate` is the one a feature system carries (what ``musadv judge`` uses by default).
 """
@@ -24,10 +29,10 @@ from .errors import MusadvError
 from .features import texture_starts
 from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .spectral import istft
-from .smoothing import SmoothedClassifier
+from .smoothing import SmoothedClassifier, noisy_magnitudes
 from .systems import ForestSystem, MFCCBaseline, zero_crossing_rate
 
-__all__ = ["MFCCReplica", "as_surrogate", "own_surrogate"]
+__all__ = ["MFCCReplica", "SmoothedReplica", "as_surrogate", "own_surrogate"]
 
 #: librosa.power_to_db's defaults, which :func:`musadv.systems.mfcc_zcr` uses: a floor of 1e-10 on the
 #: power, reference 1, and decibels clipped at 80 dB under the recording's loudest.
@@ -118,12 +123,52 @@ class MFCCReplica(torch.nn.Module, DifferentiableClassifier):
             return self.probabilities(self.window_logits(self.window_features(mags, zcr)).float()).numpy()
 
 
+class SmoothedReplica(torch.nn.Module, DifferentiableClassifier):
+    """A smoothed system as a network: its base's element probabilities averaged over noisy copies.
+
+    Each call draws ``draws`` copies of the magnitudes as the smoothing noise would leave them
+    (:func:`musadv.smoothing.noisy_magnitudes`, differentiable in the magnitudes), takes the mean of
+    the base's element probabilities over them, and returns it as logits (its logarithm; its logit
+    for a base of independent sigmoids). The draws are seeded by the smoothed system's seed and the
+    magnitudes' bytes, as the system's own noise is by the waveform's: the same iterate gets the same
+    gradient, and a judgement repeats.
+
+    Parameters
+    ----------
+    smoothed : SmoothedClassifier
+        The system replicated (its noise level and seed).
+    guide : DifferentiableClassifier
+        Its base as a network: the base itself, or the base's own replica.
+    draws : int
+        Noisy copies per call.
+    """
+
+    def __init__(self, smoothed: SmoothedClassifier, guide: DifferentiableClassifier, draws: int = 8):
+        torch.nn.Module.__init__(self)
+        if not draws >= 1:
+            raise ValueError(f"a smoothed replica needs at least one noisy copy per call, got draws={draws}")
+        self.smoothed, self.guide, self.draws = smoothed, guide, int(draws)
+        self.labels, self.stft, self.element_frames = guide.labels, guide.stft, guide.element_frames
+        self.activation, self.needs_signal = guide.activation, guide.needs_signal
+        self.info, self.path = {**smoothed.info, "replica_of": system_name(smoothed), "draws": self.draws}, None
+
+    def logits(self, mags: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
+        generator = self.smoothed.generator(mags.detach().cpu().numpy().ravel(), stream=3)
+        if mags.device.type != "cpu":
+            generator = torch.Generator(mags.device).manual_seed(generator.initial_seed())
+        mean = sum(self.guide.probabilities(self.guide.logits(
+            noisy_magnitudes(mags, self.smoothed.sigma, self.stft, generator), phase)) for _ in range(self.draws)) / self.draws
+        mean = mean.clamp(1e-12, 1 - 1e-7)
+        return torch.logit(mean) if self.activation == "sigmoid" else torch.log(mean)
+
+
 def own_surrogate(system: AudioClassifier) -> DifferentiableClassifier | None:
     """The network inside a feature system, to guide a query-only attack of it: a forest's DNN (whose
-    activations it votes on), the MFCC baseline's :class:`MFCCReplica`, a smoothed system's base (or
-    the base's own); None for any other system."""
+    activations it votes on), the MFCC baseline's :class:`MFCCReplica`, a smoothed system's
+    :class:`SmoothedReplica` of its base (or of the base's own); None for any other system."""
     if isinstance(system, SmoothedClassifier):
-        return system.base if isinstance(system.base, DifferentiableClassifier) else own_surrogate(system.base)
+        guide = system.base if isinstance(system.base, DifferentiableClassifier) else own_surrogate(system.base)
+        return None if guide is None else SmoothedReplica(system, guide)
     if isinstance(system, ForestSystem):
         return system.dnn
     if isinstance(system, MFCCBaseline):
