@@ -1,6 +1,7 @@
 """musadv.judge: one verdict for any model, written to evaluation.json, and the leaderboard of several."""
 
 import csv
+import importlib.util
 import json
 import re
 from dataclasses import replace
@@ -9,11 +10,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from musadv.errors import MusadvError
 from musadv.evaluate import figures_of_merit
-from musadv.interface import DifferentiableClassifier
 from musadv.judge import Plan, defence, flat_success, headline, judge, leaderboard, read_evaluation, read_plan
 from musadv.identity import system_sha256
 from musadv.runs import recordings_from_split
@@ -26,16 +25,17 @@ PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=300, contr
 QUERIES_THAT_FOOL_SOME = 300
 
 
-class Rounded(torch.nn.Module, DifferentiableClassifier):
-    """A network behind a front end that rounds its input: the same labels, a zero gradient."""
+def _shipped_front_end():
+    """The leaderboard's masked-gradient model, as the docs ship it (docs/leaderboard-gtzan-mini/fe.py)."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "leaderboard-gtzan-mini" / "fe.py"
+    spec = importlib.util.spec_from_file_location("fe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def __init__(self, net):
-        super().__init__()
-        self.net, self.labels, self.stft, self.element_frames = net, net.labels, net.stft, net.element_frames
-        self.info, self.path = {"factory": "tests:rounded"}, None
 
-    def logits(self, mags, phase=None):
-        return self.net.logits(torch.round(mags / 1e-3) * 1e-3)
+#: A network behind a front end that rounds its input: the same labels, a zero gradient.
+Rounded = _shipped_front_end().Rounded
 
 
 def _recordings(cache, n=6):
@@ -249,12 +249,12 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
     rows = leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "board")
     # Ranked by the first robust column, most robust first; the rounding model's robustness is unproven (its
     # gradient is masked), so it comes last whatever its figure.
-    assert len(rows) == 2 and rows[-1]["model"] == "tests:rounded"
+    assert len(rows) == 2 and rows[-1]["model"] == "fe:rounded"
     # A model directory goes by its folder, a factory by its spec.
-    assert {r["model"] for r in rows} == {Path(trained_dnn.path).name, "tests:rounded"}
+    assert {r["model"] for r in rows} == {Path(trained_dnn.path).name, "fe:rounded"}
     table = list(csv.DictReader(open(tmp_path / "board" / "leaderboard.csv")))
     assert [t["model"] for t in table] == [r["model"] for r in rows]
-    assert "gradient" in next(t["flags"] for t in table if t["model"] == "tests:rounded")
+    assert "gradient" in next(t["flags"] for t in table if t["model"] == "fe:rounded")
     page = (tmp_path / "board" / "leaderboard.html").read_text()
     assert "<th>all_wrong 20 dB</th>" in page and 'href="../a/report.html"' in page
     # An evaluation kept on its own file is an entry like any other, with no page to link to.
