@@ -34,6 +34,10 @@ def test_certified_accuracies_are_those_of_the_written_certificates(certified):
     for r in correct:
         assert float(r["radius"]) > 0 and float(r["certified_snr_db"]) > float(r["noise_snr_db"])
     assert f"certified accuracy 90 dB {results['certified_accuracy']['90']:.2f}" in done.stdout
+    # PREDICT's figures are those of its written labels; an abstention is not correct.
+    assert results["predict_accuracy"] == sum(r["predicted"] == r["true"] for r in rows) / len(rows)
+    assert results["predict_abstained"] == sum(r["predicted"] == "(abstain)" for r in rows) / len(rows)
+    assert {r["predicted"] for r in rows} <= {r["true"] for r in rows} | {r["label"] for r in rows} | {"(abstain)"}
 
 
 def test_a_certification_resumes_with_the_same_certificates_and_refuses_other_settings(certified, trained_dnn):

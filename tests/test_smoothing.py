@@ -12,7 +12,7 @@ from musadv.errors import AudioError
 from musadv.interface import AudioClassifier, Prediction
 from musadv.recording import Recording
 from musadv.runs import recordings_from_split, run_attacks
-from musadv.smoothing import ABSTAIN, REFERENCE_RMS, SmoothedClassifier, certify
+from musadv.smoothing import ABSTAIN, REFERENCE_RMS, SmoothedClassifier, certify, predict, predict_from_votes
 from musadv.spectral import STFTConfig
 
 
@@ -84,6 +84,25 @@ def test_a_split_vote_abstains():
     system = SmoothedClassifier(Loudness(REFERENCE_RMS * 10 ** (-20 / 20)), snr_db=20.0, n=10)
     c = certify(system, np.zeros(22050, np.float32), n0=50, n=200)
     assert c.label == ABSTAIN and c.radius == 0.0 and c.p_lower < 0.5
+
+
+def test_predict_gives_the_top_label_only_where_a_binomial_test_tells_it_from_the_runner_up():
+    labels = ["a", "b", "c"]
+    # 60 against 40 is a tie at alpha 0.001 (two-sided p 0.057); 70 against 30 is not (p 7.9e-5).
+    assert predict_from_votes(np.array([5, 60, 40]), labels, alpha=0.001) == ABSTAIN
+    assert predict_from_votes(np.array([0, 70, 30]), labels, alpha=0.001) == "b"
+    assert predict_from_votes(np.array([5, 60, 40]), labels, alpha=0.1) == "b"
+    # Only the top two are tested: 70 against 25 is clear (p 4e-6), though 70 against the other 50 is not.
+    assert predict_from_votes(np.array([25, 70, 25]), labels, alpha=0.001) == "b"
+
+
+def test_predict_abstains_on_a_split_vote_and_certificates_carry_it():
+    clear = SmoothedClassifier(Loudness(-1.0), snr_db=20.0)
+    assert predict(clear, 0.1 * np.ones(22050, np.float32), n=100) == "loud"
+    split = SmoothedClassifier(Loudness(REFERENCE_RMS * 10 ** (-20 / 20)), snr_db=20.0)
+    assert predict(split, np.zeros(22050, np.float32), n=100) == ABSTAIN
+    assert certify(split, np.zeros(22050, np.float32), n0=50, n=100).predicted == ABSTAIN
+    assert certify(clear, 0.1 * np.ones(22050, np.float32), n0=50, n=100).predicted == "loud"
 
 
 def test_no_adversarial_example_musadv_finds_lies_within_the_certified_radius(trained_dnn, learn_cache, tmp_path):

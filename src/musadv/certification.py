@@ -30,7 +30,8 @@ from .smoothing import ABSTAIN, SmoothedClassifier, certify
 __all__ = ["certify_recordings", "summarise_certify", "CertifyRun", "FORMAT", "CSV_FIELDS"]
 
 FORMAT = "musadv-certify"
-CSV_FIELDS = ["file", "true", "label", "correct", "p_lower", "radius", "certified_snr_db", "noise_snr_db", "seconds"]
+CSV_FIELDS = ["file", "true", "label", "correct", "p_lower", "radius", "certified_snr_db", "noise_snr_db", "predicted",
+              "seconds"]
 
 
 def certify_recordings(system: SmoothedClassifier, recordings: list[RecordingRef], out_dir: str | os.PathLike,
@@ -109,7 +110,8 @@ class CertifyRun(RunKind):
         c = certify(self.system, signal, self.n0, self.n, self.alpha, piece.name)
         record = {"file": piece.name, "true": piece.true_label, "label": c.label, "correct": c.label == piece.true_label,
                   "p_lower": c.p_lower, "radius": c.radius, "certified_snr_db": finite_or_none(c.certified_snr_db),
-                  "noise_snr_db": finite_or_none(c.noise_snr_db), "counts": dict(zip(self.system.labels, c.counts)),
+                  "noise_snr_db": finite_or_none(c.noise_snr_db), "predicted": c.predicted,
+                  "counts": dict(zip(self.system.labels, c.counts)),
                   "copies": self.n0 + self.n, "seconds": time.perf_counter() - t, "files": {}}
         return [(self.out / "recordings" / f"{slug(piece.name)}.json", record)]
 
@@ -129,12 +131,17 @@ def summarise_certify(out_dir: str | os.PathLike) -> dict:
         the share whose certified label is the true one however small its radius;
         ``certified_snr_db``: median, min and max over the correct certificates (None without one);
         ``noise_snr_db``: the median SNR of the noise against the recordings;
+        ``predict_accuracy`` and ``predict_abstained``: the shares of recordings PREDICT (from the
+        ``n0`` selection copies) labels correctly and abstains on (an abstention is not correct);
         ``seconds_per_copy``: certification time over the noisy copies labelled.
     """
     out = Path(out_dir)
     run = {k: v for k, v in json.loads((out / "certify.json").read_text()).items() if k != "results"}
     records = sorted(read_records(out / "recordings"), key=lambda r: r["file"])
-    write_csv_atomic(out / "certify.csv", [{k: r[k] for k in CSV_FIELDS} for r in records], CSV_FIELDS)
+    # A record written before PREDICT was recorded has no "predicted": its column is empty, its figures None.
+    write_csv_atomic(out / "certify.csv", [{k: r.get(k) for k in CSV_FIELDS} for r in records], CSV_FIELDS)
+    predicted = [r.get("predicted") for r in records]
+    predicted_all = bool(records) and None not in predicted
     n_rec = len(records)
     correct = [r for r in records if r["correct"]]
     snrs = [r["certified_snr_db"] for r in correct]
@@ -147,6 +154,8 @@ def summarise_certify(out_dir: str | os.PathLike) -> dict:
         "certified_snr_db": ({"median": float(np.median(snrs)), "min": min(snrs), "max": max(snrs)} if snrs else None),
         # A silent recording has no finite noise SNR.
         "noise_snr_db": float(np.median(noise)) if (noise := [r["noise_snr_db"] for r in records if r["noise_snr_db"] is not None]) else None,
+        "predict_accuracy": sum(p == r["true"] for p, r in zip(predicted, records)) / n_rec if predicted_all else None,
+        "predict_abstained": predicted.count(ABSTAIN) / n_rec if predicted_all else None,
         "seconds_per_copy": (sum(r["seconds"] for r in records) / sum(r["copies"] for r in records)) if records else None,
     }
     write_json_atomic(out / "certify.json", {**run, "results": results})

@@ -896,8 +896,9 @@ def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, al
 
     Writes OUT/certify.csv (per recording: the certified label or (abstain), the lower bound on its
     share of votes, the certified L2 radius of the waveform and the certified SNR: no change that
-    many dB below the recording can move its label) and OUT/certify.json with the certified accuracy
-    at each --snr budget. FILES are labelled by their folder. A killed run resumes into the same OUT.
+    many dB below the recording can move its label; and Cohen et al.'s PREDICT from the --n0
+    selection copies, a label or (abstain)) and OUT/certify.json with the certified accuracy at each
+    --snr budget and PREDICT's accuracy. FILES are labelled by their folder. A killed run resumes into the same OUT.
     """
     from .certification import certify_recordings
     from .smoothing import SmoothedClassifier
@@ -913,6 +914,9 @@ def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, al
         acc = r["certified_accuracy"]
         click.echo(f"{out}: {r['n_recordings']} recordings, abstained {r['abstained']:.2f}, certified accuracy "
                    + ", ".join(f"{k} dB {v:.2f}" if k != "any" else f"at any radius {v:.2f}" for k, v in acc.items()))
+        if r["predict_accuracy"] is not None:
+            click.echo(f"PREDICT (from the {n0} selection copies): accuracy {r['predict_accuracy']:.2f}, abstained "
+                       f"{r['predict_abstained']:.2f}")
     snr = r["certified_snr_db"]
     if snr:
         noise = "" if r["noise_snr_db"] is None else f"; noise {r['noise_snr_db']:.1f} dB below the recordings (median)"

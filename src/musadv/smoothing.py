@@ -5,8 +5,10 @@ to ``x + n``, ``n`` Gaussian with standard deviation ``sigma`` in every sample. 
 fixed function of the waveform, Cohen et al.'s theorem applies: if the base system gives label A
 to a share ``p_A > 1/2`` of the noisy copies, no change of L2 norm below ``sigma * Phi^-1(p_A)``
 can change ``g``'s label. :func:`certify` is their CERTIFY (a Clopper-Pearson lower bound on
-``p_A`` from ``n`` copies, abstaining below 1/2). The system's own prediction is the plurality of
-its copies, without PREDICT's abstention: every musadv figure needs a label.
+``p_A`` from ``n`` copies, abstaining below 1/2) and :func:`predict` their PREDICT (the top label,
+or abstention where a binomial test cannot tell it from the runner-up). The system's own
+prediction, what attacks and accuracies read, is the plurality of its copies: every one of those
+figures needs a label. Certificates report PREDICT's label and abstentions beside their own.
 
 The noise is named by an SNR, as every change in musadv: ``sigma`` is the level that is ``snr_db``
 below a recording of :data:`REFERENCE_RMS`. It is one level for every recording (were it scaled
@@ -24,13 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import beta, norm
+from scipy.stats import beta, binomtest, norm
 
 from .errors import AudioError, ModelError
 from .interface import AudioClassifier, Prediction
 from .spectral import STFTConfig, magnitude, window
 
 __all__ = ["REFERENCE_RMS", "noise_sigma", "noisy_magnitudes", "SmoothedClassifier", "Certificate", "certify",
+           "predict", "predict_from_votes",
            "load_smoothed_spec", "SMOOTH", "ABSTAIN"]
 
 #: The recording level (RMS, full scale 1) that a smoothed system's SNR is stated against: -20 dBFS,
@@ -173,6 +176,32 @@ def load_smoothed_spec(spec: str) -> SmoothedClassifier:
     return SmoothedClassifier(load_system(match["base"]), float(match["snr"]), int(match["n"] or 100), spec=spec)
 
 
+def predict_from_votes(counts: np.ndarray, labels: list[str], alpha: float = 0.001) -> str:
+    """Cohen et al.'s PREDICT from votes already drawn: the top label, or :data:`ABSTAIN`.
+
+    The top label is given only where a two-sided binomial test of its votes against the
+    runner-up's rejects a tie at level ``alpha``; so it differs from the smoothed system's true
+    label with probability at most ``alpha``.
+
+    Parameters
+    ----------
+    counts : np.ndarray, int, shape (n_labels,)
+        Votes of fresh noisy copies per label (:meth:`SmoothedClassifier.votes`).
+    labels : list of str
+    alpha : float, in (0, 1)
+    """
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    top = int(counts[order[0]])
+    second = int(counts[order[1]]) if len(order) > 1 else 0
+    return labels[order[0]] if binomtest(top, top + second, 0.5).pvalue <= alpha else ABSTAIN
+
+
+def predict(system: SmoothedClassifier, signal: np.ndarray, n: int = 100, alpha: float = 0.001,
+            name: str = "recording") -> str:
+    """Cohen et al.'s PREDICT of ``signal`` (mono at ``system.stft.sr`` Hz): :func:`predict_from_votes` of ``n`` copies."""
+    return predict_from_votes(system.votes(signal, n, system.generator(signal, stream=4), name), system.labels, alpha)
+
+
 @dataclass
 class Certificate:
     """Cohen et al.'s CERTIFY of one recording.
@@ -192,6 +221,9 @@ class Certificate:
         The SNR of the smoothing noise against this recording, ``20 log10(rms(x) / sigma)``.
     counts : list of int
         Votes of the estimation copies per label.
+    predicted : str
+        PREDICT's label from the ``n0`` selection copies (:func:`predict_from_votes` at the same
+        ``alpha``), or :data:`ABSTAIN`.
     """
 
     label: str
@@ -200,6 +232,7 @@ class Certificate:
     certified_snr_db: float
     noise_snr_db: float
     counts: list[int]
+    predicted: str
 
 
 def certify(system: SmoothedClassifier, signal: np.ndarray, n0: int = 100, n: int = 1000, alpha: float = 0.001,
@@ -224,12 +257,14 @@ def certify(system: SmoothedClassifier, signal: np.ndarray, n0: int = 100, n: in
     energy, rms = float(np.linalg.norm(x)), float(np.sqrt(np.mean(x * x)))
     noise_snr = 20 * np.log10(rms / system.sigma) if rms > 0 else -np.inf
     selection = system.votes(signal, n0, system.generator(signal, stream=1), name)
+    # The selection's copies are a sample of their own: PREDICT's test on them costs nothing more.
+    predicted = predict_from_votes(selection, system.labels, alpha)
     top = int(np.argmax(selection))
     counts = system.votes(signal, n, system.generator(signal, stream=2), name)
     n_top = int(counts[top])
     p_lower = float(beta.ppf(alpha, n_top, n - n_top + 1)) if n_top > 0 else 0.0
     if p_lower <= 0.5:
-        return Certificate(ABSTAIN, p_lower, 0.0, np.inf, noise_snr, counts.tolist())
+        return Certificate(ABSTAIN, p_lower, 0.0, np.inf, noise_snr, counts.tolist(), predicted)
     radius = system.sigma * float(norm.ppf(p_lower))
     certified = 20 * np.log10(energy / radius) if energy > 0 else -np.inf
-    return Certificate(system.labels[top], p_lower, radius, certified, noise_snr, counts.tolist())
+    return Certificate(system.labels[top], p_lower, radius, certified, noise_snr, counts.tolist(), predicted)
