@@ -342,3 +342,18 @@ def test_a_plan_this_machine_cannot_follow_is_refused_before_any_work(trained_dn
     with pytest.raises(MusadvError, match="cannot encode MP3: leave mp3 out"):
         judge(trained_dnn, _recordings(learn_cache, 2), tmp_path / "j", plan, progress=False)
     assert not (tmp_path / "j").exists()
+
+
+def test_the_leaderboard_page_of_gtzan_mini_is_what_musadv_leaderboard_writes_from_its_kept_entries(tmp_path):
+    """Each table between the page's markers is the leaderboard.md of the evaluations it names, kept beside the page:
+    no figure on it was typed by hand, and an entry judged again must be kept again."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    page = (docs / "leaderboard-gtzan-mini.md").read_text()
+    tables = re.findall(r"<!-- leaderboard (.+?) -->\n(.*?)<!-- /leaderboard -->", page, re.S)
+    assert tables, "the page has no generated table"
+    for k, (args, table) in enumerate(tables):
+        names, mixed = args.split(), False
+        if names[0] == "--mixed":
+            names, mixed = names[1:], True
+        leaderboard([docs / "leaderboard-gtzan-mini" / f"{n}.json" for n in names], tmp_path / str(k), mixed=mixed)
+        assert table == (tmp_path / str(k) / "leaderboard.md").read_text()

@@ -824,17 +824,18 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
         raise MusadvError("no evaluations to put in a leaderboard")
     ref = evals[0]
     budgets = sorted({(r["policy"], r["snr_db"]) for e in evals for r in e["robust"]}, key=lambda k: (k[0], -k[1]))
+    names = [_short_name(e["model"]["name"], [x["model"]["name"] for x in evals]) for e in evals]
     notes = []
-    for d, e in zip(eval_dirs, evals):
+    for d, e, name in zip(eval_dirs, evals, names):
         for key, what in (("protocol", "protocol or plan"), ("data", "data")):
             if e[key] != ref[key]:
                 if not mixed:
                     raise MusadvError(f"{d}: another {what} than {eval_dirs[0]}; evaluations that differ are not "
                                       "comparable (--mixed puts them in one table, saying so)")
-                notes.append(f"{d}: another {what} than {eval_dirs[0]}")
+                notes.append(f"{name}: another {what} than {names[0]}")
     rows, pages = [], {}
-    for d, e in zip(eval_dirs, evals):
-        row = {"model": _short_name(e["model"]["name"], [x["model"]["name"] for x in evals]),
+    for d, e, name in zip(eval_dirs, evals, names):
+        row = {"model": name,
                "defence": e["model"].get("defence"),  # not in evaluations written before it was recorded
                "clean": e["clean"]["normalised_accuracy"]}
         for policy, snr in budgets:
