@@ -898,7 +898,8 @@ def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, al
     share of votes, the certified L2 radius of the waveform and the certified SNR: no change that
     many dB below the recording can move its label; and Cohen et al.'s PREDICT from the --n0
     selection copies, a label or (abstain)) and OUT/certify.json with the certified accuracy at each
-    --snr budget and PREDICT's accuracy. FILES are labelled by their folder. A killed run resumes into the same OUT.
+    --snr budget and PREDICT's accuracy. FILES are labelled by their folder. A killed run resumes
+    into the same OUT.
     """
     from .certification import certify_recordings
     from .smoothing import SmoothedClassifier
