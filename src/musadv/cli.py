@@ -931,7 +931,8 @@ def certify_cmd(model_spec, files, sigma_snr, cache_dir, split, limit, n, n0, al
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--mixed", is_flag=True, help="Put evaluations of different protocols, plans or data in one table, saying so.")
 def leaderboard_cmd(eval_dirs, out, mixed):
-    """One row per judged model (folders of musadv judge): OUT/leaderboard.md, .csv and a sortable .html."""
+    """One row per judged model (folders of musadv judge, or evaluation.json files kept on their own):
+    OUT/leaderboard.md, .csv and a sortable .html."""
     from .judge import leaderboard
 
     rows = leaderboard(list(eval_dirs), out, mixed=mixed)
