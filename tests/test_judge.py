@@ -345,8 +345,9 @@ def test_a_plan_this_machine_cannot_follow_is_refused_before_any_work(trained_dn
 
 
 def test_the_leaderboard_page_of_gtzan_mini_is_what_musadv_leaderboard_writes_from_its_kept_entries(tmp_path):
-    """Each table between the page's markers is the leaderboard.md of the evaluations it names, kept beside the page:
-    no figure on it was typed by hand, and an entry judged again must be kept again."""
+    """Each table between the page's markers is the leaderboard.md of the evaluations it names, kept beside the page
+    (scripts/leaderboard_page.py writes them): no figure on it was typed by hand, and an entry judged again must be
+    kept again."""
     docs = Path(__file__).resolve().parents[1] / "docs"
     page = (docs / "leaderboard-gtzan-mini.md").read_text()
     tables = re.findall(r"<!-- leaderboard (.+?) -->\n(.*?)<!-- /leaderboard -->", page, re.S)
