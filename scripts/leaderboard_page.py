@@ -17,7 +17,7 @@ from pathlib import Path
 
 from musadv.judge import leaderboard
 
-MARKER = re.compile(r"(<!-- leaderboard (.+?) -->\n)(.*?)(<!-- /leaderboard -->)", re.S)
+MARKER = re.compile(r"^(<!-- leaderboard ([^\n]+?) -->\n)(.*?)^(<!-- /leaderboard -->)", re.S | re.M)
 
 
 def table(entries: Path, args: str) -> str:

@@ -350,7 +350,7 @@ def test_the_leaderboard_page_of_gtzan_mini_is_what_musadv_leaderboard_writes_fr
     kept again."""
     docs = Path(__file__).resolve().parents[1] / "docs"
     page = (docs / "leaderboard-gtzan-mini.md").read_text()
-    tables = re.findall(r"<!-- leaderboard (.+?) -->\n(.*?)<!-- /leaderboard -->", page, re.S)
+    tables = re.findall(r"^<!-- leaderboard ([^\n]+?) -->\n(.*?)^<!-- /leaderboard -->", page, re.S | re.M)
     assert tables, "the page has no generated table"
     for k, (args, table) in enumerate(tables):
         names, mixed = args.split(), False
