@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from musadv.judge import read_evaluation
-from musadv.tables import certificate_table, defence_table, markdown_table
+from musadv.io import markdown_table
+from musadv.tables import certificate_table, defence_table
 
 from study_page import write_section
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json_atomic", "write_csv_atomic", "write_bytes_atomic", "save_npy_atomic",
+__all__ = ["markdown_table", "atomic_path", "write_json_atomic", "write_csv_atomic", "write_bytes_atomic", "save_npy_atomic",
            "read_tagged_json", "finite_or_none", "TMP_PREFIX"]
 
 #: What the temporary files of an unfinished write are called (a run removes those it finds).
@@ -122,3 +122,9 @@ def read_tagged_json(path: str | os.PathLike, fmt: str, error: type, missing: st
 def finite_or_none(v: float) -> float | None:
     """``v``, or None where it is inf or nan: JSON has no infinities, and an empty CSV cell reads as missing."""
     return v if math.isfinite(v) else None
+
+
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    """The lines of a Markdown table (a ``|`` inside a cell is written ``/``)."""
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows])

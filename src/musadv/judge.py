@@ -44,7 +44,7 @@ from .classify import classify_file
 from .errors import MusadvError
 from .evaluate import figures_of_merit
 from .interface import AudioClassifier, DifferentiableClassifier, system_name
-from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .io import markdown_table, write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .identity import model_name, system_sha256
 from .runs import RecordingRef, check_first_recording, run_attacks
 from .smoothing import SmoothedClassifier
@@ -862,8 +862,7 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
     def cell(v):
         return "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    md += ["| " + " | ".join(cell(r[c]).replace("|", "/") for c in columns) + " |" for r in rows]
+    md = markdown_table(columns, [[cell(r[c]) for c in columns] for r in rows])
     if notes:
         md += ["", "Not comparable: " + "; ".join(notes)]
     write_bytes_atomic(out / "leaderboard.md", ("\n".join(md) + "\n").encode())

@@ -22,7 +22,7 @@ import torch
 from .certification import certify_recordings
 from .evaluate import evaluate_model
 from .experiments import DemoSettings, Stages, judge_models, open_study, stderr_log, study_cache, study_summary, train_network
-from .io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .io import markdown_table, write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .judge import Plan, read_evaluation
 from .parallel import Engine
 from .runs import recordings_from_split, run_attacks
@@ -30,7 +30,7 @@ from .systems import load_system, train_forest
 from .training import TrainConfig, train
 
 __all__ = ["run_table1", "run_table3", "run_table3_extended", "DefenceSettings", "defence_configs", "defence_table",
-           "certificate_table", "markdown_table", "PAPER_TABLE1", "PAPER_TABLE3"]
+           "certificate_table", "PAPER_TABLE1", "PAPER_TABLE3"]
 
 #: Table I of the paper (GTZAN, DNN features + RF, normalised accuracy %):
 #: (units, layers) -> {"relu": (random partition, fault-filtered), "dropout": (...)}.
@@ -52,12 +52,6 @@ PAPER_TABLE3 = {
     "CDNN": {"clean": 0.63, "attacked": 0.21, "snr_mean": 9.62, "snr_std": 5.8},
     "CDNN+ADV": {"clean": 0.56, "attacked": 0.21, "snr_mean": 9.74, "snr_std": 6.4},
 }
-
-
-def markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    """The lines of a Markdown table (a ``|`` inside a cell is written ``/``)."""
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows])
 
 
 def _write_table(out: Path, name: str, title: str, header: list[str], rows: list[list]) -> None:
