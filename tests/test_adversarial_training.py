@@ -64,6 +64,27 @@ def test_fgsm_on_standardised_inputs_takes_the_same_step_on_the_magnitudes():
 SMALL_CDNN = {"arch": "cdnn", "patch": 50, "filters": 8, "kernel1": [4, 64]}
 
 
+@pytest.mark.parametrize("kind", ["fgsm", "fgsm_reference"])
+def test_alg2_takes_the_cdnn_input_gradient_through_its_fft_path_and_leaves_the_weights_training(monkeypatch, kind):
+    from musadv import adversarial_training, models
+
+    torch.manual_seed(0)
+    model = models.CDNN(["a", "b", "c"], patch=50, filters=4, kernel1=(4, 64))
+    model.standardize.fit(torch.rand(513).numpy() + 0.5, torch.rand(513).numpy() + 0.5)
+    model.train()
+    calls, fast = [], models.conv_input_gradient
+    monkeypatch.setattr(models, "conv_input_gradient", lambda *a: calls.append(1) or fast(*a))
+    z, y = torch.randn(4, 50, 513), torch.tensor([0, 1, 2, 0])
+    if kind == "fgsm":
+        adversarial_training.fgsm(model, z, y, 0.25, standardized=True)
+    else:
+        adversarial_training.fgsm_reference(model, z, y, 0.25)
+    # The weights held still for the input gradient (the training path's backward of so wide a kernel is several
+    # times slower), and train after it, in the mode Alg. 2 trains in.
+    assert calls and model.training
+    assert all(p.requires_grad for p in model.parameters())
+
+
 @pytest.mark.parametrize("arch,cfg", [
     ({"arch": "dnn", "hidden": 50}, TrainConfig(max_epochs=20, batch_size=256, lr=0.02, adversarial="fgsm", adv_step=0.25)),
     (SMALL_CDNN, TrainConfig(max_epochs=6, batch_size=8, lr=0.003, adversarial="fgsm", adv_step=0.25, adv_fraction=0.5)),

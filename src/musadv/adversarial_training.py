@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MusadvError
-from .interface import evaluating
+from .interface import evaluating, frozen
 from .smoothing import noise_sigma, noisy_magnitudes
 
 __all__ = ["ADVERSARIAL_KINDS", "fgsm", "fgsm_reference", "snr_ball_radius", "project_to_ball", "pgd",
@@ -65,9 +65,9 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, step: float, generator: torch.
     k = len(model.labels)
     targets = (y + torch.randint(1, k, y.shape, generator=generator).to(y.device)) % k
     x = x.detach().requires_grad_(True)
-    logits = model(x, standardized=True) if standardized else model(x)  # any element model takes raw input
-    loss = F.cross_entropy(logits, targets, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
+    with frozen(model):  # the mode Alg. 2 trains in (dropout on), the input-gradient paths
+        logits = model(x, standardized=True) if standardized else model(x)  # any element model takes raw input
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, targets, reduction="sum"), x)
     if not standardized:
         return torch.clamp(x.detach() - step * grad.sign(), min=0), targets
     mean, std = model.standardize.mean, model.standardize.std
@@ -91,8 +91,8 @@ def fgsm_reference(model, z: torch.Tensor, y: torch.Tensor, step: float, snr_db:
     """
     targets = torch.randint(0, len(model.labels), y.shape, generator=generator).to(y.device)
     z = z.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(z, standardized=True), targets, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, z)
+    with frozen(model):
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(z, standardized=True), targets, reduction="sum"), z)
     z = z.detach()
     mean, std = model.standardize.mean, model.standardize.std
     z_adv = torch.maximum(z - step * grad.sign(), -mean / std)

@@ -30,7 +30,7 @@ import torch
 from .errors import AudioError
 from .spectral import STFTConfig
 
-__all__ = ["Prediction", "AudioClassifier", "DifferentiableClassifier", "recording_confidence", "evaluating",
+__all__ = ["Prediction", "AudioClassifier", "DifferentiableClassifier", "recording_confidence", "evaluating", "frozen",
            "unit_phase", "system_name"]
 
 
@@ -82,6 +82,25 @@ def recording_confidence(posteriors, groups: torch.Tensor | None = None, n_group
 
 
 @contextmanager
+def frozen(module: torch.nn.Module):
+    """No weight gradients inside the block (the module's mode unchanged); its own flags after it.
+
+    An input gradient taken with the weights frozen takes a network's input-gradient paths
+    (the CDNN's FFT convolution, :class:`musadv.models.CDNN`) instead of the training ones.
+    """
+    # Lazy modules' parameters take shape on the first call; they cannot be touched before.
+    params = [p for p in module.parameters() if not torch.nn.parameter.is_lazy(p)]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+@contextmanager
 def evaluating(module: torch.nn.Module):
     """Evaluation mode and no weight gradients inside the block; the module's own state after it.
 
@@ -92,17 +111,11 @@ def evaluating(module: torch.nn.Module):
     # submodule to the outer one's, and a pretrained network held by a wrapper still in
     # training mode would leave with its batch norm training on every later batch.
     modes = [(m, m.training) for m in module.modules()]
-    # Lazy modules' parameters take shape on the first call; they cannot be touched before.
-    params = [p for p in module.parameters() if not torch.nn.parameter.is_lazy(p)]
-    flags = [p.requires_grad for p in params]
     module.eval()
-    for p in params:
-        p.requires_grad_(False)
     try:
-        yield module
+        with frozen(module):
+            yield module
     finally:
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
         for m, mode in modes:
             m.training = mode
 
