@@ -62,7 +62,7 @@ def main():
             st = Stages(demo, quiet)
             spectra = study_cache(st, "prepare", demo / "cache", demo / "data", None, None, settings.clips,
                                   settings.clip_seconds, settings.seed, False)
-            train_demo_systems(st, spectra, demo / "models", settings, "cpu", False, quiet)
+            train_demo_systems(st, spectra, demo / "models", settings, "cpu", False)
         model = load_system(demo / "models" / args.model)
         jobs = recordings_from_split(SpectraCache(demo / "cache"), "test", args.limit)
         config = AttackConfig(snr_db=15.0)

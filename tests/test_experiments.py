@@ -111,3 +111,27 @@ def test_a_study_folder_refuses_a_judgement_under_another_plan(demo):
     with pytest.raises(MusadvError, match="stage judge-dnn was done with other settings"):
         run_demo(out, quick=True, progress=False, log=lambda m: None, plan=replace(TINY, max_iter=11), settings=SMALL,
                  report=False)
+
+
+@pytest.mark.parametrize("other, stage", [
+    (dict(clips=5), "prepare"),  # other data
+    (dict(dnn_units=SMALL.dnn_units + 1), "train-dnn"),  # a network of another size
+    (dict(cdnn_epochs=SMALL.cdnn_epochs + 1), "train-cdnn"),
+    (dict(trees=SMALL.trees + 1), "train-forest"),
+], ids=["data", "dnn", "cdnn", "forest"])
+def test_a_study_folder_refuses_other_data_and_systems_of_other_settings_before_it_reuses_any(demo, other, stage):
+    from musadv.errors import MusadvError
+
+    out, _ = demo
+    with pytest.raises(MusadvError, match=f"stage {stage} was done with other settings"):
+        run_demo(out, quick=True, progress=False, log=lambda m: None, plan=TINY, settings=replace(SMALL, **other),
+                 report=False)
+
+
+def test_a_stage_an_earlier_musadv_recorded_without_its_settings_is_taken_as_done(tmp_path):
+    from musadv.experiments import Stages
+
+    st = Stages(tmp_path, lambda m: None)
+    (tmp_path / "stages" / "train-dnn.json").write_text(json.dumps({"result": {"best_epoch": 3}, "settings": None,
+                                                                     "seconds": 1.0}))
+    assert st("train-dnn", lambda: pytest.fail("trained again"), settings={"arch": {"arch": "dnn"}}) == {"best_epoch": 3}

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -62,7 +62,8 @@ class Stages:
         marker = self.out / "stages" / f"{name}.json"
         if marker.exists():
             rec = json.loads(marker.read_text())
-            if rec.get("settings") != settings:
+            # None: written before the stage kept its settings (a study folder of an earlier musadv), taken as these.
+            if rec.get("settings") is not None and rec["settings"] != json.loads(json.dumps(settings)):
                 raise MusadvError(f"{self.out}: its stage {name} was done with other settings ({rec.get('settings')}); "
                                   "run this study into another folder")
             self.seconds[name] = rec["seconds"]
@@ -144,7 +145,12 @@ def study_cache(st: Stages, stage: str, folder: Path, data_root: Path, data: str
     With ``data`` None the built-in data is generated in ``data_root`` (``clips`` per style of
     ``seconds`` s); without ``partition`` a seeded stratified partition in ``fractions`` is made.
     """
-    st(stage, partial(_prepare, folder, data_root, data, partition, clips, seconds, seed, progress, fractions, stft))
+    st(stage, partial(_prepare, folder, data_root, data, partition, clips, seconds, seed, progress, fractions, stft),
+       settings={"data": None if data is None else str(Path(data).resolve()),
+                 "partition": None if partition is None else str(Path(partition).resolve()),
+                 "clips": clips if data is None else None, "clip_seconds": seconds if data is None else None,
+                 "fractions": list(fractions) if partition is None else None, "seed": seed,
+                 "stft": None if stft is None else asdict(stft)})
     return cache_mod.SpectraCache(folder)
 
 
@@ -177,10 +183,18 @@ def _prepare(folder, data_root, data, partition, clips, seconds, seed, progress,
     return {"recordings": len(c.entries), "errors": len(c.errors), "counts": part.counts()}
 
 
-def train_network(spectra, folder: Path, arch: dict, config: TrainConfig, device, progress: bool, log) -> dict:
-    """Train (or resume) one network of a study into ``folder``; its best epoch, as the stage's result."""
+def _train_network(spectra, folder: Path, arch: dict, config: TrainConfig, device, progress: bool, log) -> dict:
     model = train(spectra, arch, folder, config, resume=True, device=device, progress=progress, log=log)
     return {"best_epoch": model.info["training"]["best_epoch"]}
+
+
+def train_network(st: Stages, spectra, models: Path, name: str, arch: dict, config: TrainConfig, device,
+                  progress: bool) -> Path:
+    """Train (once, or resume) one network of a study into ``models/<name>`` as the stage ``train-<name>``, which
+    keeps its architecture and training settings; its folder."""
+    st(f"train-{name}", partial(_train_network, spectra, models / name, arch, config, device, progress, st.log),
+       settings={"arch": arch, "train": asdict(config)})
+    return models / name
 
 
 def _train_forest(spectra, dnn_dir: Path, folder: Path, trees: int, seed: int, device, progress: bool) -> dict:
@@ -195,16 +209,13 @@ def _train_baseline(spectra, folder: Path, progress: bool) -> dict:
     return {}
 
 
-def train_demo_systems(st: Stages, spectra, models: Path, settings: DemoSettings, device, progress: bool,
-                       log: Callable[[str], None]) -> dict[str, Path]:
+def train_demo_systems(st: Stages, spectra, models: Path, settings: DemoSettings, device, progress: bool) -> dict[str, Path]:
     """Train (once each) the paper's four systems into ``models/<name>``; their folders by name."""
-    st("train-dnn", partial(train_network, spectra, models / "dnn", settings.dnn_arch(), settings.dnn_config(), device,
-                            progress, log))
-    st("train-cdnn", partial(train_network, spectra, models / "cdnn", settings.cdnn_arch(), settings.cdnn_config(), device,
-                             progress, log))
+    train_network(st, spectra, models, "dnn", settings.dnn_arch(), settings.dnn_config(), device, progress)
+    train_network(st, spectra, models, "cdnn", settings.cdnn_arch(), settings.cdnn_config(), device, progress)
     st("train-forest", partial(_train_forest, spectra, models / "dnn", models / "dnn_forest", settings.trees,
-                               settings.seed, device, progress))
-    st("train-baseline", partial(_train_baseline, spectra, models / "mfcc_baseline", progress))
+                               settings.seed, device, progress), settings={"trees": settings.trees, "seed": settings.seed})
+    st("train-baseline", partial(_train_baseline, spectra, models / "mfcc_baseline", progress), settings={})
     return {name: models / name for name in DEMO_SYSTEMS}
 
 
@@ -291,7 +302,7 @@ def run_demo(out_dir: str | os.PathLike, data: str | None = None, partition: str
         rows, the plan and the seconds of every stage.
     """
     out, st, settings, plan, spectra = open_study(out_dir, data, partition, quick, settings, plan, progress, log)
-    models = train_demo_systems(st, spectra, out / "models", settings, device, progress, log)
+    models = train_demo_systems(st, spectra, out / "models", settings, device, progress)
     verdicts, rows = judge_models(st, models, recordings_from_split(spectra, "test"), out, plan, settings.seed, progress,
                                   engine, device, {"cache": str(spectra.path.resolve()), "split": "test"})
     return study_summary(out, st, verdicts, rows, plan, report, data="built-in" if data is None else str(data),

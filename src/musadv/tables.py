@@ -325,8 +325,7 @@ def run_table3_extended(out_dir: str | os.PathLike, data: str | None = None, par
         arch, base = networks[arch_name]
         for suffix, config in defence_configs(base, defences).items():
             name = f"{arch_name}_{suffix}" if suffix else arch_name
-            st(f"train-{name}", partial(train_network, spectra, out / "models" / name, arch, config, device, progress, log),
-               settings=asdict(config))
+            train_network(st, spectra, out / "models", name, arch, config, device, progress)
             if suffix != "noise":
                 specs[name] = str(out / "models" / name)
             baselines[name] = arch_name
