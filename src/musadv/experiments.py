@@ -58,7 +58,8 @@ class Stages:
 
     def __call__(self, name: str, fn: Callable[[], dict], settings: dict | None = None) -> dict:
         """``fn()``'s result, or the one recorded by an earlier run; one recorded under other ``settings``
-        (JSON-ready) is refused in one line rather than mixed with this run's."""
+        (JSON-ready, compared as JSON) is refused in one line rather than mixed with this run's, and one
+        recorded without settings (an earlier musadv's) is taken as done."""
         marker = self.out / "stages" / f"{name}.json"
         if marker.exists():
             rec = json.loads(marker.read_text())
