@@ -6,8 +6,10 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from musadv.attack import AttackConfig
+from musadv.errors import MusadvError
 from musadv.experiments import DemoSettings
 from musadv.judge import Plan, read_evaluation
 from musadv.tables import DefenceSettings, run_table3, run_table3_extended
@@ -28,6 +30,10 @@ def test_table3_quick_produces_all_four_rows(tmp_path):
         assert r[1] == f"{metrics['normalised_accuracy_before']:.2f}" and r[2] == f"{metrics['normalised_accuracy']:.2f}"
         wrong = [float(x["snr_wave_db"]) for x in results if x["decoded_label"] != x["true"] and x["snr_wave_db"]]
         assert r[3] == f"{np.mean(wrong):.1f} ± {np.std(wrong):.1f}"
+    # Its stages keep their settings: a rerun into the folder with other training or attacks is refused, not mixed.
+    for other in (replace(SMALL, dnn_epochs=11), replace(SMALL, attack=AttackConfig(snr_db=15.0, max_iter=16))):
+        with pytest.raises(MusadvError, match="other settings"):
+            run_table3(tmp_path, quick=True, progress=False, log=lambda m: None, settings=other)
 
 
 def test_table3_extended_trains_judges_and_certifies_every_defence_and_reads_its_rows_from_the_judgements(tmp_path):

@@ -190,10 +190,10 @@ def _train_network(spectra, folder: Path, arch: dict, config: TrainConfig, devic
 
 
 def train_network(st: Stages, spectra, models: Path, name: str, arch: dict, config: TrainConfig, device,
-                  progress: bool) -> Path:
-    """Train (once, or resume) one network of a study into ``models/<name>`` as the stage ``train-<name>``, which
-    keeps its architecture and training settings; its folder."""
-    st(f"train-{name}", partial(_train_network, spectra, models / name, arch, config, device, progress, st.log),
+                  progress: bool, stage: str | None = None) -> Path:
+    """Train (once, or resume) one network of a study into ``models/<name>`` as the stage ``stage`` (default
+    ``train-<name>``), which keeps its architecture and training settings; its folder."""
+    st(stage or f"train-{name}", partial(_train_network, spectra, models / name, arch, config, device, progress, st.log),
        settings={"arch": arch, "train": asdict(config)})
     return models / name
 

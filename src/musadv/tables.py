@@ -27,7 +27,7 @@ from .judge import Plan, read_evaluation
 from .parallel import Engine
 from .runs import recordings_from_split, run_attacks
 from .systems import load_system, train_forest
-from .training import TrainConfig, train
+from .training import TrainConfig
 
 __all__ = ["run_table1", "run_table3", "run_table3_extended", "DefenceSettings", "defence_configs", "defence_table",
            "certificate_table", "PAPER_TABLE1", "PAPER_TABLE3"]
@@ -91,14 +91,9 @@ def run_table1(out_dir: str | os.PathLike, data: str | None = None, partition_fi
         for units in (50, 500):
             for dropout in (0.0, 0.5):
                 tag = f"dnn{units}" + ("-dropout" if dropout else "")
-                model_dir = out / name / tag
-
-                def fit(model_dir=model_dir, units=units, dropout=dropout):
-                    train(spectra, {"arch": "dnn", "hidden": units, "dropout": dropout}, model_dir,
-                          TrainConfig(lr=0.02, batch_size=256, max_epochs=epochs), resume=True, progress=progress, log=log)
-                    return {}
-
-                st(f"{name}-{tag}", fit)
+                model_dir = train_network(st, spectra, out / name, tag, {"arch": "dnn", "hidden": units, "dropout": dropout},
+                                          TrainConfig(lr=0.02, batch_size=256, max_epochs=epochs), "cpu", progress,
+                                          stage=f"{name}-{tag}")
                 for layers in ("1", "2", "3", "all"):
                     def forest(model_dir=model_dir, layers=layers):
                         system = train_forest(load_system(model_dir), spectra, layers, n_trees=trees, progress=progress)
@@ -106,7 +101,8 @@ def run_table1(out_dir: str | os.PathLike, data: str | None = None, partition_fi
                         fom = evaluate_model(load_system(model_dir.parent / f"{model_dir.name}-forest-{layers}"), spectra, "test")
                         return {"normalised_accuracy": fom["normalised_accuracy"]}
 
-                    acc = st(f"{name}-{tag}-forest-{layers}", forest)["normalised_accuracy"]
+                    acc = st(f"{name}-{tag}-forest-{layers}", forest,
+                             settings={"trees": trees, "layers": layers})["normalised_accuracy"]
                     results.setdefault((units, layers, dropout > 0), []).append(100 * acc)
     fmt = lambda vals: f"{vals[0]:.1f}" + (f" ({vals[1]:.1f})" if len(vals) > 1 else "")
     paper = lambda u, lay, key: fmt(PAPER_TABLE1[(u, lay)][key][: len(parts)])
@@ -162,17 +158,19 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
     for name, arch, cfg in systems:
         folder = out / "models" / (name.lower().replace("+", "-") + ("-reference" if "ADV" in name and alg2 == "fgsm_reference" else ""))
 
-        def run(arch=arch, cfg=cfg, folder=folder):
-            model = train(spectra, arch, folder, cfg, resume=True, progress=progress, log=log)
-            attack_cfg = replace(settings.attack, snr_db=None)
-            m = run_attacks(model, recordings_from_split(spectra, "test", settings.cdnn_attack_limit if arch["arch"] == "cdnn" else None),
-                            "all_wrong", out / "attacks" / folder.name, attack_cfg, progress=progress)
+        train_network(st, spectra, folder.parent, folder.name, arch, cfg, "cpu", progress)
+        attack_cfg = replace(settings.attack, snr_db=None)
+        limit = settings.cdnn_attack_limit if arch["arch"] == "cdnn" else None
+
+        def run(folder=folder, attack_cfg=attack_cfg, limit=limit):
+            m = run_attacks(load_system(folder), recordings_from_split(spectra, "test", limit), "all_wrong",
+                            out / "attacks" / folder.name, attack_cfg, progress=progress)
             # Clean and attacked accuracies over the same recordings (CDNN attacks may use a subset).
             # The paper averages the SNR over the examples that led to a misclassification.
             return {"clean": m.get("normalised_accuracy_before"), "attacked": m.get("normalised_accuracy"),
                     "snr": m["snr_wave_db_misclassified"], "success_rate": m["success_rate"]}
 
-        r = st(f"table3-{folder.name}", run)
+        r = st(f"table3-{folder.name}", run, settings={"attack": attack_cfg.to_dict(), "limit": limit})
         p = PAPER_TABLE3[name]
         snr = r["snr"] or {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan")}
         rows.append([name, f"{r['clean']:.2f}", f"{r['attacked']:.2f}", f"{snr['mean']:.1f} ± {snr['std']:.1f}",
