@@ -1,11 +1,13 @@
 """musadv.adversarial_training: Alg. 2's sign step, PGD and TRADES, and training on each for both networks."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from musadv.evaluate import evaluate_model
-from musadv.adversarial_training import fgsm, pgd, project_to_ball, snr_ball_radius
+from musadv.adversarial_training import batch_loss, fgsm, pgd, project_to_ball, snr_ball_radius
 from musadv.errors import MusadvError
 from musadv.training import ElementData, TrainConfig, train
 
@@ -147,6 +149,21 @@ def test_trades_with_beta_zero_is_plain_training(learn_cache, tmp_path):
     for name, weights in plain.state_dict().items():
         assert torch.equal(weights, trades.state_dict()[name]), name
     assert [h["train_loss"] for h in trades.info["training"]["history"]] == [h["train_loss"] for h in plain.info["training"]["history"]]
+
+
+def test_trades_gradient_is_finite_when_the_clean_posteriors_underflow(trained_dnn, test_elements):
+    # A confident network's clean posterior of some label underflows to exactly 0 (a logit gap of about 100):
+    # the divergence must not turn 0 * log 0 into a NaN gradient that poisons every weight.
+    z, y = test_elements
+    model = copy.deepcopy(trained_dnn).train()
+    with torch.no_grad():
+        model.output.weight *= 1000
+        assert (torch.softmax(model(z[:32], standardized=True), -1) == 0).any()
+    loss, _ = batch_loss(model, z[:32], y[:32], TrainConfig(adversarial="trades", adv_steps=2, trades_beta=6.0),
+                         torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters()), "a non-finite gradient"
 
 
 def test_trades_with_a_positive_beta_trains_differently(learn_cache, tmp_path):

@@ -70,6 +70,8 @@ def test_train_test_and_classify_from_the_command_line(learn_cache, tmp_path):
     assert "epoch   2" in r.stderr and (model / "model.safetensors").exists()
     r = _run("train", learn_cache.path, "--epochs", 3, "--out", model, "--quiet")
     assert r.returncode == 1 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    r = _run("train", learn_cache.path, "--units", 16, "--epochs", 3, "--lr", "1e10", "--out", tmp_path / "diverged", "--quiet")
+    assert r.returncode == 1 and "training diverged in epoch 0" in r.stderr.splitlines()[-1], r.stderr
     r = _run("test", model, "--split", "test")
     assert r.returncode == 0, r.stderr
     assert "normalised accuracy" in r.stdout and (model / "test-test" / "metrics.json").exists()

@@ -93,3 +93,16 @@ def test_a_checkpoint_written_before_a_setting_existed_resumes_with_its_default(
     (tmp_path / "cut" / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(MusadvError, match="other settings"):
         train(learn_cache, arch, tmp_path / "cut", cfg, resume=True, **QUIET)
+
+
+def test_a_diverged_training_stops_and_keeps_the_best_epoch_before_it(learn_cache, tmp_path):
+    arch = {"arch": "dnn", "hidden": 16, "layers": 3, "dropout": 0.0}
+    cfg = TrainConfig(max_epochs=4, batch_size=256, lr=1e10)  # the first steps throw the weights past any float
+    model = train(learn_cache, arch, tmp_path / "m", cfg, **QUIET)
+    t = model.info["training"]
+    assert t["diverged_epoch"] == 0 and len(t["history"]) == 1  # no epoch trained on weights that are not numbers
+    assert t["best_epoch"] == -1  # nothing better than the start: the initial weights are kept
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # Resuming does not train the diverged run on.
+    again = train(learn_cache, arch, tmp_path / "m", cfg, resume=True, **QUIET)
+    assert again.info["training"]["diverged_epoch"] == 0 and len(again.info["training"]["history"]) == 1

@@ -33,7 +33,7 @@ from .interface import evaluating, frozen
 from .smoothing import noise_sigma, noisy_magnitudes
 
 __all__ = ["ADVERSARIAL_KINDS", "fgsm", "fgsm_reference", "snr_ball_radius", "project_to_ball", "pgd",
-           "trades_elements", "noisy_elements", "batch_loss", "check_config", "describe_training"]
+           "trades_elements", "trades_divergence", "noisy_elements", "batch_loss", "check_config", "describe_training"]
 
 ADVERSARIAL_KINDS = ("fgsm", "fgsm_reference", "pgd", "trades")
 # Madry et al.'s rule for the step of a k-step attack: 2.5 radii spread over the k steps, so that
@@ -221,11 +221,28 @@ def trades_elements(model, z: torch.Tensor, snr_db: float, steps: int,
     x = _magnitudes(model, z)
     radius = snr_ball_radius(x, snr_db)
     with evaluating(model), torch.no_grad():
-        clean = F.softmax(model(x), -1)
+        clean = F.log_softmax(model(x), -1)
     start = x + _random_directions(x.shape, generator, x.device) * _per_element(_TRADES_START * radius, x)
-    x_adv = _ascend(model, x, start, radius, steps,
-                    lambda logits: F.kl_div(F.log_softmax(logits, -1), clean, reduction="sum"))
+    x_adv = _ascend(model, x, start, radius, steps, lambda logits: trades_divergence(logits, clean, "sum"))
     return _standardised(model, x_adv)
+
+
+def trades_divergence(logits: torch.Tensor, clean_log_probs: torch.Tensor, reduction: str) -> torch.Tensor:
+    """TRADES's KL divergence of the attacked outputs from the clean ones, KL(clean || attacked).
+
+    Both sides in log-probabilities: a clean posterior that underflows to 0 (a logit gap of about
+    100) would give ``0 * log 0`` and a NaN gradient through the clean side.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (n, n_classes)
+        The attacked elements' logits.
+    clean_log_probs : torch.Tensor, shape (n, n_classes)
+        The clean elements' log-posteriors.
+    reduction : str
+        ``'sum'`` or ``'batchmean'`` (as :func:`torch.nn.functional.kl_div`).
+    """
+    return F.kl_div(F.log_softmax(logits, -1), clean_log_probs, reduction=reduction, log_target=True)
 
 
 def noisy_elements(model, z: torch.Tensor, snr_db: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -328,8 +345,7 @@ def batch_loss(model, z: torch.Tensor, y: torch.Tensor, config,
     elif kind == "trades":
         z_adv = trades_elements(model, z, config.adv_snr_db, config.adv_steps, generator)
         logits = model(z, standardized=True)
-        divergence = F.kl_div(F.log_softmax(model(z_adv, standardized=True), -1), F.softmax(logits, -1),
-                              reduction="batchmean")
+        divergence = trades_divergence(model(z_adv, standardized=True), F.log_softmax(logits, -1), "batchmean")
         return F.cross_entropy(logits, y) + config.trades_beta * divergence, len(y)
     elif kind is not None:
         check_config(config)

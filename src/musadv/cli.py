@@ -280,6 +280,10 @@ def train_cmd(cache_dir, arch, units, layers, dropout, patch, filters, kernel1, 
     model = train(cache.SpectraCache(cache_dir), spec, out, config, resume=resume, progress=not quiet, device=device)
     t = model.info["training"]
     click.echo(f"{out}: best epoch {t['best_epoch']}, validation error {t['best_valid_error']}")
+    if t["diverged_epoch"] is not None:
+        click.echo(f"{out}: training diverged in epoch {t['diverged_epoch']} (its loss is not finite) and stopped; "
+                   f"the model is epoch {t['best_epoch']}'s: try a lower --lr", err=True)
+        sys.exit(1)
 
 
 def _load_any_model(spec: str, device=None):

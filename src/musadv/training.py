@@ -293,7 +293,9 @@ def train(
     -------
     model
         The best model on validation as saved in ``out_dir`` (reloaded from there, on
-        ``device``), in evaluation mode.
+        ``device``), in evaluation mode. An epoch whose loss is not finite ends training (it
+        diverged): the best epoch before it is kept, and ``info['training']['diverged_epoch']``
+        names the epoch (None when training did not diverge).
     """
     out = Path(out_dir)
     config = config or TrainConfig.reference(arch["arch"])
@@ -314,7 +316,7 @@ def train(
     history: list[dict] = []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best = {"epoch": -1, "valid_error": None}
-    start_epoch, stale = 0, 0
+    start_epoch, stale, diverged = 0, 0, None
     if (out / "checkpoint.json").exists():
         if not resume:
             raise MusadvError(f"{out}: holds a checkpoint of an earlier run; use --resume to continue it or choose another --out")
@@ -323,7 +325,7 @@ def train(
         meta["run"]["train"] = {**asdict(TrainConfig()), **meta["run"]["train"]}
         if meta["run"] != json.loads(json.dumps(run)):
             raise MusadvError(f"{out}: the checkpoint was made with other settings; cannot resume with these")
-        history, best, stale = meta["history"], meta["best"], meta["stale"]
+        history, best, stale, diverged = meta["history"], meta["best"], meta["stale"], meta.get("diverged")
         start_epoch = meta["epoch"] + 1
         if meta.get("finished"):
             log(f"{out}: training already finished at epoch {meta['epoch']}")
@@ -363,6 +365,14 @@ def train(
                   "valid_recording_error": valid_rec_err, "lr": lr, "momentum": mom,
                   "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
         history.append(record)
+        if not np.isfinite(record["train_loss"]):
+            # The weights are no longer numbers: more epochs would train nothing. The best epoch before is kept.
+            diverged = epoch
+            log(f"epoch {epoch:3d}  train loss {record['train_loss']}: training diverged; the best epoch before it is kept")
+            _save_checkpoint(out, model, optimizer, best_state,
+                             {"run": run, "epoch": epoch, "history": history, "best": best, "stale": stale,
+                              "finished": True, "diverged": diverged})
+            break
         # Without a validation split every epoch counts as the best (the last one is kept).
         best_err = np.inf if best["valid_error"] is None else best["valid_error"]
         if np.isnan(valid_err) or valid_err < best_err * (1 - config.min_improvement):
@@ -383,7 +393,7 @@ def train(
     model.load_state_dict(best_state)
     info = {
         "training": {**run, "history": history, "best_epoch": best["epoch"],
-                     "best_valid_error": best["valid_error"]},
+                     "best_valid_error": best["valid_error"], "diverged_epoch": diverged},
         "data": {"offset": cache.offset, "duration": cache.duration, "cache": run["cache"]},
         "partition": json.loads((Path(cache.path) / "partition.json").read_text()),
     }
