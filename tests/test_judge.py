@@ -227,6 +227,11 @@ def test_success_that_does_not_grow_with_the_budget_is_flagged():
              {"policy": "label:x", "snr_db": 20.0, "normalised_accuracy": 0.0}]
     flags = flat_success(curve)
     assert len(flags) == 1 and flags[0]["reason"].startswith("random: robust accuracy 0.500 at 20 dB, as at 40 dB")
+    # What stays right only because its random target is its own label is no sign of a masked gradient: a model
+    # fooled on everything else at the smallest budget is not flagged, one that keeps another is.
+    for left, flagged in ((0, False), (1, True)):
+        curve[1] = {**curve[1], "foolable_left": left}
+        assert bool(flat_success(curve)) == flagged
 
 
 def test_plans_are_named_or_read_from_a_file(tmp_path):
@@ -307,9 +312,8 @@ def test_a_recording_an_attack_could_not_take_is_counted_as_not_fooled_and_flagg
     real = judge_module._labels_after
 
     def losing_one(run_dir):  # as if the run's first recording had its row in errors.csv instead
-        labels, wavs = real(run_dir)
-        lost = min(labels)
-        return ({k: v for k, v in labels.items() if k != lost}, {k: v for k, v in wavs.items() if k != lost})
+        lost = min(real(run_dir)[0])
+        return tuple({k: v for k, v in read.items() if k != lost} for read in real(run_dir))
 
     monkeypatch.setattr(judge_module, "_labels_after", losing_one)
     e = judge(trained_dnn, _recordings(learn_cache, 3), tmp_path / "e", PLAN, progress=False)

@@ -223,11 +223,12 @@ def _clean(model: AudioClassifier, recordings: list[RecordingRef], out: Path) ->
     return [r["predicted"] for r in rows]
 
 
-def _labels_after(run_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Each attacked recording's label on its decoded file, and that file's path."""
+def _labels_after(run_dir: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Each attacked recording's label on its decoded file, that file's path, and the attack's target."""
     with open(run_dir / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return {r["file"]: r["decoded_label"] for r in rows}, {r["file"]: str(run_dir / r["wav"]) for r in rows}
+    return ({r["file"]: r["decoded_label"] for r in rows}, {r["file"]: str(run_dir / r["wav"]) for r in rows},
+            {r["file"]: r["target"] for r in rows})
 
 
 def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str | os.PathLike, plan: Plan = PLANS["quick"],
@@ -363,12 +364,15 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
 
 def flat_success(robust: list[dict]) -> list[dict]:
     """Flags for attacks whose success does not grow with the budget (Athalye et al. 2018's sign of a masked
-    gradient): a larger change fools nothing more while recordings the model gets right remain.
+    gradient): a larger change fools nothing more while recordings the model gets right remain that the
+    adversary could fool (not those whose random target is their own label).
 
     Parameters
     ----------
     robust : list of dict
-        ``policy``, ``snr_db`` and ``normalised_accuracy`` of each budget (two or more per policy to judge).
+        ``policy``, ``snr_db`` and ``normalised_accuracy`` of each budget (two or more per policy to judge), and
+        ``foolable_left``: how many recordings it gets right have another label as target (where absent, every
+        recording it gets right counts).
     """
     flags = []
     for policy in dict.fromkeys(e["policy"] for e in robust):
@@ -376,7 +380,8 @@ def flat_success(robust: list[dict]) -> list[dict]:
         if len(curve) < 2:
             continue
         smallest, largest = curve[0], curve[-1]
-        if largest["normalised_accuracy"] > 0 and largest["normalised_accuracy"] >= smallest["normalised_accuracy"] - 1e-9:
+        if (largest["normalised_accuracy"] > 0 and largest.get("foolable_left", 1) > 0
+                and largest["normalised_accuracy"] >= smallest["normalised_accuracy"] - 1e-9):
             flags.append({"flag": "flat", "reason": (
                 f"{policy}: robust accuracy {largest['normalised_accuracy']:.3f} at {largest['snr_db']:g} dB, as at "
                 f"{smallest['snr_db']:g} dB: a larger change fooled nothing more (a masked gradient, or a broken attack)")})
@@ -407,12 +412,13 @@ class _Budget:
     """What the two adversaries did within one SNR budget of one policy (see :func:`_robust`).
 
     ``after`` and ``examples``: each fooled or attacked recording's label, read from its example's written file,
-    and that file; ``survivors``: the recordings the gradient attack left correct (all the correct ones when it
-    did not run).
+    and that file; ``targets``: the label each attacked recording was to be given; ``survivors``: the recordings
+    the gradient attack left correct (all the correct ones when it did not run).
     """
 
     after: dict = field(default_factory=dict)
     examples: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)
     failed: list = field(default_factory=list)
     carried: int = 0
     attacked: int = 0
@@ -424,9 +430,10 @@ class _Budget:
     def take(self, run: Path, refs: list[RecordingRef]) -> list[RecordingRef]:
         """Read an attack run on ``refs`` into this budget; return those it left correct (one it could not
         take among them: errors.csv)."""
-        labels, wavs = _labels_after(run)
+        labels, wavs, targets = _labels_after(run)
         self.after.update(labels)
         self.examples.update(wavs)
+        self.targets.update(targets)
         self.failed += [r.name for r in refs if r.name not in labels]
         return [r for r in refs if labels.get(r.name, r.true_label) == r.true_label]
 
@@ -483,11 +490,14 @@ def _robust(model, recordings, correct, clean_labels, policy, plan, gradient_ok,
         figures = accuracy_figures([r.true_label for r in recordings], predicted, model.labels, seed)
         fooled = {r.name: (a.after[r.name], a.examples[r.name]) for r in correct
                   if a.after.get(r.name, r.true_label) != r.true_label}
+        # A random target may be the truth itself: such a recording stays right whatever the budget.
+        foolable = [r.name for r in correct if r.name not in fooled and a.targets.get(r.name) != r.true_label]
         entries.append({
             "policy": policy, "snr_db": float(budget), **figures, "correct": len(correct),
             "fooled_at_smaller_budgets": a.carried, "attacked": a.attacked, "examples": a.examples, "fooled": fooled,
             "fooled_by_gradient": a.fooled_by_gradient, "survived_gradient": len(a.survivors), "queried": a.queried,
-            "fooled_by_queries": a.fooled_by_queries, "could_not_attack": sorted(set(a.failed)),
+            "fooled_by_queries": a.fooled_by_queries, "foolable_left": len(foolable),
+            "could_not_attack": sorted(set(a.failed)),
             "queries_beat_gradient": bool(gradient_ok and a.queried and a.fooled_by_queries >= MASKED_SHARE * a.queried)})
     return entries
 
