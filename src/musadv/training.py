@@ -366,25 +366,23 @@ def train(
                   "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
         history.append(record)
         if not np.isfinite(record["train_loss"]):
-            # The weights are no longer numbers: more epochs would train nothing. The best epoch before is kept.
-            diverged = epoch
-            log(f"epoch {epoch:3d}  train loss {record['train_loss']}: training diverged; the best epoch before it is kept")
-            _save_checkpoint(out, model, optimizer, best_state,
-                             {"run": run, "epoch": epoch, "history": history, "best": best, "stale": stale,
-                              "finished": True, "diverged": diverged})
-            break
-        # Without a validation split every epoch counts as the best (the last one is kept).
-        best_err = np.inf if best["valid_error"] is None else best["valid_error"]
-        if np.isnan(valid_err) or valid_err < best_err * (1 - config.min_improvement):
-            best = {"epoch": epoch, "valid_error": None if np.isnan(valid_err) else valid_err}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            stale = 0
+            diverged = epoch  # the weights are no longer numbers: more epochs would train nothing
         else:
-            stale += 1
-        finished = stale >= config.patience or epoch + 1 >= config.max_epochs
+            # Without a validation split every epoch counts as the best (the last one is kept).
+            best_err = np.inf if best["valid_error"] is None else best["valid_error"]
+            if np.isnan(valid_err) or valid_err < best_err * (1 - config.min_improvement):
+                best = {"epoch": epoch, "valid_error": None if np.isnan(valid_err) else valid_err}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                stale = 0
+            else:
+                stale += 1
+        finished = diverged is not None or stale >= config.patience or epoch + 1 >= config.max_epochs
         _save_checkpoint(out, model, optimizer, best_state,
                          {"run": run, "epoch": epoch, "history": history, "best": best, "stale": stale,
-                          "finished": finished})
+                          "finished": finished, "diverged": diverged})
+        if diverged is not None:
+            log(f"epoch {epoch:3d}  train loss {record['train_loss']}: training diverged; the best epoch before it is kept")
+            break
         log(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  valid error {valid_err:.4f} "
             f"(recordings {valid_rec_err:.3f})  lr {lr:.2g}  momentum {mom:.2f}  {record['seconds']:.1f} s"
             + ("  *" if best["epoch"] == epoch else ""))
