@@ -172,6 +172,10 @@ def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(
     rows = [r for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv")) if r["success"] == "1"]
     assert e["smallest_change"]["median_nmr_db"] == float(np.median([float(r["nmr_db"]) for r in rows]))
     assert e["smallest_change"]["median_visqol_mos"] == float(np.median([float(r["visqol_mos"]) for r in rows]))
+    # The leaderboard's row carries that NMR, and the chance its robust figures are read against.
+    (row,) = leaderboard([tmp_path / "s"], tmp_path / "board")
+    assert row["smallest_change_nmr_db"] == e["smallest_change"]["median_nmr_db"] is not None
+    assert row["chance"] == 1 / len(trained_dnn.labels)
     survived = json.loads((tmp_path / "s" / "survive-lowpass" / "survive.json").read_text())["results"]["survived"]
     assert e["survival"] == [{**e["survival"][0], "kind": "lowpass", "survived": survived}]
     figures = json.loads((tmp_path / "s" / "horse-eq" / "horse.json").read_text())["results"]["normalised_accuracy"]

@@ -847,13 +847,16 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
     for d, e, name in zip(eval_dirs, evals, names):
         row = {"model": name,
                "defence": e["model"].get("defence"),  # not in evaluations written before it was recorded
-               "clean": e["clean"]["normalised_accuracy"]}
+               "clean": e["clean"]["normalised_accuracy"],
+               # Taggers read through a tag map have fewer labels: their chance differs from the others'.
+               "chance": e["clean"]["chance"]}
         for policy, snr in budgets:
             hit = next((r for r in e["robust"] if r["policy"] == policy and r["snr_db"] == snr), None)
             row[f"{policy} {snr:g} dB"] = None if hit is None else hit["normalised_accuracy"]
         row["gap"] = e["headline"].get("gap")
         row["horse_spread"] = e["headline"].get("horse_spread")
         row["smallest_change_db"] = e["headline"]["smallest_change_db"]
+        row["smallest_change_nmr_db"] = (e["smallest_change"] or {}).get("median_nmr_db")
         row["flags"] = "; ".join(f["flag"] for f in e["flags"])
         row["verdict"] = e["headline"]["verdict"]
         rows.append(row)
