@@ -39,8 +39,8 @@ def test_table3_quick_produces_all_four_rows(tmp_path):
 def test_table3_extended_trains_judges_and_certifies_every_defence_and_reads_its_rows_from_the_judgements(tmp_path):
     settings = replace(SMALL, clips=8, dnn_units=32, dnn_epochs=20)
     plan = Plan("tiny", (30.0,), ("all_wrong",), max_iter=30, max_queries=40, controls=False, minimize=True)
-    defences = DefenceSettings(archs=("dnn",), adv_snr_db=25.0, adv_steps=2, smoothing_snr_db=20.0, smoothing_copies=4,
-                               certify_n0=8, certify_n=30)
+    defences = DefenceSettings(archs=("dnn",), adv_snr_db=25.0, adv_steps=2, adv_epochs=6, smoothing_snr_db=20.0,
+                               smoothing_copies=4, certify_n0=8, certify_n=30)
     summary = run_table3_extended(tmp_path, quick=True, progress=False, log=lambda m: None, plan=plan, settings=settings,
                                   defences=defences, report=False)
     names = ["dnn", "dnn_fgsm", "dnn_pgd", "dnn_trades", "dnn_smoothed"]
@@ -50,6 +50,8 @@ def test_table3_extended_trains_judges_and_certifies_every_defence_and_reads_its
                for name in ("dnn_fgsm", "dnn_pgd", "dnn_trades", "dnn_noise")}
     assert (trained["dnn_pgd"]["adversarial"], trained["dnn_pgd"]["adv_snr_db"], trained["dnn_pgd"]["adv_steps"]) == ("pgd", 25.0, 2)
     assert trained["dnn_trades"]["adversarial"] == "trades" and trained["dnn_noise"]["noise_snr_db"] == 20.0
+    # PGD and TRADES train for their own epochs; Alg. 2 and the noisy base for the plain network's.
+    assert [trained[n]["max_epochs"] for n in ("dnn_fgsm", "dnn_pgd", "dnn_trades", "dnn_noise")] == [20, 6, 6, 20]
     rows = list(csv.DictReader(open(tmp_path / "table3-extended.csv")))
     assert [r["system"] for r in rows] == names
     base = read_evaluation(tmp_path / "judgements" / "dnn")

@@ -1101,6 +1101,8 @@ def table3_cmd(data, partition, out, alg2, quick, quiet):
 @click.option("--adv-snr", type=FINITE, default=30.0, show_default=True, help="PGD's and TRADES's budget (dB SNR of each element's change).")
 @click.option("--adv-steps", type=click.IntRange(min=1), default=5, show_default=True, help="PGD's and TRADES's attack steps.")
 @click.option("--trades-beta", type=FINITE, default=6.0, show_default=True, help="TRADES's weight of the divergence.")
+@click.option("--adv-epochs", type=click.IntRange(min=1), default=None,
+              help="The most epochs PGD and TRADES train for (default: the plain network's).")
 @click.option("--smoothing-snr", type=FINITE, default=30.0, show_default=True,
               help="The smoothed systems' noise, and their bases' training noise (dB below -20 dBFS).")
 @click.option("--copies", type=click.IntRange(min=1), default=8, show_default=True, help="Noisy copies a smoothed system votes over when judged.")
@@ -1111,7 +1113,7 @@ def table3_cmd(data, partition, out, alg2, quick, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed).")
 @_engine_options
 @_device_option
-def defences_cmd(data, partition, out, archs, adv_snr, adv_steps, trades_beta, smoothing_snr, copies, n, n0, quick, plan_spec,
+def defences_cmd(data, partition, out, archs, adv_snr, adv_steps, trades_beta, adv_epochs, smoothing_snr, copies, n, n0, quick, plan_spec,
                  quiet, engine, device):
     """Table III extended: each network trained plainly, with Alg. 2 (FGSM), PGD and TRADES, and smoothed over noise
     (its base trained on that noise); every one judged under one plan (musadv judge), the smoothed ones certified.
@@ -1125,7 +1127,7 @@ def defences_cmd(data, partition, out, archs, adv_snr, adv_steps, trades_beta, s
     if unknown or not names:
         raise click.BadParameter(f"expected dnn and/or cdnn, got {archs!r}", param_hint="--archs")
     defences = DefenceSettings(archs=names, adv_snr_db=adv_snr, adv_steps=adv_steps, trades_beta=trades_beta,
-                               smoothing_snr_db=smoothing_snr, smoothing_copies=copies, certify_n0=n0, certify_n=n)
+                               adv_epochs=adv_epochs, smoothing_snr_db=smoothing_snr, smoothing_copies=copies, certify_n0=n0, certify_n=n)
     run_table3_extended(out, str(data) if data else None, partition, quick=quick, progress=not quiet, engine=engine,
                         device=device, plan=read_plan(plan_spec) if plan_spec else None, defences=defences)
     click.echo((out / "table3-extended.md").read_text())

@@ -197,6 +197,10 @@ class DefenceSettings:
         The networks defended (sizes from :class:`~musadv.experiments.DemoSettings`).
     adv_snr_db, adv_steps, trades_beta : float, int, float
         PGD's and TRADES's budget (dB SNR on each element's magnitudes), attack steps and beta.
+    adv_epochs : int, optional
+        The most epochs PGD and TRADES train for (default: the plain network's). Training on
+        attacked examples converges more slowly than plain training, so a study's plain budget
+        can leave them undertrained.
     smoothing_snr_db : float
         The smoothed systems' noise, and the level their bases are trained with (dB below -20 dBFS).
     smoothing_copies : int
@@ -209,6 +213,7 @@ class DefenceSettings:
     adv_snr_db: float = 30.0
     adv_steps: int = 5
     trades_beta: float = 6.0
+    adv_epochs: int | None = None
     smoothing_snr_db: float = 30.0
     smoothing_copies: int = 8
     certify_n0: int = 100
@@ -217,7 +222,8 @@ class DefenceSettings:
 
 def defence_configs(base: TrainConfig, defences: DefenceSettings) -> dict[str, TrainConfig]:
     """Each defended training of one network, by the suffix of its model's name (``noise``: a smoothed system's base)."""
-    attack = dict(adv_snr_db=defences.adv_snr_db, adv_steps=defences.adv_steps)
+    attack = dict(adv_snr_db=defences.adv_snr_db, adv_steps=defences.adv_steps,
+                  max_epochs=defences.adv_epochs or base.max_epochs)
     return {"": base, "fgsm": replace(base, adversarial="fgsm", adv_step=0.25),
             "pgd": replace(base, adversarial="pgd", **attack),
             "trades": replace(base, adversarial="trades", trades_beta=defences.trades_beta, **attack),
