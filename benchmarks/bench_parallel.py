@@ -55,7 +55,8 @@ def main():
     try:
         demo = args.demo
         if demo is None:
-            from musadv.experiments import DemoSettings, Stages, study_cache, train_demo_systems
+            from musadv.experiments import train_demo_systems
+            from musadv.studies import DemoSettings, Stages, study_cache
 
             # The quick demo's data and systems, without its judgements.
             demo, settings, quiet = tmp / "demo", DemoSettings.for_data(True, True), lambda m: None

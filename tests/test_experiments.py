@@ -8,7 +8,8 @@ import pytest
 
 from dataclasses import replace
 
-from musadv.experiments import DEMO_SYSTEMS, DemoSettings, run_demo
+from musadv.experiments import DEMO_SYSTEMS, run_demo
+from musadv.studies import DemoSettings
 from musadv.judge import Plan, read_evaluation
 
 #: What these tests ask of the demo is its contract, not its figures: the least data, training, steps and
@@ -126,12 +127,3 @@ def test_a_study_folder_refuses_other_data_and_systems_of_other_settings_before_
     with pytest.raises(MusadvError, match=f"stage {stage} was done with other settings"):
         run_demo(out, quick=True, progress=False, log=lambda m: None, plan=TINY, settings=replace(SMALL, **other),
                  report=False)
-
-
-def test_a_stage_an_earlier_musadv_recorded_without_its_settings_is_taken_as_done(tmp_path):
-    from musadv.experiments import Stages
-
-    st = Stages(tmp_path, lambda m: None)
-    (tmp_path / "stages" / "train-dnn.json").write_text(json.dumps({"result": {"best_epoch": 3}, "settings": None,
-                                                                     "seconds": 1.0}))
-    assert st("train-dnn", lambda: pytest.fail("trained again"), settings={"arch": {"arch": "dnn"}}) == {"best_epoch": 3}

@@ -10,7 +10,7 @@ import pytest
 
 from musadv.attack import AttackConfig
 from musadv.errors import MusadvError
-from musadv.experiments import DemoSettings
+from musadv.studies import DemoSettings
 from musadv.judge import Plan, read_evaluation
 from musadv.tables import DefenceSettings, run_table3, run_table3_extended
 

@@ -2,7 +2,7 @@
 and Table III extended to the defences that work on images (``musadv experiment defences``).
 
 Each writes ``TABLE.csv``, ``TABLE.md``, ``table.json`` and ``report.html`` into its output
-directory; its stages are those of :class:`musadv.experiments.Stages` (a rerun reuses them).
+directory; its stages are those of :class:`musadv.studies.Stages` (a rerun reuses them).
 The extended Table III is a plan of :func:`musadv.judge.judge`: every defended system is judged
 under one plan on the same recordings, so that a defence that only masks its gradient meets the
 query-only adversary, and the table is read from the judgements' ``evaluation.json`` files.
@@ -21,7 +21,7 @@ import torch
 
 from .certification import certify_recordings
 from .evaluate import evaluate_model
-from .experiments import DemoSettings, Stages, judge_models, open_study, stderr_log, study_cache, study_summary, train_network
+from .studies import DemoSettings, Stages, judge_models, open_study, stderr_log, study_cache, study_summary, train_network
 from .io import markdown_table, write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .judge import Plan, read_evaluation
 from .parallel import Engine
@@ -138,8 +138,8 @@ def run_table3(out_dir: str | os.PathLike, data: str | None = None, partition: s
     ``alg2``: ``'fgsm'`` (musadv's Alg. 2: raw-unit step towards a wrong label, joined to the
     batch) or ``'fgsm_reference'`` (the reference code's variant, see
     :class:`musadv.training.TrainConfig`); the table's title says which. ``settings``: other sizes
-    of data, training and attacks (default: :meth:`musadv.experiments.DemoSettings.for_data`, but
-    on the full built-in data :class:`~musadv.experiments.DemoSettings`' own sizes: 20 clips of
+    of data, training and attacks (default: :meth:`musadv.studies.DemoSettings.for_data`, but
+    on the full built-in data :class:`~musadv.studies.DemoSettings`' own sizes: 20 clips of
     10 s per style, where the demo judges one test recording per style).
     """
     out = Path(out_dir)
@@ -194,7 +194,7 @@ class DefenceSettings:
     Attributes
     ----------
     archs : tuple of {'dnn', 'cdnn'}
-        The networks defended (sizes from :class:`~musadv.experiments.DemoSettings`).
+        The networks defended (sizes from :class:`~musadv.studies.DemoSettings`).
     adv_snr_db, adv_steps, trades_beta : float, int, float
         PGD's and TRADES's budget (dB SNR on each element's magnitudes), attack steps and beta.
     adv_epochs : int, optional
