@@ -37,6 +37,7 @@ from .training import TrainConfig, train
 __all__ = ["Stages", "stderr_log", "DemoSettings", "study_cache", "open_study", "train_network", "judge_models",
            "study_summary"]
 
+
 def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
