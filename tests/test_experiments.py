@@ -9,8 +9,8 @@ import pytest
 from dataclasses import replace
 
 from musadv.experiments import DEMO_SYSTEMS, run_demo
-from musadv.studies import DemoSettings
 from musadv.judge import Plan, read_evaluation
+from musadv.studies import DemoSettings
 
 #: What these tests ask of the demo is its contract, not its figures: the least data, training, steps and
 #: queries that still give four systems to judge and attack (one test recording per style).

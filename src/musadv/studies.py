@@ -78,7 +78,7 @@ class DemoSettings:
     """Sizes of the demo's data and systems. :meth:`for_data` picks them for the built-in data or a real dataset.
 
     ``plan`` names the :data:`~musadv.judge.PLANS` entry every system is judged under; ``attack``
-    and ``cdnn_attack_limit`` are Table III's attacks (:func:`run_table3`).
+    and ``cdnn_attack_limit`` are Table III's attacks (:func:`~musadv.tables.run_table3`).
     """
 
     clips: int = 20

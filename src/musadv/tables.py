@@ -21,11 +21,11 @@ import torch
 
 from .certification import certify_recordings
 from .evaluate import evaluate_model
-from .studies import DemoSettings, Stages, judge_models, open_study, stderr_log, study_cache, study_summary, train_network
 from .io import markdown_table, write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .judge import Plan, read_evaluation
 from .parallel import Engine
 from .runs import recordings_from_split, run_attacks
+from .studies import DemoSettings, Stages, judge_models, open_study, stderr_log, study_cache, study_summary, train_network
 from .systems import load_system, train_forest
 from .training import TrainConfig
 
