@@ -187,6 +187,11 @@ def test_the_standard_stages_search_the_smallest_change_and_run_the_horse_tests(
     snrs = [float(r["snr_wave_db"]) for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv"))
             if r["success"] == "1"]
     assert small["reached"] == len(snrs) >= 1 and small["median_snr_db"] == float(np.median(snrs))
+    # Each recording's own change is kept, so that two systems can be compared on the recordings both get right.
+    searched = {r["file"]: r for r in csv.DictReader(open(tmp_path / "s" / "smallest" / "results.csv"))}
+    assert small["snr_db_by_recording"] == {f: float(r["snr_wave_db"]) if r["success"] == "1" else None
+                                            for f, r in searched.items()}
+    assert len(searched) == small["n"]
     # The gradient from the smallest change up: what it fooled at 35 dB is not attacked again at 20 dB, and counts
     # as fooled there.
     at = {r["snr_db"]: r for r in e["robust"]}

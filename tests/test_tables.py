@@ -12,7 +12,7 @@ from musadv.attack import AttackConfig
 from musadv.errors import MusadvError
 from musadv.studies import DemoSettings
 from musadv.judge import Plan, read_evaluation
-from musadv.tables import DefenceSettings, run_table3, run_table3_extended
+from musadv.tables import DefenceSettings, defence_table, paired_larger_change, run_table3, run_table3_extended
 
 #: Its contract, not its figures: the least data, training and steps that give four systems their rows.
 SMALL = replace(DemoSettings.for_data(True, True), clips=4, clip_seconds=4.0, dnn_epochs=10, cdnn_epochs=2,
@@ -73,3 +73,28 @@ def test_table3_extended_trains_judges_and_certifies_every_defence_and_reads_its
     run_table3_extended(tmp_path, quick=True, progress=False, log=lambda m: None, plan=plan, settings=settings,
                         defences=defences, report=False)
     assert (tmp_path / "table3-extended.md").read_text() == table
+
+
+def _judged(by_recording: dict, defence=None) -> dict:
+    """An evaluation with only what the extended table reads: one budget, and smallest changes per recording."""
+    reached = [v for v in by_recording.values() if v is not None]
+    return {"model": {"defence": defence}, "clean": {"normalised_accuracy": 0.5},
+            "robust": [{"policy": "all_wrong", "snr_db": 30.0, "normalised_accuracy": 0.1, "gap": 0.2}],
+            "smallest_change": {"median_snr_db": float(np.median(reached)), "snr_db_by_recording": by_recording},
+            "headline": {"verdict": "a horse"}}
+
+
+def test_the_extended_table_compares_smallest_changes_on_the_recordings_both_systems_get_right():
+    # The plain system's changes are quiet on a and b, loud on c, which the defended one gets wrong; d it did not reach.
+    plain = _judged({"a": 40.0, "b": 38.0, "c": 20.0})
+    defended = _judged({"a": 30.0, "b": 30.0, "d": None}, defence="pgd")
+    header, rows = defence_table([("plain", plain, None), ("defended", defended, plain)])
+    row = dict(zip(header, rows[1]))
+    # The medians (38 and 30 dB) are over different recordings; paired over a and b it is 10 and 8 dB larger.
+    assert row["larger than undefended by (dB)"] == "8.0"
+    assert row["larger, paired: median (recordings)"] == "9.0 (2)"
+    assert dict(zip(header, rows[0]))["larger, paired: median (recordings)"] == "—"
+    assert paired_larger_change(defended, plain) == (9.0, 2)
+    # An evaluation written before per-recording figures compares nothing rather than something wrong.
+    del plain["smallest_change"]["snr_db_by_recording"]
+    assert paired_larger_change(defended, plain) == (None, 0)

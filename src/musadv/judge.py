@@ -554,23 +554,29 @@ def _horse(model, recordings, kind: str, plan: Plan, out: Path, seed, progress, 
 
 
 def _smallest_change(model, correct, plan, gradient_ok, out, seed, progress, engine, surrogate) -> dict:
-    """Each correct recording's highest SNR at which an always-wrong target is said (median, interval)."""
+    """Each correct recording's highest SNR at which an always-wrong target is said (median, interval, and per
+    recording: ``snr_db_by_recording``, None where the search did not reach one, so that two systems' changes can
+    be compared on the recordings both get right)."""
     config = AttackConfig(snr_db=plan.minimize_floor_db, stop="label", max_iter=plan.max_iter,
                           gradient="autograd" if gradient_ok else "queries",
                           max_queries=None if gradient_ok else plan.max_queries,
                           surrogate=None if gradient_ok else surrogate)
     n = len(correct)
-    rows = []
+    rows, by_recording = [], {}
     if correct:
         run = out / "smallest"
         run_attacks(model, correct, "all_wrong", run, config, seed=seed, progress=progress, engine=engine, minimal=True,
                     gradient="autograd" if gradient_ok else "auto", nmr=plan.perceptual, visqol=plan.perceptual)
         with open(run / "results.csv", newline="") as f:
-            rows = [row for row in csv.DictReader(f) if row["success"] == "1" and row["snr_wave_db"] not in ("", "nan")]
+            for row in csv.DictReader(f):
+                reached = row["success"] == "1" and row["snr_wave_db"] not in ("", "nan")
+                by_recording[row["file"]] = float(row["snr_wave_db"]) if reached else None
+                rows += [row] if reached else []
     values = np.array([float(row["snr_wave_db"]) for row in rows])
     median = float(np.median(values)) if len(values) else None
     figures = {"median_snr_db": median, "interval": bootstrap_interval(lambda i: np.median(values[i]), len(values), seed),
-               "reached": len(values), "not_reached": n - len(values), "n": n, "floor_db": plan.minimize_floor_db}
+               "reached": len(values), "not_reached": n - len(values), "n": n, "floor_db": plan.minimize_floor_db,
+               "snr_db_by_recording": by_recording}
     if plan.perceptual:
         for key in ("nmr_db", "visqol_mos"):
             measured = np.array([float(row[key]) for row in rows if row[key] not in ("", "nan")])

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .certification import certify_recordings
@@ -30,7 +31,7 @@ from .systems import load_system, train_forest
 from .training import TrainConfig
 
 __all__ = ["run_table1", "run_table3", "run_table3_extended", "DefenceSettings", "defence_configs", "defence_table",
-           "certificate_table", "PAPER_TABLE1", "PAPER_TABLE3"]
+           "paired_larger_change", "certificate_table", "PAPER_TABLE1", "PAPER_TABLE3"]
 
 #: Table I of the paper (GTZAN, DNN features + RF, normalised accuracy %):
 #: (units, layers) -> {"relu": (random partition, fault-filtered), "dropout": (...)}.
@@ -234,6 +235,30 @@ def _f(v, digits=2) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
+def paired_larger_change(evaluation: dict, baseline: dict) -> tuple[float | None, int]:
+    """How much larger a system's smallest changes are than the baseline's, recording by recording.
+
+    Two medians over each system's own correct recordings compare different recordings; this
+    compares the same ones.
+
+    Parameters
+    ----------
+    evaluation, baseline : dict
+        Two judgements' evaluations (:func:`musadv.judge.read_evaluation`) on the same recordings.
+
+    Returns
+    -------
+    median_db, n : float or None, int
+        The median over the ``n`` recordings whose smallest change both searches reached of the
+        baseline's SNR minus the system's (dB; positive: the system needs the larger change).
+        None where there is no such recording or an evaluation predates per-recording figures.
+    """
+    mine = (evaluation["smallest_change"] or {}).get("snr_db_by_recording") or {}
+    theirs = (baseline["smallest_change"] or {}).get("snr_db_by_recording") or {}
+    both = [f for f in mine if mine[f] is not None and theirs.get(f) is not None]
+    return (float(np.median([theirs[f] - mine[f] for f in both])) if both else None), len(both)
+
+
 def defence_table(judged: list[tuple[str, dict, dict | None]]) -> tuple[list[str], list[list[str]]]:
     """The extended Table III's rows, each read from a judgement's evaluation.
 
@@ -248,22 +273,26 @@ def defence_table(judged: list[tuple[str, dict, dict | None]]) -> tuple[list[str
     header, rows
         Per system: its defence as recorded, clean and robust normalised accuracy at each budget
         (the worst over the plan's target policies), the median smallest change (dB SNR) and how
-        many dB larger than the undefended system's it is, the gap between the adversary and the
-        noise controls at 30 dB, and the verdict.
+        many dB larger than the undefended system's it is, both as a difference of the two medians
+        and paired over the recordings both get right (:func:`paired_larger_change`, with their
+        number), the gap between the adversary and the noise controls at 30 dB, and the verdict.
     """
     budgets = sorted({r["snr_db"] for _, e, _ in judged for r in e["robust"]}, reverse=True)
     header = (["system", "defence", "clean"] + [f"robust {b:g} dB" for b in budgets]
-              + ["smallest change, median (dB SNR)", "larger than undefended by (dB)", "gap to noise at 30 dB", "verdict"])
+              + ["smallest change, median (dB SNR)", "larger than undefended by (dB)",
+                 "larger, paired: median (recordings)", "gap to noise at 30 dB", "verdict"])
     rows = []
     for name, e, base in judged:
         median = (e["smallest_change"] or {}).get("median_snr_db")
         base_median = ((base or {}).get("smallest_change") or {}).get("median_snr_db")
         worst = [min((r["normalised_accuracy"] for r in e["robust"] if r["snr_db"] == b), default=None) for b in budgets]
         gaps = [r["gap"] for r in e["robust"] if r["snr_db"] == 30.0 and r.get("gap") is not None]
+        paired, n = paired_larger_change(e, base) if base is not None else (None, 0)
         rows.append([name, e["model"].get("defence") or "none", _f(e["clean"]["normalised_accuracy"])]
                     + [_f(w) for w in worst]
                     + [_f(median, 1), _f(None if base is None or median is None or base_median is None else base_median - median, 1),
-                       _f(max(gaps) if gaps else None), e["headline"]["verdict"]])
+                       "—" if paired is None else f"{paired:.1f} ({n})", _f(max(gaps) if gaps else None),
+                       e["headline"]["verdict"]])
     return header, rows
 
 
