@@ -2,8 +2,12 @@
 read from the judgements of each defence."""
 
 import csv
+import importlib.util
 import json
+import re
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +102,23 @@ def test_the_extended_table_compares_smallest_changes_on_the_recordings_both_sys
     # An evaluation written before per-recording figures compares nothing rather than something wrong.
     del plain["smallest_change"]["snr_db_by_recording"]
     assert paired_larger_change(defended, plain) == (None, 0)
+
+
+def test_the_cdnn_table_on_the_results_page_is_what_defence_table_writes_from_the_kept_entries():
+    """The results page's Table III extended of the CDNN is scripts/defence_table.py's section of every kept CDNN
+    entry (docs/leaderboard-gtzan-mini/cdnn*.json, against the plain cdnn) and every kept certificate: no figure was
+    typed by hand, and an entry kept or judged again must be written to the page again."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "scripts"))  # the script imports its sibling study_page, as when run from there
+    try:
+        spec = importlib.util.spec_from_file_location("defence_table", root / "scripts" / "defence_table.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(root / "scripts"))
+    kept = root / "docs" / "leaderboard-gtzan-mini"
+    page = (root / "docs" / "results-gtzan-mini.md").read_text()
+    written = re.search(r"<!-- table3-extended-cdnn -->\n(.*)\n<!-- /table3-extended-cdnn -->", page, re.S)[1]
+    expected = script.section(sorted(kept.glob("cdnn*.json")), kept / "cdnn.json",
+                              sorted((kept / "certified").glob("cdnn*")))
+    assert written == "\n".join(expected)
