@@ -22,9 +22,20 @@ def run_cli(cli_args: list[str]) -> int:
     return 0
 
 
+def _section_pattern(marker: str) -> re.Pattern:
+    # The newlines are optional so that a section typed on one line (<!-- m --><!-- /m -->) is still found.
+    return re.compile(rf"<!-- {marker} -->\n?(.*?)\n?<!-- /{marker} -->", re.S)
+
+
+def read_section(page: Path, marker: str) -> list[str] | None:
+    """The lines :func:`write_section` put between the page's markers (None: the page has no such section)."""
+    m = _section_pattern(marker).search(page.read_text())
+    return None if m is None else m[1].split("\n")
+
+
 def write_section(page: Path, marker: str, lines: list[str]) -> None:
     """Put ``lines`` between the page's ``<!-- marker -->`` and ``<!-- /marker -->`` (appended if it has none)."""
     text = page.read_text()
     block = f"<!-- {marker} -->\n" + "\n".join(lines) + f"\n<!-- /{marker} -->"
-    pattern = re.compile(rf"<!-- {marker} -->.*?<!-- /{marker} -->", re.S)
+    pattern = _section_pattern(marker)
     page.write_text(pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n")
