@@ -1,15 +1,18 @@
 """Shared fixtures: small synthesized audio, and the real GTZAN material in ../shared."""
 
 import contextlib
+import importlib.util
 import io
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 GTZAN_MINI = SHARED / "gtzan-mini" / "genres"
 GTZAN_LISTS = SHARED / "gtzan-partitions"
 
@@ -40,6 +43,23 @@ def run_musadv(*args) -> subprocess.CompletedProcess:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return subprocess.CompletedProcess(["musadv", *argv], code, out.getvalue(), err.getvalue())
+
+
+def load_file(path: Path):
+    """The module in the file ``path`` (a script, or a model file the docs ship), loaded as running it would.
+
+    Its folder is on the import path while it loads, so a script that imports a sibling (``scripts/study_page.py``)
+    finds it as it does when run from there.
+    """
+    folder = str(path.parent)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
 
 
 def fit_cross_entropy(network, forward, inputs, targets, epochs, batch=64, lr=3e-3, seed=0):

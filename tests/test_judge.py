@@ -1,7 +1,6 @@
 """musadv.judge: one verdict for any model, written to evaluation.json, and the leaderboard of several."""
 
 import csv
-import importlib.util
 import json
 import re
 from dataclasses import replace
@@ -18,6 +17,7 @@ from musadv.identity import system_sha256
 from musadv.runs import recordings_from_split
 from musadv.systems import load_system
 
+from .conftest import ROOT, load_file
 from .conftest import run_musadv as _run
 
 PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=300, controls=False)
@@ -25,17 +25,9 @@ PLAN = Plan("test", (20.0,), ("all_wrong",), max_iter=30, max_queries=300, contr
 QUERIES_THAT_FOOL_SOME = 300
 
 
-def _shipped_front_end():
-    """The leaderboard's masked-gradient model, as the docs ship it (docs/leaderboard-gtzan-mini/fe.py)."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "leaderboard-gtzan-mini" / "fe.py"
-    spec = importlib.util.spec_from_file_location("fe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-#: A network behind a front end that rounds its input: the same labels, a zero gradient.
-Rounded = _shipped_front_end().Rounded
+#: A network behind a front end that rounds its input: the same labels, a zero gradient (the leaderboard's
+#: masked-gradient model, as the docs ship it).
+Rounded = load_file(ROOT / "docs" / "leaderboard-gtzan-mini" / "fe.py").Rounded
 
 
 def _recordings(cache, n=6):
@@ -361,11 +353,8 @@ def test_the_leaderboard_page_of_gtzan_mini_is_what_musadv_leaderboard_writes_fr
     """Each table between the page's markers is the leaderboard.md of the evaluations it names, kept beside the page
     (scripts/leaderboard_page.py writes them): no figure on it was typed by hand, and an entry judged again must be
     kept again."""
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("leaderboard_page", root / "scripts" / "leaderboard_page.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    page = (root / "docs" / "leaderboard-gtzan-mini.md").read_text()
+    script = load_file(ROOT / "scripts" / "leaderboard_page.py")
+    page = (ROOT / "docs" / "leaderboard-gtzan-mini.md").read_text()
     assert script.MARKER.search(page), "the page has no generated table"
     for m in script.MARKER.finditer(page):
-        assert m[3] == script.table(root / "docs" / "leaderboard-gtzan-mini", m[2]), m[1]
+        assert m[3] == script.table(ROOT / "docs" / "leaderboard-gtzan-mini", m[2]), m[1]

@@ -2,11 +2,8 @@
 read from the judgements of each defence."""
 
 import csv
-import importlib.util
 import json
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +13,8 @@ from musadv.errors import MusadvError
 from musadv.studies import DemoSettings
 from musadv.judge import Plan, read_evaluation
 from musadv.tables import DefenceSettings, defence_table, paired_larger_change, run_table3, run_table3_extended
+
+from .conftest import ROOT, load_file
 
 #: Its contract, not its figures: the least data, training and steps that give four systems their rows.
 SMALL = replace(DemoSettings.for_data(True, True), clips=4, clip_seconds=4.0, dnn_epochs=10, cdnn_epochs=2,
@@ -107,16 +106,9 @@ def test_the_cdnn_table_on_the_results_page_is_what_defence_table_writes_from_th
     """The results page's Table III extended of the CDNN is scripts/defence_table.py's section of every kept CDNN
     entry (docs/leaderboard-gtzan-mini/cdnn*.json, against the plain cdnn) and every kept certificate: no figure was
     typed by hand, and an entry kept or judged again must be written to the page again."""
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "scripts"))  # the script imports its sibling study_page, as when run from there
-    try:
-        spec = importlib.util.spec_from_file_location("defence_table", root / "scripts" / "defence_table.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        import study_page
-    finally:
-        sys.path.remove(str(root / "scripts"))
-    kept = root / "docs" / "leaderboard-gtzan-mini"
-    written = study_page.read_section(root / "docs" / "results-gtzan-mini.md", "table3-extended-cdnn")
+    script = load_file(ROOT / "scripts" / "defence_table.py")
+    study_page = load_file(ROOT / "scripts" / "study_page.py")
+    kept = ROOT / "docs" / "leaderboard-gtzan-mini"
+    written = study_page.read_section(ROOT / "docs" / "results-gtzan-mini.md", "table3-extended-cdnn")
     assert written == script.section(sorted(kept.glob("cdnn*.json")), kept / "cdnn.json",
                                      sorted((kept / "certified").glob("cdnn*")))
