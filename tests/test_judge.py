@@ -270,6 +270,14 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
     assert leaderboard([kept, tmp_path / "b"], tmp_path / "board3") == rows
     page = (tmp_path / "board3" / "leaderboard.html").read_text()
     assert page.count("href=") == 1 and 'href="../b/report.html"' in page
+    # The same recordings read from a cache that lay elsewhere (another machine, a moved study) are the same data.
+    moved = json.loads(kept.read_text())
+    moved["data"]["cache"] = "/elsewhere/cache"
+    kept.write_text(json.dumps(moved))
+    (tmp_path / "b" / "evaluation.json").write_text(json.dumps({**read_evaluation(tmp_path / "b"),
+                                                                "data": {**moved["data"], "cache": "/here/cache"}}))
+    assert leaderboard([kept, tmp_path / "b"], tmp_path / "board4") == rows
+    assert "Not comparable" not in (tmp_path / "board4" / "leaderboard.md").read_text()
     judge(trained_dnn, recordings[:3], tmp_path / "c", PLAN, progress=False)
     with pytest.raises(MusadvError, match="another data"):
         leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2")

@@ -49,7 +49,7 @@ from .identity import model_name, system_sha256
 from .runs import RecordingRef, check_first_recording, run_attacks
 from .smoothing import SmoothedClassifier
 
-__all__ = ["Plan", "PLANS", "read_plan", "judge", "defence", "headline", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard",
+__all__ = ["Plan", "PLANS", "read_plan", "judge", "defence", "headline", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard", "comparable_data",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
 
 SCHEMA, SCHEMA_VERSION = "musadv-evaluation", 1
@@ -826,14 +826,21 @@ def defence(system: AudioClassifier) -> str | None:
     return describe_training(train) if isinstance(train, dict) else None
 
 
+def comparable_data(data: dict) -> dict:
+    """What makes two evaluations' data the same: the recordings judged (names, labels and excerpts,
+    ``sha256``) and their split; not the path of the cache they were read from, which is where a
+    study lay (another machine, a moved folder), not what it judged."""
+    return {k: v for k, v in data.items() if k != "cache"}
+
+
 def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, mixed: bool = False) -> list[dict]:
     """One row per evaluation (Markdown, CSV and a page sortable by column) in ``out_dir``.
 
     ``eval_dirs`` are judgement folders or ``evaluation.json`` files kept on their own; a model's
     name links to its judgement's ``report.html`` where one lies beside its evaluation.
 
-    Evaluations of different protocols, plans or data are refused unless ``mixed``, and then
-    the table says so.
+    Evaluations of different protocols, plans or data (:func:`comparable_data`) are refused unless
+    ``mixed``, and then the table says so.
     """
     evals = [read_evaluation(d) for d in eval_dirs]
     if not evals:
@@ -843,8 +850,9 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
     names = [_short_name(e["model"]["name"], [x["model"]["name"] for x in evals]) for e in evals]
     notes = []
     for d, e, name in zip(eval_dirs, evals, names):
-        for key, what in (("protocol", "protocol or plan"), ("data", "data")):
-            if e[key] != ref[key]:
+        for key, what, same in (("protocol", "protocol or plan", e["protocol"] == ref["protocol"]),
+                                ("data", "data", comparable_data(e["data"]) == comparable_data(ref["data"]))):
+            if not same:
                 if not mixed:
                     raise MusadvError(f"{d}: another {what} than {eval_dirs[0]}; evaluations that differ are not "
                                       "comparable (--mixed puts them in one table, saying so)")
