@@ -850,8 +850,8 @@ def leaderboard(eval_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, 
     names = [_short_name(e["model"]["name"], [x["model"]["name"] for x in evals]) for e in evals]
     notes = []
     for d, e, name in zip(eval_dirs, evals, names):
-        for key, what, same in (("protocol", "protocol or plan", e["protocol"] == ref["protocol"]),
-                                ("data", "data", comparable_data(e["data"]) == comparable_data(ref["data"]))):
+        for what, same in (("protocol or plan", e["protocol"] == ref["protocol"]),
+                           ("data", comparable_data(e["data"]) == comparable_data(ref["data"]))):
             if not same:
                 if not mixed:
                     raise MusadvError(f"{d}: another {what} than {eval_dirs[0]}; evaluations that differ are not "
