@@ -278,6 +278,10 @@ def test_the_leaderboard_ranks_comparable_evaluations_and_refuses_others(trained
                                                                 "data": {**moved["data"], "cache": "/here/cache"}}))
     assert leaderboard([kept, tmp_path / "b"], tmp_path / "board4") == rows
     assert "Not comparable" not in (tmp_path / "board4" / "leaderboard.md").read_text()
+    # A smoothed model goes by its base's folder too, not by where its study lay.
+    kept.write_text(json.dumps({**moved, "model": {**moved["model"], "name": "smooth:/tmp/study/models/dnn_noise@30x8"}}))
+    smoothed = leaderboard([kept, tmp_path / "b"], tmp_path / "board5")
+    assert {r["model"] for r in smoothed} == {"smooth:dnn_noise@30x8", "fe:rounded"}
     judge(trained_dnn, recordings[:3], tmp_path / "c", PLAN, progress=False)
     with pytest.raises(MusadvError, match="another data"):
         leaderboard([tmp_path / "a", tmp_path / "c"], tmp_path / "board2")

@@ -47,7 +47,7 @@ from .interface import AudioClassifier, DifferentiableClassifier, system_name
 from .io import markdown_table, write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .identity import model_name, system_sha256
 from .runs import RecordingRef, check_first_recording, run_attacks
-from .smoothing import SmoothedClassifier
+from .smoothing import SMOOTH, SmoothedClassifier
 
 __all__ = ["Plan", "PLANS", "read_plan", "judge", "defence", "headline", "flat_success", "accuracy_figures", "bootstrap_interval", "read_evaluation", "write_judgement_report", "leaderboard", "comparable_data",
            "SCHEMA", "SCHEMA_VERSION", "PROTOCOL"]
@@ -807,12 +807,24 @@ data: {len(e['data']['recordings'])} recordings (SHA-256 {e['data']['sha256'][:1
 
 
 def _short_name(name: str, names: list[str]) -> str:
-    """A model directory by its last folder (two folders where that is ambiguous); a spec as it is."""
+    """A model directory by its last folder (two folders where another directory ends in the same one), also
+    inside ``smooth:MODEL@SNR``, where a study's absolute path would say where it lay, not what it judged;
+    any other spec as it is."""
+    smoothed = SMOOTH.fullmatch(name)
+    if smoothed:
+        return f"smooth:{_short_name(smoothed['base'], names)}{name[smoothed.end('base'):]}"
     if not os.path.isabs(name):
         return name
     parts = Path(name).parts
-    tails = [Path(n).name for n in names if os.path.isabs(n)]
-    return parts[-1] if tails.count(parts[-1]) == 1 else "/".join(parts[-2:])
+    bases = {_base_of(n) for n in names}
+    same_tail = [b for b in bases if os.path.isabs(b) and Path(b).name == parts[-1]]
+    return parts[-1] if len(same_tail) == 1 else "/".join(parts[-2:])
+
+
+def _base_of(name: str) -> str:
+    """The model a name judges, through any smoothing."""
+    smoothed = SMOOTH.fullmatch(name)
+    return _base_of(smoothed["base"]) if smoothed else name
 
 
 def defence(system: AudioClassifier) -> str | None:
