@@ -338,8 +338,9 @@ def judge(model: AudioClassifier, recordings: list[RecordingRef], out_dir: str |
         timings["smallest"] = time.perf_counter() - t0
         if smallest["not_reached"]:
             flags.append({"flag": "unreached", "reason": (
-                f"{smallest['not_reached']} of {smallest['n']} recordings were not made wrong even at "
-                f"{plan.minimize_floor_db:g} dB: an adversary should reach every label with a large enough change")})
+                f"{smallest['not_reached']} of {smallest['n']} recordings were not made to say their always-wrong "
+                f"target even at {plan.minimize_floor_db:g} dB: an adversary should reach every label with a large "
+                "enough change")})
     survival = []
     for kind in plan.survival:
         _stage(progress, f"survival: {kind}")
